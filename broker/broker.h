@@ -1,0 +1,49 @@
+/* gdx-broker: the central service. This issue's broker serves its health and
+ * metrics over the common HTTP server, keeps a MariaDB pool and applies its
+ * schema migrations; later components (catalog, exchange) register their
+ * routes on the same router.
+ */
+#ifndef GDX_BROKER_H
+#define GDX_BROKER_H
+
+#include <uv.h>
+
+#include "config.h"
+#include "db.h"
+#include "http.h"
+#include "router.h"
+
+typedef struct {
+  char *listen_host;
+  long long listen_port;
+  char *tls_host;
+  long long tls_port; /* 0: no TLS listener */
+  char *tls_cert, *tls_key, *tls_client_ca, *tls_verify;
+  long long max_header_bytes, max_url_bytes, max_body_bytes, max_headers, max_connections;
+  long long header_timeout_ms, body_timeout_ms, keepalive_timeout_ms, send_timeout_ms,
+      shutdown_timeout_ms, write_high_water;
+  char *db_socket, *db_host, *db_user, *db_password_file, *db_name;
+  long long db_port, db_pool_size, db_queue_max, db_connect_timeout_s;
+  long long health_interval_ms;
+  char *schema_dir;
+  char *log_level, *log_format, *log_file;
+  int access_log;
+} gdx_broker_config;
+
+extern const gdx_cfg_key gdx_broker_config_keys[];
+extern const size_t gdx_broker_config_nkeys;
+
+typedef struct gdx_broker gdx_broker;
+
+/* Loads and checks the configuration file; err names file, line and key. */
+int gdx_broker_config_load(const char *file, gdx_broker_config *cfg, char *err, size_t errlen);
+void gdx_broker_config_free(gdx_broker_config *cfg);
+
+/* Connects, migrates, listens. The broker runs on `loop` until
+ * gdx_broker_stop(); `on_stopped` is called when everything is closed. */
+int gdx_broker_start(uv_loop_t *loop, const gdx_broker_config *cfg, gdx_broker **out,
+                     char *err, size_t errlen);
+void gdx_broker_stop(gdx_broker *b, void (*on_stopped)(void *), void *data);
+int gdx_broker_port(gdx_broker *b);
+
+#endif

@@ -1,0 +1,59 @@
+/* HTTP client: libcurl's multi interface driven by the gdx libuv loop.
+ *
+ * curl tells us which sockets to watch (uv_poll) and when to wake it
+ * (uv_timer); every transfer of one gdx_httpc shares curl's connection cache,
+ * so keep-alive connections to the same peer are reused. Response bodies are
+ * streamed to on_data as they arrive (a callback may pause the transfer for
+ * backpressure and resume it later); request bodies are either a buffer or
+ * pulled from a read callback.
+ */
+#ifndef GDX_HTTPC_H
+#define GDX_HTTPC_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <uv.h>
+
+typedef struct gdx_httpc gdx_httpc;
+typedef struct gdx_httpc_req gdx_httpc_req;
+
+typedef struct {
+  const char *method;        /* "GET" when NULL */
+  const char *url;
+  const char *const *headers; /* "Name: value" strings, NULL-terminated; may be NULL */
+  const void *body;          /* request body; must live until on_done */
+  size_t body_len;
+  /* Streamed request body instead of `body`: return bytes written into buf,
+   * 0 at the end; body_len gives the length or -1 (chunked) via
+   * stream_body_len. */
+  size_t (*read_body)(char *buf, size_t len, void *data);
+  int64_t stream_body_len;
+  /* Streamed response body. Return 0 to go on, 1 to pause (call
+   * gdx_httpc_resume later), -1 to abort the transfer. */
+  int (*on_data)(gdx_httpc_req *req, const char *data, size_t len, void *data_ud);
+  /* Once per response header line, "Name: value" without CRLF. */
+  void (*on_header)(gdx_httpc_req *req, const char *line, size_t len, void *data);
+  /* status: GDX_OK or a GDX_E* code; http_status: the response code or 0.
+   * The request is freed after on_done returns. */
+  void (*on_done)(gdx_httpc_req *req, int status, long http_status, void *data);
+  void *data;
+  long timeout_ms;          /* whole transfer; 0: none */
+  long connect_timeout_ms;  /* 0: 10 s */
+  const char *ca_file;      /* TLS: CAs to trust for the server */
+  const char *cert_file;    /* TLS: client certificate (mutual TLS) */
+  const char *key_file;
+} gdx_httpc_opts;
+
+int gdx_httpc_new(uv_loop_t *loop, gdx_httpc **out);
+/* Aborts transfers in flight (their on_done gets GDX_ECLOSED), closes the
+ * handles; the client is freed on a later loop turn. */
+void gdx_httpc_close(gdx_httpc *c);
+/* Starts a transfer. The option strings are copied. */
+int gdx_httpc_request(gdx_httpc *c, const gdx_httpc_opts *opts, gdx_httpc_req **out);
+void gdx_httpc_resume(gdx_httpc_req *req);
+/* New connections opened by this client so far (for reuse checks). */
+long gdx_httpc_connects(gdx_httpc *c);
+/* The error text curl gave for a failed transfer ("" if none). */
+const char *gdx_httpc_error(gdx_httpc_req *req);
+
+#endif
