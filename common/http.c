@@ -16,7 +16,7 @@
 #include "error.h"
 #include "log.h"
 
-#define RBUF_SIZE (64 * 1024)     /* parsed-but-unanswered bytes per connection */
+#define RBUF_MIN (64 * 1024)      /* unparsed bytes per connection, at least */
 #define TLS_IN_SIZE (17 * 1024)   /* one TLS record plus slack */
 #define FLUSH_AT (64 * 1024)      /* stream bodies out in pieces of this size */
 #define EXTRA_HEADERS_CAP 8192    /* response headers a handler may add */
@@ -85,7 +85,8 @@ struct gdx_http_conn {
   SSL *ssl;
   BIO *rbio, *wbio;
   char *rbuf;
-  size_t rstart, rlen;
+  size_t rstart, rlen, rcap;
+  size_t url_end; /* offset in rbuf just past the request target */
   char *tbuf; /* TLS ciphertext in */
   char *hbuf; /* request head arena: url, names, values, each NUL-terminated */
   size_t hlen, hcap, head_bytes;
@@ -99,7 +100,7 @@ struct gdx_http_conn {
   uint64_t nrequests;
   int error_status; /* set by a parser callback that rejects the request */
   const char *error_code, *error_msg;
-  unsigned req_active : 1, blocked : 1, in_process : 1, closing : 1, closed : 1,
+  unsigned req_active : 1, blocked : 1, bp_blocked : 1, in_process : 1, closing : 1, closed : 1,
       linger : 1, shutting : 1, reading : 1, tls_ready : 1, peer_eof : 1;
   uint64_t linger_until_ms;
   uv_shutdown_t shutdown_req;
@@ -153,6 +154,7 @@ const char *gdx_http_status_text(int status) {
   case 413: return "Content Too Large";
   case 414: return "URI Too Long";
   case 415: return "Unsupported Media Type";
+  case 417: return "Expectation Failed";
   case 422: return "Unprocessable Content";
   case 429: return "Too Many Requests";
   case 431: return "Request Header Fields Too Large";
@@ -161,6 +163,7 @@ const char *gdx_http_status_text(int status) {
   case 502: return "Bad Gateway";
   case 503: return "Service Unavailable";
   case 504: return "Gateway Timeout";
+  case 505: return "HTTP Version Not Supported";
   }
   return "Unknown";
 }
@@ -209,7 +212,11 @@ static int valid_request_id(const char *s) {
 static int conn_init_buffers(gdx_http_conn *c) {
   gdx_http_server *srv = c->srv;
   c->hcap = srv->lim.max_header_bytes + 2 * (size_t)srv->lim.max_headers + 4;
-  c->rbuf = malloc(RBUF_SIZE);
+  /* A request head stays whole in rbuf until it is validated. */
+  c->rcap = RBUF_MIN;
+  if (c->rcap < srv->lim.max_header_bytes + 1024)
+    c->rcap = srv->lim.max_header_bytes + 1024;
+  c->rbuf = malloc(c->rcap);
   c->hbuf = malloc(c->hcap);
   c->hdrs = calloc(srv->lim.max_headers + 1, sizeof(hdr_slot));
   if (!c->rbuf || !c->hbuf || !c->hdrs)
@@ -289,9 +296,15 @@ static void conn_close(gdx_http_conn *c) {
   uv_close((uv_handle_t *)&c->tcp, on_conn_closed);
 }
 
-/* Tells a handler waiting on backpressure that it may write again. */
+/* Tells a handler waiting on backpressure that it may write again, or goes on
+ * with pipelined requests held back by it. */
 static void conn_maybe_drain(gdx_http_conn *c) {
   gdx_http_req *r = &c->req;
+  if (c->bp_blocked && c->wqueued + c->out.len < c->srv->lim.write_high_water / 2) {
+    c->bp_blocked = 0;
+    conn_process(c);
+    return;
+  }
   if (!c->req_active || !r->want_drain || r->on_drain == NULL ||
       c->wqueued + c->out.len >= c->srv->lim.write_high_water / 2)
     return;
@@ -454,9 +467,9 @@ static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf) {
   if (c->ssl) {
     *buf = uv_buf_init(c->tbuf, TLS_IN_SIZE);
   } else if (c->linger) {
-    *buf = uv_buf_init(c->rbuf, RBUF_SIZE); /* dropped anyway */
+    *buf = uv_buf_init(c->rbuf, c->rcap); /* dropped anyway */
   } else {
-    *buf = uv_buf_init(c->rbuf + c->rlen, (unsigned)(RBUF_SIZE - c->rlen));
+    *buf = uv_buf_init(c->rbuf + c->rlen, (unsigned)(c->rcap - c->rlen));
   }
 }
 
@@ -467,7 +480,7 @@ static void conn_update_reading(gdx_http_conn *c) {
   if (c->linger)
     want = 1;
   else
-    want = !c->peer_eof && !c->shutting && c->rlen < RBUF_SIZE &&
+    want = !c->peer_eof && !c->shutting && c->rlen < c->rcap &&
            c->wqueued < c->srv->lim.write_high_water;
   if (want && !c->reading) {
     if (uv_read_start((uv_stream_t *)&c->tcp, on_alloc, gdx__http_on_read) == 0)
@@ -509,8 +522,8 @@ static void conn_tls_read(gdx_http_conn *c) {
     if (!c->tls_ready)
       return;
   }
-  while (c->rlen < RBUF_SIZE) {
-    int n = SSL_read(c->ssl, c->rbuf + c->rlen, (int)(RBUF_SIZE - c->rlen));
+  while (c->rlen < c->rcap) {
+    int n = SSL_read(c->ssl, c->rbuf + c->rlen, (int)(c->rcap - c->rlen));
     if (n > 0) {
       c->rlen += (size_t)n;
       continue;
@@ -592,6 +605,7 @@ static int on_message_begin(http_parser *p) {
   r->start_ns = uv_hrtime();
   c->req_active = 1;
   c->req_begin_ms = now_ms(c->srv);
+  c->url_end = SIZE_MAX;
   c->hlen = 0;
   c->head_bytes = 0;
   c->nhdrs = 0;
@@ -601,6 +615,7 @@ static int on_message_begin(http_parser *p) {
 
 static int on_url(http_parser *p, const char *at, size_t len) {
   gdx_http_conn *c = p->data;
+  c->url_end = (size_t)(at - c->rbuf) + len;
   if (c->hlen + len > c->srv->lim.max_url_bytes)
     return reject(c, 414, "uri_too_long", "the request target is longer than allowed");
   return head_append(c, at, len);
@@ -635,6 +650,46 @@ static int on_header_value(http_parser *p, const char *at, size_t len) {
   return head_append(c, at, len);
 }
 
+/* RFC 9110 token characters (header names). */
+static int is_tchar(unsigned char ch) {
+  return (ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') || (ch >= '0' && ch <= '9') ||
+         (ch && strchr("!#$%&'*+-.^_`|~", ch) != NULL);
+}
+
+/* Debian builds http-parser in its lenient mode, which accepts "HTTX/1.1",
+ * spaces in header names, bare CR or LF line ends and folded lines. Those
+ * are where request smuggling lives, so the head is checked again here, on
+ * the raw bytes, which stay in rbuf until the head is complete:
+ *   SP "HTTP/" DIGIT "." DIGIT CRLF *( token ":" *(VCHAR/obs-text/SP/HTAB) CRLF ) CRLF */
+static int validate_head(gdx_http_conn *c) {
+  if (c->url_end == SIZE_MAX)
+    return reject(c, 400, "bad_request", "the request has no target");
+  const unsigned char *p = (const unsigned char *)c->rbuf + c->url_end;
+  const unsigned char *end = (const unsigned char *)c->rbuf + c->rlen;
+  if (end - p < 11 || memcmp(p, " HTTP/", 6) != 0 || p[6] < '0' || p[6] > '9' || p[7] != '.' ||
+      p[8] < '0' || p[8] > '9' || p[9] != '\r' || p[10] != '\n')
+    return reject(c, 400, "bad_request", "the request line must end in HTTP/x.y and CRLF");
+  p += 11;
+  for (;;) {
+    if (end - p >= 2 && p[0] == '\r' && p[1] == '\n')
+      return 0; /* the empty line */
+    const unsigned char *name = p;
+    while (p < end && is_tchar(*p))
+      p++;
+    if (p == name || p == end || *p != ':')
+      return reject(c, 400, "invalid_header", "a header name is empty or holds a character "
+                                              "that is not allowed");
+    for (p++; p < end && *p != '\r' && *p != '\n'; p++)
+      if ((*p < 0x20 && *p != '\t') || *p == 0x7f)
+        return reject(c, 400, "invalid_header", "a header value contains a control character");
+    if (end - p < 2 || p[0] != '\r' || p[1] != '\n')
+      return reject(c, 400, "invalid_header", "header lines must end in CRLF");
+    p += 2;
+    if (p < end && (*p == ' ' || *p == '\t'))
+      return reject(c, 400, "invalid_header", "folded header lines are not accepted");
+  }
+}
+
 static void set_request_id(gdx_http_conn *c) {
   gdx_http_req *r = &c->req;
   const char *given = gdx_http_req_header(r, "X-Request-Id");
@@ -653,6 +708,8 @@ static int on_headers_complete(http_parser *p) {
   gdx_http_req *r = &c->req;
   if (c->nhdrs > 0 && !c->last_was_value)
     return reject(c, 400, "bad_request", "a header field has no value");
+  if (validate_head(c))
+    return -1;
   if (head_terminate(c))
     return -1;
   r->head_done = 1;
@@ -673,6 +730,8 @@ static int on_headers_complete(http_parser *p) {
   set_request_id(c);
   srv->stats.requests_total++;
 
+  if (p->http_major != 1)
+    return reject(c, 505, "http_version_not_supported", "only HTTP/1.0 and HTTP/1.1 are served");
   if (r->path[0] != '/' && !(p->method == HTTP_OPTIONS && strcmp(r->path, "*") == 0))
     return reject(c, 400, "bad_request", "the request target must be an absolute path");
   if (!r->http10 && gdx_http_req_header(r, "Host") == NULL)
@@ -740,11 +799,13 @@ static int on_message_complete(http_parser *p) {
     return -1;
   if (r->resp_ended) {
     conn_finish_request(c);
-    if (!c->closing)
-      return 0;
+    if (!c->closing && c->wqueued + c->out.len <= c->srv->lim.write_high_water)
+      return 0; /* on to the next pipelined request */
+    /* Stop: closing, or the client is behind on reading its responses. */
+    c->bp_blocked = !c->closing;
+  } else {
+    c->blocked = 1; /* wait for the handler's response */
   }
-  /* Wait for the response (or stop for good when closing). */
-  c->blocked = 1;
   http_parser_pause(p, 1);
   return 0;
 }
@@ -790,6 +851,9 @@ static void conn_parse_error(gdx_http_conn *c, enum http_errno err) {
   gdx_http_respond_error(r, status, code, msg);
 }
 
+/* Between the first byte of a request and the end of its head. */
+static int conn_in_head(const gdx_http_conn *c) { return c->req_active && !c->req.head_done; }
+
 static void conn_process(gdx_http_conn *c) {
   if (c->in_process || c->closed)
     return;
@@ -797,7 +861,7 @@ static void conn_process(gdx_http_conn *c) {
   for (;;) {
     if (c->ssl)
       conn_tls_read(c);
-    if (c->closed || c->closing || c->blocked || c->rstart == c->rlen)
+    if (c->closed || c->closing || c->blocked || c->bp_blocked || c->rstart == c->rlen)
       break;
     size_t avail = c->rlen - c->rstart;
     size_t used =
@@ -814,13 +878,20 @@ static void conn_process(gdx_http_conn *c) {
       conn_parse_error(c, err);
       break;
     }
-    if (c->rstart == c->rlen)
+    if (c->rstart == c->rlen && !conn_in_head(c))
       c->rstart = c->rlen = 0;
   }
-  if (!c->closed && c->rstart > 0) {
-    memmove(c->rbuf, c->rbuf + c->rstart, c->rlen - c->rstart);
-    c->rlen -= c->rstart;
-    c->rstart = 0;
+  /* Compact, keeping the raw request line from the end of the target on
+   * while a head is in progress (validate_head reads it). */
+  size_t keep = c->rstart;
+  if (conn_in_head(c) && c->url_end != SIZE_MAX && c->url_end < keep)
+    keep = c->url_end;
+  if (!c->closed && keep > 0) {
+    memmove(c->rbuf, c->rbuf + keep, c->rlen - keep);
+    c->rlen -= keep;
+    c->rstart -= keep;
+    if (c->url_end != SIZE_MAX)
+      c->url_end = c->url_end >= keep ? c->url_end - keep : SIZE_MAX;
   }
   c->in_process = 0;
   if (c->closed)
@@ -879,6 +950,8 @@ static void conn_response_ended(gdx_http_conn *c) {
     return;
   if (r->msg_complete) {
     conn_finish_request(c);
+    if (c->wqueued + c->out.len > c->srv->lim.write_high_water)
+      c->bp_blocked = 1;
     conn_process(c); /* pipelined requests waiting in rbuf */
   } else {
     if (!r->keep_alive)
@@ -1467,7 +1540,7 @@ gdx_http_conn *gdx_http_test_conn_new(gdx_http_server *srv,
 
 int gdx_http_test_conn_feed(gdx_http_conn *c, const char *data, size_t len) {
   while (len > 0 && !c->closed) {
-    size_t room = RBUF_SIZE - c->rlen;
+    size_t room = c->rcap - c->rlen;
     if (room == 0)
       return 1; /* blocked: a real socket would stop reading here */
     size_t n = len < room ? len : room;

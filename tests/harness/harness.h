@@ -1,0 +1,82 @@
+/* Test harness: a gdx HTTP server on its own thread and loop, blocking raw
+ * socket clients, the private MariaDB of the ctest fixture, and small helpers.
+ * Every integration test talks to real sockets and a real mariadbd.
+ */
+#ifndef GDX_TEST_HARNESS_H
+#define GDX_TEST_HARNESS_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <uv.h>
+
+#include "db.h"
+#include "http.h"
+#include "router.h"
+
+typedef struct {
+  uv_loop_t loop;
+  uv_thread_t thread;
+  uv_async_t wake;
+  gdx_http_server *srv;
+  gdx_router *router;
+  int port;       /* first listener */
+  int tls_port;   /* second listener, when TLS options were given */
+  int stopped;    /* set by the shutdown callback */
+  uv_sem_t ready;
+  void (*on_loop)(void *); /* run on the server thread by ts_call */
+  void *on_loop_arg;
+  uv_sem_t called;
+} test_server;
+
+/* Starts a server with the test routes (see harness.c) on 127.0.0.1. */
+void ts_start(test_server *ts, const gdx_http_limits *lim, const gdx_tls_options *tls);
+/* Runs fn(arg) on the server thread and waits for it. */
+void ts_call(test_server *ts, void (*fn)(void *), void *arg);
+/* Graceful shutdown; waits for it to finish and joins the thread. */
+void ts_stop(test_server *ts);
+/* A copy of the server's stats, taken on its thread. */
+void ts_stats(test_server *ts, gdx_http_stats *out);
+
+/* Blocking clients. All fail the test on unexpected socket errors. */
+int tc_connect(int port);
+void tc_send(int fd, const void *data, size_t len);
+void tc_sends(int fd, const char *s);
+/* Reads until the peer closes or timeout_ms passes; returns bytes read. */
+size_t tc_read_all(int fd, char *buf, size_t cap, int timeout_ms);
+/* Reads one response: status (or -1 on close/timeout), headers in hdrs
+ * (NUL-terminated), body per Content-Length or chunked into body. */
+typedef struct {
+  int status;
+  char hdrs[8192];
+  char *body;
+  size_t body_len;
+  int closed; /* the server closed the connection after it */
+} tc_response;
+int tc_read_response(int fd, tc_response *r, int timeout_ms);
+void tc_response_free(tc_response *r);
+/* Header value from tc_response (case-insensitive), copied into out. */
+int tc_header(const tc_response *r, const char *name, char *out, size_t n);
+/* 1 when the server closed the connection within timeout_ms. */
+int tc_wait_closed(int fd, int timeout_ms);
+/* One GET /hello on a fresh connection: the status. */
+int tc_hello(int port);
+
+/* The fixture's MariaDB (GDX_TEST_DB_ENV names its env file). Skips the
+ * test (exit 77) when unset. Creates a fresh database named prefix_<pid>. */
+void tdb_options(gdx_db_options *o, const char *prefix, char *dbname, size_t n);
+/* Runs SQL as root on the fixture server (blocking); returns 0 or the
+ * MariaDB error number. */
+int tdb_exec(const char *db, const char *sql);
+/* First column of the first row, or "" ; for checks. */
+void tdb_scalar(const char *db, const char *sql, char *out, size_t n);
+const char *tdb_socket(void);
+
+/* SHA-256 hex of a buffer. */
+void th_sha256_hex(const void *data, size_t len, char out[65]);
+/* The byte at offset i of the test pattern served by /stream. */
+static inline char th_pattern(uint64_t i) { return (char)('a' + (i * 7 + i / 65536) % 26); }
+uint64_t th_now_ms(void);
+/* A free TCP port on 127.0.0.1 (bound and released). */
+int th_free_port(void);
+
+#endif
