@@ -17,6 +17,7 @@ struct gdx_httpc {
   int open_handles;
   long connects;
   gdx_httpc_req *reqs; /* in flight, for close */
+  struct sock_ctx *socks; /* watched sockets, for close */
 };
 
 struct gdx_httpc_req {
@@ -29,10 +30,11 @@ struct gdx_httpc_req {
   int paused;
 };
 
-typedef struct {
+typedef struct sock_ctx {
   uv_poll_t poll;
   curl_socket_t fd;
   gdx_httpc *client;
+  struct sock_ctx *prev, *next;
 } sock_ctx;
 
 static pthread_once_t curl_once = PTHREAD_ONCE_INIT;
@@ -121,6 +123,19 @@ static int timer_cb(CURLM *multi, long ms, void *userp) {
   return 0;
 }
 
+static void sock_closed(uv_handle_t *h);
+
+static void sock_forget(gdx_httpc *c, sock_ctx *s) {
+  if (s->prev)
+    s->prev->next = s->next;
+  else
+    c->socks = s->next;
+  if (s->next)
+    s->next->prev = s->prev;
+  uv_poll_stop(&s->poll);
+  uv_close((uv_handle_t *)&s->poll, sock_closed);
+}
+
 static void sock_closed(uv_handle_t *h) {
   sock_ctx *s = h->data;
   gdx_httpc *c = s->client;
@@ -134,9 +149,8 @@ static int socket_cb(CURL *e, curl_socket_t fd, int what, void *userp, void *soc
   sock_ctx *s = sockp;
   if (what == CURL_POLL_REMOVE) {
     if (s) {
-      uv_poll_stop(&s->poll);
       curl_multi_assign(c->multi, fd, NULL);
-      uv_close((uv_handle_t *)&s->poll, sock_closed);
+      sock_forget(c, s);
     }
     return 0;
   }
@@ -152,6 +166,10 @@ static int socket_cb(CURL *e, curl_socket_t fd, int what, void *userp, void *soc
     }
     s->poll.data = s;
     c->open_handles++;
+    s->next = c->socks;
+    if (c->socks)
+      c->socks->prev = s;
+    c->socks = s;
     curl_multi_assign(c->multi, fd, s);
   }
   int events = 0;
@@ -321,8 +339,12 @@ void gdx_httpc_close(gdx_httpc *c) {
       r->opts.on_done(r, GDX_ECLOSED, 0, r->opts.data);
     req_free(r);
   }
-  /* Cleaning the multi handle closes its cached connections through
-   * socket_cb (CURL_POLL_REMOVE), which closes their polls. */
+  /* Polls first: libuv wants a poll closed before its fd, and the multi
+   * cleanup closes the cached connections' sockets. */
+  while (c->socks) {
+    curl_multi_assign(c->multi, c->socks->fd, NULL);
+    sock_forget(c, c->socks);
+  }
   curl_multi_cleanup(c->multi);
   c->multi = NULL;
   uv_timer_stop(&c->timer);

@@ -28,8 +28,9 @@ typedef struct {
    * stream_body_len. */
   size_t (*read_body)(char *buf, size_t len, void *data);
   int64_t stream_body_len;
-  /* Streamed response body. Return 0 to go on, 1 to pause (call
-   * gdx_httpc_resume later), -1 to abort the transfer. */
+  /* Streamed response body. Return 0 when the bytes were consumed; 1 to
+   * pause without consuming them (they are handed over again after
+   * gdx_httpc_resume); -1 to abort the transfer. */
   int (*on_data)(gdx_httpc_req *req, const char *data, size_t len, void *data_ud);
   /* Once per response header line, "Name: value" without CRLF. */
   void (*on_header)(gdx_httpc_req *req, const char *line, size_t len, void *data);
