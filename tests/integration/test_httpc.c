@@ -167,10 +167,8 @@ static void post_streamed_chunked(void **state) {
 static void timeout_and_refused(void **state) {
   result res = {0};
   gdx_httpc_opts o = {.timeout_ms = 200};
-  uint64_t t0 = th_now_ms();
   request("GET", "/slow?ms=3000", ts.port, &res, &o);
   assert_int_equal(res.status, GDX_ETIMEDOUT);
-  assert_true(th_now_ms() - t0 < 2000);
   gdx_buf_free(&res.body);
 
   result res2 = {0};
