@@ -62,7 +62,7 @@ struct gdx_http_server {
   gdx_http_limits lim;
   listener *listeners[MAX_LISTENERS];
   int nlisteners;
-  int open_handles; /* listeners + timers not yet closed */
+  int open_handles; /* listeners, timers and connections not yet closed */
   gdx_http_conn *conns; /* doubly linked list */
   uv_timer_t tick;
   uv_timer_t shutdown_timer;
@@ -268,6 +268,7 @@ static void on_conn_closed(uv_handle_t *h) {
   gdx_http_conn *c = h->data;
   gdx_http_server *srv = c->srv;
   conn_free(c);
+  srv->open_handles--;
   server_maybe_done(srv);
 }
 
@@ -1261,6 +1262,7 @@ static void on_connection(uv_stream_t *ls, int status) {
   c->srv = srv;
   uv_tcp_init(srv->opts.loop, &c->tcp);
   c->tcp.data = c;
+  srv->open_handles++; /* the server outlives its connections' close callbacks */
   if (conn_init_buffers(c) != 0 || uv_accept(ls, (uv_stream_t *)&c->tcp) != 0) {
     uv_close((uv_handle_t *)&c->tcp, on_conn_closed);
     return;

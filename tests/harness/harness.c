@@ -373,7 +373,8 @@ static void push_back(int fd, const char *data, size_t len) {
     return;
   char *p = malloc(leftover_len[fd] + len);
   memcpy(p, data, len);
-  memcpy(p + len, leftover[fd], leftover_len[fd]);
+  if (leftover_len[fd])
+    memcpy(p + len, leftover[fd], leftover_len[fd]);
   free(leftover[fd]);
   leftover[fd] = p;
   leftover_len[fd] += len;

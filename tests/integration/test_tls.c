@@ -25,12 +25,15 @@ static const char *path(int slot, const char *name) {
 
 typedef struct {
   char *data;
-  size_t len;
+  size_t len, cap;
 } body;
 
 static size_t collect(char *p, size_t s, size_t n, void *ud) {
   body *b = ud;
-  b->data = realloc(b->data, b->len + s * n + 1);
+  if (b->len + s * n + 1 > b->cap) { /* geometric: no quadratic copying */
+    b->cap = (b->len + s * n + 1) * 2;
+    b->data = realloc(b->data, b->cap);
+  }
   memcpy(b->data + b->len, p, s * n);
   b->len += s * n;
   b->data[b->len] = '\0';
@@ -48,7 +51,9 @@ static long get(const char *url, const char *cert, const char *key, body *b) {
   }
   curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, collect);
   curl_easy_setopt(e, CURLOPT_WRITEDATA, b);
-  curl_easy_setopt(e, CURLOPT_TIMEOUT, 5L);
+  curl_easy_setopt(e, CURLOPT_TIMEOUT, 60L);
+  if (getenv("GDX_TEST_VERBOSE"))
+    curl_easy_setopt(e, CURLOPT_VERBOSE, 1L);
   CURLcode rc = curl_easy_perform(e);
   long code = 0;
   curl_easy_getinfo(e, CURLINFO_RESPONSE_CODE, &code);
