@@ -35,7 +35,7 @@ fuzz: deps
 	  -DGDX_FUZZ=ON -DGDX_TESTS=OFF >/dev/null
 	cmake --build build-fuzz -j$(JOBS) --target fuzz_http_request
 	mkdir -p build-fuzz/corpus
-	cp tests/fuzz/corpus/* build-fuzz/corpus/
+	cp tests/fuzz/corpus/* tests/fuzz/regressions/* build-fuzz/corpus/
 	build-fuzz/tests/fuzz/fuzz_http_request -max_total_time=$(FUZZ_SECONDS) \
 	  -dict=tests/fuzz/http.dict -max_len=4096 build-fuzz/corpus
 

@@ -840,6 +840,7 @@ static void conn_parse_error(gdx_http_conn *c, enum http_errno err) {
   if (!r->head_done) {
     r->path = "";
     r->query = "";
+    c->nhdrs = 0; /* a partial head: none of its headers can be trusted */
     set_request_id(c);
   }
   if (r->resp_started) {
@@ -1111,6 +1112,8 @@ const char *gdx_http_req_remote_addr(const gdx_http_req *r) { return r->conn->re
 
 const char *gdx_http_req_header(const gdx_http_req *r, const char *name) {
   gdx_http_conn *c = r->conn;
+  if (!r->head_done && c->hlen > 0 && c->hbuf[c->hlen - 1] != '\0')
+    return NULL; /* a head cut off mid-field: its strings are not terminated */
   for (unsigned i = 0; i < c->nhdrs; i++)
     if (strcasecmp(c->hbuf + c->hdrs[i].name_off, name) == 0)
       return c->hbuf + c->hdrs[i].val_off;
