@@ -10,6 +10,9 @@
 
 #include "error.h"
 #include "log.h"
+#include "api.h"
+#include "auth.h"
+#include "ids.h"
 #include "migrate.h"
 
 #ifndef GDX_VERSION
@@ -23,6 +26,7 @@ struct gdx_broker {
   uv_loop_t *loop;
   gdx_http_server *http;
   gdx_router *router;
+  api *api;
   gdx_db_pool *db;
   uv_timer_t health_timer;
   int health_in_flight;
@@ -274,6 +278,11 @@ int gdx_broker_start(uv_loop_t *loop, const gdx_broker_config *cfg, gdx_broker *
   gdx_router_new(&b->router);
   gdx_router_add(b->router, "GET", "/healthz", handle_healthz, b);
   gdx_router_add(b->router, "GET", "/metrics", handle_metrics, b);
+  rc = api_new(b, cfg, b->db, b->router, &b->api, err, errlen);
+  if (rc) {
+    *out = b;
+    return rc;
+  }
 
   gdx_http_server_options so = {
       .loop = loop,
@@ -306,6 +315,7 @@ static void on_health_timer_closed(uv_handle_t *h) {
   void (*cb)(void *) = b->on_stopped;
   void *data = b->stopped_data;
   gdx_router_free(b->router);
+  api_free(b->api);
   free(b);
   if (cb)
     cb(data);
@@ -321,6 +331,115 @@ static void on_http_stopped(gdx_http_server *srv, void *data) {
 void gdx_broker_stop(gdx_broker *b, void (*on_stopped)(void *), void *data) {
   b->on_stopped = on_stopped;
   b->stopped_data = data;
+  if (b->http == NULL) { /* start-up failed before the server existed */
+    gdx_db_pool_stop(b->db);
+    uv_timer_init(b->loop, &b->health_timer);
+    b->health_timer.data = b;
+    uv_close((uv_handle_t *)&b->health_timer, on_health_timer_closed);
+    return;
+  }
   uv_timer_stop(&b->health_timer);
   gdx_http_server_shutdown(b->http, on_http_stopped, b);
+}
+
+/* ------------------------------------------------------------------ */
+/* first operations admin                                              */
+
+typedef struct {
+  const gdx_broker_config *cfg;
+  const char *user, *unit_code, *unit_name, *password;
+  char err[512];
+  int done;
+} init_job;
+
+static int init_work(gdx_db_conn *c, void *arg) {
+  init_job *j = arg;
+  char enc[256];
+  int rc = gdx_db_begin(c);
+  gdx_db_param pu[] = {GDX_DB_P_STR(j->unit_code), GDX_DB_P_STR(j->unit_name)};
+  if (!rc)
+    rc = gdx_db_exec(c,
+                     "INSERT IGNORE INTO units (code, name, roles, status, created_at, updated_at) "
+                     "VALUES (?, ?, 'operations', 'active', UTC_TIMESTAMP(6), UTC_TIMESTAMP(6))",
+                     pu, 2, NULL, NULL);
+  if (!rc)
+    rc = auth_hash_password(j->cfg, j->password, enc, sizeof(enc));
+  gdx_db_param pa[] = {GDX_DB_P_STR(j->user), GDX_DB_P_STR(enc), GDX_DB_P_STR(j->unit_code)};
+  uint64_t n = 0;
+  if (!rc)
+    rc = gdx_db_exec(c,
+                     "INSERT IGNORE INTO accounts (unit_id, username, display_name, role, "
+                     "password_hash, password_changed_at, must_change_password, created_at) "
+                     "SELECT id, ?, 'operations admin', 'ops_admin', ?, UTC_TIMESTAMP(6), 1, "
+                     "UTC_TIMESTAMP(6) FROM units WHERE code = ? AND FIND_IN_SET('operations', roles)",
+                     pa, 3, &n, NULL);
+  if (!rc && n == 0) {
+    snprintf(j->err, sizeof(j->err),
+             "user %s exists already, or unit %s exists without the operations role", j->user,
+             j->unit_code);
+    gdx_db_rollback(c);
+    return GDX_ECONFLICT;
+  }
+  if (!rc) {
+    char object[128];
+    snprintf(object, sizeof(object), "account:%s", j->user);
+    rc = api_audit_append(c, "gdx-broker --init-admin", j->unit_code, "account.create", object,
+                          "initial operations admin", "success", "local", "-",
+                          "{\"role\":\"ops_admin\"}");
+  }
+  if (rc) {
+    snprintf(j->err, sizeof(j->err), "%s", gdx_db_error(c));
+    gdx_db_rollback(c);
+    return rc;
+  }
+  return gdx_db_commit(c);
+}
+
+static void init_done(int status, void *arg) { ((init_job *)arg)->done = 1; }
+
+int gdx_broker_init_admin(const gdx_broker_config *cfg, const char *user, const char *unit_code,
+                          const char *unit_name, const char *password, char *err, size_t errlen) {
+  const char *why, *code;
+  if (gdx_uscc_check(unit_code, &why)) {
+    snprintf(err, errlen, "--unit-code %s: %s", unit_code, why);
+    return GDX_EINVAL;
+  }
+  if (auth_password_policy(password, user, &code, &why)) {
+    snprintf(err, errlen, "initial password: %s", why);
+    return GDX_EINVAL;
+  }
+  char *dbpw = NULL;
+  if (cfg->db_password_file &&
+      gdx_config_read_secret(cfg->db_password_file, &dbpw, err, errlen) != GDX_OK)
+    return GDX_ECONFIG;
+  gdx_db_options dbo = {.host = cfg->db_host, .socket = cfg->db_socket,
+                        .port = (unsigned)cfg->db_port, .user = cfg->db_user,
+                        .password = dbpw, .database = cfg->db_name, .pool_size = 1,
+                        .queue_max = 1, .connect_timeout_s = (unsigned)cfg->db_connect_timeout_s};
+  char migdir[4096];
+  snprintf(migdir, sizeof(migdir), "%s/sql/broker", cfg->schema_dir ? cfg->schema_dir : GDX_SCHEMA_DIR);
+  int rc = gdx_migrate(&dbo, "broker", migdir, NULL, err, errlen);
+  uv_loop_t loop;
+  gdx_db_pool *pool = NULL;
+  init_job j = {cfg, user, unit_code, unit_name, password, "", 0};
+  if (!rc) {
+    uv_loop_init(&loop);
+    rc = gdx_db_pool_start(&loop, &dbo, &pool);
+    if (!rc)
+      rc = gdx_db_submit(pool, init_work, init_done, &j);
+    while (!rc && !j.done)
+      uv_run(&loop, UV_RUN_ONCE);
+    if (pool)
+      gdx_db_pool_stop(pool);
+    uv_run(&loop, UV_RUN_DEFAULT);
+    uv_loop_close(&loop);
+    if (!rc && j.err[0]) {
+      snprintf(err, errlen, "%s", j.err);
+      rc = GDX_ECONFLICT;
+    }
+  }
+  if (dbpw)
+    explicit_bzero(dbpw, strlen(dbpw));
+  free(dbpw);
+  return rc;
 }

@@ -28,6 +28,8 @@ typedef struct {
   char *schema_dir;
   char *log_level, *log_format, *log_file;
   int access_log;
+  long long session_idle_s, session_max_s, password_max_age_days, max_failed_logins, lockout_s,
+      argon2_memory_kib, argon2_iterations, audit_retention_days;
 } gdx_broker_config;
 
 extern const gdx_cfg_key gdx_broker_config_keys[];
@@ -45,5 +47,9 @@ int gdx_broker_start(uv_loop_t *loop, const gdx_broker_config *cfg, gdx_broker *
                      char *err, size_t errlen);
 void gdx_broker_stop(gdx_broker *b, void (*on_stopped)(void *), void *data);
 int gdx_broker_port(gdx_broker *b);
+/* Creates the operations unit (if missing) and its first operations admin,
+ * who must change `password` at the first login. Blocking; for set-up. */
+int gdx_broker_init_admin(const gdx_broker_config *cfg, const char *user, const char *unit_code,
+                          const char *unit_name, const char *password, char *err, size_t errlen);
 
 #endif

@@ -13,6 +13,7 @@ enum { EXIT_USAGE = 2, EXIT_CONFIG = 3, EXIT_START = 4 };
 
 static const char usage[] =
     "Usage: gdx-broker --config FILE [--check-config]\n"
+    "       gdx-broker --config FILE --init-admin USER --unit-code CODE --unit-name NAME\n"
     "\n"
     "The gdx broker: catalog, accounts, requests and the data exchange between\n"
     "front-end nodes. Serves GET /healthz and GET /metrics.\n"
@@ -21,6 +22,10 @@ static const char usage[] =
     "  -c, --config FILE   configuration file (libconfig syntax; see docs/config.md)\n"
     "      --check-config  check the configuration file and exit\n"
     "      --print-keys    list every configuration key with its default\n"
+    "      --init-admin USER  create the operations unit (--unit-code, --unit-name)\n"
+    "                      and its first operations admin, reading the initial\n"
+    "                      password from standard input; it must be changed at\n"
+    "                      the first login\n"
     "  -V, --version       print the version and exit\n"
     "  -h, --help          this text\n"
     "\n"
@@ -63,12 +68,18 @@ int main(int argc, char **argv) {
   static const struct option opts[] = {
       {"config", required_argument, NULL, 'c'}, {"check-config", no_argument, NULL, 'k'},
       {"print-keys", no_argument, NULL, 'p'},   {"version", no_argument, NULL, 'V'},
-      {"help", no_argument, NULL, 'h'},         {NULL, 0, NULL, 0}};
+      {"help", no_argument, NULL, 'h'},         {"init-admin", required_argument, NULL, 'a'},
+      {"unit-code", required_argument, NULL, 'u'}, {"unit-name", required_argument, NULL, 'n'},
+      {NULL, 0, NULL, 0}};
+  const char *init_user = NULL, *unit_code = NULL, *unit_name = NULL;
   const char *config = NULL;
   int check_only = 0, c;
   while ((c = getopt_long(argc, argv, "c:Vh", opts, NULL)) != -1) {
     switch (c) {
     case 'c': config = optarg; break;
+    case 'a': init_user = optarg; break;
+    case 'u': unit_code = optarg; break;
+    case 'n': unit_name = optarg; break;
     case 'k': check_only = 1; break;
     case 'p': print_keys(); return 0;
     case 'V': printf("gdx-broker %s\n", GDX_VERSION); return 0;
@@ -102,6 +113,27 @@ int main(int argc, char **argv) {
     return 0;
   }
 
+  if (init_user) {
+    if (!unit_code || !unit_name) {
+      fprintf(stderr, "gdx-broker: --init-admin needs --unit-code and --unit-name\n");
+      gdx_broker_config_free(&cfg);
+      return EXIT_USAGE;
+    }
+    char pw[512];
+    if (fgets(pw, sizeof(pw), stdin) == NULL)
+      pw[0] = '\0';
+    pw[strcspn(pw, "\r\n")] = '\0';
+    int rc = gdx_broker_init_admin(&cfg, init_user, unit_code, unit_name, pw, err, sizeof(err));
+    explicit_bzero(pw, sizeof(pw));
+    gdx_broker_config_free(&cfg);
+    if (rc) {
+      fprintf(stderr, "gdx-broker: %s\n", err);
+      return rc == GDX_ECONFIG || rc == GDX_EINVAL ? EXIT_CONFIG : EXIT_START;
+    }
+    printf("created operations admin %s in unit %s; change the password at the first login\n",
+           init_user, unit_code);
+    return 0;
+  }
   signal(SIGPIPE, SIG_IGN);
   uv_loop_t *loop = uv_default_loop();
   gdx_log_info("broker", "gdx-broker %s starting with %s", GDX_VERSION, config);

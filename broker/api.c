@@ -1,0 +1,521 @@
+#include "api.h"
+
+#include <ctype.h>
+#include <openssl/evp.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#include "error.h"
+#include "jsonschema.h"
+#include "log.h"
+
+#ifndef GDX_SCHEMA_DIR
+#define GDX_SCHEMA_DIR "schemas"
+#endif
+
+#define MAX_ROUTES 64
+#define TOKEN_MAX 128
+
+struct api {
+  gdx_broker *b;
+  const gdx_broker_config *cfg;
+  gdx_db_pool *db;
+  const api_route *routes[MAX_ROUTES];
+  json_t *schemas[MAX_ROUTES];
+  size_t nroutes;
+};
+
+typedef struct {
+  api_ctx x;
+  api *a;
+  gdx_http_req *req; /* NULL once the client is gone */
+  json_t *schema;
+  gdx_buf body;
+  int submitted; /* the job owns it from then on */
+} call;
+
+static const api_route *all_routes[MAX_ROUTES];
+static size_t all_nroutes;
+
+/* ------------------------------------------------------------------ */
+/* helpers for work functions                                          */
+
+int api_fail(api_ctx *x, int status, const char *code, const char *fmt, ...) {
+  x->status = status;
+  x->err_code = code;
+  va_list ap;
+  va_start(ap, fmt);
+  vsnprintf(x->err_msg, sizeof(x->err_msg), fmt, ap);
+  va_end(ap);
+  return GDX_OK;
+}
+
+static int hexval(int ch) {
+  if (ch >= '0' && ch <= '9') return ch - '0';
+  if (ch >= 'a' && ch <= 'f') return ch - 'a' + 10;
+  if (ch >= 'A' && ch <= 'F') return ch - 'A' + 10;
+  return -1;
+}
+
+/* URL-decodes [s, s+n) into out; -1 on a bad escape, NUL or overflow. */
+static int url_decode(const char *s, size_t n, char *out, size_t outn) {
+  size_t o = 0;
+  for (size_t i = 0; i < n; i++) {
+    int ch = (unsigned char)s[i];
+    if (ch == '%') {
+      if (i + 2 >= n)
+        return -1;
+      int h = hexval(s[i + 1]), l = hexval(s[i + 2]);
+      if (h < 0 || l < 0)
+        return -1;
+      ch = h * 16 + l;
+      i += 2;
+    } else if (ch == '+') {
+      ch = ' ';
+    }
+    if (ch == 0 || o + 1 >= outn)
+      return -1;
+    out[o++] = (char)ch;
+  }
+  out[o] = '\0';
+  return 0;
+}
+
+const char *api_query(api_ctx *x, const char *name, char *buf, size_t n, const char *def) {
+  size_t nl = strlen(name);
+  const char *q = x->query;
+  while (*q) {
+    const char *amp = strchr(q, '&');
+    size_t len = amp ? (size_t)(amp - q) : strlen(q);
+    if (len > nl && strncmp(q, name, nl) == 0 && q[nl] == '=') {
+      if (url_decode(q + nl + 1, len - nl - 1, buf, n) == 0)
+        return buf;
+      return def;
+    }
+    if (!amp)
+      break;
+    q = amp + 1;
+  }
+  return def;
+}
+
+long long api_query_int(api_ctx *x, const char *name, long long def, long long min,
+                        long long max, int *bad) {
+  char buf[32];
+  const char *v = api_query(x, name, buf, sizeof(buf), NULL);
+  if (v == NULL)
+    return def;
+  char *end;
+  long long n = strtoll(v, &end, 10);
+  if (*v == '\0' || *end != '\0' || n < min || n > max) {
+    *bad = 1;
+    return def;
+  }
+  return n;
+}
+
+static const struct {
+  api_role role;
+  const char *name;
+} role_names[] = {{ROLE_OPS, "ops_admin"},
+                  {ROLE_MGMT, "mgmt_reviewer"},
+                  {ROLE_UNIT_ADMIN, "unit_admin"},
+                  {ROLE_STAFF, "staff"}};
+
+const char *api_role_name(api_role r) {
+  for (size_t i = 0; i < 4; i++)
+    if (role_names[i].role == r)
+      return role_names[i].name;
+  return "?";
+}
+
+int api_role_parse(const char *s, api_role *out) {
+  for (size_t i = 0; i < 4; i++)
+    if (s && strcmp(role_names[i].name, s) == 0) {
+      *out = role_names[i].role;
+      return GDX_OK;
+    }
+  return GDX_EINVAL;
+}
+
+/* ------------------------------------------------------------------ */
+/* authentication (worker thread)                                      */
+
+static int authenticate(gdx_db_conn *c, api_ctx *x) {
+  if (x->token_hash[0] == '\0')
+    return api_fail(x, 401, "unauthenticated", "log in first: no bearer token was sent");
+  gdx_db_param p[] = {GDX_DB_P_STR(x->token_hash)};
+  gdx_db_result r;
+  int rc = gdx_db_query(
+      c,
+      "SELECT a.id, a.username, a.role, a.unit_id, u.code, u.roles, a.status, u.status, "
+      "a.must_change_password, TIMESTAMPDIFF(SECOND, s.last_seen, UTC_TIMESTAMP(6)), "
+      "s.expires_at < UTC_TIMESTAMP(6), "
+      "TIMESTAMPDIFF(SECOND, a.password_changed_at, UTC_TIMESTAMP(6)) "
+      "FROM sessions s JOIN accounts a ON a.id = s.account_id JOIN units u ON u.id = a.unit_id "
+      "WHERE s.token_hash = ?",
+      p, 1, 1, &r);
+  if (rc)
+    return rc;
+  if (r.nrows == 0) {
+    gdx_db_result_free(&r);
+    return api_fail(x, 401, "invalid_token", "the session token is not valid (logged out?)");
+  }
+  x->who.id = atoll(gdx_db_get(&r, 0, 0));
+  snprintf(x->who.username, sizeof(x->who.username), "%s", gdx_db_get(&r, 0, 1));
+  api_role_parse(gdx_db_get(&r, 0, 2), &x->who.role);
+  x->who.unit_id = atoll(gdx_db_get(&r, 0, 3));
+  snprintf(x->who.unit_code, sizeof(x->who.unit_code), "%s", gdx_db_get(&r, 0, 4));
+  snprintf(x->who.unit_roles, sizeof(x->who.unit_roles), "%s", gdx_db_get(&r, 0, 5));
+  int disabled = strcmp(gdx_db_get(&r, 0, 6), "active") != 0 ||
+                 strcmp(gdx_db_get(&r, 0, 7), "active") != 0;
+  int must_change = atoi(gdx_db_get(&r, 0, 8));
+  long long idle = atoll(gdx_db_get(&r, 0, 9));
+  int expired = atoi(gdx_db_get(&r, 0, 10));
+  long long pw_age = atoll(gdx_db_get(&r, 0, 11));
+  gdx_db_result_free(&r);
+
+  if (disabled || expired || idle > x->cfg->session_idle_s) {
+    gdx_db_exec(c, "DELETE FROM sessions WHERE token_hash = ?", p, 1, NULL, NULL);
+    x->commit_on_error = 1;
+    if (disabled)
+      return api_fail(x, 401, "account_disabled", "this account or its unit is disabled");
+    return api_fail(x, 401, "session_expired",
+                    expired ? "the session reached its maximum age: log in again"
+                            : "the session was idle too long: log in again");
+  }
+  rc = gdx_db_exec(c, "UPDATE sessions SET last_seen = UTC_TIMESTAMP(6) WHERE token_hash = ?", p,
+                   1, NULL, NULL);
+  if (rc)
+    return rc;
+  if (x->route->auth == API_SESSION) {
+    if (must_change)
+      return api_fail(x, 403, "password_change_required",
+                      "change the initial password first (POST /api/v1/auth/password)");
+    if (pw_age > x->cfg->password_max_age_days * 86400LL)
+      return api_fail(x, 403, "password_expired",
+                      "the password is older than %lld days: change it (POST /api/v1/auth/password)",
+                      x->cfg->password_max_age_days);
+  }
+  return GDX_OK;
+}
+
+/* ------------------------------------------------------------------ */
+/* the job                                                             */
+
+static void audit_defaults(api_ctx *x, const char **actor, const char **unit) {
+  *actor = x->audit_actor[0] ? x->audit_actor : (x->who.username[0] ? x->who.username : "-");
+  *unit = x->audit_unit[0] ? x->audit_unit : (x->who.unit_code[0] ? x->who.unit_code : "-");
+}
+
+static int write_audit(gdx_db_conn *c, api_ctx *x) {
+  const char *actor, *unit;
+  audit_defaults(x, &actor, &unit);
+  char result[32];
+  if (x->status < 400)
+    snprintf(result, sizeof(result), "success");
+  else
+    snprintf(result, sizeof(result), "%s", x->status == 403 ? "denied" : "failure");
+  char *detail = NULL;
+  json_t *d = x->audit_detail ? json_incref(x->audit_detail) : json_object();
+  if (x->status >= 400) {
+    json_object_set_new(d, "error", json_string(x->err_code ? x->err_code : ""));
+    json_object_set_new(d, "status", json_integer(x->status));
+  }
+  detail = json_dumps(d, JSON_COMPACT | JSON_SORT_KEYS);
+  json_decref(d);
+  const char *purpose = json_string_value(json_object_get(x->in, "purpose"));
+  int rc = api_audit_append(c, actor, unit, x->audit_action,
+                            x->audit_object[0] ? x->audit_object : "-", purpose ? purpose : "",
+                            result, x->source, x->request_id, detail ? detail : "{}");
+  free(detail);
+  return rc;
+}
+
+static int api_job(gdx_db_conn *c, void *arg) {
+  call *k = arg;
+  api_ctx *x = &k->x;
+  const api_route *rt = x->route;
+  int rc = gdx_db_begin(c);
+  if (!rc && rt->auth != API_PUBLIC)
+    rc = authenticate(c, x);
+  if (!rc && x->status == 0 && rt->auth != API_PUBLIC && !(rt->roles & x->who.role))
+    api_fail(x, 403, "forbidden", "the role %s may not do this", api_role_name(x->who.role));
+  if (!rc && x->status == 0)
+    rc = rt->work(c, x);
+  if (rc) {
+    gdx_log(GDX_LOG_ERROR, "api", x->request_id, "%s %s: database error: %s", rt->method,
+            rt->pattern, gdx_db_error(c));
+    gdx_db_rollback(c);
+    x->commit_on_error = 0;
+    api_fail(x, 500, "internal", "the request failed inside the broker; it has been logged");
+  }
+  /* Reads of an anonymous caller (401) are not audited; every action is. */
+  int audit = x->audit_action != NULL || (rt->action && x->status != 401) ||
+              (rt->action && rt->auth == API_PUBLIC);
+  if (rt->action && x->audit_action == NULL)
+    x->audit_action = rt->action;
+  if (x->status < 400 || x->commit_on_error) {
+    if (audit && x->audit_action && (rc = write_audit(c, x)) != GDX_OK) {
+      gdx_db_rollback(c);
+      return rc;
+    }
+    return gdx_db_commit(c);
+  }
+  gdx_db_rollback(c);
+  if (!audit || x->audit_action == NULL || x->status >= 500)
+    return GDX_OK;
+  rc = gdx_db_begin(c);
+  if (!rc)
+    rc = write_audit(c, x);
+  return rc ? (gdx_db_rollback(c), rc) : gdx_db_commit(c);
+}
+
+static void call_free(call *k) {
+  json_decref(k->x.in);
+  json_decref(k->x.out);
+  json_decref(k->x.audit_detail);
+  gdx_buf_free(&k->body);
+  free(k);
+}
+
+static void respond_json(gdx_http_req *req, int status, json_t *j) {
+  char *s = json_dumps(j, JSON_COMPACT);
+  size_t n = s ? strlen(s) : 0;
+  if (s) {
+    s = realloc(s, n + 2);
+    s[n++] = '\n';
+  }
+  gdx_http_respond(req, status, "application/json", s, n);
+  free(s);
+}
+
+static void api_done(int status, void *arg) {
+  call *k = arg;
+  api_ctx *x = &k->x;
+  if (k->req) {
+    gdx_http_req_set_data(k->req, NULL);
+    if (status != GDX_OK && x->status < 400)
+      gdx_http_respond_error(k->req, 500, "internal",
+                             "the request failed inside the broker; it has been logged");
+    else if (x->status >= 400)
+      gdx_http_respond_error(k->req, x->status, x->err_code, x->err_msg);
+    else
+      respond_json(k->req, x->status ? x->status : 200, x->out ? x->out : json_object());
+  }
+  call_free(k);
+}
+
+static void call_submit(call *k) {
+  k->submitted = 1;
+  int rc = gdx_db_submit(k->a->db, api_job, api_done, k);
+  if (rc == GDX_OK)
+    return;
+  gdx_http_req_set_data(k->req, NULL);
+  gdx_http_add_header(k->req, "Retry-After", "1");
+  gdx_http_respond_error(k->req, 503, "busy", "the broker is busy; try again shortly");
+  call_free(k);
+}
+
+/* ------------------------------------------------------------------ */
+/* HTTP side                                                           */
+
+static void on_abort(gdx_http_req *req) {
+  call *k = gdx_http_req_get_data(req);
+  if (k == NULL)
+    return;
+  if (k->submitted)
+    k->req = NULL; /* the job still runs; api_done frees */
+  else
+    call_free(k);
+}
+
+static void on_body(gdx_http_req *req, const char *data, size_t len) {
+  call *k = gdx_http_req_get_data(req);
+  gdx_buf_append(&k->body, data, len); /* capped by max_body_bytes at the edge */
+}
+
+static void fail_now(call *k, int status, const char *code, const char *msg) {
+  gdx_http_req *req = k->req;
+  gdx_http_req_set_data(req, NULL);
+  gdx_http_respond_error(req, status, code, msg);
+  call_free(k);
+}
+
+static void on_complete(gdx_http_req *req) {
+  call *k = gdx_http_req_get_data(req);
+  json_error_t je;
+  k->x.in = json_loadb(k->body.data ? k->body.data : "", k->body.len,
+                       JSON_REJECT_DUPLICATES, &je);
+  if (k->x.in == NULL) {
+    char msg[256];
+    snprintf(msg, sizeof(msg), "the body is not valid JSON: %s (at byte %d)", je.text,
+             je.position);
+    fail_now(k, 400, "invalid_json", msg);
+    return;
+  }
+  if (!json_is_object(k->x.in)) {
+    fail_now(k, 400, "invalid_json", "the body must be a JSON object");
+    return;
+  }
+  char field[256], why[256];
+  if (gdx_schema_validate(k->schema, k->x.in, field, sizeof(field), why, sizeof(why))) {
+    char msg[600];
+    snprintf(msg, sizeof(msg), "%s%s%s", field, field[0] ? ": " : "", why);
+    fail_now(k, 400, "invalid_field", msg);
+    return;
+  }
+  call_submit(k);
+}
+
+/* Matches "/api/v1/units/{}" against a path; fills params. */
+static int match(const char *pattern, const char *path, char params[2][256]) {
+  int np = 0;
+  while (*pattern && *path) {
+    if (pattern[0] == '{' && pattern[1] == '}') {
+      const char *end = strchr(path, '/');
+      size_t len = end ? (size_t)(end - path) : strlen(path);
+      if (len == 0 || np == 2 || url_decode(path, len, params[np], 256) != 0)
+        return 0;
+      np++;
+      path += len;
+      pattern += 2;
+      continue;
+    }
+    if (*pattern != *path)
+      return 0;
+    pattern++;
+    path++;
+  }
+  return *pattern == '\0' && *path == '\0';
+}
+
+static void token_hash(const char *auth, char out[65]) {
+  out[0] = '\0';
+  if (auth == NULL || strncasecmp(auth, "Bearer ", 7) != 0)
+    return;
+  const char *t = auth + 7;
+  size_t n = strlen(t);
+  if (n == 0 || n > TOKEN_MAX)
+    return;
+  unsigned char md[32];
+  unsigned mdlen;
+  EVP_Digest(t, n, md, &mdlen, EVP_sha256(), NULL);
+  for (int i = 0; i < 32; i++)
+    snprintf(out + 2 * i, 3, "%02x", md[i]);
+}
+
+static void api_dispatch(gdx_http_req *req, void *data) {
+  api *a = data;
+  const char *path = gdx_http_req_path(req), *method = gdx_http_req_method(req);
+  char params[2][256];
+  const api_route *rt = NULL;
+  size_t idx = 0;
+  int path_known = 0;
+  for (size_t i = 0; i < a->nroutes && rt == NULL; i++) {
+    if (!match(a->routes[i]->pattern, path, params))
+      continue;
+    path_known = 1;
+    if (strcmp(a->routes[i]->method, method) == 0)
+      rt = a->routes[i], idx = i;
+  }
+  if (rt == NULL) {
+    if (path_known)
+      gdx_http_respond_error(req, 405, "method_not_allowed", "this path does not accept that method");
+    else
+      gdx_http_respond_error(req, 404, "not_found", "no such API path");
+    return;
+  }
+  const char *q = gdx_http_req_query(req);
+  if (strlen(q) >= sizeof(((api_ctx *)0)->query)) {
+    gdx_http_respond_error(req, 414, "uri_too_long", "the query string is too long");
+    return;
+  }
+  call *k = calloc(1, sizeof(*k));
+  if (k == NULL) {
+    gdx_http_respond_error(req, 503, "busy", "out of memory");
+    return;
+  }
+  k->a = a;
+  k->req = req;
+  k->schema = a->schemas[idx];
+  k->x.cfg = a->cfg;
+  k->x.route = rt;
+  memcpy(k->x.params, params, sizeof(params));
+  snprintf(k->x.query, sizeof(k->x.query), "%s", q);
+  snprintf(k->x.request_id, sizeof(k->x.request_id), "%s", gdx_http_req_id(req));
+  snprintf(k->x.source, sizeof(k->x.source), "%s", gdx_http_req_remote_addr(req));
+  char *colon = strrchr(k->x.source, ':');
+  if (colon)
+    *colon = '\0'; /* the address, not the ephemeral port */
+  token_hash(gdx_http_req_header(req, "Authorization"), k->x.token_hash);
+  gdx_http_req_set_data(req, k);
+  int64_t clen = gdx_http_req_content_length(req);
+  if (rt->schema == NULL) {
+    if (clen != 0) {
+      fail_now(k, 400, "unexpected_body", "this endpoint takes no request body");
+      return;
+    }
+    gdx_http_req_on(req, NULL, NULL, on_abort);
+    call_submit(k);
+    return;
+  }
+  const char *ct = gdx_http_req_header(req, "Content-Type");
+  if (ct == NULL || strncasecmp(ct, "application/json", 16) != 0) {
+    fail_now(k, 415, "unsupported_media_type", "send the body as Content-Type: application/json");
+    return;
+  }
+  gdx_buf_init(&k->body, (size_t)a->cfg->max_body_bytes);
+  gdx_http_req_on(req, on_body, on_complete, on_abort);
+}
+
+const api_route *const *api_routes(size_t *n) {
+  *n = all_nroutes;
+  return all_routes;
+}
+
+int api_new(gdx_broker *b, const gdx_broker_config *cfg, gdx_db_pool *db, gdx_router *router,
+            api **out, char *err, size_t errlen) {
+  api *a = calloc(1, sizeof(*a));
+  if (a == NULL)
+    return GDX_ENOMEM;
+  a->b = b;
+  a->cfg = cfg;
+  a->db = db;
+  const struct {
+    const api_route *r;
+    size_t n;
+  } parts[] = {{api_auth_routes, api_auth_nroutes},
+               {api_admin_routes, api_admin_nroutes},
+               {api_audit_routes, api_audit_nroutes}};
+  for (size_t p = 0; p < sizeof(parts) / sizeof(parts[0]); p++)
+    for (size_t i = 0; i < parts[p].n && a->nroutes < MAX_ROUTES; i++)
+      a->routes[a->nroutes++] = &parts[p].r[i];
+  for (size_t i = 0; i < a->nroutes; i++) {
+    if (a->routes[i]->schema == NULL)
+      continue;
+    char path[4096];
+    snprintf(path, sizeof(path), "%s/json/%s.json", cfg->schema_dir ? cfg->schema_dir : GDX_SCHEMA_DIR,
+             a->routes[i]->schema);
+    if (gdx_schema_load(path, &a->schemas[i], err, errlen) != GDX_OK) {
+      api_free(a);
+      return GDX_ECONFIG;
+    }
+  }
+  memcpy(all_routes, a->routes, sizeof(a->routes));
+  all_nroutes = a->nroutes;
+  gdx_router_add(router, "*", "/api/v1/*", api_dispatch, a);
+  *out = a;
+  return GDX_OK;
+}
+
+void api_free(api *a) {
+  if (a == NULL)
+    return;
+  for (size_t i = 0; i < a->nroutes; i++)
+    json_decref(a->schemas[i]);
+  free(a);
+}
