@@ -235,6 +235,26 @@ static int write_audit(gdx_db_conn *c, api_ctx *x) {
   return rc;
 }
 
+/* Parses and checks the body (on the worker, after the caller's identity and
+ * role: who may not act learns nothing about the payload's rules). */
+static void parse_body(call *k) {
+  api_ctx *x = &k->x;
+  json_error_t je;
+  x->in = json_loadb(k->body.data ? k->body.data : "", k->body.len, JSON_REJECT_DUPLICATES, &je);
+  if (x->in == NULL) {
+    api_fail(x, 400, "invalid_json", "the body is not valid JSON: %s (at byte %d)", je.text,
+             je.position);
+    return;
+  }
+  if (!json_is_object(x->in)) {
+    api_fail(x, 400, "invalid_json", "the body must be a JSON object");
+    return;
+  }
+  char field[256], why[256];
+  if (gdx_schema_validate(k->schema, x->in, field, sizeof(field), why, sizeof(why)))
+    api_fail(x, 400, "invalid_field", "%s%s%s", field, field[0] ? ": " : "", why);
+}
+
 static int api_job(gdx_db_conn *c, void *arg) {
   call *k = arg;
   api_ctx *x = &k->x;
@@ -244,6 +264,8 @@ static int api_job(gdx_db_conn *c, void *arg) {
     rc = authenticate(c, x);
   if (!rc && x->status == 0 && rt->auth != API_PUBLIC && !(rt->roles & x->who.role))
     api_fail(x, 403, "forbidden", "the role %s may not do this", api_role_name(x->who.role));
+  if (!rc && x->status == 0 && k->schema)
+    parse_body(k);
   if (!rc && x->status == 0)
     rc = rt->work(c, x);
   if (rc) {
@@ -345,31 +367,7 @@ static void fail_now(call *k, int status, const char *code, const char *msg) {
   call_free(k);
 }
 
-static void on_complete(gdx_http_req *req) {
-  call *k = gdx_http_req_get_data(req);
-  json_error_t je;
-  k->x.in = json_loadb(k->body.data ? k->body.data : "", k->body.len,
-                       JSON_REJECT_DUPLICATES, &je);
-  if (k->x.in == NULL) {
-    char msg[256];
-    snprintf(msg, sizeof(msg), "the body is not valid JSON: %s (at byte %d)", je.text,
-             je.position);
-    fail_now(k, 400, "invalid_json", msg);
-    return;
-  }
-  if (!json_is_object(k->x.in)) {
-    fail_now(k, 400, "invalid_json", "the body must be a JSON object");
-    return;
-  }
-  char field[256], why[256];
-  if (gdx_schema_validate(k->schema, k->x.in, field, sizeof(field), why, sizeof(why))) {
-    char msg[600];
-    snprintf(msg, sizeof(msg), "%s%s%s", field, field[0] ? ": " : "", why);
-    fail_now(k, 400, "invalid_field", msg);
-    return;
-  }
-  call_submit(k);
-}
+static void on_complete(gdx_http_req *req) { call_submit(gdx_http_req_get_data(req)); }
 
 /* Matches "/api/v1/units/{}" against a path; fills params. */
 static int match(const char *pattern, const char *path, char params[2][256]) {

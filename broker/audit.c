@@ -146,8 +146,6 @@ static int work_verify(gdx_db_conn *c, api_ctx *x) {
     json_object_set_new(x->out, "first_bad_id", json_integer(bad));
     json_object_set_new(x->out, "problem", json_string(why));
   }
-  x->audit_action = "audit.verify";
-  x->audit_detail = json_pack("{s:b, s:I}", "ok", bad == 0, "first_bad_id", (json_int_t)bad);
   return GDX_OK;
 }
 
