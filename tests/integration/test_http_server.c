@@ -160,9 +160,14 @@ static void client_that_stops_reading_is_cut_off(void **state) {
   assert_true(served >= 1 && served <= 10);
   tc_response_free(&r);
   close(cfd);
-  /* and cut the silent client off after send_timeout */
+  /* and cut the silent client off after send_timeout (the other clients
+   * have closed theirs; wait for the server to see all of it) */
   gdx_http_stats st;
-  ts_stats(&ts, &st);
+  uint64_t end = th_now_ms() + 10000;
+  do {
+    usleep(20000);
+    ts_stats(&ts, &st);
+  } while (st.connections_open != 0 && th_now_ms() < end);
   assert_int_equal(st.connections_open, 0);
   close(fd);
   ts_stop(&ts);
@@ -187,15 +192,21 @@ static void graceful_shutdown_drains(void **state) {
   assert_int_equal(tc_read_response(idle, &r, 3000), 200);
   tc_response_free(&r);
   int busy = tc_connect(ts.port);
-  tc_sends(busy, "GET /slow?ms=600 HTTP/1.1\r\nHost: h\r\n\r\n");
+  tc_sends(busy, "GET /slow?ms=2000 HTTP/1.1\r\nHost: h\r\n\r\n");
   usleep(100000);
   stopper s = {&ts};
   pthread_t th;
   pthread_create(&th, NULL, stop_thread, &s);
-  usleep(150000);
-  /* no new connections; idle ones closed; the request in progress finishes */
-  assert_true(tc_connect(ts.port) < 0);
-  assert_true(tc_wait_closed(idle, 1000));
+  /* no new connections (once the listener is closed); idle ones closed; the
+   * request in progress finishes */
+  int fd;
+  uint64_t end = th_now_ms() + 10000;
+  while ((fd = tc_connect(ts.port)) >= 0 && th_now_ms() < end) {
+    close(fd);
+    usleep(20000);
+  }
+  assert_true(fd < 0);
+  assert_true(tc_wait_closed(idle, 5000));
   assert_int_equal(tc_read_response(busy, &r, 3000), 200);
   assert_string_equal(r.body, "slow");
   assert_non_null(strstr(r.hdrs, "Connection: close"));
