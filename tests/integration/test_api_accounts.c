@@ -17,6 +17,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "api.h"
 #include "harness.h"
 
 #define OPS_UNIT "91350100M000100Y43"
@@ -85,7 +86,7 @@ static long api_raw(const char *method, const char *path, const char *token, con
   return code;
 }
 
-static long api(const char *method, const char *path, const char *token, const char *body,
+static long call_api(const char *method, const char *path, const char *token, const char *body,
                 json_t **out) {
   return api_raw(method, path, token, body ? "application/json" : NULL, body,
                  body ? strlen(body) : 0, out);
@@ -100,7 +101,7 @@ static const char *expect(long want, const char *method, const char *path, const
                           const char *body) {
   static char code[64];
   json_t *j = NULL;
-  long st = api(method, path, token, body, &j);
+  long st = call_api(method, path, token, body, &j);
   snprintf(code, sizeof(code), "%s", err_code(j) ? err_code(j) : "");
   if (st != want)
     fail_msg("%s %s -> %ld (%s), expected %ld", method, path, st, code, want);
@@ -112,7 +113,7 @@ static void login(const char *user, const char *pw, char *token, size_t n) {
   char body[256];
   snprintf(body, sizeof(body), "{\"username\":\"%s\",\"password\":\"%s\"}", user, pw);
   json_t *j = NULL;
-  long st = api("POST", "/api/v1/auth/login", NULL, body, &j);
+  long st = call_api("POST", "/api/v1/auth/login", NULL, body, &j);
   if (st != 200)
     fail_msg("login %s -> %ld (%s)", user, st, err_code(j) ? err_code(j) : "");
   snprintf(token, n, "%s", json_string_value(json_object_get(j, "token")));
@@ -196,7 +197,7 @@ static void expired_password_forces_change(void **state) {
   tdb_exec(dbname, "UPDATE accounts SET password_changed_at = UTC_TIMESTAMP(6) - INTERVAL 91 DAY "
                    "WHERE username='old.timer'");
   json_t *j = NULL;
-  assert_int_equal(api("POST", "/api/v1/auth/login", NULL,
+  assert_int_equal(call_api("POST", "/api/v1/auth/login", NULL,
                        "{\"username\":\"old.timer\",\"password\":\"Good-2026-pw!\"}", &j),
                    200);
   assert_true(json_is_true(json_object_get(j, "password_expired")));
@@ -363,7 +364,7 @@ static void authorization_matrix(void **state) {
   for (size_t i = 0; i < sizeof(matrix) / sizeof(matrix[0]); i++) {
     const matrix_row *m = &matrix[i];
     json_t *j = NULL;
-    long st = api(m->method, m->path, token_of(m->who), m->body, &j);
+    long st = call_api(m->method, m->path, token_of(m->who), m->body, &j);
     if (st != m->status)
       fail_msg("row %zu: %s %s %s -> %ld (%s), expected %ld", i, m->who, m->method, m->path, st,
                err_code(j) ? err_code(j) : "", m->status);
@@ -371,7 +372,7 @@ static void authorization_matrix(void **state) {
   }
   /* a unit admin's account list holds its own unit only */
   json_t *j = NULL;
-  api("GET", "/api/v1/accounts?unit=" UNIT_B, t_ua, NULL, &j);
+  call_api("GET", "/api/v1/accounts?unit=" UNIT_B, t_ua, NULL, &j);
   size_t i;
   json_t *a;
   json_array_foreach(json_object_get(j, "items"), i, a)
@@ -460,7 +461,7 @@ static void bad_input_changes_nothing(void **state) {
 
 static int verify(long long *first_bad) {
   json_t *j = NULL;
-  assert_int_equal(api("GET", "/api/v1/audit/verify", t_ops, NULL, &j), 200);
+  assert_int_equal(call_api("GET", "/api/v1/audit/verify", t_ops, NULL, &j), 200);
   int ok = json_is_true(json_object_get(j, "ok"));
   *first_bad = json_integer_value(json_object_get(j, "first_bad_id"));
   json_decref(j);
@@ -510,7 +511,7 @@ static void audit_purge_keeps_chain_verifiable(void **state) {
   tdb_exec(dbname, "UPDATE audit_log SET ts = ts - INTERVAL 400 DAY WHERE id <= (SELECT MIN(id) + 4 FROM (SELECT id FROM audit_log) x)");
   /* the ts edit breaks those hashes: recompute is not possible, so purge them */
   json_t *j = NULL;
-  assert_int_equal(api("POST", "/api/v1/audit/purge", t_ops, "{\"older_than_days\":365}", &j), 200);
+  assert_int_equal(call_api("POST", "/api/v1/audit/purge", t_ops, "{\"older_than_days\":365}", &j), 200);
   assert_int_equal(json_integer_value(json_object_get(j, "removed")), 5);
   json_decref(j);
   assert_true(verify(&bad));
@@ -534,6 +535,88 @@ static void no_secret_in_logs_or_database(void **state) {
   db_scalar("SELECT COUNT(*) FROM audit_log WHERE detail LIKE '%pw%' OR detail LIKE '%gdx_%'",
             cnt, sizeof(cnt));
   assert_string_equal(cnt, "0");
+}
+
+/* ------------------------------------------------------------------ */
+/* docs/openapi.yaml against what the broker serves                    */
+
+static void openapi_matches_served_routes(void **state) {
+  char path[512];
+  snprintf(path, sizeof(path), "%s/docs/openapi.yaml", getenv("GDX_SOURCE_DIR"));
+  FILE *f = fopen(path, "r");
+  assert_non_null(f);
+  char line[1024], cur[512] = "", documented[64][600];
+  size_t ndoc = 0;
+  while (fgets(line, sizeof(line), f)) {
+    char p[512], m[16];
+    if (sscanf(line, "  /%511[^:]:", p) == 1 && line[2] == '/' && line[3] != ' ') {
+      /* {name} -> {} as in the route table */
+      char *o = cur, *i = p;
+      *o++ = '/';
+      while (*i) {
+        if (*i == '{') {
+          *o++ = '{';
+          *o++ = '}';
+          i = strchr(i, '}') + 1;
+        } else {
+          *o++ = *i++;
+        }
+      }
+      *o = '\0';
+    } else if (cur[0] && sscanf(line, "    %15[a-z]:", m) == 1 && line[4] != ' ' &&
+               (strcmp(m, "get") == 0 || strcmp(m, "post") == 0 || strcmp(m, "put") == 0 ||
+                strcmp(m, "patch") == 0 || strcmp(m, "delete") == 0)) {
+      for (char *u = m; *u; u++)
+        *u = (char)(*u - 'a' + 'A');
+      snprintf(documented[ndoc++], sizeof(documented[0]), "%s %s", m, cur);
+    } else if (line[0] != ' ' && line[0] != '\n') {
+      cur[0] = '\0'; /* left the paths: section */
+    }
+  }
+  fclose(f);
+  /* every served route is documented */
+  const api_route *const parts[] = {api_auth_routes, api_admin_routes, api_audit_routes};
+  const size_t counts[] = {api_auth_nroutes, api_admin_nroutes, api_audit_nroutes};
+  size_t nserved = 2;
+  const char *extra[] = {"GET /healthz", "GET /metrics"};
+  for (size_t k = 0; k < 2; k++) {
+    int found = 0;
+    for (size_t d = 0; d < ndoc; d++)
+      found |= strcmp(documented[d], extra[k]) == 0;
+    if (!found)
+      fail_msg("served but not documented: %s", extra[k]);
+  }
+  for (size_t p = 0; p < 3; p++)
+    for (size_t i = 0; i < counts[p]; i++, nserved++) {
+      char want[600];
+      snprintf(want, sizeof(want), "%s %s", parts[p][i].method, parts[p][i].pattern);
+      int found = 0;
+      for (size_t d = 0; d < ndoc; d++)
+        found |= strcmp(documented[d], want) == 0;
+      if (!found)
+        fail_msg("served but not documented in docs/openapi.yaml: %s", want);
+    }
+  /* every documented one is served: the live broker knows the path and method */
+  for (size_t d = 0; d < ndoc; d++) {
+    char method[16], p[512], url[600];
+    sscanf(documented[d], "%15s %511s", method, p);
+    size_t o = 0;
+    for (const char *i = p; *i && o + 20 < sizeof(url); i++) {
+      if (i[0] == '{' && i[1] == '}')
+        o += (size_t)snprintf(url + o, sizeof(url) - o, "x"), i++;
+      else
+        url[o++] = *i;
+    }
+    url[o] = '\0';
+    json_t *j = NULL;
+    long st = call_api(method, url, NULL, strcmp(method, "POST") == 0 ? "{}" : NULL, &j);
+    const char *code = err_code(j);
+    if (st == 0 || (code && (strcmp(code, "not_found") == 0 || strcmp(code, "method_not_allowed") == 0) &&
+                    strstr(url, "/x") == NULL))
+      fail_msg("documented but not served: %s (%ld %s)", documented[d], st, code ? code : "");
+    json_decref(j);
+  }
+  assert_int_equal(ndoc, nserved);
 }
 
 /* ------------------------------------------------------------------ */
@@ -624,6 +707,7 @@ int main(void) {
       cmocka_unit_test(audit_chain_detects_tampering),
       cmocka_unit_test(audit_purge_keeps_chain_verifiable),
       cmocka_unit_test(no_secret_in_logs_or_database),
+      cmocka_unit_test(openapi_matches_served_routes),
   };
   return cmocka_run_group_tests(tests, setup, teardown);
 }

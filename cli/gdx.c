@@ -1,0 +1,687 @@
+/* gdx — the command-line client of the gdx broker's REST API.
+ *
+ *   gdx login USER            gdx units list|show|create|disable|enable
+ *   gdx logout | whoami       gdx users list|show|create|disable|enable|reset-password
+ *   gdx passwd                gdx audit list|verify
+ *
+ * The session (broker address and token) is kept in
+ * $XDG_CONFIG_HOME/gdx/session.json (or ~/.config/gdx/), mode 0600. Output is
+ * a human table by default and the API's JSON with --json. Exit status:
+ * 0 ok, 1 refused by the broker, 2 usage, 3 broker unreachable, 4 not logged
+ * in, 5 forbidden, 6 not found, 7 conflict.
+ */
+#include <curl/curl.h>
+#include <errno.h>
+#include <getopt.h>
+#include <jansson.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <termios.h>
+#include <unistd.h>
+#include <locale.h>
+#include <wchar.h>
+
+enum { EX_OK = 0, EX_REFUSED = 1, EX_USAGE = 2, EX_UNREACHABLE = 3, EX_AUTH = 4,
+       EX_FORBIDDEN = 5, EX_NOTFOUND = 6, EX_CONFLICT = 7 };
+
+static int opt_json;
+static const char *opt_broker;
+static int opt_stdin; /* read passwords from standard input, one per line */
+
+/* ------------------------------------------------------------------ */
+/* session file                                                        */
+
+static void session_path(char *out, size_t n, int mkdirs) {
+  const char *xdg = getenv("XDG_CONFIG_HOME"), *home = getenv("HOME");
+  char dir[1024];
+  if (xdg && *xdg)
+    snprintf(dir, sizeof(dir), "%s/gdx", xdg);
+  else
+    snprintf(dir, sizeof(dir), "%s/.config/gdx", home ? home : ".");
+  if (mkdirs) {
+    char parent[1024];
+    snprintf(parent, sizeof(parent), "%s", dir);
+    char *slash = strrchr(parent, '/');
+    if (slash) {
+      *slash = '\0';
+      mkdir(parent, 0700);
+    }
+    mkdir(dir, 0700);
+  }
+  snprintf(out, n, "%s/session.json", dir);
+}
+
+static json_t *session_load(void) {
+  char p[1100];
+  session_path(p, sizeof(p), 0);
+  return json_load_file(p, 0, NULL);
+}
+
+static int session_save(json_t *s) {
+  char p[1100];
+  session_path(p, sizeof(p), 1);
+  mode_t old = umask(077);
+  int rc = json_dump_file(s, p, JSON_INDENT(2));
+  umask(old);
+  chmod(p, 0600);
+  return rc;
+}
+
+static const char *broker_url(json_t *s) {
+  if (opt_broker)
+    return opt_broker;
+  const char *env = getenv("GDX_BROKER");
+  if (env && *env)
+    return env;
+  const char *saved = json_string_value(json_object_get(s, "broker"));
+  return saved ? saved : "http://127.0.0.1:8080";
+}
+
+/* ------------------------------------------------------------------ */
+/* HTTP                                                                */
+
+typedef struct {
+  char *data;
+  size_t len, cap;
+} buf;
+
+static size_t collect(char *p, size_t s, size_t n, void *ud) {
+  buf *b = ud;
+  if (b->len + s * n + 1 > b->cap) {
+    b->cap = (b->len + s * n + 1) * 2;
+    b->data = realloc(b->data, b->cap);
+  }
+  memcpy(b->data + b->len, p, s * n);
+  b->len += s * n;
+  b->data[b->len] = '\0';
+  return s * n;
+}
+
+/* Calls the API; on success returns EX_OK and *out; otherwise prints the
+ * error and returns the exit status. */
+static int call(const char *method, const char *path, json_t *body, json_t **out) {
+  json_t *s = session_load();
+  const char *base = broker_url(s);
+  const char *token = json_string_value(json_object_get(s, "token"));
+  char url[2048], auth[256];
+  snprintf(url, sizeof(url), "%s%s", base, path);
+  CURL *e = curl_easy_init();
+  struct curl_slist *h = curl_slist_append(NULL, "Accept: application/json");
+  if (token) {
+    snprintf(auth, sizeof(auth), "Authorization: Bearer %s", token);
+    h = curl_slist_append(h, auth);
+  }
+  char *payload = NULL;
+  if (body) {
+    payload = json_dumps(body, JSON_COMPACT);
+    h = curl_slist_append(h, "Content-Type: application/json");
+    curl_easy_setopt(e, CURLOPT_POSTFIELDS, payload);
+  }
+  buf b = {0};
+  char errbuf[CURL_ERROR_SIZE] = "";
+  curl_easy_setopt(e, CURLOPT_URL, url);
+  curl_easy_setopt(e, CURLOPT_CUSTOMREQUEST, method);
+  curl_easy_setopt(e, CURLOPT_HTTPHEADER, h);
+  curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, collect);
+  curl_easy_setopt(e, CURLOPT_WRITEDATA, &b);
+  curl_easy_setopt(e, CURLOPT_ERRORBUFFER, errbuf);
+  curl_easy_setopt(e, CURLOPT_TIMEOUT, 60L);
+  CURLcode rc = curl_easy_perform(e);
+  long status = 0;
+  curl_easy_getinfo(e, CURLINFO_RESPONSE_CODE, &status);
+  curl_slist_free_all(h);
+  curl_easy_cleanup(e);
+  free(payload);
+  json_decref(s);
+  if (rc != CURLE_OK) {
+    fprintf(stderr, "gdx: cannot reach the broker at %s: %s\n", base,
+            errbuf[0] ? errbuf : curl_easy_strerror(rc));
+    free(b.data);
+    return EX_UNREACHABLE;
+  }
+  json_t *j = b.data ? json_loads(b.data, 0, NULL) : NULL;
+  free(b.data);
+  if (status >= 200 && status < 300) {
+    *out = j ? j : json_object();
+    return EX_OK;
+  }
+  json_t *err = json_object_get(j, "error");
+  const char *code = json_string_value(json_object_get(err, "code"));
+  const char *msg = json_string_value(json_object_get(err, "message"));
+  const char *rid = json_string_value(json_object_get(err, "request_id"));
+  if (opt_json && j)
+    json_dumpf(j, stderr, JSON_INDENT(2)), fputc('\n', stderr);
+  else
+    fprintf(stderr, "gdx: %s (%s, HTTP %ld%s%s)\n", msg ? msg : "the broker refused the request",
+            code ? code : "?", status, rid ? ", request " : "", rid ? rid : "");
+  if (code && status == 401)
+    fprintf(stderr, "gdx: log in with: gdx login USER\n");
+  if (code && strcmp(code, "password_change_required") == 0)
+    fprintf(stderr, "gdx: change it with: gdx passwd\n");
+  json_decref(j);
+  switch (status) {
+  case 401: return EX_AUTH;
+  case 403: return EX_FORBIDDEN;
+  case 404: return EX_NOTFOUND;
+  case 409: return EX_CONFLICT;
+  default: return EX_REFUSED;
+  }
+}
+
+/* ------------------------------------------------------------------ */
+/* output                                                              */
+
+/* Display width of UTF-8 text (CJK counts 2). */
+static int text_width(const char *s) {
+  mbstate_t st;
+  memset(&st, 0, sizeof(st));
+  int w = 0;
+  size_t n = strlen(s);
+  while (n > 0) {
+    wchar_t wc;
+    size_t k = mbrtowc(&wc, s, n, &st);
+    if (k == (size_t)-1 || k == (size_t)-2 || k == 0) {
+      w++, s++, n--;
+      memset(&st, 0, sizeof(st));
+      continue;
+    }
+    int cw = wcwidth(wc);
+    w += cw > 0 ? cw : 1;
+    s += k;
+    n -= k;
+  }
+  return w;
+}
+
+static void cell_text(json_t *v, char *out, size_t n) {
+  if (json_is_string(v))
+    snprintf(out, n, "%s", json_string_value(v));
+  else if (json_is_true(v))
+    snprintf(out, n, "yes");
+  else if (json_is_false(v))
+    snprintf(out, n, "no");
+  else if (json_is_integer(v))
+    snprintf(out, n, "%lld", (long long)json_integer_value(v));
+  else if (json_is_array(v)) {
+    out[0] = '\0';
+    size_t i;
+    json_t *e;
+    json_array_foreach(v, i, e) {
+      size_t used = strlen(out);
+      snprintf(out + used, n - used, "%s%s", i ? "," : "",
+               json_is_string(e) ? json_string_value(e) : "…");
+    }
+  } else if (json_is_null(v) || v == NULL)
+    snprintf(out, n, "-");
+  else {
+    char *d = json_dumps(v, JSON_COMPACT);
+    snprintf(out, n, "%s", d ? d : "");
+    free(d);
+  }
+  for (char *p = out; *p; p++)
+    if ((unsigned char)*p < 0x20)
+      *p = ' ';
+}
+
+/* Prints items as a table with the given columns ("key:Heading"). */
+static void table(json_t *items, const char *const *cols, size_t ncols) {
+  size_t nrows = json_array_size(items);
+  int width[16] = {0};
+  char head[16][64];
+  for (size_t c = 0; c < ncols; c++) {
+    const char *colon = strchr(cols[c], ':');
+    snprintf(head[c], sizeof(head[c]), "%s", colon + 1);
+    width[c] = text_width(head[c]);
+  }
+  char cell[512];
+  for (size_t r = 0; r < nrows; r++)
+    for (size_t c = 0; c < ncols; c++) {
+      char key[64];
+      snprintf(key, sizeof(key), "%.*s", (int)(strchr(cols[c], ':') - cols[c]), cols[c]);
+      cell_text(json_object_get(json_array_get(items, r), key), cell, sizeof(cell));
+      int w = text_width(cell);
+      if (w > width[c])
+        width[c] = w > 60 ? 60 : w;
+    }
+  for (size_t c = 0; c < ncols; c++)
+    printf("%s%-*s", c ? "  " : "", width[c], head[c]);
+  printf("\n");
+  for (size_t r = 0; r < nrows; r++) {
+    for (size_t c = 0; c < ncols; c++) {
+      char key[64];
+      snprintf(key, sizeof(key), "%.*s", (int)(strchr(cols[c], ':') - cols[c]), cols[c]);
+      cell_text(json_object_get(json_array_get(items, r), key), cell, sizeof(cell));
+      int pad = width[c] - text_width(cell);
+      printf("%s%s%*s", c ? "  " : "", cell, c + 1 < ncols && pad > 0 ? pad : 0, "");
+    }
+    printf("\n");
+  }
+  printf("(%zu)\n", nrows);
+}
+
+static void fields(json_t *o, const char *const *cols, size_t ncols) {
+  char cell[1024];
+  for (size_t c = 0; c < ncols; c++) {
+    const char *colon = strchr(cols[c], ':');
+    char key[64];
+    snprintf(key, sizeof(key), "%.*s", (int)(colon - cols[c]), cols[c]);
+    cell_text(json_object_get(o, key), cell, sizeof(cell));
+    printf("%-22s %s\n", colon + 1, cell);
+  }
+}
+
+static int emit(json_t *j, const char *const *cols, size_t ncols, int is_list) {
+  if (opt_json) {
+    json_dumpf(j, stdout, JSON_INDENT(2));
+    printf("\n");
+  } else if (is_list) {
+    table(json_object_get(j, "items"), cols, ncols);
+  } else {
+    fields(j, cols, ncols);
+  }
+  json_decref(j);
+  return EX_OK;
+}
+
+/* ------------------------------------------------------------------ */
+/* passwords                                                           */
+
+static int read_secret(const char *prompt, char *out, size_t n) {
+  int tty = !opt_stdin && isatty(0);
+  struct termios old, quiet;
+  if (tty) {
+    fprintf(stderr, "%s", prompt);
+    tcgetattr(0, &old);
+    quiet = old;
+    quiet.c_lflag &= ~(tcflag_t)ECHO;
+    tcsetattr(0, TCSAFLUSH, &quiet);
+  }
+  char *got = fgets(out, (int)n, stdin);
+  if (tty) {
+    tcsetattr(0, TCSAFLUSH, &old);
+    fprintf(stderr, "\n");
+  }
+  if (got == NULL)
+    return -1;
+  out[strcspn(out, "\r\n")] = '\0';
+  return 0;
+}
+
+/* ------------------------------------------------------------------ */
+/* commands                                                            */
+
+#define NCOLS(a) (sizeof(a) / sizeof(a[0]))
+static const char *const unit_cols[] = {"code:CODE", "name:NAME", "roles:ROLES", "status:STATUS",
+                                        "created_at:CREATED"};
+static const char *const user_cols[] = {"username:USER", "display_name:NAME", "role:ROLE",
+                                        "unit_code:UNIT", "status:STATUS", "locked:LOCKED",
+                                        "must_change_password:MUST CHANGE PW"};
+static const char *const audit_cols[] = {"id:ID", "ts:TIME", "actor:ACTOR", "unit_code:UNIT",
+                                         "action:ACTION", "object:OBJECT", "result:RESULT",
+                                         "source:SOURCE"};
+
+static int usage_error(const char *msg, const char *help) {
+  fprintf(stderr, "gdx: %s\n\n%s", msg, help);
+  return EX_USAGE;
+}
+
+static const char help_login[] =
+    "Usage: gdx login [--broker URL] [--password-stdin] USER\n"
+    "Logs in and keeps the session token in ~/.config/gdx/session.json (mode 0600).\n";
+
+static int cmd_login(int argc, char **argv) {
+  if (argc != 1)
+    return usage_error("login takes one user name", help_login);
+  char pw[512];
+  if (read_secret("password: ", pw, sizeof(pw)))
+    return usage_error("no password given", help_login);
+  json_t *s = session_load();
+  if (s == NULL)
+    s = json_object();
+  json_object_set_new(s, "broker", json_string(broker_url(s)));
+  json_object_del(s, "token");
+  session_save(s);
+  json_t *out;
+  int rc = call("POST", "/api/v1/auth/login", json_pack("{s:s, s:s}", "username", argv[0],
+                                                        "password", pw), &out);
+  explicit_bzero(pw, sizeof(pw));
+  if (rc) {
+    json_decref(s);
+    return rc;
+  }
+  json_object_set(s, "token", json_object_get(out, "token"));
+  json_object_set_new(s, "username", json_string(argv[0]));
+  session_save(s);
+  json_decref(s);
+  if (opt_json) {
+    json_object_del(out, "token");
+    return emit(out, NULL, 0, 0);
+  }
+  printf("logged in as %s (%s, unit %s)\n", argv[0],
+         json_string_value(json_object_get(out, "role")),
+         json_string_value(json_object_get(out, "unit_code")));
+  if (json_is_true(json_object_get(out, "must_change_password")))
+    printf("the initial password must be changed before anything else: gdx passwd\n");
+  if (json_is_true(json_object_get(out, "password_expired")))
+    printf("the password has expired: gdx passwd\n");
+  json_decref(out);
+  return EX_OK;
+}
+
+static int cmd_logout(int argc, char **argv) {
+  json_t *out;
+  int rc = call("POST", "/api/v1/auth/logout", NULL, &out);
+  json_t *s = session_load();
+  if (s) {
+    json_object_del(s, "token");
+    session_save(s);
+    json_decref(s);
+  }
+  if (rc == EX_OK) {
+    json_decref(out);
+    printf("logged out\n");
+  }
+  return rc == EX_AUTH ? EX_OK : rc;
+}
+
+static int cmd_whoami(int argc, char **argv) {
+  json_t *out;
+  int rc = call("GET", "/api/v1/me", NULL, &out);
+  static const char *const cols[] = {"username:user",           "display_name:name",
+                                     "role:role",               "unit_code:unit",
+                                     "unit_name:unit name",     "unit_roles:unit roles",
+                                     "must_change_password:must change password",
+                                     "password_changed_at:password changed"};
+  return rc ? rc : emit(out, cols, NCOLS(cols), 0);
+}
+
+static int cmd_passwd(int argc, char **argv) {
+  char old[512], nw[512], again[512];
+  if (read_secret("current password: ", old, sizeof(old)) ||
+      read_secret("new password: ", nw, sizeof(nw)))
+    return usage_error("passwords missing", "Usage: gdx passwd [--password-stdin]\n");
+  if (!opt_stdin && isatty(0)) {
+    if (read_secret("new password again: ", again, sizeof(again)) || strcmp(nw, again) != 0) {
+      fprintf(stderr, "gdx: the two new passwords differ\n");
+      return EX_USAGE;
+    }
+  }
+  json_t *out;
+  int rc = call("POST", "/api/v1/auth/password",
+                json_pack("{s:s, s:s}", "old_password", old, "new_password", nw), &out);
+  explicit_bzero(old, sizeof(old));
+  explicit_bzero(nw, sizeof(nw));
+  if (rc == EX_OK) {
+    json_decref(out);
+    printf("password changed\n");
+  }
+  return rc;
+}
+
+static const char help_units[] =
+    "Usage: gdx units list\n"
+    "       gdx units show CODE\n"
+    "       gdx units create --code CODE --name NAME --roles provider,consumer,...\n"
+    "       gdx units disable CODE | enable CODE\n"
+    "Units are identified by their unified social credit code (18 characters).\n";
+
+static int cmd_units(int argc, char **argv) {
+  if (argc < 1)
+    return usage_error("units needs a subcommand", help_units);
+  const char *sub = argv[0];
+  json_t *out;
+  int rc;
+  char path[512];
+  if (strcmp(sub, "list") == 0) {
+    rc = call("GET", "/api/v1/units", NULL, &out);
+    return rc ? rc : emit(out, unit_cols, NCOLS(unit_cols), 1);
+  }
+  if ((strcmp(sub, "show") == 0 || strcmp(sub, "disable") == 0 || strcmp(sub, "enable") == 0)) {
+    if (argc != 2)
+      return usage_error("give one unit code", help_units);
+    if (strcmp(sub, "show") == 0)
+      snprintf(path, sizeof(path), "/api/v1/units/%s", argv[1]);
+    else
+      snprintf(path, sizeof(path), "/api/v1/units/%s/%s", argv[1], sub);
+    rc = call(strcmp(sub, "show") == 0 ? "GET" : "POST", path, NULL, &out);
+    return rc ? rc : emit(out, unit_cols, NCOLS(unit_cols), 0);
+  }
+  if (strcmp(sub, "create") == 0) {
+    const char *code = NULL, *name = NULL, *roles = NULL;
+    for (int i = 1; i + 1 < argc; i += 2) {
+      if (strcmp(argv[i], "--code") == 0) code = argv[i + 1];
+      else if (strcmp(argv[i], "--name") == 0) name = argv[i + 1];
+      else if (strcmp(argv[i], "--roles") == 0) roles = argv[i + 1];
+      else return usage_error("unknown option", help_units);
+    }
+    if (!code || !name || !roles)
+      return usage_error("create needs --code, --name and --roles", help_units);
+    json_t *r = json_array();
+    char copy[256];
+    snprintf(copy, sizeof(copy), "%s", roles);
+    for (char *t = strtok(copy, ","); t; t = strtok(NULL, ","))
+      json_array_append_new(r, json_string(t));
+    rc = call("POST", "/api/v1/units", json_pack("{s:s, s:s, s:o}", "code", code, "name", name,
+                                                 "roles", r), &out);
+    return rc ? rc : emit(out, unit_cols, NCOLS(unit_cols), 0);
+  }
+  return usage_error("unknown units subcommand", help_units);
+}
+
+static const char help_users[] =
+    "Usage: gdx users list [--unit CODE]\n"
+    "       gdx users show USER\n"
+    "       gdx users create --username USER --name NAME --role ROLE [--unit CODE]\n"
+    "                        (the initial password is asked for, or read with --password-stdin)\n"
+    "       gdx users disable USER | enable USER | reset-password USER\n"
+    "Roles: ops_admin, mgmt_reviewer, unit_admin, staff. A unit admin creates staff of\n"
+    "its own unit; the operations admin creates unit admins and reviewers.\n";
+
+static int cmd_users(int argc, char **argv) {
+  if (argc < 1)
+    return usage_error("users needs a subcommand", help_users);
+  const char *sub = argv[0];
+  json_t *out;
+  int rc;
+  char path[512];
+  if (strcmp(sub, "list") == 0) {
+    if (argc == 3 && strcmp(argv[1], "--unit") == 0)
+      snprintf(path, sizeof(path), "/api/v1/accounts?unit=%s", argv[2]);
+    else if (argc == 1)
+      snprintf(path, sizeof(path), "/api/v1/accounts");
+    else
+      return usage_error("list takes only --unit CODE", help_users);
+    rc = call("GET", path, NULL, &out);
+    return rc ? rc : emit(out, user_cols, NCOLS(user_cols), 1);
+  }
+  if (strcmp(sub, "show") == 0 || strcmp(sub, "disable") == 0 || strcmp(sub, "enable") == 0) {
+    if (argc != 2)
+      return usage_error("give one user name", help_users);
+    if (strcmp(sub, "show") == 0)
+      snprintf(path, sizeof(path), "/api/v1/accounts/%s", argv[1]);
+    else
+      snprintf(path, sizeof(path), "/api/v1/accounts/%s/%s", argv[1], sub);
+    rc = call(strcmp(sub, "show") == 0 ? "GET" : "POST", path, NULL, &out);
+    return rc ? rc : emit(out, user_cols, NCOLS(user_cols), 0);
+  }
+  if (strcmp(sub, "reset-password") == 0) {
+    if (argc != 2)
+      return usage_error("give one user name", help_users);
+    char pw[512];
+    if (read_secret("new initial password: ", pw, sizeof(pw)))
+      return usage_error("no password given", help_users);
+    snprintf(path, sizeof(path), "/api/v1/accounts/%s/reset-password", argv[1]);
+    rc = call("POST", path, json_pack("{s:s}", "new_password", pw), &out);
+    explicit_bzero(pw, sizeof(pw));
+    if (rc == EX_OK && !opt_json) {
+      json_decref(out);
+      printf("password of %s reset; it must be changed at the next login\n", argv[1]);
+      return EX_OK;
+    }
+    return rc ? rc : emit(out, NULL, 0, 0);
+  }
+  if (strcmp(sub, "create") == 0) {
+    const char *user = NULL, *name = NULL, *role = NULL, *unit = NULL;
+    for (int i = 1; i + 1 < argc; i += 2) {
+      if (strcmp(argv[i], "--username") == 0) user = argv[i + 1];
+      else if (strcmp(argv[i], "--name") == 0) name = argv[i + 1];
+      else if (strcmp(argv[i], "--role") == 0) role = argv[i + 1];
+      else if (strcmp(argv[i], "--unit") == 0) unit = argv[i + 1];
+      else return usage_error("unknown option", help_users);
+    }
+    if (!user || !name || !role)
+      return usage_error("create needs --username, --name and --role", help_users);
+    char pw[512];
+    if (read_secret("initial password: ", pw, sizeof(pw)))
+      return usage_error("no initial password given", help_users);
+    json_t *b = json_pack("{s:s, s:s, s:s, s:s}", "username", user, "display_name", name, "role",
+                          role, "initial_password", pw);
+    explicit_bzero(pw, sizeof(pw));
+    if (unit)
+      json_object_set_new(b, "unit_code", json_string(unit));
+    rc = call("POST", "/api/v1/accounts", b, &out);
+    return rc ? rc : emit(out, user_cols, NCOLS(user_cols), 0);
+  }
+  return usage_error("unknown users subcommand", help_users);
+}
+
+static const char help_audit[] =
+    "Usage: gdx audit list [--after ID] [--limit N] [--action ACTION] [--actor USER]\n"
+    "       gdx audit verify\n"
+    "verify checks the hash chain and names the first edited, inserted or deleted record\n"
+    "(exit status 1 when the chain is broken).\n";
+
+static int cmd_audit(int argc, char **argv) {
+  if (argc < 1)
+    return usage_error("audit needs a subcommand", help_audit);
+  json_t *out;
+  int rc;
+  if (strcmp(argv[0], "verify") == 0) {
+    rc = call("GET", "/api/v1/audit/verify", NULL, &out);
+    if (rc)
+      return rc;
+    int ok = json_is_true(json_object_get(out, "ok"));
+    if (opt_json) {
+      emit(out, NULL, 0, 0);
+    } else {
+      if (ok)
+        printf("audit chain intact: %lld records checked\n",
+               (long long)json_integer_value(json_object_get(out, "records_checked")));
+      else
+        printf("AUDIT CHAIN BROKEN at record %lld: %s\n",
+               (long long)json_integer_value(json_object_get(out, "first_bad_id")),
+               json_string_value(json_object_get(out, "problem")));
+      json_decref(out);
+    }
+    return ok ? EX_OK : EX_REFUSED;
+  }
+  if (strcmp(argv[0], "list") == 0) {
+    char path[1024] = "/api/v1/audit?";
+    for (int i = 1; i < argc; i += 2) {
+      if (i + 1 >= argc)
+        return usage_error("option without a value", help_audit);
+      const char *key = strcmp(argv[i], "--after") == 0    ? "after_id"
+                        : strcmp(argv[i], "--limit") == 0  ? "limit"
+                        : strcmp(argv[i], "--action") == 0 ? "action"
+                        : strcmp(argv[i], "--actor") == 0  ? "actor"
+                                                           : NULL;
+      if (key == NULL)
+        return usage_error("unknown option", help_audit);
+      char *esc = curl_easy_escape(NULL, argv[i + 1], 0);
+      size_t used = strlen(path);
+      snprintf(path + used, sizeof(path) - used, "%s=%s&", key, esc);
+      curl_free(esc);
+    }
+    rc = call("GET", path, NULL, &out);
+    return rc ? rc : emit(out, audit_cols, NCOLS(audit_cols), 1);
+  }
+  return usage_error("unknown audit subcommand", help_audit);
+}
+
+static const char help[] =
+    "Usage: gdx [--broker URL] [--json] [--password-stdin] COMMAND ...\n"
+    "\n"
+    "The command-line client of the gdx data exchange broker.\n"
+    "\n"
+    "Commands:\n"
+    "  login USER        log in (the session is kept in ~/.config/gdx/session.json)\n"
+    "  logout            end the session\n"
+    "  whoami            the logged-in account\n"
+    "  passwd            change one's password\n"
+    "  units ...         units: list, show, create, disable, enable\n"
+    "  users ...         accounts: list, show, create, disable, enable, reset-password\n"
+    "  audit ...         the audit trail: list, verify\n"
+    "  COMMAND --help    help on one command\n"
+    "\n"
+    "Options:\n"
+    "  --broker URL      broker address (else $GDX_BROKER, else the saved one)\n"
+    "  --json            print the API's JSON instead of tables\n"
+    "  --password-stdin  read passwords from standard input, one per line\n"
+    "\n"
+    "Exit status: 0 ok, 1 refused, 2 usage, 3 broker unreachable, 4 not logged in,\n"
+    "5 forbidden, 6 not found, 7 conflict.\n";
+
+int main(int argc, char **argv) {
+  setlocale(LC_ALL, "");
+  static const struct option opts[] = {{"broker", required_argument, NULL, 'b'},
+                                       {"json", no_argument, NULL, 'j'},
+                                       {"password-stdin", no_argument, NULL, 's'},
+                                       {"help", no_argument, NULL, 'h'},
+                                       {"version", no_argument, NULL, 'V'},
+                                       {NULL, 0, NULL, 0}};
+  int c;
+  /* options may come before or after the command */
+  static const struct {
+    const char *name;
+    int (*fn)(int, char **);
+    const char *help;
+  } cmds[] = {{"login", cmd_login, help_login},
+              {"logout", cmd_logout, "Usage: gdx logout\n"},
+              {"whoami", cmd_whoami, "Usage: gdx whoami\n"},
+              {"passwd", cmd_passwd, "Usage: gdx passwd [--password-stdin]\n"},
+              {"units", cmd_units, help_units},
+              {"users", cmd_users, help_users},
+              {"audit", cmd_audit, help_audit}};
+  int want_help = 0;
+  while ((c = getopt_long(argc, argv, "+h", opts, NULL)) != -1) {
+    switch (c) {
+    case 'b': opt_broker = optarg; break;
+    case 'j': opt_json = 1; break;
+    case 's': opt_stdin = 1; break;
+    case 'h': want_help = 1; break;
+    case 'V': printf("gdx %s\n", GDX_VERSION); return 0;
+    default: fputs(help, stderr); return EX_USAGE;
+    }
+  }
+  if (optind >= argc) {
+    fputs(help, want_help ? stdout : stderr);
+    return want_help ? EX_OK : EX_USAGE;
+  }
+  const char *name = argv[optind];
+  /* collect the command's own arguments, taking global options anywhere */
+  char *rest[64];
+  int nrest = 0;
+  for (int i = optind + 1; i < argc && nrest < 64; i++) {
+    if (strcmp(argv[i], "--json") == 0) opt_json = 1;
+    else if (strcmp(argv[i], "--password-stdin") == 0) opt_stdin = 1;
+    else if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0) want_help = 1;
+    else if (strcmp(argv[i], "--broker") == 0 && i + 1 < argc) opt_broker = argv[++i];
+    else rest[nrest++] = argv[i];
+  }
+  for (size_t i = 0; i < sizeof(cmds) / sizeof(cmds[0]); i++) {
+    if (strcmp(cmds[i].name, name) != 0)
+      continue;
+    if (want_help) {
+      fputs(cmds[i].help, stdout);
+      return EX_OK;
+    }
+    curl_global_init(CURL_GLOBAL_DEFAULT);
+    int rc = cmds[i].fn(nrest, rest);
+    curl_global_cleanup();
+    return rc;
+  }
+  fprintf(stderr, "gdx: unknown command '%s'\n\n%s", name, help);
+  return EX_USAGE;
+}

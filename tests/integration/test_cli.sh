@@ -1,0 +1,102 @@
+#!/usr/bin/env bash
+# The gdx CLI against a real broker and MariaDB: tables, --json, --help on
+# every command, the session file's mode, and the documented exit codes.
+# Usage: test_cli.sh GDX_BIN BROKER_BIN   (GDX_TEST_DB_ENV from ctest)
+set -u
+gdx=$1; broker_bin=$2
+[ -n "${GDX_TEST_DB_ENV:-}" ] && [ -r "$GDX_TEST_DB_ENV" ] || { echo "no test database"; exit 77; }
+. "$GDX_TEST_DB_ENV"
+work=$(mktemp -d /tmp/gdx-test-cli.XXXXXX)
+db="gdx_test_cli_$$"
+export XDG_CONFIG_HOME="$work/config"
+pass=0; fail=0
+check() { # name expected-exit command...
+  local name=$1 want=$2; shift 2
+  local out; out=$("$@" 2>&1); local got=$?
+  if [ "$got" = "$want" ]; then pass=$((pass + 1)); else
+    fail=$((fail + 1)); echo "FAIL $name: exit $got, expected $want"; echo "$out" | sed 's/^/    /'; fi
+  LAST=$out
+}
+contains() { # name needle
+  if printf '%s' "$LAST" | grep -qF -- "$2"; then pass=$((pass + 1)); else
+    fail=$((fail + 1)); echo "FAIL $1: output lacks '$2'"; printf '%s\n' "$LAST" | sed 's/^/    /'; fi
+}
+cleanup() {
+  [ -n "${bpid:-}" ] && kill "$bpid" 2>/dev/null && wait "$bpid" 2>/dev/null
+  mariadb --no-defaults --socket="$GDX_DB_SOCKET" -uroot -e "DROP DATABASE IF EXISTS $db"
+  rm -rf "$work"
+}
+trap cleanup EXIT
+mariadb --no-defaults --socket="$GDX_DB_SOCKET" -uroot -e "CREATE DATABASE $db"
+port=$(( 20000 + (RANDOM % 20000) ))
+cat >"$work/broker.conf" <<CONF
+listen = { port = $port; };
+db = { socket = "$GDX_DB_SOCKET"; user = "root"; name = "$db"; };
+auth = { argon2_memory_kib = 1024; argon2_iterations = 1; };
+schema_dir = "${GDX_SOURCE_DIR}/schemas";
+log = { file = "$work/broker.log"; };
+CONF
+echo 'Init-2026-pw!' | "$broker_bin" -c "$work/broker.conf" --init-admin ops.admin \
+  --unit-code 91350100M000100Y43 --unit-name 运维单位 >/dev/null || exit 1
+"$broker_bin" -c "$work/broker.conf" & bpid=$!
+for _ in $(seq 1 100); do curl -sf "http://127.0.0.1:$port/healthz" >/dev/null && break; sleep 0.1; done
+export GDX_BROKER="http://127.0.0.1:$port"
+
+# --help everywhere, usage errors
+for c in login logout whoami passwd units users audit; do
+  check "$c --help" 0 "$gdx" "$c" --help; contains "$c --help" "Usage: gdx $c"
+done
+check "no command" 2 "$gdx"
+check "unknown command" 2 "$gdx" frobnicate
+check "units without subcommand" 2 "$gdx" units
+
+# not logged in
+check "whoami logged out" 4 "$gdx" whoami
+contains "hint" "gdx login"
+check "wrong password" 4 sh -c "echo 'Nope-2026-pw!' | '$gdx' login --password-stdin ops.admin"
+
+# first login and the forced password change
+check "login" 0 sh -c "echo 'Init-2026-pw!' | '$gdx' login --password-stdin ops.admin"
+contains "login says change" "must be changed"
+mode=$(stat -c %a "$XDG_CONFIG_HOME/gdx/session.json")
+[ "$mode" = 600 ] && pass=$((pass + 1)) || { fail=$((fail + 1)); echo "FAIL session file mode $mode"; }
+check "forced change" 5 "$gdx" units list
+contains "passwd hint" "gdx passwd"
+check "passwd weak" 1 sh -c "printf 'Init-2026-pw!\nweak\n' | '$gdx' passwd --password-stdin"
+contains "policy message" "at least 8 characters"
+check "passwd" 0 sh -c "printf 'Init-2026-pw!\nOps-2026-pw!\n' | '$gdx' passwd --password-stdin"
+
+# units and users, tables and JSON
+check "create unit" 0 "$gdx" units create --code 91310115MA1H7GXY1E --name 市市场监管局 --roles provider,consumer
+check "duplicate unit" 7 "$gdx" units create --code 91310115MA1H7GXY1E --name xx --roles provider
+check "bad unit code" 1 "$gdx" units create --code 91310115MA1H7GXY1X --name xx --roles provider
+contains "check character" "check character"
+check "units table" 0 "$gdx" units list
+contains "table header" "CODE"
+contains "table row" "市市场监管局"
+check "units json" 0 "$gdx" units list --json
+contains "json output" '"code": "91310115MA1H7GXY1E"'
+contains "json output is the API's" '"items": ['
+check "unit not found" 6 "$gdx" units show 121000004000000010
+check "create unit admin" 0 sh -c "echo 'Start-2026-pw' | '$gdx' users create --password-stdin --username admin.a --name 张三 --role unit_admin --unit 91310115MA1H7GXY1E"
+check "users table" 0 "$gdx" users list
+contains "user row" "admin.a"
+check "audit verify" 0 "$gdx" audit verify
+contains "verify" "audit chain intact"
+check "audit list" 0 "$gdx" audit list --action unit.create
+contains "audit row" "unit.create"
+
+# a unit admin may not create units
+check "logout" 0 "$gdx" logout
+check "admin login" 0 sh -c "echo 'Start-2026-pw' | '$gdx' login --password-stdin admin.a"
+check "admin passwd" 0 sh -c "printf 'Start-2026-pw\nAdmin-2026-pw!\n' | '$gdx' passwd --password-stdin"
+check "admin creates unit" 5 "$gdx" units create --code 121000004000000010 --name xx --roles consumer
+check "admin creates staff" 0 sh -c "echo 'Start-2026-pw' | '$gdx' users create --password-stdin --username staff.a --name 李四 --role staff"
+
+# the broker gone
+kill "$bpid"; wait "$bpid" 2>/dev/null; bpid=""
+check "unreachable" 3 "$gdx" whoami
+contains "unreachable message" "cannot reach the broker"
+
+echo "$pass passed, $fail failed"
+[ "$fail" = 0 ]
