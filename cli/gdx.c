@@ -99,8 +99,8 @@ static size_t collect(char *p, size_t s, size_t n, void *ud) {
   return s * n;
 }
 
-/* Calls the API; on success returns EX_OK and *out; otherwise prints the
- * error and returns the exit status. */
+/* Calls the API (taking over `body`); on success returns EX_OK and *out;
+ * otherwise prints the error and returns the exit status. */
 static int call(const char *method, const char *path, json_t *body, json_t **out) {
   json_t *s = session_load();
   const char *base = broker_url(s);
@@ -133,7 +133,10 @@ static int call(const char *method, const char *path, json_t *body, json_t **out
   curl_easy_getinfo(e, CURLINFO_RESPONSE_CODE, &status);
   curl_slist_free_all(h);
   curl_easy_cleanup(e);
+  if (payload)
+    explicit_bzero(payload, strlen(payload)); /* may hold a password */
   free(payload);
+  json_decref(body);
   json_decref(s);
   if (rc != CURLE_OK) {
     fprintf(stderr, "gdx: cannot reach the broker at %s: %s\n", base,
