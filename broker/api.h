@@ -102,5 +102,7 @@ extern const api_route api_admin_routes[];
 extern const size_t api_admin_nroutes;
 extern const api_route api_audit_routes[];
 extern const size_t api_audit_nroutes;
+extern const api_route api_catalog_routes[]; /* catalog/catalog.c */
+extern const size_t api_catalog_nroutes;
 
 #endif

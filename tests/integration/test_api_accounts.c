@@ -18,145 +18,33 @@
 #include <unistd.h>
 
 #include "api.h"
+#include "apiclient.h"
 #include "harness.h"
 
-#define OPS_UNIT "91350100M000100Y43"
+#define OPS_UNIT TB_OPS_UNIT
 #define MGMT_UNIT "91110000MA01ABCD2Q"
 #define UNIT_A "91310115MA1H7GXY1E"
 #define UNIT_B "12100000400000001" "0"
 
-static char dir[128], dbname[64], conf[256], logpath[256];
-static int port;
-static pid_t broker;
+static char dbname[64], logpath[256];
 static char t_ops[80], t_mgmt[80], t_ua[80], t_sa[80], t_ub[80], t_sb[80];
-
-/* ------------------------------------------------------------------ */
-
-typedef struct {
-  char *data;
-  size_t len, cap;
-} buf;
-
-static size_t collect(char *p, size_t s, size_t n, void *ud) {
-  buf *b = ud;
-  if (b->len + s * n + 1 > b->cap) {
-    b->cap = (b->len + s * n + 1) * 2;
-    b->data = realloc(b->data, b->cap);
-  }
-  memcpy(b->data + b->len, p, s * n);
-  b->len += s * n;
-  b->data[b->len] = '\0';
-  return s * n;
-}
-
-/* One API call. body may be NULL; raw bodies go through api_raw. */
-static long api_raw(const char *method, const char *path, const char *token, const char *ctype,
-                    const char *body, size_t blen, json_t **out) {
-  CURL *e = curl_easy_init();
-  char url[1024], auth[160], ct[128];
-  snprintf(url, sizeof(url), "http://127.0.0.1:%d%s", port, path);
-  struct curl_slist *h = NULL;
-  if (token && *token) {
-    snprintf(auth, sizeof(auth), "Authorization: Bearer %s", token);
-    h = curl_slist_append(h, auth);
-  }
-  if (ctype) {
-    snprintf(ct, sizeof(ct), "Content-Type: %s", ctype);
-    h = curl_slist_append(h, ct);
-  }
-  buf b = {0};
-  curl_easy_setopt(e, CURLOPT_URL, url);
-  curl_easy_setopt(e, CURLOPT_CUSTOMREQUEST, method);
-  curl_easy_setopt(e, CURLOPT_HTTPHEADER, h);
-  curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, collect);
-  curl_easy_setopt(e, CURLOPT_WRITEDATA, &b);
-  curl_easy_setopt(e, CURLOPT_TIMEOUT, 20L);
-  if (body) {
-    curl_easy_setopt(e, CURLOPT_POSTFIELDS, body);
-    curl_easy_setopt(e, CURLOPT_POSTFIELDSIZE, (long)blen);
-  }
-  long code = 0;
-  if (curl_easy_perform(e) == CURLE_OK)
-    curl_easy_getinfo(e, CURLINFO_RESPONSE_CODE, &code);
-  curl_slist_free_all(h);
-  curl_easy_cleanup(e);
-  if (out)
-    *out = b.data ? json_loads(b.data, 0, NULL) : NULL;
-  free(b.data);
-  return code;
-}
-
-static long call_api(const char *method, const char *path, const char *token, const char *body,
-                json_t **out) {
-  return api_raw(method, path, token, body ? "application/json" : NULL, body,
-                 body ? strlen(body) : 0, out);
-}
-
-static const char *err_code(json_t *j) {
-  return json_string_value(json_object_get(json_object_get(j, "error"), "code"));
-}
-
-/* POST that must answer `want`; returns the error code (static copy). */
-static const char *expect(long want, const char *method, const char *path, const char *token,
-                          const char *body) {
-  static char code[64];
-  json_t *j = NULL;
-  long st = call_api(method, path, token, body, &j);
-  snprintf(code, sizeof(code), "%s", err_code(j) ? err_code(j) : "");
-  if (st != want)
-    fail_msg("%s %s -> %ld (%s), expected %ld", method, path, st, code, want);
-  json_decref(j);
-  return code;
-}
-
-static void login(const char *user, const char *pw, char *token, size_t n) {
-  char body[256];
-  snprintf(body, sizeof(body), "{\"username\":\"%s\",\"password\":\"%s\"}", user, pw);
-  json_t *j = NULL;
-  long st = call_api("POST", "/api/v1/auth/login", NULL, body, &j);
-  if (st != 200)
-    fail_msg("login %s -> %ld (%s)", user, st, err_code(j) ? err_code(j) : "");
-  snprintf(token, n, "%s", json_string_value(json_object_get(j, "token")));
-  json_decref(j);
-}
-
-static void change_pw(const char *token, const char *old, const char *nw) {
-  char body[256];
-  snprintf(body, sizeof(body), "{\"old_password\":\"%s\",\"new_password\":\"%s\"}", old, nw);
-  expect(200, "POST", "/api/v1/auth/password", token, body);
-}
-
-/* Creates an account with `creator` and logs it in with a changed password. */
-static void make_user(const char *creator, const char *user, const char *role, const char *unit,
-                      char *token, size_t n) {
-  char body[512];
-  snprintf(body, sizeof(body),
-           "{\"username\":\"%s\",\"display_name\":\"测试 %s\",\"role\":\"%s\","
-           "\"unit_code\":\"%s\",\"initial_password\":\"Start-2026-pw\"}",
-           user, user, role, unit);
-  expect(201, "POST", "/api/v1/accounts", creator, body);
-  char t[80];
-  login(user, "Start-2026-pw", t, sizeof(t));
-  change_pw(t, "Start-2026-pw", "Good-2026-pw!");
-  snprintf(token, n, "%s", t);
-}
 
 static void db_scalar(const char *sql, char *out, size_t n) { tdb_scalar(dbname, sql, out, n); }
 
 /* ------------------------------------------------------------------ */
 
 static void first_login_must_change_password(void **state) {
-  /* R-ACC-2: make_user() already went through it; check the refusal */
+  /* R-ACC-2: tb_make_user() already went through it; check the refusal */
   char body[512], t[80];
   snprintf(body, sizeof(body),
            "{\"username\":\"first.timer\",\"display_name\":\"x\",\"role\":\"staff\","
            "\"initial_password\":\"Start-2026-pw\"}");
-  expect(201, "POST", "/api/v1/accounts", t_ua, body);
-  login("first.timer", "Start-2026-pw", t, sizeof(t));
-  assert_string_equal(expect(403, "GET", "/api/v1/units", t, NULL), "password_change_required");
-  expect(200, "GET", "/api/v1/me", t, NULL); /* who am I still works */
-  change_pw(t, "Start-2026-pw", "Changed-2026!");
-  expect(200, "GET", "/api/v1/units", t, NULL);
+  tb_expect(201, "POST", "/api/v1/accounts", t_ua, body);
+  tb_login("first.timer", "Start-2026-pw", t, sizeof(t));
+  assert_string_equal(tb_expect(403, "GET", "/api/v1/units", t, NULL), "password_change_required");
+  tb_expect(200, "GET", "/api/v1/me", t, NULL); /* who am I still works */
+  tb_change_pw(t, "Start-2026-pw", "Changed-2026!");
+  tb_expect(200, "GET", "/api/v1/units", t, NULL);
 }
 
 static const struct {
@@ -178,7 +66,7 @@ static void password_policy_each_rule(void **state) {
     char body[256];
     snprintf(body, sizeof(body), "{\"old_password\":\"Good-2026-pw!\",\"new_password\":\"%s\"}",
              bad_passwords[i].pw);
-    const char *code = expect(400, "POST", "/api/v1/auth/password", t_ua, body);
+    const char *code = tb_expect(400, "POST", "/api/v1/auth/password", t_ua, body);
     if (strcmp(code, bad_passwords[i].code) != 0)
       fail_msg("%s: got %s, expected %s", bad_passwords[i].pw, code, bad_passwords[i].code);
   }
@@ -193,32 +81,32 @@ static void password_policy_each_rule(void **state) {
 static void expired_password_forces_change(void **state) {
   /* R-ACC-4 */
   char t[80];
-  make_user(t_ua, "old.timer", "staff", UNIT_A, t, sizeof(t));
+  tb_make_user(t_ua, "old.timer", "staff", UNIT_A, t, sizeof(t));
   tdb_exec(dbname, "UPDATE accounts SET password_changed_at = UTC_TIMESTAMP(6) - INTERVAL 91 DAY "
                    "WHERE username='old.timer'");
   json_t *j = NULL;
-  assert_int_equal(call_api("POST", "/api/v1/auth/login", NULL,
+  assert_int_equal(tb_call("POST", "/api/v1/auth/login", NULL,
                        "{\"username\":\"old.timer\",\"password\":\"Good-2026-pw!\"}", &j),
                    200);
   assert_true(json_is_true(json_object_get(j, "password_expired")));
   char t2[80];
   snprintf(t2, sizeof(t2), "%s", json_string_value(json_object_get(j, "token")));
   json_decref(j);
-  assert_string_equal(expect(403, "GET", "/api/v1/units", t2, NULL), "password_expired");
-  change_pw(t2, "Good-2026-pw!", "Fresh-2026-pw!");
-  expect(200, "GET", "/api/v1/units", t2, NULL);
+  assert_string_equal(tb_expect(403, "GET", "/api/v1/units", t2, NULL), "password_expired");
+  tb_change_pw(t2, "Good-2026-pw!", "Fresh-2026-pw!");
+  tb_expect(200, "GET", "/api/v1/units", t2, NULL);
 }
 
 static void lockout_after_failed_logins(void **state) {
   /* R-ACC-6 */
   char t[80];
-  make_user(t_ua, "clumsy", "staff", UNIT_A, t, sizeof(t));
+  tb_make_user(t_ua, "clumsy", "staff", UNIT_A, t, sizeof(t));
   const char *wrong = "{\"username\":\"clumsy\",\"password\":\"Wrong-2026-pw!\"}";
   const char *right = "{\"username\":\"clumsy\",\"password\":\"Good-2026-pw!\"}";
   for (int i = 0; i < 5; i++)
-    assert_string_equal(expect(401, "POST", "/api/v1/auth/login", NULL, wrong),
+    assert_string_equal(tb_expect(401, "POST", "/api/v1/auth/login", NULL, wrong),
                         "invalid_credentials");
-  assert_string_equal(expect(403, "POST", "/api/v1/auth/login", NULL, right), "account_locked");
+  assert_string_equal(tb_expect(403, "POST", "/api/v1/auth/login", NULL, right), "account_locked");
   char n[32];
   db_scalar("SELECT COUNT(*) FROM audit_log WHERE action='auth.login' AND actor='clumsy' "
             "AND result <> 'success'", n, sizeof(n));
@@ -226,24 +114,24 @@ static void lockout_after_failed_logins(void **state) {
   /* the lock ends after lockout_s (moved into the past here) */
   tdb_exec(dbname, "UPDATE accounts SET locked_until = UTC_TIMESTAMP(6) - INTERVAL 1 SECOND "
                    "WHERE username='clumsy'");
-  expect(200, "POST", "/api/v1/auth/login", NULL, right);
+  tb_expect(200, "POST", "/api/v1/auth/login", NULL, right);
   /* an unknown user gets the same answer as a wrong password */
-  assert_string_equal(expect(401, "POST", "/api/v1/auth/login", NULL,
+  assert_string_equal(tb_expect(401, "POST", "/api/v1/auth/login", NULL,
                              "{\"username\":\"nobody\",\"password\":\"Wrong-2026-pw!\"}"),
                       "invalid_credentials");
 }
 
 static void sessions_end_on_logout_and_idle(void **state) {
   char t[80], t2[80];
-  login("clumsy", "Good-2026-pw!", t, sizeof(t));
-  login("clumsy", "Good-2026-pw!", t2, sizeof(t2));
-  expect(200, "POST", "/api/v1/auth/logout", t, NULL);
-  assert_string_equal(expect(401, "GET", "/api/v1/me", t, NULL), "invalid_token");
-  expect(200, "GET", "/api/v1/me", t2, NULL); /* the other session lives on */
+  tb_login("clumsy", "Good-2026-pw!", t, sizeof(t));
+  tb_login("clumsy", "Good-2026-pw!", t2, sizeof(t2));
+  tb_expect(200, "POST", "/api/v1/auth/logout", t, NULL);
+  assert_string_equal(tb_expect(401, "GET", "/api/v1/me", t, NULL), "invalid_token");
+  tb_expect(200, "GET", "/api/v1/me", t2, NULL); /* the other session lives on */
   tdb_exec(dbname, "UPDATE sessions SET last_seen = UTC_TIMESTAMP(6) - INTERVAL 2 HOUR");
-  assert_string_equal(expect(401, "GET", "/api/v1/me", t2, NULL), "session_expired");
-  assert_string_equal(expect(401, "GET", "/api/v1/me", t2, NULL), "invalid_token");
-  assert_string_equal(expect(401, "GET", "/api/v1/me", NULL, NULL), "unauthenticated");
+  assert_string_equal(tb_expect(401, "GET", "/api/v1/me", t2, NULL), "session_expired");
+  assert_string_equal(tb_expect(401, "GET", "/api/v1/me", t2, NULL), "invalid_token");
+  assert_string_equal(tb_expect(401, "GET", "/api/v1/me", NULL, NULL), "unauthenticated");
   /* the test sessions of the fixture users were idled too: log them in again */
 }
 
@@ -253,23 +141,23 @@ static void disabling_ends_sessions_at_once(void **state) {
   /* R-ACC-5 */
   relogin_all();
   char t[80];
-  make_user(t_ua, "leaver", "staff", UNIT_A, t, sizeof(t));
-  expect(200, "GET", "/api/v1/me", t, NULL);
-  expect(200, "POST", "/api/v1/accounts/leaver/disable", t_ua, NULL);
-  assert_string_equal(expect(401, "GET", "/api/v1/me", t, NULL), "invalid_token");
-  assert_string_equal(expect(403, "POST", "/api/v1/auth/login", NULL,
+  tb_make_user(t_ua, "leaver", "staff", UNIT_A, t, sizeof(t));
+  tb_expect(200, "GET", "/api/v1/me", t, NULL);
+  tb_expect(200, "POST", "/api/v1/accounts/leaver/disable", t_ua, NULL);
+  assert_string_equal(tb_expect(401, "GET", "/api/v1/me", t, NULL), "invalid_token");
+  assert_string_equal(tb_expect(403, "POST", "/api/v1/auth/login", NULL,
                              "{\"username\":\"leaver\",\"password\":\"Good-2026-pw!\"}"),
                       "account_disabled");
   /* a whole unit */
-  expect(200, "POST", "/api/v1/units/" UNIT_B "/disable", t_ops, NULL);
-  assert_string_equal(expect(401, "GET", "/api/v1/me", t_sb, NULL), "invalid_token");
-  expect(200, "POST", "/api/v1/units/" UNIT_B "/enable", t_ops, NULL);
-  login("staff.b", "Good-2026-pw!", t_sb, sizeof(t_sb));
+  tb_expect(200, "POST", "/api/v1/units/" UNIT_B "/disable", t_ops, NULL);
+  assert_string_equal(tb_expect(401, "GET", "/api/v1/me", t_sb, NULL), "invalid_token");
+  tb_expect(200, "POST", "/api/v1/units/" UNIT_B "/enable", t_ops, NULL);
+  tb_login("staff.b", "Good-2026-pw!", t_sb, sizeof(t_sb));
 }
 
 static void one_unit_admin_per_unit(void **state) {
   /* R-ACC-1 */
-  assert_string_equal(expect(409, "POST", "/api/v1/accounts", t_ops,
+  assert_string_equal(tb_expect(409, "POST", "/api/v1/accounts", t_ops,
                              "{\"username\":\"admin.a2\",\"display_name\":\"x\",\"role\":"
                              "\"unit_admin\",\"unit_code\":\"" UNIT_A "\","
                              "\"initial_password\":\"Start-2026-pw\"}"),
@@ -364,15 +252,15 @@ static void authorization_matrix(void **state) {
   for (size_t i = 0; i < sizeof(matrix) / sizeof(matrix[0]); i++) {
     const matrix_row *m = &matrix[i];
     json_t *j = NULL;
-    long st = call_api(m->method, m->path, token_of(m->who), m->body, &j);
+    long st = tb_call(m->method, m->path, token_of(m->who), m->body, &j);
     if (st != m->status)
       fail_msg("row %zu: %s %s %s -> %ld (%s), expected %ld", i, m->who, m->method, m->path, st,
-               err_code(j) ? err_code(j) : "", m->status);
+               tb_err_code(j) ? tb_err_code(j) : "", m->status);
     json_decref(j);
   }
   /* a unit admin's account list holds its own unit only */
   json_t *j = NULL;
-  call_api("GET", "/api/v1/accounts?unit=" UNIT_B, t_ua, NULL, &j);
+  tb_call("GET", "/api/v1/accounts?unit=" UNIT_B, t_ua, NULL, &j);
   size_t i;
   json_t *a;
   json_array_foreach(json_object_get(j, "items"), i, a)
@@ -443,8 +331,8 @@ static void bad_input_changes_nothing(void **state) {
     const char *body = b->body && strcmp(b->body, "%LONG") == 0 ? longbody : b->body;
     json_t *j = NULL;
     const char *tok = strstr(b->path, "accounts") && strcmp(b->method, "POST") == 0 ? t_ua : t_ops;
-    long st = api_raw(b->method, b->path, tok, b->ctype, body, body ? strlen(body) : 0, &j);
-    const char *code = err_code(j);
+    long st = tb_call_raw(b->method, b->path, tok, b->ctype, body, body ? strlen(body) : 0, &j);
+    const char *code = tb_err_code(j);
     const char *rid = json_string_value(json_object_get(json_object_get(j, "error"), "request_id"));
     if (st != b->status || code == NULL || strcmp(code, b->code) != 0 || rid == NULL)
       fail_msg("%s: %ld %s, expected %ld %s", b->name, st, code ? code : "(no JSON error)",
@@ -453,7 +341,7 @@ static void bad_input_changes_nothing(void **state) {
   }
   db_scalar(snap, after, sizeof(after));
   assert_string_equal(before, after);
-  expect(200, "GET", "/api/v1/units", t_ops, NULL); /* and the server keeps serving */
+  tb_expect(200, "GET", "/api/v1/units", t_ops, NULL); /* and the server keeps serving */
 }
 
 /* ------------------------------------------------------------------ */
@@ -461,7 +349,7 @@ static void bad_input_changes_nothing(void **state) {
 
 static int verify(long long *first_bad) {
   json_t *j = NULL;
-  assert_int_equal(call_api("GET", "/api/v1/audit/verify", t_ops, NULL, &j), 200);
+  assert_int_equal(tb_call("GET", "/api/v1/audit/verify", t_ops, NULL, &j), 200);
   int ok = json_is_true(json_object_get(j, "ok"));
   *first_bad = json_integer_value(json_object_get(j, "first_bad_id"));
   json_decref(j);
@@ -511,7 +399,7 @@ static void audit_purge_keeps_chain_verifiable(void **state) {
   tdb_exec(dbname, "UPDATE audit_log SET ts = ts - INTERVAL 400 DAY WHERE id <= (SELECT MIN(id) + 4 FROM (SELECT id FROM audit_log) x)");
   /* the ts edit breaks those hashes: recompute is not possible, so purge them */
   json_t *j = NULL;
-  assert_int_equal(call_api("POST", "/api/v1/audit/purge", t_ops, "{\"older_than_days\":365}", &j), 200);
+  assert_int_equal(tb_call("POST", "/api/v1/audit/purge", t_ops, "{\"older_than_days\":365}", &j), 200);
   assert_int_equal(json_integer_value(json_object_get(j, "removed")), 5);
   json_decref(j);
   assert_true(verify(&bad));
@@ -575,8 +463,10 @@ static void openapi_matches_served_routes(void **state) {
   }
   fclose(f);
   /* every served route is documented */
-  const api_route *const parts[] = {api_auth_routes, api_admin_routes, api_audit_routes};
-  const size_t counts[] = {api_auth_nroutes, api_admin_nroutes, api_audit_nroutes};
+  const api_route *const parts[] = {api_auth_routes, api_admin_routes, api_audit_routes,
+                                    api_catalog_routes};
+  const size_t counts[] = {api_auth_nroutes, api_admin_nroutes, api_audit_nroutes,
+                           api_catalog_nroutes};
   size_t nserved = 2;
   const char *extra[] = {"GET /healthz", "GET /metrics"};
   for (size_t k = 0; k < 2; k++) {
@@ -586,7 +476,7 @@ static void openapi_matches_served_routes(void **state) {
     if (!found)
       fail_msg("served but not documented: %s", extra[k]);
   }
-  for (size_t p = 0; p < 3; p++)
+  for (size_t p = 0; p < 4; p++)
     for (size_t i = 0; i < counts[p]; i++, nserved++) {
       char want[600];
       snprintf(want, sizeof(want), "%s %s", parts[p][i].method, parts[p][i].pattern);
@@ -609,8 +499,8 @@ static void openapi_matches_served_routes(void **state) {
     }
     url[o] = '\0';
     json_t *j = NULL;
-    long st = call_api(method, url, NULL, strcmp(method, "POST") == 0 ? "{}" : NULL, &j);
-    const char *code = err_code(j);
+    long st = tb_call(method, url, NULL, strcmp(method, "POST") == 0 ? "{}" : NULL, &j);
+    const char *code = tb_err_code(j);
     if (st == 0 || (code && (strcmp(code, "not_found") == 0 || strcmp(code, "method_not_allowed") == 0) &&
                     strstr(url, "/x") == NULL))
       fail_msg("documented but not served: %s (%ld %s)", documented[d], st, code ? code : "");
@@ -622,76 +512,36 @@ static void openapi_matches_served_routes(void **state) {
 /* ------------------------------------------------------------------ */
 
 static void relogin_all(void) {
-  login("ops.admin", "Ops-2026-pw!", t_ops, sizeof(t_ops));
-  login("reviewer", "Good-2026-pw!", t_mgmt, sizeof(t_mgmt));
-  login("admin.a", "Good-2026-pw!", t_ua, sizeof(t_ua));
-  login("staff.a", "Good-2026-pw!", t_sa, sizeof(t_sa));
-  login("admin.b", "Good-2026-pw!", t_ub, sizeof(t_ub));
-  login("staff.b", "Good-2026-pw!", t_sb, sizeof(t_sb));
+  tb_login("ops.admin", "Ops-2026-pw!", t_ops, sizeof(t_ops));
+  tb_login("reviewer", "Good-2026-pw!", t_mgmt, sizeof(t_mgmt));
+  tb_login("admin.a", "Good-2026-pw!", t_ua, sizeof(t_ua));
+  tb_login("staff.a", "Good-2026-pw!", t_sa, sizeof(t_sa));
+  tb_login("admin.b", "Good-2026-pw!", t_ub, sizeof(t_ub));
+  tb_login("staff.b", "Good-2026-pw!", t_sb, sizeof(t_sb));
 }
 
+static tb_broker tb;
+
 static int setup(void **state) {
-  gdx_db_options o;
-  tdb_options(&o, "gdx_test_api", dbname, sizeof(dbname));
-  snprintf(dir, sizeof(dir), "/tmp/gdx-test-api-%d", (int)getpid());
-  mkdir(dir, 0700);
-  snprintf(conf, sizeof(conf), "%s/broker.conf", dir);
-  snprintf(logpath, sizeof(logpath), "%s/broker.log", dir);
-  port = th_free_port();
-  FILE *f = fopen(conf, "w");
-  fprintf(f,
-          "listen = { port = %d; };\n"
-          "db = { socket = \"%s\"; user = \"root\"; name = \"%s\"; pool_size = 4; };\n"
-          "auth = { argon2_memory_kib = 1024; argon2_iterations = 1; session_idle_s = 3600; };\n"
-          "schema_dir = \"%s/schemas\";\nlog = { level = \"debug\"; };\n",
-          port, tdb_socket(), dbname, getenv("GDX_SOURCE_DIR"));
-  fclose(f);
-  char cmd[1024];
-  snprintf(cmd, sizeof(cmd),
-           "echo 'Init-2026-pw!' | %s --config %s --init-admin ops.admin --unit-code %s "
-           "--unit-name '运维单位' >%s/init.out 2>&1",
-           GDX_BROKER_BIN, conf, OPS_UNIT, dir);
-  if (system(cmd) != 0)
+  if (tb_start(&tb, "gdx_test_api", GDX_BROKER_BIN, t_ops, sizeof(t_ops)))
     return -1;
-  broker = fork();
-  if (broker == 0) {
-    int fd = open(logpath, O_WRONLY | O_CREAT | O_TRUNC, 0644);
-    dup2(fd, 1);
-    dup2(fd, 2);
-    execl(GDX_BROKER_BIN, "gdx-broker", "--config", conf, (char *)NULL);
-    _exit(127);
-  }
-  for (int i = 0; i < 100 && tc_hello(port) == -1; i++)
-    usleep(50000);
-  curl_global_init(CURL_GLOBAL_DEFAULT);
-  char t[80];
-  login("ops.admin", "Init-2026-pw!", t, sizeof(t));
-  change_pw(t, "Init-2026-pw!", "Ops-2026-pw!");
-  snprintf(t_ops, sizeof(t_ops), "%s", t);
-  expect(201, "POST", "/api/v1/units", t_ops,
-         "{\"code\":\"" MGMT_UNIT "\",\"name\":\"市大数据管理局\",\"roles\":[\"management\"]}");
-  expect(201, "POST", "/api/v1/units", t_ops,
-         "{\"code\":\"" UNIT_A "\",\"name\":\"市市场监管局\",\"roles\":[\"provider\",\"consumer\"]}");
-  expect(201, "POST", "/api/v1/units", t_ops,
-         "{\"code\":\"" UNIT_B "\",\"name\":\"市公安局\",\"roles\":[\"consumer\"]}");
-  make_user(t_ops, "reviewer", "mgmt_reviewer", MGMT_UNIT, t_mgmt, sizeof(t_mgmt));
-  make_user(t_ops, "admin.a", "unit_admin", UNIT_A, t_ua, sizeof(t_ua));
-  make_user(t_ops, "admin.b", "unit_admin", UNIT_B, t_ub, sizeof(t_ub));
-  make_user(t_ua, "staff.a", "staff", UNIT_A, t_sa, sizeof(t_sa));
-  make_user(t_ub, "staff.b", "staff", UNIT_B, t_sb, sizeof(t_sb));
+  snprintf(dbname, sizeof(dbname), "%s", tb.dbname);
+  snprintf(logpath, sizeof(logpath), "%s", tb.logpath);
+  tb_expect(201, "POST", "/api/v1/units", t_ops,
+            "{\"code\":\"" MGMT_UNIT "\",\"name\":\"市大数据管理局\",\"roles\":[\"management\"]}");
+  tb_expect(201, "POST", "/api/v1/units", t_ops,
+            "{\"code\":\"" UNIT_A "\",\"name\":\"市市场监管局\",\"roles\":[\"provider\",\"consumer\"]}");
+  tb_expect(201, "POST", "/api/v1/units", t_ops,
+            "{\"code\":\"" UNIT_B "\",\"name\":\"市公安局\",\"roles\":[\"consumer\"]}");
+  tb_make_user(t_ops, "reviewer", "mgmt_reviewer", MGMT_UNIT, t_mgmt, sizeof(t_mgmt));
+  tb_make_user(t_ops, "admin.a", "unit_admin", UNIT_A, t_ua, sizeof(t_ua));
+  tb_make_user(t_ops, "admin.b", "unit_admin", UNIT_B, t_ub, sizeof(t_ub));
+  tb_make_user(t_ua, "staff.a", "staff", UNIT_A, t_sa, sizeof(t_sa));
+  tb_make_user(t_ub, "staff.b", "staff", UNIT_B, t_sb, sizeof(t_sb));
   return 0;
 }
 
-static int teardown(void **state) {
-  kill(broker, SIGTERM);
-  int st;
-  waitpid(broker, &st, 0);
-  char sql[256];
-  snprintf(sql, sizeof(sql), "DROP DATABASE %s", dbname);
-  tdb_exec(NULL, sql);
-  snprintf(sql, sizeof(sql), "rm -rf %s", dir);
-  return system(sql) || !WIFEXITED(st) || WEXITSTATUS(st) != 0;
-}
+static int teardown(void **state) { return tb_stop(&tb) != 0; }
 
 int main(void) {
   const struct CMUnitTest tests[] = {
