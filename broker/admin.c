@@ -252,6 +252,8 @@ static json_t *account_json(const gdx_db_result *r, size_t i) {
 static int work_account_list(gdx_db_conn *c, api_ctx *x) {
   char ubuf[32];
   const char *unit = api_query(x, "unit", ubuf, sizeof(ubuf), "");
+  if (x->status)
+    return GDX_OK;
   if (x->who.role == ROLE_UNIT_ADMIN)
     unit = x->who.unit_code; /* its own unit, whatever it asked */
   gdx_db_param p[] = {GDX_DB_P_STR(unit), GDX_DB_P_STR(unit)};

@@ -93,6 +93,8 @@ const char *api_query(api_ctx *x, const char *name, char *buf, size_t n, const c
     if (len > nl && strncmp(q, name, nl) == 0 && q[nl] == '=') {
       if (url_decode(q + nl + 1, len - nl - 1, buf, n) == 0)
         return buf;
+      api_fail(x, 400, "invalid_query", "query parameter %s is malformed or longer than %zu bytes",
+               name, n - 1);
       return def;
     }
     if (!amp)

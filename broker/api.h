@@ -77,7 +77,9 @@ struct api_ctx {
  * goes on to audit and answer. */
 int api_fail(api_ctx *x, int status, const char *code, const char *fmt, ...)
     __attribute__((format(printf, 4, 5)));
-/* The `name` query parameter as a string (URL-decoded) or def. */
+/* The `name` query parameter as a string (URL-decoded) or def. A value that
+ * is malformed or does not fit in n bytes sets a 400 invalid_query result
+ * (check x->status). */
 const char *api_query(api_ctx *x, const char *name, char *buf, size_t n, const char *def);
 long long api_query_int(api_ctx *x, const char *name, long long def, long long min, long long max,
                         int *bad);

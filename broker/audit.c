@@ -158,6 +158,8 @@ static int work_list(gdx_db_conn *c, api_ctx *x) {
   char action[65], actor[65];
   const char *fa = api_query(x, "action", action, sizeof(action), "");
   const char *fb = api_query(x, "actor", actor, sizeof(actor), "");
+  if (x->status)
+    return GDX_OK;
   /* unit admins see their own unit's records; ops and management see all */
   const char *unit = x->who.role == ROLE_UNIT_ADMIN ? x->who.unit_code : "";
   gdx_db_param p[] = {GDX_DB_P_INT(after), GDX_DB_P_STR(fa), GDX_DB_P_STR(fa),

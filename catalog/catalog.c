@@ -437,6 +437,8 @@ static int work_search(gdx_db_conn *c, api_ctx *x) {
   const char *so = api_query(x, "sort", sort, sizeof(sort), "name");
   const char *or = api_query(x, "order", order, sizeof(order), "asc");
   const char *mi = api_query(x, "mine", mine, sizeof(mine), "0");
+  if (x->status)
+    return GDX_OK;
   /* ORDER BY cannot be bound: pick from fixed strings only */
   const char *order_by;
   int desc = strcmp(or, "desc") == 0;
