@@ -491,7 +491,8 @@ int api_new(gdx_broker *b, const gdx_broker_config *cfg, gdx_db_pool *db, gdx_ro
   } parts[] = {{api_auth_routes, api_auth_nroutes},
                {api_admin_routes, api_admin_nroutes},
                {api_audit_routes, api_audit_nroutes},
-               {api_catalog_routes, api_catalog_nroutes}};
+               {api_catalog_routes, api_catalog_nroutes},
+               {api_request_routes, api_request_nroutes}};
   for (size_t p = 0; p < sizeof(parts) / sizeof(parts[0]); p++)
     for (size_t i = 0; i < parts[p].n && a->nroutes < MAX_ROUTES; i++)
       a->routes[a->nroutes++] = &parts[p].r[i];

@@ -106,5 +106,7 @@ extern const api_route api_audit_routes[];
 extern const size_t api_audit_nroutes;
 extern const api_route api_catalog_routes[]; /* catalog/catalog.c */
 extern const size_t api_catalog_nroutes;
+extern const api_route api_request_routes[]; /* catalog/requests.c */
+extern const size_t api_request_nroutes;
 
 #endif
