@@ -47,8 +47,22 @@ static int in_unit_roles(const api_ctx *x, const char *role) {
   return strstr(x->who.unit_roles, role) != NULL;
 }
 
+/* A real calendar date in the form YYYY-MM-DD? */
+static int real_date(const char *d) {
+  int y, m, day;
+  char tail;
+  if (sscanf(d, "%4d-%2d-%2d%c", &y, &m, &day, &tail) != 3 || m < 1 || m > 12 || day < 1)
+    return 0;
+  static const int days[] = {31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31};
+  int leap = (y % 4 == 0 && y % 100 != 0) || y % 400 == 0;
+  return day <= days[m - 1] + (m == 2 && leap);
+}
+
 /* Is d a real date after today and at most three years ahead? */
 static int check_valid_until(gdx_db_conn *c, api_ctx *x, const char *d, int *ok) {
+  *ok = 0;
+  if (!real_date(d))
+    return api_fail(x, 400, "invalid_field", "valid_until: %s is not a calendar date", d);
   gdx_db_param p[] = {GDX_DB_P_STR(d), GDX_DB_P_STR(d)};
   gdx_db_result r;
   int rc = gdx_db_query(c,
