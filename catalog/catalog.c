@@ -13,6 +13,7 @@
 #include <string.h>
 
 #include "api.h"
+#include "catalog.h"
 #include "error.h"
 
 typedef struct {
@@ -65,6 +66,43 @@ static int event(gdx_db_conn *c, api_ctx *x, long long entry, const char *what, 
                      "INSERT INTO catalog_events (entry_id, ts, actor, event, version, opinion) "
                      "VALUES (?, UTC_TIMESTAMP(6), ?, ?, ?, ?)",
                      p, 5, NULL, NULL);
+}
+
+#define GRAMS_MAX 4096
+#define GRAMS_PER_INSERT 64
+
+/* Replaces the search grams of an entry (no grams: just removes them). */
+static int index_grams(gdx_db_conn *c, long long entry, const char *name, const char *summary) {
+  gdx_db_param pd[] = {GDX_DB_P_INT(entry)};
+  int rc = gdx_db_exec(c, "DELETE FROM catalog_grams WHERE entry_id = ?", pd, 1, NULL, NULL);
+  if (rc || name == NULL)
+    return rc;
+  size_t tl = strlen(name) + strlen(summary) + 4;
+  char *text = malloc(tl);
+  char(*grams)[GDX_GRAM_MAX] = malloc(sizeof(*grams) * GRAMS_MAX);
+  if (!text || !grams) {
+    free(text);
+    free(grams);
+    return GDX_ENOMEM;
+  }
+  snprintf(text, tl, "%s | %s", name, summary);
+  size_t n = gdx_catalog_grams(text, grams, GRAMS_MAX);
+  for (size_t off = 0; off < n && !rc; off += GRAMS_PER_INSERT) {
+    size_t k = n - off < GRAMS_PER_INSERT ? n - off : GRAMS_PER_INSERT;
+    char sql[64 + GRAMS_PER_INSERT * 8];
+    size_t used = (size_t)snprintf(sql, sizeof(sql),
+                                   "INSERT IGNORE INTO catalog_grams (gram, entry_id) VALUES ");
+    gdx_db_param p[GRAMS_PER_INSERT * 2];
+    for (size_t i = 0; i < k; i++) {
+      used += (size_t)snprintf(sql + used, sizeof(sql) - used, i ? ",(?,?)" : "(?,?)");
+      p[2 * i] = GDX_DB_P_STR(grams[off + i]);
+      p[2 * i + 1] = GDX_DB_P_INT(entry);
+    }
+    rc = gdx_db_exec(c, sql, p, 2 * k, NULL, NULL);
+  }
+  free(text);
+  free(grams);
+  return rc;
 }
 
 /* Rules that tie fields together (the schema checks each field alone). */
@@ -291,6 +329,8 @@ static int work_review(gdx_db_conn *c, api_ctx *x) {
                      "published_by) VALUES (?, ?, ?, UTC_TIMESTAMP(6), ?)",
                      pv, 4, NULL, NULL);
   free(text);
+  if (!rc)
+    rc = index_grams(c, e.id, json_string_value(json_object_get(body, "name")), summary);
   json_decref(body);
   if (!rc)
     rc = event(c, x, e.id, "published", version, opinion);
@@ -322,6 +362,8 @@ static int work_withdraw(gdx_db_conn *c, api_ctx *x) {
                    "UPDATE catalog_entries SET status = 'withdrawn', review_opinion = ?, "
                    "updated_at = UTC_TIMESTAMP(6) WHERE id = ?",
                    p, 2, NULL, NULL);
+  if (!rc)
+    rc = index_grams(c, e.id, NULL, NULL);
   if (!rc)
     rc = event(c, x, e.id, "withdrawn", e.version, opinion);
   if (!rc)
@@ -470,21 +512,41 @@ static int work_search(gdx_db_conn *c, api_ctx *x) {
   const char *c_type = own ? "JSON_VALUE(e.body, '$.resource_type')" : "e.resource_type";
   const char *c_share = own ? "JSON_VALUE(e.body, '$.sharing_type')" : "e.sharing_type";
   const char *c_fmt = own ? "JSON_VALUE(e.body, '$.format')" : "e.format";
-  char where[1536];
+  /* Published entries are narrowed by the query's grams first. */
+  char grams[32][GDX_GRAM_MAX];
+  size_t ng = own || *fq == '\0' ? 0 : gdx_catalog_grams(fq, grams, 32);
+  char gram_join[400] = "";
+  if (ng) {
+    size_t used = (size_t)snprintf(gram_join, sizeof(gram_join),
+                                   "JOIN (SELECT entry_id FROM catalog_grams WHERE gram IN (");
+    for (size_t i = 0; i < ng; i++)
+      used += (size_t)snprintf(gram_join + used, sizeof(gram_join) - used, i ? ",?" : "?");
+    snprintf(gram_join + used, sizeof(gram_join) - used,
+             ") GROUP BY entry_id HAVING COUNT(*) = ?) g ON g.entry_id = e.id ");
+  }
+  char where[2048];
   snprintf(where, sizeof(where),
-           "FROM catalog_entries e JOIN units u ON u.id = e.provider_unit_id WHERE "
+           "FROM catalog_entries e %s JOIN units u ON u.id = e.provider_unit_id WHERE "
            "((? = 1 AND e.provider_unit_id = ?) OR "
            " (? = 0 AND e.version > 0 AND e.status <> 'withdrawn')) "
            "AND (? = '' OR %s LIKE ? OR %s LIKE ?) AND (? = '' OR u.code = ?) "
            "AND %s LIKE ? AND (? = '' OR %s = ?) AND (? = '' OR %s = ?) AND (? = '' OR %s = ?)",
-           c_name, c_sum, c_cat, c_type, c_share, c_fmt);
-  gdx_db_param pp[] = {
+           gram_join, c_name, c_sum, c_cat, c_type, c_share, c_fmt);
+  gdx_db_param pq[] = {
       GDX_DB_P_INT(own), GDX_DB_P_INT(x->who.unit_id), GDX_DB_P_INT(own),
       GDX_DB_P_STR(fq), GDX_DB_P_STR(like), GDX_DB_P_STR(like), GDX_DB_P_STR(fp),
       GDX_DB_P_STR(fp), GDX_DB_P_STR(cat_like), GDX_DB_P_STR(ft), GDX_DB_P_STR(ft),
       GDX_DB_P_STR(fs), GDX_DB_P_STR(fs), GDX_DB_P_STR(ff), GDX_DB_P_STR(ff),
       GDX_DB_P_INT(limit), GDX_DB_P_INT(offset)};
-  size_t np = 15;
+  /* parameters: the grams and their count first, then the filters */
+  gdx_db_param pp[32 + 1 + 17];
+  size_t np = 0;
+  for (size_t i = 0; i < ng; i++)
+    pp[np++] = GDX_DB_P_STR(grams[i]);
+  if (ng)
+    pp[np++] = GDX_DB_P_INT((long long)ng);
+  memcpy(pp + np, pq, sizeof(pq));
+  np += 15;
   char sql[2048];
   snprintf(sql, sizeof(sql), "SELECT COUNT(*) %s", where);
   gdx_db_result r;

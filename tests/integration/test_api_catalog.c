@@ -251,6 +251,8 @@ static void search_filters_sort_page(void **state) {
     const char *first;
   } q[] = {
       {"q=%E4%BA%BA%E5%8F%A3", 1, "人口基础信息"},          /* 人口 */
+      {"q=%E4%BA%BA", 2, "人口基础信息"},                   /* 人: one character, no gram */
+      {"q=%E5%8F%A3%E5%9F%BA", 1, "人口基础信息"},          /* 口基 spans words */
       {"q=POPULATION", 1, "人口基础信息"},                   /* Latin, any case */
       {"q=%E6%B3%95%E4%BA%BA", 1, "法人库"},               /* 法人 in name and summary */
       {"q=licence&type=service", 1, "营业执照查询接口"},
