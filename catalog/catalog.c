@@ -69,6 +69,10 @@ static int event(gdx_db_conn *c, api_ctx *x, long long entry, const char *what, 
 }
 
 #define GRAMS_MAX 4096
+/* Counting matches stops here: "total" is exact below it, a lower bound
+ * (total_is_exact false) above. Reading every match of a common term to count
+ * it would cost more than the page itself. */
+#define SEARCH_COUNT_CAP 200
 #define GRAMS_PER_INSERT 64
 
 /* Replaces the search grams of an entry (no grams: just removes them). */
@@ -476,7 +480,7 @@ static int work_search(gdx_db_conn *c, api_ctx *x) {
   const char *ft = api_query(x, "type", type, sizeof(type), "");
   const char *fs = api_query(x, "sharing", sharing, sizeof(sharing), "");
   const char *ff = api_query(x, "format", format, sizeof(format), "");
-  const char *so = api_query(x, "sort", sort, sizeof(sort), "name");
+  const char *so = api_query(x, "sort", sort, sizeof(sort), "newest");
   const char *or = api_query(x, "order", order, sizeof(order), "asc");
   const char *mi = api_query(x, "mine", mine, sizeof(mine), "0");
   if (x->status)
@@ -486,14 +490,16 @@ static int work_search(gdx_db_conn *c, api_ctx *x) {
   int desc = strcmp(or, "desc") == 0;
   if (strcmp(or, "asc") != 0 && !desc)
     return api_fail(x, 400, "invalid_query", "order must be asc or desc");
-  if (strcmp(so, "name") == 0)
+  if (strcmp(so, "newest") == 0)
+    order_by = NULL; /* below: follows the index, so a page stops early */
+  else if (strcmp(so, "name") == 0)
     order_by = desc ? "e.name DESC, e.resource_code" : "e.name, e.resource_code";
   else if (strcmp(so, "code") == 0)
     order_by = desc ? "e.resource_code DESC" : "e.resource_code";
   else if (strcmp(so, "publish_date") == 0)
     order_by = desc ? "e.publish_date DESC, e.resource_code" : "e.publish_date, e.resource_code";
   else
-    return api_fail(x, 400, "invalid_query", "sort must be name, code or publish_date");
+    return api_fail(x, 400, "invalid_query", "sort must be newest, name, code or publish_date");
   int own = strcmp(mi, "1") == 0;
   if (strlen(fq) > 100)
     return api_fail(x, 400, "invalid_query", "q is at most 100 characters");
@@ -512,43 +518,50 @@ static int work_search(gdx_db_conn *c, api_ctx *x) {
   const char *c_type = own ? "JSON_VALUE(e.body, '$.resource_type')" : "e.resource_type";
   const char *c_share = own ? "JSON_VALUE(e.body, '$.sharing_type')" : "e.sharing_type";
   const char *c_fmt = own ? "JSON_VALUE(e.body, '$.format')" : "e.format";
-  /* Published entries are narrowed by the query's grams first. */
+  /* Published entries are found through the query's grams: the first drives
+   * (an index range in entry order), up to four more must also be there
+   * (point lookups), and LIKE confirms the whole text. */
   char grams[32][GDX_GRAM_MAX];
   size_t ng = own || *fq == '\0' ? 0 : gdx_catalog_grams(fq, grams, 32);
-  char gram_join[400] = "";
+  if (ng > 5)
+    ng = 5;
+  char gram_from[512] = "catalog_entries e", gram_where[512] = "1 = 1";
   if (ng) {
-    size_t used = (size_t)snprintf(gram_join, sizeof(gram_join),
-                                   "JOIN (SELECT entry_id FROM catalog_grams WHERE gram IN (");
-    for (size_t i = 0; i < ng; i++)
-      used += (size_t)snprintf(gram_join + used, sizeof(gram_join) - used, i ? ",?" : "?");
-    snprintf(gram_join + used, sizeof(gram_join) - used,
-             ") GROUP BY entry_id HAVING COUNT(*) = ?) g ON g.entry_id = e.id ");
+    snprintf(gram_from, sizeof(gram_from),
+             "catalog_grams g1 JOIN catalog_entries e ON e.id = g1.entry_id");
+    size_t used = (size_t)snprintf(gram_where, sizeof(gram_where), "g1.gram = ?");
+    for (size_t i = 1; i < ng; i++)
+      used += (size_t)snprintf(gram_where + used, sizeof(gram_where) - used,
+                               " AND EXISTS (SELECT 1 FROM catalog_grams gx WHERE gx.gram = ? "
+                               "AND gx.entry_id = e.id)");
   }
-  char where[2048];
+  if (order_by == NULL)
+    order_by = ng ? (desc ? "g1.entry_id" : "g1.entry_id DESC") : (desc ? "e.id" : "e.id DESC");
+  char where[2560];
   snprintf(where, sizeof(where),
-           "FROM catalog_entries e %s JOIN units u ON u.id = e.provider_unit_id WHERE "
+           "FROM %s JOIN units u ON u.id = e.provider_unit_id WHERE %s AND "
            "((? = 1 AND e.provider_unit_id = ?) OR "
            " (? = 0 AND e.version > 0 AND e.status <> 'withdrawn')) "
            "AND (? = '' OR %s LIKE ? OR %s LIKE ?) AND (? = '' OR u.code = ?) "
            "AND %s LIKE ? AND (? = '' OR %s = ?) AND (? = '' OR %s = ?) AND (? = '' OR %s = ?)",
-           gram_join, c_name, c_sum, c_cat, c_type, c_share, c_fmt);
+           gram_from, gram_where, c_name, c_sum, c_cat, c_type, c_share, c_fmt);
   gdx_db_param pq[] = {
       GDX_DB_P_INT(own), GDX_DB_P_INT(x->who.unit_id), GDX_DB_P_INT(own),
       GDX_DB_P_STR(fq), GDX_DB_P_STR(like), GDX_DB_P_STR(like), GDX_DB_P_STR(fp),
       GDX_DB_P_STR(fp), GDX_DB_P_STR(cat_like), GDX_DB_P_STR(ft), GDX_DB_P_STR(ft),
       GDX_DB_P_STR(fs), GDX_DB_P_STR(fs), GDX_DB_P_STR(ff), GDX_DB_P_STR(ff),
       GDX_DB_P_INT(limit), GDX_DB_P_INT(offset)};
-  /* parameters: the grams and their count first, then the filters */
-  gdx_db_param pp[32 + 1 + 17];
+  /* parameters: the grams first, then the filters */
+  gdx_db_param pp[5 + 17];
   size_t np = 0;
   for (size_t i = 0; i < ng; i++)
     pp[np++] = GDX_DB_P_STR(grams[i]);
-  if (ng)
-    pp[np++] = GDX_DB_P_INT((long long)ng);
   memcpy(pp + np, pq, sizeof(pq));
   np += 15;
-  char sql[2048];
-  snprintf(sql, sizeof(sql), "SELECT COUNT(*) %s", where);
+  char sql[4096];
+  /* Counting stops past SEARCH_COUNT_CAP: "total" is exact below it. */
+  snprintf(sql, sizeof(sql), "SELECT COUNT(*) FROM (SELECT 1 %s LIMIT %d) t", where,
+           SEARCH_COUNT_CAP + 1);
   gdx_db_result r;
   int rc = gdx_db_query(c, sql, pp, np, 1, &r);
   if (rc)
@@ -576,8 +589,10 @@ static int work_search(gdx_db_conn *c, api_ctx *x) {
                          atoi(gdx_db_get(&r, i, 9)), "status", gdx_db_get(&r, i, 10),
                          "publish_date", gdx_db_get(&r, i, 11)));
   gdx_db_result_free(&r);
-  x->out = json_pack("{s:I, s:I, s:I, s:o}", "total", (json_int_t)total, "limit",
-                     (json_int_t)limit, "offset", (json_int_t)offset, "items", items);
+  int exact = total <= SEARCH_COUNT_CAP;
+  x->out = json_pack("{s:I, s:b, s:I, s:I, s:o}", "total",
+                     (json_int_t)(exact ? total : SEARCH_COUNT_CAP), "total_is_exact", exact,
+                     "limit", (json_int_t)limit, "offset", (json_int_t)offset, "items", items);
   return GDX_OK;
 }
 

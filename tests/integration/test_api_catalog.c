@@ -267,7 +267,9 @@ static void search_filters_sort_page(void **state) {
       {"category=2&sort=code&order=asc", 2, "人口基础信息"},
   };
   for (size_t i = 0; i < sizeof(q) / sizeof(q[0]); i++) {
-    assert_int_equal(search(q[i].query, &j), 200);
+    char qs[300];
+    snprintf(qs, sizeof(qs), "%s%s", q[i].query, strstr(q[i].query, "sort=") ? "" : "&sort=name");
+    assert_int_equal(search(qs, &j), 200);
     int total = (int)json_integer_value(json_object_get(j, "total"));
     if (total != q[i].total)
       fail_msg("%s: %d results, expected %d", q[i].query, total, q[i].total);
@@ -277,6 +279,12 @@ static void search_filters_sort_page(void **state) {
                           q[i].first);
     json_decref(j);
   }
+  /* the default order is newest first */
+  assert_int_equal(search("category=2", &j), 200);
+  assert_string_equal(json_string_value(json_object_get(json_array_get(json_object_get(j, "items"), 0), "name")),
+                      "法人库");
+  assert_true(json_is_true(json_object_get(j, "total_is_exact")));
+  json_decref(j);
   /* paging */
   assert_int_equal(search("category=&sort=code&limit=2&offset=0", &j), 200);
   int total = (int)json_integer_value(json_object_get(j, "total"));
