@@ -43,7 +43,7 @@ for _ in $(seq 1 100); do curl -sf "http://127.0.0.1:$port/healthz" >/dev/null &
 export GDX_BROKER="http://127.0.0.1:$port"
 
 # --help everywhere, usage errors
-for c in login logout whoami passwd units users audit; do
+for c in login logout whoami passwd units users audit catalog requests authorizations demands; do
   check "$c --help" 0 "$gdx" "$c" --help; contains "$c --help" "Usage: gdx $c"
 done
 check "no command" 2 "$gdx"
