@@ -49,6 +49,17 @@ static int load_entry(gdx_db_conn *c, const char *code, entry_row *e, int *found
   return GDX_OK;
 }
 
+/* The entry named by the path's two segments ("101001/000001"): sets the
+ * audit object, and a 404 result when there is none. */
+static int path_entry(gdx_db_conn *c, api_ctx *x, entry_row *e, char *code, size_t n, int lock) {
+  snprintf(code, n, "%s/%s", x->params[0], x->params[1]);
+  snprintf(x->audit_object, sizeof(x->audit_object), "catalog:%s", code);
+  int found = 0, rc = load_entry(c, code, e, &found, lock);
+  if (!rc && !found)
+    api_fail(x, 404, "not_found", "no catalog entry %s", code);
+  return rc;
+}
+
 static int is_provider_of(const api_ctx *x, const entry_row *e) {
   return (x->who.role == ROLE_UNIT_ADMIN || x->who.role == ROLE_STAFF) &&
          x->who.unit_id == e->provider_unit_id;
@@ -209,14 +220,10 @@ static int work_create(gdx_db_conn *c, api_ctx *x) {
 /* The entry named in the path, checked for existence and for the caller
  * being its provider. */
 static int provider_target(gdx_db_conn *c, api_ctx *x, entry_row *e) {
-  snprintf(x->audit_object, sizeof(x->audit_object), "catalog:%s/%s", x->params[0], x->params[1]);
   char code[64];
-  snprintf(code, sizeof(code), "%s/%s", x->params[0], x->params[1]);
-  int found = 0, rc = load_entry(c, code, e, &found, 1);
-  if (rc)
+  int rc = path_entry(c, x, e, code, sizeof(code), 1);
+  if (rc || x->status)
     return rc;
-  if (!found)
-    return api_fail(x, 404, "not_found", "no catalog entry %s", code);
   if (!is_provider_of(x, e))
     return api_fail(x, 403, "forbidden", "only the provider unit edits entry %s", code);
   return GDX_OK;
@@ -269,18 +276,14 @@ static int work_submit(gdx_db_conn *c, api_ctx *x) {
 }
 
 static int work_review(gdx_db_conn *c, api_ctx *x) {
-  char code[64];
-  snprintf(code, sizeof(code), "%s/%s", x->params[0], x->params[1]);
-  snprintf(x->audit_object, sizeof(x->audit_object), "catalog:%s", code);
   const char *decision = json_string_value(json_object_get(x->in, "decision"));
   const char *opinion = json_string_value(json_object_get(x->in, "opinion"));
   x->audit_detail = json_pack("{s:s}", "decision", decision);
+  char code[64];
   entry_row e;
-  int found = 0, rc = load_entry(c, code, &e, &found, 1);
-  if (rc)
+  int rc = path_entry(c, x, &e, code, sizeof(code), 1);
+  if (rc || x->status)
     return rc;
-  if (!found)
-    return api_fail(x, 404, "not_found", "no catalog entry %s", code);
   if (strcmp(e.status, "submitted") != 0)
     return api_fail(x, 409, "wrong_state", "only a submitted entry is reviewed (this one is %s)",
                     e.status);
@@ -345,16 +348,12 @@ static int work_review(gdx_db_conn *c, api_ctx *x) {
 }
 
 static int work_withdraw(gdx_db_conn *c, api_ctx *x) {
-  char code[64];
-  snprintf(code, sizeof(code), "%s/%s", x->params[0], x->params[1]);
-  snprintf(x->audit_object, sizeof(x->audit_object), "catalog:%s", code);
   const char *opinion = json_string_value(json_object_get(x->in, "opinion"));
+  char code[64];
   entry_row e;
-  int found = 0, rc = load_entry(c, code, &e, &found, 1);
-  if (rc)
+  int rc = path_entry(c, x, &e, code, sizeof(code), 1);
+  if (rc || x->status)
     return rc;
-  if (!found)
-    return api_fail(x, 404, "not_found", "no catalog entry %s", code);
   if (!(x->who.role == ROLE_MGMT ||
         (x->who.role == ROLE_UNIT_ADMIN && x->who.unit_id == e.provider_unit_id)))
     return api_fail(x, 403, "forbidden",
@@ -377,13 +376,12 @@ static int work_withdraw(gdx_db_conn *c, api_ctx *x) {
 
 static int work_get(gdx_db_conn *c, api_ctx *x) {
   char code[64];
-  snprintf(code, sizeof(code), "%s/%s", x->params[0], x->params[1]);
   entry_row e;
-  int found = 0, rc = load_entry(c, code, &e, &found, 0);
-  if (rc)
+  int rc = path_entry(c, x, &e, code, sizeof(code), 0);
+  if (rc || x->status)
     return rc;
-  int drafts = found && may_see_drafts(x, &e);
-  if (!found || (!drafts && (e.version == 0 || strcmp(e.status, "withdrawn") == 0)))
+  int drafts = may_see_drafts(x, &e);
+  if (!drafts && (e.version == 0 || strcmp(e.status, "withdrawn") == 0))
     return api_fail(x, 404, "not_found", "no catalog entry %s", code);
   gdx_db_param p[] = {GDX_DB_P_INT(e.id)};
   gdx_db_result r;
@@ -408,12 +406,11 @@ static int work_get(gdx_db_conn *c, api_ctx *x) {
 
 static int work_history(gdx_db_conn *c, api_ctx *x) {
   char code[64];
-  snprintf(code, sizeof(code), "%s/%s", x->params[0], x->params[1]);
   entry_row e;
-  int found = 0, rc = load_entry(c, code, &e, &found, 0);
-  if (rc)
+  int rc = path_entry(c, x, &e, code, sizeof(code), 0);
+  if (rc || x->status)
     return rc;
-  if (!found || (!may_see_drafts(x, &e) && e.version == 0))
+  if (!may_see_drafts(x, &e) && e.version == 0)
     return api_fail(x, 404, "not_found", "no catalog entry %s", code);
   gdx_db_param p[] = {GDX_DB_P_INT(e.id)};
   gdx_db_result v, ev;
