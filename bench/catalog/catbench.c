@@ -203,21 +203,26 @@ static int seed(void) {
     int n = 0;
     for (; n < ENTRY_BATCH && i < entries; n++, i++) {
       seed_row *r = &rows[n];
+      /* built in locals first: snprintf from one field of r into another
+       * would read and write the same object */
+      char cat[8], name[256], summary[1024];
+      snprintf(cat, sizeof(cat), "%u%02u%03u", 1 + rnd(5), 1 + rnd(20), 1 + rnd(50));
+      words(name, sizeof(name), 3);
+      words(summary, sizeof(summary), 10);
       r->id = i + 1;
-      snprintf(r->cat, sizeof(r->cat), "%u%02u%03u", 1 + rnd(5), 1 + rnd(20), 1 + rnd(50));
-      snprintf(r->code, sizeof(r->code), "%s/%06ld", r->cat, i + 1);
-      words(r->name, sizeof(r->name), 3);
-      words(r->summary, sizeof(r->summary), 10);
       r->share = shares[rnd(3)];
       r->unit = unit_ids[rnd(50)];
+      memcpy(r->cat, cat, sizeof(cat));
+      memcpy(r->name, name, sizeof(name));
+      memcpy(r->summary, summary, sizeof(summary));
+      snprintf(r->code, sizeof(r->code), "%s/%06ld", cat, i + 1);
       snprintf(r->body, sizeof(r->body),
                "{\"name\":\"%s\",\"summary\":\"%s\",\"category\":\"%s\",\"resource_type\":"
                "\"structured\",\"format\":\"database\",\"data_items\":[{\"name\":\"id\",\"type\":"
                "\"string\"}],\"sharing_type\":\"%s\",\"sharing_condition\":\"%s\","
                "\"sharing_method\":\"table\",\"open_to_public\":false,\"update_cycle\":\"daily\","
                "\"attachment\":{\"kind\":\"table\",\"node\":\"n\",\"target\":\"t\"}}",
-               r->name, r->summary, r->cat, r->share,
-               strcmp(r->share, "conditional") == 0 ? "审批" : "");
+               name, summary, cat, r->share, strcmp(r->share, "conditional") == 0 ? "审批" : "");
       MYSQL_BIND *b = &eb[n * 9];
       bind_int(&b[0], &r->id);
       bind_str(&b[1], r->code, &r->l[1]);
