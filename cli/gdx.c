@@ -328,6 +328,21 @@ static const char *const audit_cols[] = {"id:ID", "ts:TIME", "actor:ACTOR", "uni
                                          "action:ACTION", "object:OBJECT", "result:RESULT",
                                          "source:SOURCE"};
 
+static json_t *csv_array(const char *csv);
+
+/* "show ID" -> GET base/ID; any other verb -> POST base/ID/verb (no body). */
+static int item_verb(const char *base, const char *verb, const char *id, const char *const *cols,
+                     size_t ncols) {
+  char path[512];
+  json_t *out;
+  if (strcmp(verb, "show") == 0)
+    snprintf(path, sizeof(path), "%s/%s", base, id);
+  else
+    snprintf(path, sizeof(path), "%s/%s/%s", base, id, verb);
+  int rc = call(strcmp(verb, "show") == 0 ? "GET" : "POST", path, NULL, &out);
+  return rc ? rc : emit(out, cols, ncols, 0);
+}
+
 static int usage_error(const char *msg, const char *help) {
   fprintf(stderr, "gdx: %s\n\n%s", msg, help);
   return EX_USAGE;
@@ -439,20 +454,14 @@ static int cmd_units(int argc, char **argv) {
   const char *sub = argv[0];
   json_t *out;
   int rc;
-  char path[512];
   if (strcmp(sub, "list") == 0) {
     rc = call("GET", "/api/v1/units", NULL, &out);
     return rc ? rc : emit(out, unit_cols, NCOLS(unit_cols), 1);
   }
-  if ((strcmp(sub, "show") == 0 || strcmp(sub, "disable") == 0 || strcmp(sub, "enable") == 0)) {
+  if (strcmp(sub, "show") == 0 || strcmp(sub, "disable") == 0 || strcmp(sub, "enable") == 0) {
     if (argc != 2)
       return usage_error("give one unit code", help_units);
-    if (strcmp(sub, "show") == 0)
-      snprintf(path, sizeof(path), "/api/v1/units/%s", argv[1]);
-    else
-      snprintf(path, sizeof(path), "/api/v1/units/%s/%s", argv[1], sub);
-    rc = call(strcmp(sub, "show") == 0 ? "GET" : "POST", path, NULL, &out);
-    return rc ? rc : emit(out, unit_cols, NCOLS(unit_cols), 0);
+    return item_verb("/api/v1/units", sub, argv[1], unit_cols, NCOLS(unit_cols));
   }
   if (strcmp(sub, "create") == 0) {
     const char *code = NULL, *name = NULL, *roles = NULL;
@@ -464,13 +473,8 @@ static int cmd_units(int argc, char **argv) {
     }
     if (!code || !name || !roles)
       return usage_error("create needs --code, --name and --roles", help_units);
-    json_t *r = json_array();
-    char copy[256];
-    snprintf(copy, sizeof(copy), "%s", roles);
-    for (char *t = strtok(copy, ","); t; t = strtok(NULL, ","))
-      json_array_append_new(r, json_string(t));
     rc = call("POST", "/api/v1/units", json_pack("{s:s, s:s, s:o}", "code", code, "name", name,
-                                                 "roles", r), &out);
+                                                 "roles", csv_array(roles)), &out);
     return rc ? rc : emit(out, unit_cols, NCOLS(unit_cols), 0);
   }
   return usage_error("unknown units subcommand", help_units);
@@ -505,12 +509,7 @@ static int cmd_users(int argc, char **argv) {
   if (strcmp(sub, "show") == 0 || strcmp(sub, "disable") == 0 || strcmp(sub, "enable") == 0) {
     if (argc != 2)
       return usage_error("give one user name", help_users);
-    if (strcmp(sub, "show") == 0)
-      snprintf(path, sizeof(path), "/api/v1/accounts/%s", argv[1]);
-    else
-      snprintf(path, sizeof(path), "/api/v1/accounts/%s/%s", argv[1], sub);
-    rc = call(strcmp(sub, "show") == 0 ? "GET" : "POST", path, NULL, &out);
-    return rc ? rc : emit(out, user_cols, NCOLS(user_cols), 0);
+    return item_verb("/api/v1/accounts", sub, argv[1], user_cols, NCOLS(user_cols));
   }
   if (strcmp(sub, "reset-password") == 0) {
     if (argc != 2)

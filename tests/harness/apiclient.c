@@ -113,6 +113,20 @@ void tb_change_pw(const char *token, const char *old, const char *nw) {
   tb_expect(200, "POST", "/api/v1/auth/password", token, body);
 }
 
+void tb_create_unit(const char *ops_token, const char *code, const char *name,
+                    const char *roles) {
+  char body[512], list[128] = "";
+  char copy[96];
+  snprintf(copy, sizeof(copy), "%s", roles);
+  for (char *t = strtok(copy, ","); t; t = strtok(NULL, ",")) {
+    size_t used = strlen(list);
+    snprintf(list + used, sizeof(list) - used, "%s\"%s\"", used ? "," : "", t);
+  }
+  snprintf(body, sizeof(body), "{\"code\":\"%s\",\"name\":\"%s\",\"roles\":[%s]}", code, name,
+           list);
+  tb_expect(201, "POST", "/api/v1/units", ops_token, body);
+}
+
 void tb_make_user(const char *creator, const char *user, const char *role, const char *unit,
                   char *token, size_t n) {
   char body[512];

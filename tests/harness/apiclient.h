@@ -34,6 +34,8 @@ const char *tb_expect(long want, const char *method, const char *path, const cha
                       const char *body);
 void tb_login(const char *user, const char *pw, char *token, size_t n);
 void tb_change_pw(const char *token, const char *old, const char *nw);
+/* Registers a unit (as the operations admin); roles like "provider,consumer". */
+void tb_create_unit(const char *ops_token, const char *code, const char *name, const char *roles);
 /* Creates an account with `creator`, logs it in and changes its password to
  * "Good-2026-pw!". */
 void tb_make_user(const char *creator, const char *user, const char *role, const char *unit,

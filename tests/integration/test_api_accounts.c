@@ -527,12 +527,9 @@ static int setup(void **state) {
     return -1;
   snprintf(dbname, sizeof(dbname), "%s", tb.dbname);
   snprintf(logpath, sizeof(logpath), "%s", tb.logpath);
-  tb_expect(201, "POST", "/api/v1/units", t_ops,
-            "{\"code\":\"" MGMT_UNIT "\",\"name\":\"市大数据管理局\",\"roles\":[\"management\"]}");
-  tb_expect(201, "POST", "/api/v1/units", t_ops,
-            "{\"code\":\"" UNIT_A "\",\"name\":\"市市场监管局\",\"roles\":[\"provider\",\"consumer\"]}");
-  tb_expect(201, "POST", "/api/v1/units", t_ops,
-            "{\"code\":\"" UNIT_B "\",\"name\":\"市公安局\",\"roles\":[\"consumer\"]}");
+  tb_create_unit(t_ops, MGMT_UNIT, "市大数据管理局", "management");
+  tb_create_unit(t_ops, UNIT_A, "市市场监管局", "provider,consumer");
+  tb_create_unit(t_ops, UNIT_B, "市公安局", "consumer");
   tb_make_user(t_ops, "reviewer", "mgmt_reviewer", MGMT_UNIT, t_mgmt, sizeof(t_mgmt));
   tb_make_user(t_ops, "admin.a", "unit_admin", UNIT_A, t_ua, sizeof(t_ua));
   tb_make_user(t_ops, "admin.b", "unit_admin", UNIT_B, t_ub, sizeof(t_ub));

@@ -328,12 +328,9 @@ static void search_filters_sort_page(void **state) {
 static int setup(void **state) {
   if (tb_start(&tb, "gdx_test_catalog", GDX_BROKER_BIN, t_ops, sizeof(t_ops)))
     return -1;
-  tb_expect(201, "POST", "/api/v1/units", t_ops,
-            "{\"code\":\"" MGMT "\",\"name\":\"市大数据管理局\",\"roles\":[\"management\"]}");
-  tb_expect(201, "POST", "/api/v1/units", t_ops,
-            "{\"code\":\"" PROV "\",\"name\":\"市市场监管局\",\"roles\":[\"provider\",\"consumer\"]}");
-  tb_expect(201, "POST", "/api/v1/units", t_ops,
-            "{\"code\":\"" CONS "\",\"name\":\"市公安局\",\"roles\":[\"consumer\"]}");
+  tb_create_unit(t_ops, MGMT, "市大数据管理局", "management");
+  tb_create_unit(t_ops, PROV, "市市场监管局", "provider,consumer");
+  tb_create_unit(t_ops, CONS, "市公安局", "consumer");
   tb_make_user(t_ops, "reviewer", "mgmt_reviewer", MGMT, t_rev, sizeof(t_rev));
   tb_make_user(t_ops, "prov.admin", "unit_admin", PROV, t_pa, sizeof(t_pa));
   tb_make_user(t_pa, "prov.staff", "staff", PROV, t_ps, sizeof(t_ps));

@@ -299,19 +299,15 @@ static int setup(void **state) {
   strftime(far_future, sizeof(far_future), "%Y-%m-%d", &tm);
   if (tb_start(&tb, "gdx_test_requests", GDX_BROKER_BIN, t_ops, sizeof(t_ops)))
     return -1;
-  tb_expect(201, "POST", "/api/v1/units", t_ops,
-            "{\"code\":\"" MGMT "\",\"name\":\"市大数据管理局\",\"roles\":[\"management\"]}");
-  tb_expect(201, "POST", "/api/v1/units", t_ops,
-            "{\"code\":\"" PROV "\",\"name\":\"市市场监管局\",\"roles\":[\"provider\",\"consumer\"]}");
-  tb_expect(201, "POST", "/api/v1/units", t_ops,
-            "{\"code\":\"" CONS "\",\"name\":\"市公安局\",\"roles\":[\"consumer\"]}");
+  tb_create_unit(t_ops, MGMT, "市大数据管理局", "management");
+  tb_create_unit(t_ops, PROV, "市市场监管局", "provider,consumer");
+  tb_create_unit(t_ops, CONS, "市公安局", "consumer");
   tb_make_user(t_ops, "reviewer", "mgmt_reviewer", MGMT, t_rev, sizeof(t_rev));
   tb_make_user(t_ops, "prov.admin", "unit_admin", PROV, t_pa, sizeof(t_pa));
   tb_make_user(t_pa, "prov.staff", "staff", PROV, t_ps, sizeof(t_ps));
   tb_make_user(t_ops, "cons.admin", "unit_admin", CONS, t_ca, sizeof(t_ca));
   tb_make_user(t_ca, "cons.staff", "staff", CONS, t_cs, sizeof(t_cs));
-  tb_expect(201, "POST", "/api/v1/units", t_ops,
-            "{\"code\":\"" CONS2 "\",\"name\":\"市税务局\",\"roles\":[\"consumer\"]}");
+  tb_create_unit(t_ops, CONS2, "市税务局", "consumer");
   tb_make_user(t_ops, "cons2.admin", "unit_admin", CONS2, t_c2, sizeof(t_c2));
   publish_entry(entry_body("企业登记信息", "structured", "database", "table", "conditional", 0),
                 e_table, sizeof(e_table), 1);
