@@ -83,7 +83,7 @@ static int event(gdx_db_conn *c, api_ctx *x, long long entry, const char *what, 
 /* Counting matches stops here: "total" is exact below it, a lower bound
  * (total_is_exact false) above. Reading every match of a common term to count
  * it would cost more than the page itself. */
-#define SEARCH_COUNT_CAP 200
+#define SEARCH_COUNT_CAP 100
 #define GRAMS_PER_INSERT 64
 
 /* Replaces the search grams of an entry (no grams: just removes them). */
@@ -448,6 +448,19 @@ static int work_history(gdx_db_conn *c, api_ctx *x) {
   return GDX_OK;
 }
 
+/* One search result row: id, code, name, summary, provider code and name,
+ * category, type, format, sharing, version, status, publish date. */
+static json_t *search_item(const gdx_db_result *r, size_t i) {
+  const char *name = gdx_db_get(r, i, 2), *summary = gdx_db_get(r, i, 3);
+  return json_pack("{s:s, s:s, s:s, s:s, s:s, s:s, s:s, s:s, s:s, s:i, s:s, s:s}",
+                   "resource_code", gdx_db_get(r, i, 1), "name", name ? name : "", "summary",
+                   summary ? summary : "", "provider_code", gdx_db_get(r, i, 4), "provider_name",
+                   gdx_db_get(r, i, 5), "category", gdx_db_get(r, i, 6), "resource_type",
+                   gdx_db_get(r, i, 7), "format", gdx_db_get(r, i, 8), "sharing_type",
+                   gdx_db_get(r, i, 9), "version", atoi(gdx_db_get(r, i, 10)), "status",
+                   gdx_db_get(r, i, 11), "publish_date", gdx_db_get(r, i, 12));
+}
+
 /* Escapes LIKE wildcards so the text is matched literally. */
 static void like_pattern(const char *q, char *out, size_t n) {
   size_t o = 0;
@@ -516,12 +529,12 @@ static int work_search(gdx_db_conn *c, api_ctx *x) {
   const char *c_share = own ? "JSON_VALUE(e.body, '$.sharing_type')" : "e.sharing_type";
   const char *c_fmt = own ? "JSON_VALUE(e.body, '$.format')" : "e.format";
   /* Published entries are found through the query's grams: the first drives
-   * (an index range in entry order), up to four more must also be there
+   * (an index range in entry order), up to two more must also be there
    * (point lookups), and LIKE confirms the whole text. */
   char grams[32][GDX_GRAM_MAX];
   size_t ng = own || *fq == '\0' ? 0 : gdx_catalog_grams(fq, grams, 32);
-  if (ng > 5)
-    ng = 5;
+  if (ng > 3)
+    ng = 3;
   char gram_from[512] = "catalog_entries e", gram_where[512] = "1 = 1";
   if (ng) {
     snprintf(gram_from, sizeof(gram_from),
@@ -555,42 +568,77 @@ static int work_search(gdx_db_conn *c, api_ctx *x) {
     pp[np++] = GDX_DB_P_STR(grams[i]);
   memcpy(pp + np, pq, sizeof(pq));
   np += 15;
-  char sql[4096];
-  /* Counting stops past SEARCH_COUNT_CAP: "total" is exact below it. */
-  snprintf(sql, sizeof(sql), "SELECT COUNT(*) FROM (SELECT 1 %s LIMIT %d) t", where,
-           SEARCH_COUNT_CAP + 1);
+  char sql[4096], cols[1024];
+  snprintf(cols, sizeof(cols),
+           "e.id, e.resource_code, %s, LEFT(%s, 200), u.code, u.name, %s, %s, %s, %s, "
+           "e.version, e.status, IFNULL(DATE_FORMAT(e.publish_date, '%%Y-%%m-%%d'), '')",
+           c_name, c_sum, c_cat, c_type, c_fmt, c_share);
   gdx_db_result r;
-  int rc = gdx_db_query(c, sql, pp, np, 1, &r);
-  if (rc)
-    return rc;
-  long long total = atoll(gdx_db_get(&r, 0, 0));
-  gdx_db_result_free(&r);
-  snprintf(sql, sizeof(sql),
-           "SELECT e.resource_code, %s, LEFT(%s, 200), u.code, u.name, %s, %s, %s, %s, "
-           "e.version, e.status, IFNULL(DATE_FORMAT(e.publish_date, '%%Y-%%m-%%d'), '') %s "
-           "ORDER BY %s LIMIT ? OFFSET ?",
-           c_name, c_sum, c_cat, c_type, c_fmt, c_share, where, order_by);
-  rc = gdx_db_query(c, sql, pp, np + 2, 100, &r);
-  if (rc)
-    return rc;
+  long long total;
   json_t *items = json_array();
-  for (size_t i = 0; i < r.nrows; i++)
-    json_array_append_new(
-        items, json_pack("{s:s, s:s, s:s, s:s, s:s, s:s, s:s, s:s, s:s, s:i, s:s, s:s}",
-                         "resource_code", gdx_db_get(&r, i, 0), "name",
-                         gdx_db_get(&r, i, 1) ? gdx_db_get(&r, i, 1) : "", "summary",
-                         gdx_db_get(&r, i, 2) ? gdx_db_get(&r, i, 2) : "", "provider_code",
-                         gdx_db_get(&r, i, 3), "provider_name", gdx_db_get(&r, i, 4), "category",
-                         gdx_db_get(&r, i, 5), "resource_type", gdx_db_get(&r, i, 6), "format",
-                         gdx_db_get(&r, i, 7), "sharing_type", gdx_db_get(&r, i, 8), "version",
-                         atoi(gdx_db_get(&r, i, 9)), "status", gdx_db_get(&r, i, 10),
-                         "publish_date", gdx_db_get(&r, i, 11)));
-  gdx_db_result_free(&r);
+  int rc;
+  if (offset + limit <= SEARCH_COUNT_CAP + 1) {
+    /* One scan finds the first CAP+1 matches in order (that is the count),
+     * then the page's rows are read by primary key. */
+    snprintf(sql, sizeof(sql), "SELECT e.id %s ORDER BY %s LIMIT %d", where, order_by,
+             SEARCH_COUNT_CAP + 1);
+    rc = gdx_db_query(c, sql, pp, np, SEARCH_COUNT_CAP + 1, &r);
+    if (rc)
+      goto fail;
+    total = (long long)r.nrows;
+    size_t first = (size_t)offset, last = (size_t)(offset + limit);
+    if (last > r.nrows)
+      last = r.nrows;
+    gdx_db_param ids[100];
+    size_t nids = 0;
+    size_t used = (size_t)snprintf(sql, sizeof(sql),
+                                   "SELECT %s FROM catalog_entries e JOIN units u ON "
+                                   "u.id = e.provider_unit_id WHERE e.id IN (", cols);
+    for (size_t i = first; i < last; i++, nids++) {
+      ids[nids] = GDX_DB_P_INT(atoll(gdx_db_get(&r, i, 0)));
+      used += (size_t)snprintf(sql + used, sizeof(sql) - used, nids ? ",?" : "?");
+    }
+    snprintf(sql + used, sizeof(sql) - used, ")");
+    long long page_ids[100];
+    for (size_t i = 0; i < nids; i++)
+      page_ids[i] = ids[i].i;
+    gdx_db_result_free(&r);
+    if (nids) {
+      rc = gdx_db_query(c, sql, ids, nids, 100, &r);
+      if (rc)
+        goto fail;
+      for (size_t k = 0; k < nids; k++) /* in the scan's order */
+        for (size_t i = 0; i < r.nrows; i++)
+          if (atoll(gdx_db_get(&r, i, 0)) == page_ids[k])
+            json_array_append_new(items, search_item(&r, i));
+      gdx_db_result_free(&r);
+    }
+  } else {
+    /* Deep pages: count (capped) and page separately. */
+    snprintf(sql, sizeof(sql), "SELECT COUNT(*) FROM (SELECT 1 %s LIMIT %d) t", where,
+             SEARCH_COUNT_CAP + 1);
+    rc = gdx_db_query(c, sql, pp, np, 1, &r);
+    if (rc)
+      goto fail;
+    total = atoll(gdx_db_get(&r, 0, 0));
+    gdx_db_result_free(&r);
+    snprintf(sql, sizeof(sql), "SELECT %s %s ORDER BY %s LIMIT ? OFFSET ?", cols, where,
+             order_by);
+    rc = gdx_db_query(c, sql, pp, np + 2, 100, &r);
+    if (rc)
+      goto fail;
+    for (size_t i = 0; i < r.nrows; i++)
+      json_array_append_new(items, search_item(&r, i));
+    gdx_db_result_free(&r);
+  }
   int exact = total <= SEARCH_COUNT_CAP;
   x->out = json_pack("{s:I, s:b, s:I, s:I, s:o}", "total",
                      (json_int_t)(exact ? total : SEARCH_COUNT_CAP), "total_is_exact", exact,
                      "limit", (json_int_t)limit, "offset", (json_int_t)offset, "items", items);
   return GDX_OK;
+fail:
+  json_decref(items);
+  return rc;
 }
 
 #define PROVIDERS (ROLE_UNIT_ADMIN | ROLE_STAFF)

@@ -7,7 +7,7 @@
  *
  * Seeding writes what publishing writes (the entry, its published version
  * and its search grams) with prepared statements, in batches. The sql mode
- * issues the broker's two statements per search (count, then the first page)
+ * issues the broker's two statements per search (the capped id scan, then the page)
  * from C threads with one connection each and prints
  *   SQL p50_ms=<n> p99_ms=<n> rps=<n> queries=<n>
  */
@@ -292,53 +292,79 @@ static double now_s(void) {
 }
 
 /* The broker's search statements for a text query (see catalog/catalog.c):
- * the first gram drives, up to four more are checked, LIKE confirms; the
- * count stops at 201; the page is the newest 20. */
-static void search_sql(const char *q, char *count_sql, char *page_sql, size_t n, size_t *ng_out,
+ * the first gram drives, up to two more are checked, LIKE confirms; one scan
+ * returns the first 101 matching ids newest first (the capped count), then
+ * the page's 20 rows are read by primary key. */
+static void search_sql(const char *q, char *ids_sql, size_t n, size_t *ng_out,
                        char (*grams)[GDX_GRAM_MAX]) {
   size_t ng = gdx_catalog_grams(q, grams, 32);
-  if (ng > 5)
-    ng = 5;
+  if (ng > 3)
+    ng = 3;
   char where[1024] = "g1.gram = ?";
   size_t used = strlen(where);
   for (size_t i = 1; i < ng; i++)
     used += (size_t)snprintf(where + used, sizeof(where) - used,
                              " AND EXISTS (SELECT 1 FROM catalog_grams gx WHERE gx.gram = ? AND "
                              "gx.entry_id = e.id)");
-  const char *rest =
-      "AND e.version > 0 AND e.status <> 'withdrawn' AND (e.name LIKE ? OR e.summary LIKE ?)";
-  snprintf(count_sql, n,
-           "SELECT COUNT(*) FROM (SELECT 1 FROM catalog_grams g1 JOIN catalog_entries e ON e.id = "
-           "g1.entry_id JOIN units u ON u.id = e.provider_unit_id WHERE %s %s LIMIT 201) t",
-           where, rest);
-  snprintf(page_sql, n,
-           "SELECT e.resource_code, e.name, LEFT(e.summary, 200), u.code, u.name, e.category, "
-           "e.resource_type, e.format, e.sharing_type, e.version, e.status, e.publish_date "
-           "FROM catalog_grams g1 JOIN catalog_entries e ON e.id = g1.entry_id JOIN units u ON "
-           "u.id = e.provider_unit_id WHERE %s %s ORDER BY g1.entry_id DESC LIMIT 20",
-           where, rest);
+  snprintf(ids_sql, n,
+           "SELECT e.id FROM catalog_grams g1 JOIN catalog_entries e ON e.id = g1.entry_id "
+           "JOIN units u ON u.id = e.provider_unit_id WHERE %s AND e.version > 0 AND "
+           "e.status <> 'withdrawn' AND (e.name LIKE ? OR e.summary LIKE ?) "
+           "ORDER BY g1.entry_id DESC LIMIT 101",
+           where);
   *ng_out = ng;
 }
 
-static void exec_stmt(MYSQL *my, const char *sql, char (*grams)[GDX_GRAM_MAX], size_t ng,
-                      const char *like) {
+/* Runs the id scan; fills up to 20 page ids; returns how many. */
+static int scan_ids(MYSQL *my, const char *sql, char (*grams)[GDX_GRAM_MAX], size_t ng,
+                    const char *like, long long *page) {
   MYSQL_STMT *st = mysql_stmt_init(my);
   if (mysql_stmt_prepare(st, sql, strlen(sql))) {
     fprintf(stderr, "prepare: %s\n", mysql_stmt_error(st));
     exit(1);
   }
-  MYSQL_BIND b[40];
-  unsigned long l[40];
+  MYSQL_BIND b[8];
+  unsigned long l[8];
   size_t k = 0;
   for (size_t i = 0; i < ng; i++, k++)
     bind_str(&b[k], grams[i], &l[k]);
   bind_str(&b[k], like, &l[k]);
   k++;
   bind_str(&b[k], like, &l[k]);
-  k++;
   mysql_stmt_bind_param(st, b);
-  if (mysql_stmt_execute(st) || mysql_stmt_store_result(st)) {
+  long long id;
+  MYSQL_BIND out;
+  bind_int(&out, &id);
+  if (mysql_stmt_execute(st) || mysql_stmt_bind_result(st, &out) || mysql_stmt_store_result(st)) {
     fprintf(stderr, "execute: %s\n", mysql_stmt_error(st));
+    exit(1);
+  }
+  int n = 0;
+  while (mysql_stmt_fetch(st) == 0)
+    if (n < 20)
+      page[n++] = id;
+  mysql_stmt_free_result(st);
+  mysql_stmt_close(st);
+  return n;
+}
+
+static void fetch_page(MYSQL *my, long long *ids, int n) {
+  char sql[1024];
+  size_t used = (size_t)snprintf(
+      sql, sizeof(sql),
+      "SELECT e.id, e.resource_code, e.name, LEFT(e.summary, 200), u.code, u.name, e.category, "
+      "e.resource_type, e.format, e.sharing_type, e.version, e.status, e.publish_date FROM "
+      "catalog_entries e JOIN units u ON u.id = e.provider_unit_id WHERE e.id IN (");
+  for (int i = 0; i < n; i++)
+    used += (size_t)snprintf(sql + used, sizeof(sql) - used, i ? ",?" : "?");
+  snprintf(sql + used, sizeof(sql) - used, ")");
+  MYSQL_STMT *st = mysql_stmt_init(my);
+  MYSQL_BIND b[20];
+  for (int i = 0; i < n; i++)
+    bind_int(&b[i], &ids[i]);
+  if (mysql_stmt_prepare(st, sql, strlen(sql)) || mysql_stmt_bind_param(st, b) ||
+      mysql_stmt_execute(st) || mysql_stmt_store_result(st)) {
+    fprintf(stderr, "page: %s\n", mysql_stmt_error(st));
     exit(1);
   }
   mysql_stmt_free_result(st);
@@ -351,13 +377,15 @@ static void *sql_client(void *arg) {
   unsigned i = (unsigned)(size_t)arg;
   while (now_s() < end) {
     const char *q = terms[i++ % (unsigned)nterms];
-    char count_sql[2048], page_sql[2048], grams[32][GDX_GRAM_MAX], like[300];
+    char ids_sql[2048], grams[32][GDX_GRAM_MAX], like[300];
+    long long page[20];
     size_t ng;
-    search_sql(q, count_sql, page_sql, sizeof(count_sql), &ng, grams);
+    search_sql(q, ids_sql, sizeof(ids_sql), &ng, grams);
     snprintf(like, sizeof(like), "%%%s%%", q);
     double t0 = now_s();
-    exec_stmt(my, count_sql, grams, ng, like);
-    exec_stmt(my, page_sql, grams, ng, like);
+    int n = scan_ids(my, ids_sql, grams, ng, like, page);
+    if (n)
+      fetch_page(my, page, n);
     double dt = now_s() - t0;
     pthread_mutex_lock(&mu);
     if (nlat == caplat) {
