@@ -55,16 +55,8 @@ static int work_unit_create(gdx_db_conn *c, api_ctx *x) {
 }
 
 static int work_unit_list(gdx_db_conn *c, api_ctx *x) {
-  gdx_db_result r;
-  int rc = gdx_db_query(c, "SELECT " UNIT_COLS " FROM units ORDER BY code", NULL, 0, 100000, &r);
-  if (rc)
-    return rc;
-  json_t *items = json_array();
-  for (size_t i = 0; i < r.nrows; i++)
-    json_array_append_new(items, unit_json(&r, i));
-  gdx_db_result_free(&r);
-  x->out = json_pack("{s:o}", "items", items);
-  return GDX_OK;
+  return api_list(c, x, "SELECT " UNIT_COLS " FROM units ORDER BY code", NULL, 0, 100000,
+                  unit_json);
 }
 
 static int work_unit_get(gdx_db_conn *c, api_ctx *x) {
@@ -257,19 +249,10 @@ static int work_account_list(gdx_db_conn *c, api_ctx *x) {
   if (x->who.role == ROLE_UNIT_ADMIN)
     unit = x->who.unit_code; /* its own unit, whatever it asked */
   gdx_db_param p[] = {GDX_DB_P_STR(unit), GDX_DB_P_STR(unit)};
-  gdx_db_result r;
-  int rc = gdx_db_query(c,
-                        "SELECT " ACCOUNT_COLS " FROM accounts a JOIN units u ON u.id = a.unit_id "
-                        "WHERE ? = '' OR u.code = ? ORDER BY u.code, a.username",
-                        p, 2, 100000, &r);
-  if (rc)
-    return rc;
-  json_t *items = json_array();
-  for (size_t i = 0; i < r.nrows; i++)
-    json_array_append_new(items, account_json(&r, i));
-  gdx_db_result_free(&r);
-  x->out = json_pack("{s:o}", "items", items);
-  return GDX_OK;
+  return api_list(c, x,
+                  "SELECT " ACCOUNT_COLS " FROM accounts a JOIN units u ON u.id = a.unit_id "
+                  "WHERE ? = '' OR u.code = ? ORDER BY u.code, a.username",
+                  p, 2, 100000, account_json);
 }
 
 static int work_account_get(gdx_db_conn *c, api_ctx *x) {

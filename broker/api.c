@@ -38,9 +38,6 @@ typedef struct {
   int submitted; /* the job owns it from then on */
 } call;
 
-static const api_route *all_routes[MAX_ROUTES];
-static size_t all_nroutes;
-
 /* ------------------------------------------------------------------ */
 /* helpers for work functions                                          */
 
@@ -118,6 +115,20 @@ long long api_query_int(api_ctx *x, const char *name, long long def, long long m
     return def;
   }
   return n;
+}
+
+int api_list(gdx_db_conn *c, api_ctx *x, const char *sql, const gdx_db_param *params, size_t n,
+             size_t max_rows, json_t *(*row)(const gdx_db_result *, size_t)) {
+  gdx_db_result r;
+  int rc = gdx_db_query(c, sql, params, n, max_rows, &r);
+  if (rc)
+    return rc;
+  json_t *items = json_array();
+  for (size_t i = 0; i < r.nrows; i++)
+    json_array_append_new(items, row(&r, i));
+  gdx_db_result_free(&r);
+  x->out = json_pack("{s:o}", "items", items);
+  return GDX_OK;
 }
 
 static const struct {
@@ -483,11 +494,6 @@ static void api_dispatch(gdx_http_req *req, void *data) {
   gdx_http_req_on(req, on_body, on_complete, on_abort);
 }
 
-const api_route *const *api_routes(size_t *n) {
-  *n = all_nroutes;
-  return all_routes;
-}
-
 int api_new(gdx_broker *b, const gdx_broker_config *cfg, gdx_db_pool *db, gdx_router *router,
             api **out, char *err, size_t errlen) {
   api *a = calloc(1, sizeof(*a));
@@ -518,8 +524,6 @@ int api_new(gdx_broker *b, const gdx_broker_config *cfg, gdx_db_pool *db, gdx_ro
       return GDX_ECONFIG;
     }
   }
-  memcpy(all_routes, a->routes, sizeof(a->routes));
-  all_nroutes = a->nroutes;
   gdx_router_add(router, "*", "/api/v1/*", api_dispatch, a);
   *out = a;
   return GDX_OK;

@@ -83,6 +83,9 @@ int api_fail(api_ctx *x, int status, const char *code, const char *fmt, ...)
 const char *api_query(api_ctx *x, const char *name, char *buf, size_t n, const char *def);
 long long api_query_int(api_ctx *x, const char *name, long long def, long long min, long long max,
                         int *bad);
+/* Runs a query and answers {"items": [row(r, i) for each row]}. */
+int api_list(gdx_db_conn *c, api_ctx *x, const char *sql, const gdx_db_param *params, size_t n,
+             size_t max_rows, json_t *(*row)(const gdx_db_result *, size_t));
 const char *api_role_name(api_role r);
 int api_role_parse(const char *s, api_role *out);
 /* Appends a hash-chained audit record in the caller's transaction. */
@@ -94,8 +97,6 @@ typedef struct api api;
 int api_new(gdx_broker *b, const gdx_broker_config *cfg, gdx_db_pool *db, gdx_router *router,
             api **out, char *err, size_t errlen);
 void api_free(api *a);
-/* The route table, for the OpenAPI coverage test. */
-const api_route *const *api_routes(size_t *n);
 
 /* Route tables of the API's parts. */
 extern const api_route api_auth_routes[];

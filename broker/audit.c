@@ -149,6 +149,22 @@ static int work_verify(gdx_db_conn *c, api_ctx *x) {
   return GDX_OK;
 }
 
+static json_t *audit_json(const gdx_db_result *r, size_t i) {
+  static const char *const names[] = {"id",     "ts",     "actor",  "unit_code",
+                                      "action", "object", "purpose", "result",
+                                      "source", "request_id", "detail", "hash"};
+  json_t *o = json_object();
+  for (size_t k = 0; k < 12; k++) {
+    const char *v = gdx_db_get(r, i, k);
+    json_t *d = k == 10 ? json_loads(v, 0, NULL) : NULL; /* detail is stored as JSON */
+    if (k == 0)
+      json_object_set_new(o, names[k], json_integer(atoll(v)));
+    else
+      json_object_set_new(o, names[k], d ? d : json_string(v ? v : ""));
+  }
+  return o;
+}
+
 static int work_list(gdx_db_conn *c, api_ctx *x) {
   int bad = 0;
   long long after = api_query_int(x, "after_id", 0, 0, (long long)1 << 62, &bad);
@@ -165,37 +181,13 @@ static int work_list(gdx_db_conn *c, api_ctx *x) {
   gdx_db_param p[] = {GDX_DB_P_INT(after), GDX_DB_P_STR(fa), GDX_DB_P_STR(fa),
                       GDX_DB_P_STR(fb),    GDX_DB_P_STR(fb), GDX_DB_P_STR(unit),
                       GDX_DB_P_STR(unit),  GDX_DB_P_INT(limit)};
-  gdx_db_result r;
-  int rc = gdx_db_query(c,
-                        "SELECT id, DATE_FORMAT(ts, '%Y-%m-%dT%H:%i:%s.%fZ'), actor, unit_code, "
-                        "action, object, purpose, result, source, request_id, detail, hash "
-                        "FROM audit_log WHERE id > ? AND (? = '' OR action = ?) "
-                        "AND (? = '' OR actor = ?) AND (? = '' OR unit_code = ?) "
-                        "ORDER BY id LIMIT ?",
-                        p, 8, 1000, &r);
-  if (rc)
-    return rc;
-  json_t *items = json_array();
-  static const char *names[] = {"id", "ts", "actor", "unit_code", "action", "object",
-                                "purpose", "result", "source", "request_id", "detail", "hash"};
-  for (size_t i = 0; i < r.nrows; i++) {
-    json_t *o = json_object();
-    for (size_t k = 0; k < 12; k++) {
-      const char *v = gdx_db_get(&r, i, k);
-      if (k == 0)
-        json_object_set_new(o, names[k], json_integer(atoll(v)));
-      else if (k == 10) {
-        json_t *d = json_loads(v, 0, NULL);
-        json_object_set_new(o, names[k], d ? d : json_string(v));
-      }
-      else
-        json_object_set_new(o, names[k], json_string(v ? v : ""));
-    }
-    json_array_append_new(items, o);
-  }
-  gdx_db_result_free(&r);
-  x->out = json_pack("{s:o}", "items", items);
-  return GDX_OK;
+  return api_list(c, x,
+                  "SELECT id, DATE_FORMAT(ts, '%Y-%m-%dT%H:%i:%s.%fZ'), actor, unit_code, "
+                  "action, object, purpose, result, source, request_id, detail, hash "
+                  "FROM audit_log WHERE id > ? AND (? = '' OR action = ?) "
+                  "AND (? = '' OR actor = ?) AND (? = '' OR unit_code = ?) "
+                  "ORDER BY id LIMIT ?",
+                  p, 8, 1000, audit_json);
 }
 
 static int work_purge(gdx_db_conn *c, api_ctx *x) {

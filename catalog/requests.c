@@ -417,21 +417,12 @@ static int work_request_list(gdx_db_conn *c, api_ctx *x) {
   gdx_db_param p[] = {GDX_DB_P_INT(all),       GDX_DB_P_STR(sd),    GDX_DB_P_INT(x->who.unit_id),
                       GDX_DB_P_STR(sd),        GDX_DB_P_INT(x->who.unit_id), GDX_DB_P_STR(st),
                       GDX_DB_P_STR(st),        GDX_DB_P_INT(limit), GDX_DB_P_INT(offset)};
-  gdx_db_result r;
-  int rc = gdx_db_query(c,
-                        "SELECT " REQ_COLS REQ_FROM
-                        "WHERE (? = 1 OR ((? <> 'provider' AND r.consumer_unit_id = ?) OR "
-                        "(? <> 'consumer' AND e.provider_unit_id = ?))) "
-                        "AND (? = '' OR r.status = ?) ORDER BY r.id DESC LIMIT ? OFFSET ?",
-                        p, 9, 1000, &r);
-  if (rc)
-    return rc;
-  json_t *items = json_array();
-  for (size_t i = 0; i < r.nrows; i++)
-    json_array_append_new(items, request_json(&r, i));
-  gdx_db_result_free(&r);
-  x->out = json_pack("{s:o}", "items", items);
-  return GDX_OK;
+  return api_list(c, x,
+                  "SELECT " REQ_COLS REQ_FROM
+                  "WHERE (? = 1 OR ((? <> 'provider' AND r.consumer_unit_id = ?) OR "
+                  "(? <> 'consumer' AND e.provider_unit_id = ?))) "
+                  "AND (? = '' OR r.status = ?) ORDER BY r.id DESC LIMIT ? OFFSET ?",
+                  p, 9, 1000, request_json);
 }
 
 /* ------------------------------------------------------------------ */
@@ -465,20 +456,11 @@ static int work_auth_list(gdx_db_conn *c, api_ctx *x) {
   int all = x->who.role == ROLE_MGMT || x->who.role == ROLE_OPS;
   gdx_db_param p[] = {GDX_DB_P_INT(all), GDX_DB_P_INT(x->who.unit_id),
                       GDX_DB_P_INT(x->who.unit_id)};
-  gdx_db_result r;
-  int rc = gdx_db_query(c,
-                        "SELECT " AUTH_COLS AUTH_FROM
-                        "WHERE ? = 1 OR a.consumer_unit_id = ? OR e.provider_unit_id = ? "
-                        "ORDER BY a.id DESC LIMIT 1000",
-                        p, 3, 1000, &r);
-  if (rc)
-    return rc;
-  json_t *items = json_array();
-  for (size_t i = 0; i < r.nrows; i++)
-    json_array_append_new(items, auth_json(&r, i));
-  gdx_db_result_free(&r);
-  x->out = json_pack("{s:o}", "items", items);
-  return GDX_OK;
+  return api_list(c, x,
+                  "SELECT " AUTH_COLS AUTH_FROM
+                  "WHERE ? = 1 OR a.consumer_unit_id = ? OR e.provider_unit_id = ? "
+                  "ORDER BY a.id DESC LIMIT 1000",
+                  p, 3, 1000, auth_json);
 }
 
 static int work_auth_revoke(gdx_db_conn *c, api_ctx *x) {
@@ -686,20 +668,11 @@ static int work_demand_list(gdx_db_conn *c, api_ctx *x) {
   /* a provider sees demands addressed to it once management approved them */
   gdx_db_param p[] = {GDX_DB_P_INT(all), GDX_DB_P_INT(x->who.unit_id),
                       GDX_DB_P_INT(x->who.unit_id)};
-  gdx_db_result r;
-  int rc = gdx_db_query(c,
-                        "SELECT " DEMAND_COLS DEMAND_FROM
-                        "WHERE ? = 1 OR d.consumer_unit_id = ? OR (d.provider_unit_id = ? AND "
-                        "d.status IN ('approved', 'fulfilled')) ORDER BY d.id DESC LIMIT 1000",
-                        p, 3, 1000, &r);
-  if (rc)
-    return rc;
-  json_t *items = json_array();
-  for (size_t i = 0; i < r.nrows; i++)
-    json_array_append_new(items, demand_json(&r, i));
-  gdx_db_result_free(&r);
-  x->out = json_pack("{s:o}", "items", items);
-  return GDX_OK;
+  return api_list(c, x,
+                  "SELECT " DEMAND_COLS DEMAND_FROM
+                  "WHERE ? = 1 OR d.consumer_unit_id = ? OR (d.provider_unit_id = ? AND "
+                  "d.status IN ('approved', 'fulfilled')) ORDER BY d.id DESC LIMIT 1000",
+                  p, 3, 1000, demand_json);
 }
 
 #define MEMBERS (ROLE_UNIT_ADMIN | ROLE_STAFF)

@@ -18,23 +18,6 @@
 
 static int port;
 
-typedef struct {
-  char *data;
-  size_t len, cap;
-} buf;
-
-static size_t collect(char *p, size_t s, size_t n, void *ud) {
-  buf *b = ud;
-  if (b->len + s * n + 1 > b->cap) {
-    b->cap = (b->len + s * n + 1) * 2;
-    b->data = realloc(b->data, b->cap);
-  }
-  memcpy(b->data + b->len, p, s * n);
-  b->len += s * n;
-  b->data[b->len] = '\0';
-  return s * n;
-}
-
 long tb_call_raw(const char *method, const char *path, const char *token, const char *ctype,
                  const char *body, size_t blen, json_t **out) {
   CURL *e = curl_easy_init();
@@ -49,11 +32,11 @@ long tb_call_raw(const char *method, const char *path, const char *token, const 
     snprintf(ct, sizeof(ct), "Content-Type: %s", ctype);
     h = curl_slist_append(h, ct);
   }
-  buf b = {0};
+  th_body b = {0};
   curl_easy_setopt(e, CURLOPT_URL, url);
   curl_easy_setopt(e, CURLOPT_CUSTOMREQUEST, method);
   curl_easy_setopt(e, CURLOPT_HTTPHEADER, h);
-  curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, collect);
+  curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, th_collect);
   curl_easy_setopt(e, CURLOPT_WRITEDATA, &b);
   curl_easy_setopt(e, CURLOPT_TIMEOUT, 30L);
   if (body) {

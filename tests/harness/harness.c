@@ -38,6 +38,18 @@ void th_sha256_hex(const void *data, size_t len, char out[65]) {
     snprintf(out + 2 * i, 3, "%02x", md[i]);
 }
 
+size_t th_collect(char *p, size_t s, size_t n, void *ud) {
+  th_body *b = ud;
+  if (b->len + s * n + 1 > b->cap) { /* geometric: no quadratic copying */
+    b->cap = (b->len + s * n + 1) * 2;
+    b->data = realloc(b->data, b->cap);
+  }
+  memcpy(b->data + b->len, p, s * n);
+  b->len += s * n;
+  b->data[b->len] = '\0';
+  return s * n;
+}
+
 int th_free_port(void) {
   int fd = socket(AF_INET, SOCK_STREAM, 0);
   struct sockaddr_in sa = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};

@@ -71,6 +71,14 @@ int tdb_exec(const char *db, const char *sql);
 void tdb_scalar(const char *db, const char *sql, char *out, size_t n);
 const char *tdb_socket(void);
 
+/* A growing buffer for libcurl's CURLOPT_WRITEFUNCTION (with WRITEDATA a
+ * th_body); NUL-terminated; the caller frees data. */
+typedef struct {
+  char *data;
+  size_t len, cap;
+} th_body;
+size_t th_collect(char *p, size_t size, size_t n, void *body);
+
 /* SHA-256 hex of a buffer. */
 void th_sha256_hex(const void *data, size_t len, char out[65]);
 /* The byte at offset i of the test pattern served by /stream. */

@@ -23,22 +23,7 @@ static const char *path(int slot, const char *name) {
   return path_buf[slot];
 }
 
-typedef struct {
-  char *data;
-  size_t len, cap;
-} body;
-
-static size_t collect(char *p, size_t s, size_t n, void *ud) {
-  body *b = ud;
-  if (b->len + s * n + 1 > b->cap) { /* geometric: no quadratic copying */
-    b->cap = (b->len + s * n + 1) * 2;
-    b->data = realloc(b->data, b->cap);
-  }
-  memcpy(b->data + b->len, p, s * n);
-  b->len += s * n;
-  b->data[b->len] = '\0';
-  return s * n;
-}
+typedef th_body body;
 
 /* GET url with an optional client cert; returns the HTTP status or -curlcode. */
 static long get(const char *url, const char *cert, const char *key, body *b) {
@@ -49,7 +34,7 @@ static long get(const char *url, const char *cert, const char *key, body *b) {
     curl_easy_setopt(e, CURLOPT_SSLCERT, cert);
     curl_easy_setopt(e, CURLOPT_SSLKEY, key);
   }
-  curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, collect);
+  curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, th_collect);
   curl_easy_setopt(e, CURLOPT_WRITEDATA, b);
   curl_easy_setopt(e, CURLOPT_TIMEOUT, 60L);
   if (getenv("GDX_TEST_VERBOSE"))
@@ -135,7 +120,7 @@ static void tls_large_bodies_both_ways(void **state) {
   curl_easy_setopt(e, CURLOPT_SSLKEY, path(4, "client.key"));
   curl_easy_setopt(e, CURLOPT_POSTFIELDS, up);
   curl_easy_setopt(e, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)n);
-  curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, collect);
+  curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, th_collect);
   curl_easy_setopt(e, CURLOPT_WRITEDATA, &b);
   assert_int_equal(curl_easy_perform(e), CURLE_OK);
   curl_easy_cleanup(e);
