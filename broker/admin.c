@@ -97,6 +97,8 @@ static int set_unit_status(gdx_db_conn *c, api_ctx *x, const char *status) {
                      "DELETE s FROM sessions s JOIN accounts a ON a.id = s.account_id "
                      "JOIN units u ON u.id = a.unit_id WHERE u.code = ?",
                      pc, 1, NULL, NULL);
+  if (!rc) /* either way: cached access decisions of the unit's credentials change */
+    rc = api_invalidate(c, x, "unit", 0);
   if (!rc)
     x->out = json_pack("{s:s, s:s}", "code", x->params[0], "status", status);
   return rc;
@@ -299,6 +301,8 @@ static int set_account_status(gdx_db_conn *c, api_ctx *x, const char *status) {
   gdx_db_param pid[] = {GDX_DB_P_INT(a.id)};
   if (!rc && strcmp(status, "disabled") == 0) /* R-ACC-5: out at once */
     rc = gdx_db_exec(c, "DELETE FROM sessions WHERE account_id = ?", pid, 1, NULL, NULL);
+  if (!rc) /* credentials owned by the account stop or start working */
+    rc = api_invalidate(c, x, "account", a.id);
   if (!rc)
     x->out = json_pack("{s:s, s:s}", "username", a.username, "status", status);
   return rc;
@@ -327,6 +331,8 @@ static int work_account_reset(gdx_db_conn *c, api_ctx *x) {
   gdx_db_param pid[] = {GDX_DB_P_INT(a.id)};
   if (!rc)
     rc = gdx_db_exec(c, "DELETE FROM sessions WHERE account_id = ?", pid, 1, NULL, NULL);
+  if (!rc) /* credentials owned by the account stop or start working */
+    rc = api_invalidate(c, x, "account", a.id);
   if (!rc)
     x->out = json_pack("{s:s, s:b}", "username", a.username, "must_change_password", 1);
   return rc;

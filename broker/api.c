@@ -11,12 +11,13 @@
 #include "error.h"
 #include "jsonschema.h"
 #include "log.h"
+#include "pki.h"
 
 #ifndef GDX_SCHEMA_DIR
 #define GDX_SCHEMA_DIR "schemas"
 #endif
 
-#define MAX_ROUTES 64
+#define MAX_ROUTES 96
 #define TOKEN_MAX 128
 #define SESSION_TOUCH_S 60
 
@@ -27,6 +28,9 @@ struct api {
   const api_route *routes[MAX_ROUTES];
   json_t *schemas[MAX_ROUTES];
   size_t nroutes;
+  const broker_pki *pki;
+  void (*poke)(void *);
+  void *poke_data;
 };
 
 typedef struct {
@@ -221,6 +225,55 @@ static int authenticate(gdx_db_conn *c, api_ctx *x) {
   return GDX_OK;
 }
 
+/* A front-end node, known by its certificate: the serial must be one issued
+ * to that node, not revoked and not expired, and the node must be active. */
+static int authenticate_node(gdx_db_conn *c, api_ctx *x) {
+  if (x->node_serial[0] == '\0')
+    return api_fail(x, 401, "certificate_required",
+                    "this endpoint is for front-end nodes with a platform certificate");
+  gdx_db_param p[] = {GDX_DB_P_STR(x->node_unit), GDX_DB_P_STR(x->node_name),
+                      GDX_DB_P_STR(x->node_serial)};
+  gdx_db_result r;
+  int rc = gdx_db_query(c,
+                        "SELECT n.id, u.id, n.status, nc.revoked, nc.not_after < UTC_TIMESTAMP(6), "
+                        "u.status FROM nodes n JOIN units u ON u.id = n.unit_id "
+                        "JOIN node_certs nc ON nc.node_row = n.id AND nc.serial = ? "
+                        "WHERE u.code = ? AND n.node_id = ?",
+                        (gdx_db_param[]){p[2], p[0], p[1]}, 3, 1, &r);
+  if (rc)
+    return rc;
+  snprintf(x->who.username, sizeof(x->who.username), "node:%s", x->node_name);
+  snprintf(x->who.unit_code, sizeof(x->who.unit_code), "%s", x->node_unit);
+  if (r.nrows == 0) {
+    gdx_db_result_free(&r);
+    return api_fail(x, 401, "unknown_node", "no node %s of unit %s holds certificate %s",
+                    x->node_name, x->node_unit, x->node_serial);
+  }
+  x->node_row = atoll(gdx_db_get(&r, 0, 0));
+  x->who.unit_id = atoll(gdx_db_get(&r, 0, 1));
+  int ok_node = strcmp(gdx_db_get(&r, 0, 2), "active") == 0;
+  int revoked = atoi(gdx_db_get(&r, 0, 3));
+  int expired = atoi(gdx_db_get(&r, 0, 4));
+  int unit_ok = strcmp(gdx_db_get(&r, 0, 5), "active") == 0;
+  gdx_db_result_free(&r);
+  if (!ok_node || revoked)
+    return api_fail(x, 403, "certificate_revoked", "the node or its certificate is revoked");
+  if (expired)
+    return api_fail(x, 401, "certificate_expired", "the node certificate has expired");
+  if (!unit_ok)
+    return api_fail(x, 403, "unit_disabled", "the node's unit is disabled");
+  return GDX_OK;
+}
+
+int api_invalidate(gdx_db_conn *c, api_ctx *x, const char *kind, long long ref) {
+  gdx_db_param p[] = {GDX_DB_P_STR(kind), GDX_DB_P_INT(ref)};
+  x->poke = 1;
+  return gdx_db_exec(c,
+                     "INSERT INTO cache_invalidations (ts, kind, ref_id) "
+                     "VALUES (UTC_TIMESTAMP(6), ?, ?)",
+                     p, 2, NULL, NULL);
+}
+
 /* ------------------------------------------------------------------ */
 /* the job                                                             */
 
@@ -281,9 +334,12 @@ static int api_job(gdx_db_conn *c, void *arg) {
    * every search. Actions run in one transaction with their audit record. */
   int txn = rt->action != NULL;
   int rc = txn ? gdx_db_begin(c) : GDX_OK;
-  if (!rc && rt->auth != API_PUBLIC)
+  if (!rc && rt->auth == API_NODE)
+    rc = authenticate_node(c, x);
+  else if (!rc && rt->auth != API_PUBLIC)
     rc = authenticate(c, x);
-  if (!rc && x->status == 0 && rt->auth != API_PUBLIC && !(rt->roles & x->who.role))
+  if (!rc && x->status == 0 && rt->auth != API_PUBLIC && rt->auth != API_NODE &&
+      !(rt->roles & x->who.role))
     api_fail(x, 403, "forbidden", "the role %s may not do this", api_role_name(x->who.role));
   if (!rc && x->status == 0 && k->schema)
     parse_body(k);
@@ -301,7 +357,7 @@ static int api_job(gdx_db_conn *c, void *arg) {
     return GDX_OK;
   /* Reads of an anonymous caller (401) are not audited; every action is. */
   int audit = x->audit_action != NULL || (rt->action && x->status != 401) ||
-              (rt->action && rt->auth == API_PUBLIC);
+              (rt->action && (rt->auth == API_PUBLIC || rt->auth == API_NODE));
   if (rt->action && x->audit_action == NULL)
     x->audit_action = rt->action;
   if (x->status < 400 || x->commit_on_error) {
@@ -342,6 +398,8 @@ static void respond_json(gdx_http_req *req, int status, json_t *j) {
 static void api_done(int status, void *arg) {
   call *k = arg;
   api_ctx *x = &k->x;
+  if (x->poke && status == GDX_OK && k->a->poke)
+    k->a->poke(k->a->poke_data);
   if (k->req) {
     gdx_http_req_set_data(k->req, NULL);
     if (status != GDX_OK && x->status < 400)
@@ -474,6 +532,12 @@ static void api_dispatch(gdx_http_req *req, void *data) {
   if (colon)
     *colon = '\0'; /* the address, not the ephemeral port */
   token_hash(gdx_http_req_header(req, "Authorization"), k->x.token_hash);
+  k->x.pki = a->pki;
+  X509 *peer = rt->auth == API_NODE ? gdx_http_req_peer_cert(req) : NULL;
+  if (peer && (gdx_pki_identity(peer, k->x.node_unit, sizeof(k->x.node_unit), k->x.node_name,
+                                sizeof(k->x.node_name)) != GDX_OK ||
+               gdx_pki_serial(peer, k->x.node_serial) != GDX_OK))
+    k->x.node_serial[0] = '\0';
   gdx_http_req_set_data(req, k);
   int64_t clen = gdx_http_req_content_length(req);
   if (rt->schema == NULL) {
@@ -509,7 +573,9 @@ int api_new(gdx_broker *b, const gdx_broker_config *cfg, gdx_db_pool *db, gdx_ro
                {api_admin_routes, api_admin_nroutes},
                {api_audit_routes, api_audit_nroutes},
                {api_catalog_routes, api_catalog_nroutes},
-               {api_request_routes, api_request_nroutes}};
+               {api_request_routes, api_request_nroutes},
+               {api_node_routes, api_node_nroutes},
+               {api_credential_routes, api_credential_nroutes}};
   for (size_t p = 0; p < sizeof(parts) / sizeof(parts[0]); p++)
     for (size_t i = 0; i < parts[p].n && a->nroutes < MAX_ROUTES; i++)
       a->routes[a->nroutes++] = &parts[p].r[i];
@@ -525,8 +591,15 @@ int api_new(gdx_broker *b, const gdx_broker_config *cfg, gdx_db_pool *db, gdx_ro
     }
   }
   gdx_router_add(router, "*", "/api/v1/*", api_dispatch, a);
+  gdx_router_add(router, "*", "/node/v1/*", api_dispatch, a);
   *out = a;
   return GDX_OK;
+}
+
+void api_set_exchange(api *a, const broker_pki *pki, void (*poke)(void *), void *poke_data) {
+  a->pki = pki;
+  a->poke = poke;
+  a->poke_data = poke_data;
 }
 
 void api_free(api *a) {

@@ -21,7 +21,18 @@ typedef enum {
   API_PUBLIC = 0,     /* no session (login) */
   API_SESSION_ANY,    /* a session, even one that must change its password */
   API_SESSION,        /* a session in good standing */
+  API_NODE,           /* a front-end node: its certificate (mutual TLS) */
 } api_auth;
+
+/* What the exchange part of the broker shares with API work functions
+ * (read-only after start-up; see nodes.c). */
+typedef struct broker_pki {
+  char *ca_pem, *ca_key_pem;
+  char ca_fingerprint[65];
+  unsigned char token_key[32];   /* HMAC key of consumer access tokens */
+  char ca_file[1024], cert_file[1024], key_file[1024]; /* the broker's own */
+  char nodes_url[300];           /* where nodes reach the broker */
+} broker_pki;
 
 typedef enum { ROLE_OPS = 1, ROLE_MGMT = 2, ROLE_UNIT_ADMIN = 4, ROLE_STAFF = 8 } api_role;
 #define ROLE_ANY (ROLE_OPS | ROLE_MGMT | ROLE_UNIT_ADMIN | ROLE_STAFF)
@@ -59,6 +70,11 @@ struct api_ctx {
   char source[64];        /* client address */
   char request_id[40];
   api_who who;            /* set by authentication */
+  const broker_pki *pki;
+  /* API_NODE: the client certificate's identity */
+  char node_unit[19], node_name[65], node_serial[33];
+  long long node_row;
+  int poke;               /* set by api_invalidate: re-read invalidations now */
   /* result */
   int status;
   json_t *out;
@@ -93,10 +109,16 @@ int api_audit_append(gdx_db_conn *c, const char *actor, const char *unit, const 
                      const char *object, const char *purpose, const char *result,
                      const char *source, const char *request_id, const char *detail);
 
+/* Records a change that makes cached access decisions stale (kind:
+ * authorization, credential, node, unit, account); every broker drops what
+ * it names within its poll interval, this one at once. */
+int api_invalidate(gdx_db_conn *c, api_ctx *x, const char *kind, long long ref);
+
 typedef struct api api;
 int api_new(gdx_broker *b, const gdx_broker_config *cfg, gdx_db_pool *db, gdx_router *router,
             api **out, char *err, size_t errlen);
 void api_free(api *a);
+void api_set_exchange(api *a, const broker_pki *pki, void (*poke)(void *), void *poke_data);
 
 /* Route tables of the API's parts. */
 extern const api_route api_auth_routes[];
@@ -109,5 +131,9 @@ extern const api_route api_catalog_routes[]; /* catalog/catalog.c */
 extern const size_t api_catalog_nroutes;
 extern const api_route api_request_routes[]; /* catalog/requests.c */
 extern const size_t api_request_nroutes;
+extern const api_route api_node_routes[]; /* nodes.c */
+extern const size_t api_node_nroutes;
+extern const api_route api_credential_routes[]; /* credentials.c */
+extern const size_t api_credential_nroutes;
 
 #endif

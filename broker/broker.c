@@ -12,6 +12,7 @@
 #include "log.h"
 #include "api.h"
 #include "auth.h"
+#include "exchange.h"
 #include "ids.h"
 #include "migrate.h"
 
@@ -27,6 +28,9 @@ struct gdx_broker {
   gdx_http_server *http;
   gdx_router *router;
   api *api;
+  proxy *proxy;
+  broker_pki pki;
+  int nodes_listener; /* index of the node listener, -1: none */
   gdx_db_pool *db;
   uv_timer_t health_timer;
   int health_in_flight;
@@ -169,6 +173,8 @@ static void handle_metrics(gdx_http_req *req, void *data) {
                      "Start time of the process since the Unix epoch.");
   gdx_buf_appendf(&out, "gdx_process_start_time_seconds %lld\n", (long long)b->started);
   gdx_http_server_metrics(b->http, &out);
+  if (b->proxy)
+    proxy_metrics(b->proxy, &out);
   gdx_metrics_header(&out, "gdx_db_up", "gauge", "1 when the last database check succeeded.");
   gdx_buf_appendf(&out, "gdx_db_up %d\n", b->db_up);
   gdx_metrics_header(&out, "gdx_db_pool_size", "gauge", "Database worker threads.");
@@ -278,11 +284,17 @@ int gdx_broker_start(uv_loop_t *loop, const gdx_broker_config *cfg, gdx_broker *
   gdx_router_new(&b->router);
   gdx_router_add(b->router, "GET", "/healthz", handle_healthz, b);
   gdx_router_add(b->router, "GET", "/metrics", handle_metrics, b);
+  b->nodes_listener = -1;
   rc = api_new(b, cfg, b->db, b->router, &b->api, err, errlen);
+  if (!rc)
+    rc = nodes_pki_boot(loop, b->db, cfg, b->instance_id, &b->pki, err, errlen);
+  if (!rc)
+    rc = proxy_new(loop, cfg, &b->pki, b->db, b->router, &b->proxy, err, errlen);
   if (rc) {
     *out = b;
     return rc;
   }
+  api_set_exchange(b->api, &b->pki, proxy_poke, b->proxy);
 
   gdx_http_server_options so = {
       .loop = loop,
@@ -300,6 +312,17 @@ int gdx_broker_start(uv_loop_t *loop, const gdx_broker_config *cfg, gdx_broker *
                            verify_mode(cfg->tls_verify)};
     rc = gdx_http_listen(b->http, cfg->tls_host, (int)cfg->tls_port, &tls, err, errlen);
   }
+  if (!rc && cfg->nodes_port >= 0) {
+    /* nodes: mutual TLS against the platform CA */
+    gdx_tls_options tls = {b->pki.cert_file, b->pki.key_file, b->pki.ca_file,
+                           GDX_TLS_VERIFY_REQUIRE};
+    b->nodes_listener = cfg->tls_port >= 0 ? 2 : 1;
+    rc = gdx_http_listen(b->http, cfg->nodes_host, (int)cfg->nodes_port, &tls, err, errlen);
+    if (!rc && b->pki.nodes_url[0] == '\0')
+      snprintf(b->pki.nodes_url, sizeof(b->pki.nodes_url), "https://%s:%d",
+               strcmp(cfg->nodes_host, "0.0.0.0") == 0 ? "127.0.0.1" : cfg->nodes_host,
+               gdx_http_server_port(b->http, b->nodes_listener));
+  }
   uv_timer_init(loop, &b->health_timer);
   b->health_timer.data = b;
   /* The first check (which registers the instance) runs at once. */
@@ -310,28 +333,49 @@ int gdx_broker_start(uv_loop_t *loop, const gdx_broker_config *cfg, gdx_broker *
 
 int gdx_broker_port(gdx_broker *b) { return gdx_http_server_port(b->http, 0); }
 
+int gdx_broker_nodes_port(gdx_broker *b) {
+  return b->nodes_listener < 0 ? -1 : gdx_http_server_port(b->http, b->nodes_listener);
+}
+
 static void on_health_timer_closed(uv_handle_t *h) {
   gdx_broker *b = h->data;
   void (*cb)(void *) = b->on_stopped;
   void *data = b->stopped_data;
   gdx_router_free(b->router);
   api_free(b->api);
+  nodes_pki_free(&b->pki);
   free(b);
   if (cb)
     cb(data);
 }
 
+static void on_proxy_stopped(void *data) {
+  gdx_broker *b = data;
+  b->proxy = NULL;
+  gdx_db_pool_stop(b->db); /* finishes queued jobs, e.g. a health check */
+  uv_close((uv_handle_t *)&b->health_timer, on_health_timer_closed);
+}
+
 static void on_http_stopped(gdx_http_server *srv, void *data) {
   gdx_broker *b = data;
   b->http = NULL;
-  gdx_db_pool_stop(b->db); /* finishes queued jobs, e.g. a health check */
-  uv_close((uv_handle_t *)&b->health_timer, on_health_timer_closed);
+  if (b->proxy) {
+    proxy_stop(b->proxy, on_proxy_stopped, b); /* writes the queued call records */
+    return;
+  }
+  on_proxy_stopped(b);
 }
 
 void gdx_broker_stop(gdx_broker *b, void (*on_stopped)(void *), void *data) {
   b->on_stopped = on_stopped;
   b->stopped_data = data;
   if (b->http == NULL) { /* start-up failed before the server existed */
+    if (b->proxy) {
+      proxy *p = b->proxy;
+      b->proxy = NULL;
+      proxy_stop(p, NULL, NULL);
+      uv_run(b->loop, UV_RUN_DEFAULT);
+    }
     gdx_db_pool_stop(b->db);
     uv_timer_init(b->loop, &b->health_timer);
     b->health_timer.data = b;

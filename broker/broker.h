@@ -30,6 +30,14 @@ typedef struct {
   int access_log;
   long long session_idle_s, session_max_s, password_max_age_days, max_failed_logins, lockout_s,
       argon2_memory_kib, argon2_iterations, audit_retention_days;
+  /* exchange: PKI, nodes, the API proxy */
+  char *pki_dir, *pki_broker_names;
+  char *nodes_host, *nodes_url;
+  long long nodes_port, node_cert_days, node_renew_before_days, node_offline_after_s,
+      node_token_ttl_s;
+  long long proxy_token_ttl_s, proxy_rate_limit_rps, proxy_rate_burst,
+      proxy_connect_timeout_ms, proxy_head_timeout_ms, proxy_idle_timeout_s,
+      proxy_filter_max_bytes, proxy_records_flush_ms, proxy_cache_poll_ms;
 } gdx_broker_config;
 
 extern const gdx_cfg_key gdx_broker_config_keys[];
@@ -47,6 +55,8 @@ int gdx_broker_start(uv_loop_t *loop, const gdx_broker_config *cfg, gdx_broker *
                      char *err, size_t errlen);
 void gdx_broker_stop(gdx_broker *b, void (*on_stopped)(void *), void *data);
 int gdx_broker_port(gdx_broker *b);
+/* The port of the node listener (mutual TLS), -1 when there is none. */
+int gdx_broker_nodes_port(gdx_broker *b);
 /* Creates the operations unit (if missing) and its first operations admin,
  * who must change `password` at the first login. Blocking; for set-up. */
 int gdx_broker_init_admin(const gdx_broker_config *cfg, const char *user, const char *unit_code,

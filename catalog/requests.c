@@ -496,6 +496,8 @@ static int work_auth_revoke(gdx_db_conn *c, api_ctx *x) {
                    "revoked_by = ?, revoke_reason = ? WHERE id = ?",
                    pu, 3, NULL, NULL);
   if (!rc)
+    rc = api_invalidate(c, x, "authorization", id);
+  if (!rc)
     x->out = json_pack("{s:I, s:s}", "id", (json_int_t)id, "status", "revoked");
   return rc;
 }

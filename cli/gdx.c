@@ -20,6 +20,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/stat.h>
 #include <termios.h>
 #include <unistd.h>
@@ -944,6 +945,285 @@ static int cmd_demands(int argc, char **argv) {
   return usage_error("unknown demands subcommand", help_demands);
 }
 
+/* ------------------------------------------------------------------ */
+/* nodes, credentials, calls                                           */
+
+static const char *const node_cols[] = {"id:ID", "unit_code:UNIT", "node_id:NODE",
+                                        "state:STATE", "address:ADDRESS", "version:VERSION",
+                                        "last_heartbeat:LAST HEARTBEAT",
+                                        "cert_not_after:CERT UNTIL"};
+static const char *const node_detail_cols[] = {
+    "id:id", "unit_code:unit", "node_id:node", "description:description", "status:status",
+    "state:state", "address:address", "version:version", "last_heartbeat:last heartbeat",
+    "heartbeat_age_s:seconds since", "cert_serial:certificate serial",
+    "cert_not_after:certificate until", "resources:resources"};
+static const char *const cred_cols[] = {"client_id:CLIENT ID", "authorization_id:AUTHORIZATION",
+                                        "resource_code:RESOURCE", "owner:OWNER",
+                                        "generation:GEN", "status:STATUS",
+                                        "rotated_at:ROTATED"};
+
+static const char *str_or_empty(json_t *j) {
+  const char *s = json_string_value(j);
+  return s ? s : "";
+}
+
+static const char help_nodes[] =
+    "Usage: gdx nodes enroll NODE_ID [--description TEXT]   (unit admins)\n"
+    "       gdx nodes list\n"
+    "       gdx nodes status ID\n"
+    "       gdx nodes token ID          a new one-time enrollment token\n"
+    "       gdx nodes revoke ID --opinion TEXT\n"
+    "`enroll` registers a front-end node of your unit and prints its one-time token;\n"
+    "on the node run: gdx-node --config node.conf --enroll TOKEN\n";
+
+static int cmd_nodes(int argc, char **argv) {
+  json_t *out;
+  char path[256];
+  int rc;
+  if (argc >= 1 && strcmp(argv[0], "list") == 0) {
+    rc = call("GET", "/api/v1/nodes", NULL, &out);
+    return rc ? rc : emit(out, node_cols, NCOLS(node_cols), 1);
+  }
+  if (argc >= 2 && (strcmp(argv[0], "enroll") == 0 || strcmp(argv[0], "create") == 0)) {
+    json_t *body = json_pack("{s:s}", "node_id", argv[1]);
+    if (opt(argc, argv, "--description"))
+      json_object_set_new(body, "description", json_string(opt(argc, argv, "--description")));
+    rc = call("POST", "/api/v1/nodes", body, &out);
+    static const char *const cols[] = {"id:id", "unit_code:unit", "node_id:node",
+                                       "enrollment_token:enrollment token",
+                                       "token_expires_in_s:expires in (s)",
+                                       "ca_fingerprint:platform CA (SHA-256)"};
+    return rc ? rc : emit(out, cols, NCOLS(cols), 0);
+  }
+  if (argc >= 2 && (strcmp(argv[0], "status") == 0 || strcmp(argv[0], "show") == 0)) {
+    snprintf(path, sizeof(path), "/api/v1/nodes/%s", argv[1]);
+    rc = call("GET", path, NULL, &out);
+    if (rc)
+      return rc;
+    if (!opt_json) { /* "enterprise-api (api): up - /health answered 200; …" */
+      char text[2048] = "";
+      size_t i, used = 0;
+      json_t *r;
+      json_array_foreach(json_object_get(out, "resources"), i, r) {
+        used += (size_t)snprintf(text + used, used < sizeof(text) ? sizeof(text) - used : 0,
+                                 "%s%s (%s): %s%s%s", i ? "; " : "",
+                                 json_string_value(json_object_get(r, "name")),
+                                 json_string_value(json_object_get(r, "kind")),
+                                 json_string_value(json_object_get(r, "health")),
+                                 json_string_length(json_object_get(r, "detail")) ? " - " : "",
+                                 str_or_empty(json_object_get(r, "detail")));
+        if (used >= sizeof(text))
+          break;
+      }
+      json_object_set_new(out, "resources", json_string(text[0] ? text : "(none)"));
+    }
+    return emit(out, node_detail_cols, NCOLS(node_detail_cols), 0);
+  }
+  if (argc >= 2 && strcmp(argv[0], "token") == 0) {
+    static const char *const cols[] = {"id:id", "enrollment_token:enrollment token",
+                                       "token_expires_in_s:expires in (s)"};
+    return item_verb("/api/v1/nodes", "token", argv[1], cols, NCOLS(cols));
+  }
+  if (argc >= 2 && strcmp(argv[0], "revoke") == 0) {
+    const char *opinion = opt(argc, argv, "--opinion");
+    if (opinion == NULL)
+      return usage_error("revoke needs --opinion", help_nodes);
+    snprintf(path, sizeof(path), "/api/v1/nodes/%s/revoke", argv[1]);
+    rc = call("POST", path, json_pack("{s:s}", "opinion", opinion), &out);
+    static const char *const cols[] = {"id:node", "status:status"};
+    return rc ? rc : emit(out, cols, NCOLS(cols), 0);
+  }
+  return usage_error("nodes takes enroll, list, status, token or revoke", help_nodes);
+}
+
+static const char help_credentials[] =
+    "Usage: gdx credentials create --authorization ID   (the consumer's unit admin)\n"
+    "       gdx credentials list\n"
+    "       gdx credentials rotate CLIENT_ID\n"
+    "       gdx credentials revoke CLIENT_ID\n"
+    "An application credential (client id + secret, the secret shown once) lets a\n"
+    "consumer system call the API resource of an authorization through the broker.\n";
+
+static int cmd_credentials(int argc, char **argv) {
+  json_t *out;
+  int rc;
+  static const char *const secret_cols[] = {"client_id:client id", "client_secret:client secret",
+                                            "authorization_id:authorization",
+                                            "resource_code:resource", "note:note"};
+  if (argc >= 1 && strcmp(argv[0], "list") == 0) {
+    rc = call("GET", "/api/v1/credentials", NULL, &out);
+    return rc ? rc : emit(out, cred_cols, NCOLS(cred_cols), 1);
+  }
+  if (argc >= 1 && strcmp(argv[0], "create") == 0) {
+    const char *a = opt(argc, argv, "--authorization");
+    if (a == NULL || atoll(a) <= 0)
+      return usage_error("create needs --authorization ID", help_credentials);
+    rc = call("POST", "/api/v1/credentials",
+              json_pack("{s:I}", "authorization_id", (json_int_t)atoll(a)), &out);
+    return rc ? rc : emit(out, secret_cols, NCOLS(secret_cols), 0);
+  }
+  if (argc >= 2 && strcmp(argv[0], "rotate") == 0)
+    return item_verb("/api/v1/credentials", "rotate", argv[1], secret_cols, NCOLS(secret_cols));
+  if (argc >= 2 && strcmp(argv[0], "revoke") == 0) {
+    static const char *const cols[] = {"client_id:client id", "status:status"};
+    return item_verb("/api/v1/credentials", "revoke", argv[1], cols, NCOLS(cols));
+  }
+  return usage_error("credentials takes create, list, rotate or revoke", help_credentials);
+}
+
+static const char help_call[] =
+    "Usage: gdx call [-X METHOD] [--data TEXT | --data-file FILE] [-H 'Name: value']...\n"
+    "                (--client-id ID [--password-stdin] | --token TOKEN) RESOURCE PATH\n"
+    "Calls an API resource through the broker: /svc/RESOURCE/PATH. With --client-id the\n"
+    "secret comes from $GDX_CLIENT_SECRET or standard input (--password-stdin) and is\n"
+    "exchanged for a token first. The body goes to standard output; the status and the\n"
+    "request id to standard error (with --json: one JSON object with all three).\n"
+    "Example: gdx call --client-id gdxc_… 101/000001 persons/42\n";
+
+typedef struct {
+  char request_id[64];
+  char error_type[16];
+} call_meta;
+
+static size_t call_header(char *p, size_t s, size_t n, void *ud) {
+  call_meta *m = ud;
+  size_t len = s * n;
+  if (len > 14 && strncasecmp(p, "X-Request-Id: ", 14) == 0)
+    snprintf(m->request_id, sizeof(m->request_id), "%.*s", (int)strcspn(p + 14, "\r\n"), p + 14);
+  if (len > 18 && strncasecmp(p, "X-Gdx-Error-Type: ", 18) == 0)
+    snprintf(m->error_type, sizeof(m->error_type), "%.*s", (int)strcspn(p + 18, "\r\n"), p + 18);
+  return len;
+}
+
+static int cmd_call(int argc, char **argv) {
+  const char *method = "GET", *data = NULL, *data_file = NULL, *client = NULL, *token = NULL;
+  const char *pos[2] = {NULL, NULL};
+  int npos = 0;
+  struct curl_slist *h = NULL;
+  for (int i = 0; i < argc; i++) {
+    int more = i + 1 < argc;
+    if ((strcmp(argv[i], "-X") == 0 || strcmp(argv[i], "--method") == 0) && more) method = argv[++i];
+    else if (strcmp(argv[i], "--data") == 0 && more) data = argv[++i];
+    else if (strcmp(argv[i], "--data-file") == 0 && more) data_file = argv[++i];
+    else if ((strcmp(argv[i], "-H") == 0 || strcmp(argv[i], "--header") == 0) && more)
+      h = curl_slist_append(h, argv[++i]);
+    else if (strcmp(argv[i], "--client-id") == 0 && more) client = argv[++i];
+    else if (strcmp(argv[i], "--token") == 0 && more) token = argv[++i];
+    else if (npos < 2 && argv[i][0] != '-') pos[npos++] = argv[i];
+    else {
+      curl_slist_free_all(h);
+      return usage_error("unexpected argument", help_call);
+    }
+  }
+  if (npos < 1 || (!client && !token)) {
+    curl_slist_free_all(h);
+    return usage_error("call needs RESOURCE [PATH] and --client-id or --token", help_call);
+  }
+  char tokbuf[512];
+  if (client) {
+    char secret[256] = "";
+    const char *env = getenv("GDX_CLIENT_SECRET");
+    if (env)
+      snprintf(secret, sizeof(secret), "%s", env);
+    else if (read_secret("client secret: ", secret, sizeof(secret)) != 0) {
+      curl_slist_free_all(h);
+      return EX_USAGE;
+    }
+    json_t *out;
+    int rc = call("POST", "/api/v1/token",
+                  json_pack("{s:s, s:s}", "client_id", client, "client_secret", secret), &out);
+    explicit_bzero(secret, sizeof(secret));
+    if (rc) {
+      curl_slist_free_all(h);
+      return rc;
+    }
+    const char *at = json_string_value(json_object_get(out, "access_token"));
+    snprintf(tokbuf, sizeof(tokbuf), "%s", at ? at : "");
+    json_decref(out);
+    token = tokbuf;
+  }
+  json_t *s = session_load();
+  char url[4096], auth[600];
+  const char *path = pos[1] ? pos[1] : "";
+  snprintf(url, sizeof(url), "%s/svc/%s/%s", broker_url(s), pos[0], path[0] == '/' ? path + 1 : path);
+  json_decref(s);
+  snprintf(auth, sizeof(auth), "Authorization: Bearer %s", token);
+  h = curl_slist_append(h, auth);
+  char *body = NULL;
+  size_t blen = 0;
+  if (data_file) {
+    FILE *f = fopen(data_file, "rb");
+    if (f == NULL) {
+      fprintf(stderr, "gdx: cannot read %s\n", data_file);
+      curl_slist_free_all(h);
+      return EX_USAGE;
+    }
+    buf b = {0};
+    char chunk[65536];
+    size_t n;
+    while ((n = fread(chunk, 1, sizeof(chunk), f)) > 0)
+      collect(chunk, 1, n, &b);
+    fclose(f);
+    body = b.data;
+    blen = b.len;
+  } else if (data) {
+    body = strdup(data);
+    blen = strlen(data);
+  }
+  CURL *e = curl_easy_init();
+  buf b = {0};
+  call_meta meta = {"", ""};
+  curl_easy_setopt(e, CURLOPT_URL, url);
+  curl_easy_setopt(e, CURLOPT_CUSTOMREQUEST, method);
+  curl_easy_setopt(e, CURLOPT_HTTPHEADER, h);
+  curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, collect);
+  curl_easy_setopt(e, CURLOPT_WRITEDATA, &b);
+  curl_easy_setopt(e, CURLOPT_HEADERFUNCTION, call_header);
+  curl_easy_setopt(e, CURLOPT_HEADERDATA, &meta);
+  curl_easy_setopt(e, CURLOPT_TIMEOUT, 120L);
+  if (strcmp(method, "HEAD") == 0)
+    curl_easy_setopt(e, CURLOPT_NOBODY, 1L);
+  if (body) {
+    curl_easy_setopt(e, CURLOPT_POSTFIELDS, body);
+    curl_easy_setopt(e, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)blen);
+  }
+  CURLcode cr = curl_easy_perform(e);
+  long status = 0;
+  curl_easy_getinfo(e, CURLINFO_RESPONSE_CODE, &status);
+  curl_easy_cleanup(e);
+  curl_slist_free_all(h);
+  free(body);
+  if (cr != CURLE_OK) {
+    fprintf(stderr, "gdx: the call failed: %s\n", curl_easy_strerror(cr));
+    free(b.data);
+    return EX_UNREACHABLE;
+  }
+  if (opt_json) {
+    json_t *parsed = b.data ? json_loads(b.data, 0, NULL) : NULL;
+    json_t *o = json_pack("{s:I, s:s, s:o}", "status", (json_int_t)status, "request_id",
+                          meta.request_id, "body",
+                          parsed ? parsed : json_string(b.data ? b.data : ""));
+    json_dumpf(o, stdout, JSON_INDENT(2));
+    fputc('\n', stdout);
+    json_decref(o);
+  } else {
+    if (b.data)
+      fwrite(b.data, 1, b.len, stdout);
+    fprintf(stderr, "HTTP %ld%s%s, request %s\n", status, meta.error_type[0] ? ", failed at: " : "",
+            meta.error_type, meta.request_id);
+  }
+  free(b.data);
+  if (status >= 200 && status < 300)
+    return EX_OK;
+  switch (status) {
+  case 401: return EX_AUTH;
+  case 403: return EX_FORBIDDEN;
+  case 404: return EX_NOTFOUND;
+  case 409: return EX_CONFLICT;
+  default: return EX_REFUSED;
+  }
+}
+
 static const char help[] =
     "Usage: gdx [--broker URL] [--json] [--password-stdin] COMMAND ...\n"
     "\n"
@@ -961,6 +1241,9 @@ static const char help[] =
     "  requests ...      apply, list, show, approve, reject, cancel\n"
     "  authorizations .. list, revoke\n"
     "  demands ...       create, list, decide, fulfil\n"
+    "  nodes ...         front-end nodes: enroll, list, status, token, revoke\n"
+    "  credentials ...   application credentials: create, list, rotate, revoke\n"
+    "  call RES PATH     call an API resource through the broker\n"
     "  COMMAND --help    help on one command\n"
     "\n"
     "Options:\n"
@@ -995,7 +1278,10 @@ int main(int argc, char **argv) {
               {"catalog", cmd_catalog, help_catalog},
               {"requests", cmd_requests, help_requests},
               {"authorizations", cmd_authorizations, help_auth},
-              {"demands", cmd_demands, help_demands}};
+              {"demands", cmd_demands, help_demands},
+              {"nodes", cmd_nodes, help_nodes},
+              {"credentials", cmd_credentials, help_credentials},
+              {"call", cmd_call, help_call}};
   int want_help = 0;
   while ((c = getopt_long(argc, argv, "+h", opts, NULL)) != -1) {
     switch (c) {

@@ -24,6 +24,7 @@ int gdx_config_defaults(const gdx_cfg_key *keys, size_t nkeys, void *out) {
       if (k->def_str && *FIELD(out, k, char *) == NULL)
         return GDX_ENOMEM;
       break;
+    case GDX_CFG_LIST: break;
     }
   }
   return GDX_OK;
@@ -106,6 +107,13 @@ static int load_key(config_t *cfg, const gdx_cfg_key *k, void *out, const char *
   int line = config_setting_source_line(s);
   int t = config_setting_type(s);
   switch (k->type) {
+  case GDX_CFG_LIST:
+    if (t != CONFIG_TYPE_LIST && t != CONFIG_TYPE_GROUP) {
+      snprintf(err, errlen, "%s:%d: %s: must be a list ( … ) of groups { … }", file, line,
+               k->path);
+      return GDX_ECONFIG;
+    }
+    return GDX_OK;
   case GDX_CFG_INT: {
     if (t != CONFIG_TYPE_INT && t != CONFIG_TYPE_INT64) {
       snprintf(err, errlen, "%s:%d: %s: must be an integer", file, line, k->path);
@@ -208,4 +216,25 @@ int gdx_config_read_secret(const char *file, char **out, char *err, size_t errle
   *out = strdup(line);
   explicit_bzero(line, sizeof(line));
   return *out ? GDX_OK : GDX_ENOMEM;
+}
+
+void *gdx_config_open(const char *file, char *err, size_t errlen) {
+  config_t *c = malloc(sizeof(*c));
+  if (c == NULL)
+    return NULL;
+  config_init(c);
+  if (config_read_file(c, file) != CONFIG_TRUE) {
+    snprintf(err, errlen, "%s:%d: %s", file, config_error_line(c), config_error_text(c));
+    config_destroy(c);
+    free(c);
+    return NULL;
+  }
+  return c;
+}
+
+void gdx_config_close(void *cfg) {
+  if (cfg) {
+    config_destroy(cfg);
+    free(cfg);
+  }
 }

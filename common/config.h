@@ -19,6 +19,7 @@ typedef enum {
   GDX_CFG_INT,  /* long long */
   GDX_CFG_STR,  /* char * (heap; gdx_config_free() frees it) */
   GDX_CFG_BOOL, /* int */
+  GDX_CFG_LIST, /* a list or group the component reads itself (gdx_config_open) */
 } gdx_cfg_type;
 
 typedef struct {
@@ -43,6 +44,12 @@ int gdx_config_load(const char *file, const gdx_cfg_key *keys, size_t nkeys,
 int gdx_config_defaults(const gdx_cfg_key *keys, size_t nkeys, void *out);
 /* Frees the strings gdx_config_load() stored in `out`. */
 void gdx_config_free(const gdx_cfg_key *keys, size_t nkeys, void *out);
+
+/* Opens the file for a component's own reading of its GDX_CFG_LIST keys
+ * (after gdx_config_load accepted it). Returns a config_t * (libconfig) to
+ * free with gdx_config_close, or NULL with err set. */
+void *gdx_config_open(const char *file, char *err, size_t errlen);
+void gdx_config_close(void *cfg);
 
 /* Reads a secret from a file (first line, no trailing newline). Refuses a
  * file readable by group or others. Caller frees. */

@@ -1108,6 +1108,7 @@ int64_t gdx_http_req_content_length(const gdx_http_req *r) { return r->content_l
 void gdx_http_req_set_data(gdx_http_req *r, void *d) { r->data = d; }
 void *gdx_http_req_get_data(const gdx_http_req *r) { return r->data; }
 gdx_http_server *gdx_http_req_server(const gdx_http_req *r) { return r->conn->srv; }
+uv_loop_t *gdx_http_server_loop(const gdx_http_server *srv) { return srv->opts.loop; }
 const char *gdx_http_req_remote_addr(const gdx_http_req *r) { return r->conn->remote; }
 
 const char *gdx_http_req_header(const gdx_http_req *r, const char *name) {
@@ -1118,6 +1119,23 @@ const char *gdx_http_req_header(const gdx_http_req *r, const char *name) {
     if (strcasecmp(c->hbuf + c->hdrs[i].name_off, name) == 0)
       return c->hbuf + c->hdrs[i].val_off;
   return NULL;
+}
+
+int gdx_http_req_header_at(const gdx_http_req *r, unsigned i, const char **name,
+                           const char **value) {
+  gdx_http_conn *c = r->conn;
+  if (!r->head_done || i >= c->nhdrs)
+    return -1;
+  *name = c->hbuf + c->hdrs[i].name_off;
+  *value = c->hbuf + c->hdrs[i].val_off;
+  return 0;
+}
+
+void gdx_http_abort(gdx_http_req *r) {
+  gdx_http_conn *c = r->conn;
+  r->on_abort = NULL; /* the caller knows */
+  r->keep_alive = 0;
+  conn_close(c);
 }
 
 X509 *gdx_http_req_peer_cert(const gdx_http_req *r) {
@@ -1410,6 +1428,20 @@ int gdx_http_listen(gdx_http_server *srv, const char *host, int port,
                l->tls ? (tls->verify == GDX_TLS_VERIFY_REQUIRE ? " (TLS, client certificates required)"
                                                              : " (TLS)")
                       : "");
+  return GDX_OK;
+}
+
+int gdx_http_reload_tls(gdx_http_server *srv, int index, const gdx_tls_options *tls, char *err,
+                        size_t errlen) {
+  if (index < 0 || index >= srv->nlisteners || srv->listeners[index]->tls == NULL) {
+    snprintf(err, errlen, "listener %d does not speak TLS", index);
+    return GDX_EINVAL;
+  }
+  SSL_CTX *ctx = tls_context(tls, err, errlen);
+  if (ctx == NULL)
+    return GDX_ETLS;
+  SSL_CTX_free(srv->listeners[index]->tls); /* open connections hold their own reference */
+  srv->listeners[index]->tls = ctx;
   return GDX_OK;
 }
 

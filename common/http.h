@@ -97,6 +97,10 @@ int gdx_http_server_new(const gdx_http_server_options *opts, gdx_http_server **o
 int gdx_http_listen(gdx_http_server *srv, const char *host, int port,
                     const gdx_tls_options *tls, char *err, size_t errlen);
 int gdx_http_server_port(gdx_http_server *srv, int index);
+/* Replaces a TLS listener's certificate, key and client CAs (after a
+ * renewal); connections already open keep the old ones. */
+int gdx_http_reload_tls(gdx_http_server *srv, int index, const gdx_tls_options *tls, char *err,
+                        size_t errlen);
 /* Stops accepting, lets requests in progress finish (answering them with
  * Connection: close), closes idle connections, force-closes what remains
  * after shutdown_timeout_ms, then calls cb. The server is freed after cb
@@ -113,6 +117,9 @@ const char *gdx_http_req_path(const gdx_http_req *req);  /* without query */
 const char *gdx_http_req_query(const gdx_http_req *req); /* "" when none */
 /* Case-insensitive lookup of the first header of that name, or NULL. */
 const char *gdx_http_req_header(const gdx_http_req *req, const char *name);
+/* The i-th header as received (0-based); -1 past the last. */
+int gdx_http_req_header_at(const gdx_http_req *req, unsigned i, const char **name,
+                           const char **value);
 const char *gdx_http_req_id(const gdx_http_req *req);
 int64_t gdx_http_req_content_length(const gdx_http_req *req); /* -1: chunked/none */
 /* The verified client certificate (mutual TLS), or NULL. Owned by the
@@ -124,6 +131,7 @@ const char *gdx_http_req_remote_addr(const gdx_http_req *req);
 void gdx_http_req_set_data(gdx_http_req *req, void *data);
 void *gdx_http_req_get_data(const gdx_http_req *req);
 gdx_http_server *gdx_http_req_server(const gdx_http_req *req);
+uv_loop_t *gdx_http_server_loop(const gdx_http_server *srv);
 
 /* --- streaming the request body --- */
 typedef void (*gdx_http_body_cb)(gdx_http_req *req, const char *data, size_t len);
@@ -158,6 +166,10 @@ int gdx_http_start(gdx_http_req *req, int status, const char *content_type,
 int gdx_http_write(gdx_http_req *req, const void *data, size_t len);
 int gdx_http_end(gdx_http_req *req);
 void gdx_http_req_on_drain(gdx_http_req *req, gdx_http_req_cb on_drain);
+/* Closes the connection at once, mid-response if need be: how a proxy tells
+ * its client that a streamed body broke off. The abort callback does not
+ * run; req is gone afterwards. */
+void gdx_http_abort(gdx_http_req *req);
 
 const char *gdx_http_status_text(int status);
 

@@ -48,6 +48,7 @@ static void req_free(gdx_httpc_req *r) {
   free((char *)r->opts.ca_file);
   free((char *)r->opts.cert_file);
   free((char *)r->opts.key_file);
+  free((char *)r->opts.pinned_key);
   free(r);
 }
 
@@ -230,7 +231,12 @@ static size_t header_cb(char *ptr, size_t size, size_t n, void *ud) {
 
 static size_t read_cb(char *buf, size_t size, size_t n, void *ud) {
   gdx_httpc_req *r = ud;
-  return r->opts.read_body(buf, size * n, r->opts.data);
+  size_t got = r->opts.read_body(buf, size * n, r->opts.data);
+  if (got == GDX_HTTPC_READ_PAUSE) {
+    r->paused = 1;
+    return CURL_READFUNC_PAUSE;
+  }
+  return got == GDX_HTTPC_READ_ABORT ? CURL_READFUNC_ABORT : got;
 }
 
 static char *dup_opt(const char *s) { return s ? strdup(s) : NULL; }
@@ -248,6 +254,7 @@ int gdx_httpc_request(gdx_httpc *c, const gdx_httpc_opts *o, gdx_httpc_req **out
   r->opts.ca_file = dup_opt(o->ca_file);
   r->opts.cert_file = dup_opt(o->cert_file);
   r->opts.key_file = dup_opt(o->key_file);
+  r->opts.pinned_key = dup_opt(o->pinned_key);
   CURL *e = r->easy = curl_easy_init();
   if (e == NULL || r->opts.url == NULL) {
     free(r);
@@ -271,12 +278,21 @@ int gdx_httpc_request(gdx_httpc *c, const gdx_httpc_opts *o, gdx_httpc_req **out
   curl_easy_setopt(e, CURLOPT_TIMEOUT_MS, o->timeout_ms);
   curl_easy_setopt(e, CURLOPT_CONNECTTIMEOUT_MS,
                    o->connect_timeout_ms ? o->connect_timeout_ms : 10000L);
+  if (o->idle_timeout_s > 0) {
+    curl_easy_setopt(e, CURLOPT_LOW_SPEED_LIMIT, 1L);
+    curl_easy_setopt(e, CURLOPT_LOW_SPEED_TIME, o->idle_timeout_s);
+  }
   if (r->opts.ca_file)
     curl_easy_setopt(e, CURLOPT_CAINFO, r->opts.ca_file);
   if (r->opts.cert_file)
     curl_easy_setopt(e, CURLOPT_SSLCERT, r->opts.cert_file);
   if (r->opts.key_file)
     curl_easy_setopt(e, CURLOPT_SSLKEY, r->opts.key_file);
+  if (r->opts.pinned_key) {
+    curl_easy_setopt(e, CURLOPT_PINNEDPUBLICKEY, r->opts.pinned_key);
+    curl_easy_setopt(e, CURLOPT_SSL_VERIFYHOST, 0L);
+  }
+  curl_easy_setopt(e, CURLOPT_TCP_NODELAY, 1L);
   const char *m = r->opts.method;
   int has_body = o->body != NULL || o->read_body != NULL;
   if (strcmp(m, "GET") == 0 && !has_body) {
@@ -317,6 +333,20 @@ void gdx_httpc_resume(gdx_httpc_req *r) {
     return;
   r->paused = 0;
   curl_easy_pause(r->easy, CURLPAUSE_CONT);
+}
+
+void gdx_httpc_cancel(gdx_httpc_req *r) {
+  gdx_httpc *c = r->client;
+  curl_multi_remove_handle(c->multi, r->easy);
+  if (r->prev)
+    r->prev->next = r->next;
+  else
+    c->reqs = r->next;
+  if (r->next)
+    r->next->prev = r->prev;
+  if (r->opts.on_done)
+    r->opts.on_done(r, GDX_ECLOSED, 0, r->opts.data);
+  req_free(r);
 }
 
 long gdx_httpc_connects(gdx_httpc *c) { return c->connects; }

@@ -40,10 +40,21 @@ typedef struct {
   void *data;
   long timeout_ms;          /* whole transfer; 0: none */
   long connect_timeout_ms;  /* 0: 10 s */
+  long idle_timeout_s;      /* abort when no byte moves for this long; 0: never */
   const char *ca_file;      /* TLS: CAs to trust for the server */
   const char *cert_file;    /* TLS: client certificate (mutual TLS) */
   const char *key_file;
+  /* Mutual TLS with a peer known by its key rather than its name: the
+   * server's public key must match this pin ("sha256//…"), and then its
+   * host name is not checked (the CA check still is). */
+  const char *pinned_key;
 } gdx_httpc_opts;
+
+/* read_body may return this when no bytes are ready yet: the upload pauses
+ * until gdx_httpc_resume(). */
+#define GDX_HTTPC_READ_PAUSE ((size_t)0x10000001)
+/* read_body returns this to abort the transfer. */
+#define GDX_HTTPC_READ_ABORT ((size_t)0x10000000)
 
 int gdx_httpc_new(uv_loop_t *loop, gdx_httpc **out);
 /* Aborts transfers in flight (their on_done gets GDX_ECLOSED), closes the
@@ -52,6 +63,8 @@ void gdx_httpc_close(gdx_httpc *c);
 /* Starts a transfer. The option strings are copied. */
 int gdx_httpc_request(gdx_httpc *c, const gdx_httpc_opts *opts, gdx_httpc_req **out);
 void gdx_httpc_resume(gdx_httpc_req *req);
+/* Aborts one transfer: its on_done runs now with GDX_ECLOSED. */
+void gdx_httpc_cancel(gdx_httpc_req *req);
 /* New connections opened by this client so far (for reuse checks). */
 long gdx_httpc_connects(gdx_httpc *c);
 /* The error text curl gave for a failed transfer ("" if none). */

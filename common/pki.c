@@ -13,6 +13,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "error.h"
@@ -184,6 +185,18 @@ done:
 int gdx_pki_csr_sign(const char *ca_cert_pem, const char *ca_key_pem, const char *csr_pem,
                      const char *unit_code, const char *node_id, int days, char **cert_pem,
                      char serial_hex[GDX_PKI_SERIAL_HEX], char *err, size_t errlen) {
+  return gdx_pki_csr_sign_san(ca_cert_pem, ca_key_pem, csr_pem, unit_code, node_id, NULL, days,
+                              cert_pem, serial_hex, err, errlen);
+}
+
+int gdx_pki_csr_sign_san(const char *ca_cert_pem, const char *ca_key_pem, const char *csr_pem,
+                         const char *unit_code, const char *node_id, const char *extra_san,
+                         int days, char **cert_pem, char serial_hex[GDX_PKI_SERIAL_HEX],
+                         char *err, size_t errlen) {
+  if (extra_san && (strlen(extra_san) > 300 || strpbrk(extra_san, "\r\n"))) {
+    snprintf(err, errlen, "extra subject alternative names are malformed");
+    return GDX_EINVAL;
+  }
   if (!plain_id(unit_code, 18) || !plain_id(node_id, 64)) {
     snprintf(err, errlen, "unit code and node id must be plain identifiers");
     return GDX_EINVAL;
@@ -203,8 +216,9 @@ int gdx_pki_csr_sign(const char *ca_cert_pem, const char *ca_key_pem, const char
     goto done;
   }
   x = X509_new();
-  char san[160];
-  snprintf(san, sizeof(san), "URI:gdx:unit:%s:node:%s", unit_code, node_id);
+  char san[512];
+  snprintf(san, sizeof(san), "URI:gdx:unit:%s:node:%s%s%s", unit_code, node_id,
+           extra_san ? "," : "", extra_san ? extra_san : "");
   if (!x || !random_serial(x) || !X509_set_version(x, 2) ||
       !X509_gmtime_adj(X509_getm_notBefore(x), -300) ||
       !X509_gmtime_adj(X509_getm_notAfter(x), 86400L * days) || !X509_set_pubkey(x, pub) ||
@@ -325,5 +339,45 @@ int gdx_pki_write_private(const char *path, const char *pem, char *err, size_t e
     unlink(tmp);
     return GDX_EIO;
   }
+  return GDX_OK;
+}
+
+int gdx_pki_pin(X509 *cert, char out[GDX_PKI_PIN_LEN]) {
+  unsigned char *der = NULL;
+  int n = i2d_PUBKEY(X509_get0_pubkey(cert), &der);
+  if (n <= 0)
+    return GDX_EINVAL;
+  unsigned char md[32];
+  unsigned mdlen;
+  EVP_Digest(der, (size_t)n, md, &mdlen, EVP_sha256(), NULL);
+  OPENSSL_free(der);
+  memcpy(out, "sha256//", 8);
+  EVP_EncodeBlock((unsigned char *)out + 8, md, 32); /* 44 characters + NUL */
+  return GDX_OK;
+}
+
+int gdx_pki_fingerprint(const char *cert_pem, char out[65]) {
+  X509 *x = gdx_pki_parse_cert(cert_pem);
+  if (x == NULL)
+    return GDX_EINVAL;
+  unsigned char md[32];
+  unsigned mdlen = 0;
+  int ok = X509_digest(x, EVP_sha256(), md, &mdlen);
+  X509_free(x);
+  if (!ok || mdlen != 32)
+    return GDX_EINVAL;
+  for (int i = 0; i < 32; i++)
+    snprintf(out + 2 * i, 3, "%02x", md[i]);
+  return GDX_OK;
+}
+
+int gdx_pki_validity(X509 *cert, time_t *not_before, time_t *not_after) {
+  struct tm tm;
+  if (ASN1_TIME_to_tm(X509_get0_notBefore(cert), &tm) != 1)
+    return GDX_EINVAL;
+  *not_before = timegm(&tm);
+  if (ASN1_TIME_to_tm(X509_get0_notAfter(cert), &tm) != 1)
+    return GDX_EINVAL;
+  *not_after = timegm(&tm);
   return GDX_OK;
 }

@@ -18,6 +18,7 @@
 
 #include <openssl/x509.h>
 #include <stddef.h>
+#include <time.h>
 
 #define GDX_PKI_SERIAL_HEX 33 /* 128 bits in hex + NUL */
 
@@ -34,6 +35,13 @@ int gdx_pki_csr_create(const char *key_pem, const char *unit_code, const char *n
 int gdx_pki_csr_sign(const char *ca_cert_pem, const char *ca_key_pem, const char *csr_pem,
                      const char *unit_code, const char *node_id, int days, char **cert_pem,
                      char serial_hex[GDX_PKI_SERIAL_HEX], char *err, size_t errlen);
+/* The same with more subject alternative names in OpenSSL's syntax
+ * ("DNS:broker.example,IP:10.0.0.1"), for a server that clients reach by
+ * name or address (the broker). */
+int gdx_pki_csr_sign_san(const char *ca_cert_pem, const char *ca_key_pem, const char *csr_pem,
+                         const char *unit_code, const char *node_id, const char *extra_san,
+                         int days, char **cert_pem, char serial_hex[GDX_PKI_SERIAL_HEX],
+                         char *err, size_t errlen);
 /* Verifies cert_pem against the CA (signature, validity period, purpose). */
 int gdx_pki_verify(const char *ca_cert_pem, const char *cert_pem, char *err, size_t errlen);
 /* The unit code and node id of a node certificate (from its SAN URI). */
@@ -42,6 +50,14 @@ int gdx_pki_identity(X509 *cert, char *unit, size_t unitlen, char *node, size_t 
 int gdx_pki_serial(X509 *cert, char serial_hex[GDX_PKI_SERIAL_HEX]);
 /* Parses one PEM certificate; the caller frees with X509_free. */
 X509 *gdx_pki_parse_cert(const char *pem);
+#define GDX_PKI_PIN_LEN 53 /* "sha256//" + 44 base64 characters + NUL */
+/* The public-key pin of a certificate as libcurl takes it
+ * (CURLOPT_PINNEDPUBLICKEY): "sha256//<base64 of SHA-256 of the SPKI>". */
+int gdx_pki_pin(X509 *cert, char out[GDX_PKI_PIN_LEN]);
+/* SHA-256 of the certificate's DER in lower-case hex (its fingerprint). */
+int gdx_pki_fingerprint(const char *cert_pem, char out[65]);
+/* notBefore and notAfter as Unix times. */
+int gdx_pki_validity(X509 *cert, time_t *not_before, time_t *not_after);
 /* Writes a private key file with mode 0600 (created new or replaced). */
 int gdx_pki_write_private(const char *path, const char *pem, char *err, size_t errlen);
 /* Wipes and frees a secret string. */

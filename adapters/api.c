@@ -1,0 +1,280 @@
+/* The API adapter: a resource is an internal HTTP service at base_url.
+ *
+ *   { name = "persons"; kind = "api"; base_url = "http://10.0.0.5:8080/v1";
+ *     headers = ["X-Client: gdx"];             # fixed headers, added to every call
+ *     credentials_file = "/etc/gdx/persons.hdr"; # one "Name: value" line, mode 0600
+ *     health_path = "/health";                 # probed before each heartbeat
+ *     ca_file = "/etc/gdx/internal-ca.pem";    # for an https base_url
+ *     head_timeout_ms = 30000; idle_timeout_s = 60; }
+ *
+ * A call /r/persons/<rest>?<query> goes to <base_url>/<rest>?<query> with
+ * the broker's end-to-end headers (X-Gdx-Consumer-Unit, X-Gdx-Authorization,
+ * X-Request-Id among them), the fixed headers and the credentials; the
+ * response streams back with X-Gdx-Upstream-Ms (time to the upstream's
+ * response head) for the call record.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "adapter.h"
+#include "config.h"
+#include "error.h"
+#include "log.h"
+#include "relay.h"
+
+#define MAX_FIXED 16
+
+typedef struct {
+  char base_url[512];
+  char *headers[MAX_FIXED + 2];
+  int nheaders;
+  char health_path[256];
+  char ca_file[512];
+  long head_timeout_ms, idle_timeout_s, connect_timeout_ms;
+  int last_ok; /* -1 unknown, 0 down, 1 up: outcome of the last call */
+  void (*health_done)(gdx_adapter *);
+  gdx_adapter *self;
+} api_res;
+
+static int setting_str(const config_setting_t *s, const char *key, char *out, size_t n,
+                       const char *def, int required, char *err, size_t errlen, const char *name) {
+  const char *v = NULL;
+  config_setting_t *m = config_setting_get_member(s, key);
+  if (m && config_setting_type(m) != CONFIG_TYPE_STRING) {
+    snprintf(err, errlen, "line %d: resources.%s.%s: must be a string", config_setting_source_line(m),
+             name, key);
+    return GDX_ECONFIG;
+  }
+  if (m)
+    v = config_setting_get_string(m);
+  if (v == NULL && required) {
+    snprintf(err, errlen, "resources.%s.%s: required", name, key);
+    return GDX_ECONFIG;
+  }
+  if (v == NULL)
+    v = def;
+  if (strlen(v) >= n) {
+    snprintf(err, errlen, "resources.%s.%s: longer than %zu bytes", name, key, n - 1);
+    return GDX_ECONFIG;
+  }
+  snprintf(out, n, "%s", v);
+  return GDX_OK;
+}
+
+static long setting_int(const config_setting_t *s, const char *key, long def, long min, long max,
+                        int *bad, char *err, size_t errlen, const char *name) {
+  config_setting_t *m = config_setting_get_member(s, key);
+  if (m == NULL)
+    return def;
+  long long v = config_setting_get_int64(m);
+  if ((config_setting_type(m) != CONFIG_TYPE_INT && config_setting_type(m) != CONFIG_TYPE_INT64) ||
+      v < min || v > max) {
+    snprintf(err, errlen, "line %d: resources.%s.%s: must be an integer from %ld to %ld",
+             config_setting_source_line(m), name, key, min, max);
+    *bad = 1;
+  }
+  return (long)v;
+}
+
+static int valid_header(const char *h) {
+  const char *colon = strchr(h, ':');
+  if (colon == NULL || colon == h || strpbrk(h, "\r\n"))
+    return 0;
+  for (const char *p = h; p < colon; p++)
+    if (!((*p >= 'A' && *p <= 'Z') || (*p >= 'a' && *p <= 'z') || (*p >= '0' && *p <= '9') ||
+          *p == '-' || *p == '_'))
+      return 0;
+  return 1;
+}
+
+static int api_open(gdx_adapter *a, const config_setting_t *s, char *err, size_t errlen) {
+  api_res *r = calloc(1, sizeof(*r));
+  if (r == NULL)
+    return GDX_ENOMEM;
+  a->impl = r;
+  r->self = a;
+  r->last_ok = -1;
+  const char *n = a->name;
+  int rc = setting_str(s, "base_url", r->base_url, sizeof(r->base_url), NULL, 1, err, errlen, n);
+  if (!rc && strncmp(r->base_url, "http://", 7) != 0 && strncmp(r->base_url, "https://", 8) != 0) {
+    snprintf(err, errlen, "resources.%s.base_url: must start with http:// or https://", n);
+    rc = GDX_ECONFIG;
+  }
+  size_t bl = strlen(r->base_url);
+  while (!rc && bl > 0 && r->base_url[bl - 1] == '/')
+    r->base_url[--bl] = '\0';
+  if (!rc)
+    rc = setting_str(s, "health_path", r->health_path, sizeof(r->health_path), "", 0, err,
+                     errlen, n);
+  if (!rc)
+    rc = setting_str(s, "ca_file", r->ca_file, sizeof(r->ca_file), "", 0, err, errlen, n);
+  int bad = 0;
+  r->head_timeout_ms = setting_int(s, "head_timeout_ms", 30000, 10, 3600000, &bad, err, errlen, n);
+  if (!bad)
+    r->idle_timeout_s = setting_int(s, "idle_timeout_s", 60, 1, 3600, &bad, err, errlen, n);
+  if (!bad)
+    r->connect_timeout_ms =
+        setting_int(s, "connect_timeout_ms", 5000, 10, 600000, &bad, err, errlen, n);
+  if (!rc && bad)
+    rc = GDX_ECONFIG;
+  config_setting_t *hs = config_setting_get_member(s, "headers");
+  if (!rc && hs) {
+    int count = config_setting_length(hs);
+    if (!config_setting_is_aggregate(hs) || count > MAX_FIXED) {
+      snprintf(err, errlen, "resources.%s.headers: a list of at most %d \"Name: value\" strings",
+               n, MAX_FIXED);
+      rc = GDX_ECONFIG;
+    }
+    for (int i = 0; !rc && i < count; i++) {
+      const char *h = config_setting_get_string_elem(hs, i);
+      if (h == NULL || !valid_header(h)) {
+        snprintf(err, errlen, "resources.%s.headers[%d]: must be \"Name: value\"", n, i);
+        rc = GDX_ECONFIG;
+      } else {
+        r->headers[r->nheaders++] = strdup(h);
+      }
+    }
+  }
+  char credfile[512];
+  if (!rc)
+    rc = setting_str(s, "credentials_file", credfile, sizeof(credfile), "", 0, err, errlen, n);
+  if (!rc && credfile[0]) {
+    char *secret = NULL, why[300];
+    if (gdx_config_read_secret(credfile, &secret, why, sizeof(why)) != GDX_OK) {
+      snprintf(err, errlen, "resources.%s.credentials_file: %s", n, why);
+      rc = GDX_ECONFIG;
+    } else if (!valid_header(secret)) {
+      snprintf(err, errlen, "resources.%s.credentials_file: the file must hold one line "
+                            "\"Name: value\"", n);
+      rc = GDX_ECONFIG;
+    } else {
+      r->headers[r->nheaders++] = strdup(secret);
+    }
+    if (secret) {
+      explicit_bzero(secret, strlen(secret));
+      free(secret);
+    }
+  }
+  return rc;
+}
+
+static void on_head(gdx_http_req *req, int status, const gdx_relay_result *res, void *data) {
+  (void)status;
+  (void)data;
+  char v[32];
+  snprintf(v, sizeof(v), "%llu", (unsigned long long)res->ms_head);
+  gdx_http_add_header(req, "X-Gdx-Upstream-Ms", v);
+}
+
+static void on_finish(const gdx_relay_result *res, void *data) {
+  api_res *r = data;
+  if (strcmp(res->error_type, "upstream") == 0)
+    r->last_ok = 0;
+  else if (res->status > 0 && res->status < 600 && res->status != 499)
+    r->last_ok = 1;
+}
+
+static void api_serve(gdx_adapter *a, gdx_http_req *req, const char *rest) {
+  api_res *r = a->impl;
+  const char *q = gdx_http_req_query(req);
+  size_t n = strlen(r->base_url) + strlen(rest) + strlen(q) + 4;
+  char *url = malloc(n);
+  if (url == NULL) {
+    gdx_relay_error(req, 503, "node", "busy", "out of memory");
+    return;
+  }
+  snprintf(url, n, "%s/%s%s%s", r->base_url, rest, *q ? "?" : "", q);
+  const char *hv[MAX_FIXED + 3];
+  int nh = 0;
+  for (int i = 0; i < r->nheaders; i++)
+    hv[nh++] = r->headers[i];
+  hv[nh] = NULL;
+  /* the client cannot set what the node sets from its configuration */
+  static const char *const drop[] = {"Authorization", NULL};
+  gdx_relay_opts o = {
+      .client = a->env->httpc,
+      .url = url,
+      .headers = hv,
+      .drop_headers = drop,
+      .ca_file = r->ca_file[0] ? r->ca_file : NULL,
+      .connect_timeout_ms = r->connect_timeout_ms,
+      .head_timeout_ms = r->head_timeout_ms,
+      .idle_timeout_s = r->idle_timeout_s,
+      .next_hop = "upstream",
+      .on_head = on_head,
+      .on_finish = on_finish,
+      .data = r,
+  };
+  if (gdx_relay_start(req, &o) != GDX_OK)
+    gdx_relay_error(req, 502, "node", "relay_failed", "the call could not be started");
+  free(url);
+}
+
+static void health_done(gdx_httpc_req *u, int status, long http_status, void *data) {
+  api_res *r = data;
+  gdx_adapter *a = r->self;
+  if (status == GDX_OK && http_status > 0 && http_status < 500) {
+    snprintf(a->health, sizeof(a->health), "up");
+    snprintf(a->detail, sizeof(a->detail), "%s answered %ld", r->health_path, http_status);
+  } else {
+    snprintf(a->health, sizeof(a->health), "down");
+    snprintf(a->detail, sizeof(a->detail), "%s: %s", r->health_path,
+             status == GDX_OK ? "server error" : gdx_httpc_error(u));
+  }
+  void (*done)(gdx_adapter *) = r->health_done;
+  r->health_done = NULL;
+  if (done)
+    done(a);
+}
+
+static void api_health(gdx_adapter *a, void (*done)(gdx_adapter *)) {
+  api_res *r = a->impl;
+  if (r->health_path[0] == '\0') {
+    snprintf(a->health, sizeof(a->health), "%s",
+             r->last_ok < 0 ? "unknown" : r->last_ok ? "up" : "down");
+    snprintf(a->detail, sizeof(a->detail), "%s",
+             r->last_ok < 0 ? "no health_path and no call yet" : "outcome of the last call");
+    done(a);
+    return;
+  }
+  if (r->health_done) /* a probe is still running: report what we know */
+    return done(a);
+  char url[800];
+  snprintf(url, sizeof(url), "%s%s", r->base_url, r->health_path);
+  const char *hv[MAX_FIXED + 1];
+  for (int i = 0; i < r->nheaders; i++)
+    hv[i] = r->headers[i];
+  hv[r->nheaders] = NULL;
+  gdx_httpc_opts o = {.url = url, .headers = hv, .on_done = health_done, .data = r,
+                      .timeout_ms = 5000, .connect_timeout_ms = 2000,
+                      .ca_file = r->ca_file[0] ? r->ca_file : NULL};
+  r->health_done = done;
+  if (gdx_httpc_request(a->env->httpc, &o, NULL) != GDX_OK) {
+    r->health_done = NULL;
+    snprintf(a->health, sizeof(a->health), "unknown");
+    done(a);
+  }
+}
+
+static void api_close(gdx_adapter *a) {
+  api_res *r = a->impl;
+  if (r == NULL)
+    return;
+  for (int i = 0; i < r->nheaders; i++) {
+    explicit_bzero(r->headers[i], strlen(r->headers[i]));
+    free(r->headers[i]);
+  }
+  free(r);
+  a->impl = NULL;
+}
+
+const gdx_adapter_ops gdx_adapter_api = {"api", api_open, api_serve, api_health, api_close};
+
+const gdx_adapter_ops *gdx_adapter_find(const char *kind) {
+  static const gdx_adapter_ops *const all[] = {&gdx_adapter_api, NULL};
+  for (int i = 0; all[i]; i++)
+    if (strcmp(all[i]->kind, kind) == 0)
+      return all[i];
+  return NULL;
+}

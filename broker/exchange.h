@@ -1,0 +1,46 @@
+/* The broker's data plane (issue 4): node trust (nodes.c), consumer
+ * credentials and access tokens (credentials.c) and the API proxy with its
+ * caches, rate limits, quotas and call records (proxy.c).
+ */
+#ifndef GDX_BROKER_EXCHANGE_H
+#define GDX_BROKER_EXCHANGE_H
+
+#include <stdint.h>
+#include <uv.h>
+
+#include "api.h"
+#include "broker.h"
+#include "buf.h"
+#include "db.h"
+#include "router.h"
+
+/* nodes.c: loads (or, first of all brokers, creates) the platform CA and the
+ * token key, and issues this broker's own certificate into pki.dir.
+ * Blocking (runs the loop until the database answers): start-up only. */
+int nodes_pki_boot(uv_loop_t *loop, gdx_db_pool *db, const gdx_broker_config *cfg,
+                   const char *instance, broker_pki *pki, char *err, size_t errlen);
+void nodes_pki_free(broker_pki *pki);
+
+/* credentials.c: consumer access tokens,
+ *   gdxa.<credential>.<authorization>.<generation>.<expiry unix>.<HMAC-SHA256 hex>
+ * self-contained, so checking one costs no database round trip. */
+typedef struct {
+  long long credential_id, authorization_id, generation, expires;
+} access_token;
+#define ACCESS_TOKEN_MAX 200
+int token_sign(const broker_pki *pki, const access_token *t, char *out, size_t n);
+/* 0: good; GDX_EINVAL: malformed or forged; GDX_ETIMEDOUT: expired. */
+int token_verify(const broker_pki *pki, const char *s, access_token *t);
+
+/* proxy.c */
+typedef struct proxy proxy;
+int proxy_new(uv_loop_t *loop, const gdx_broker_config *cfg, const broker_pki *pki,
+              gdx_db_pool *db, gdx_router *router, proxy **out, char *err, size_t errlen);
+/* Re-reads the invalidation log now (after a local revoke). */
+void proxy_poke(void *p);
+/* Writes the call records still queued (they are not lost on a clean stop)
+ * and closes; cb runs when done, before the database pool stops. */
+void proxy_stop(proxy *p, void (*cb)(void *), void *data);
+void proxy_metrics(proxy *p, gdx_buf *out);
+
+#endif

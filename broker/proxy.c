@@ -1,0 +1,1329 @@
+/* The API proxy: https://<broker>/svc/<resource code>/<path>?<query>
+ * (R-EX-1, R-AUTH-5).
+ *
+ * Hot path, all on the loop thread and without a database round trip:
+ *   1. the bearer token's HMAC and expiry (credentials.c);
+ *   2. the authorization from the cache: credential generation, status,
+ *      validity period, consumer unit and owner active, resource code;
+ *   3. quota (calls counted in memory, written in batches) and a token
+ *      bucket per authorization;
+ *   4. method and path against the operations of the entry's OpenAPI text;
+ *   5. relay to the provider's node over pooled mutual-TLS connections,
+ *      pinning the node's public key; responses filtered to the authorized
+ *      data items when the authorization is narrower than the entry.
+ * A cache miss loads everything about one authorization in one database job
+ * while the calls that need it wait. Entries are dropped when the
+ * invalidation log names them (polled every proxy.cache_poll_ms; at once for
+ * changes made through this broker) and reloaded after a minute regardless.
+ * Per-call records and usage counters are queued and written in batches;
+ * a clean stop writes what is queued.
+ */
+#include <jansson.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <time.h>
+
+#include "error.h"
+#include "exchange.h"
+#include "httpc.h"
+#include "log.h"
+#include "relay.h"
+
+#define BUCKETS 4096
+#define MAX_CREDS 32
+#define MAX_OPS 256
+#define ENTRY_TTL_MS 60000
+#define RECORDS_MAX 200000
+#define BATCH_MAX 2000
+
+typedef struct {
+  char method[8];
+  char path[200];
+} api_op;
+
+typedef struct pcall pcall;
+
+typedef struct aentry {
+  long long id;
+  struct aentry *next;
+  int loading, stale, loaded;
+  uint64_t loaded_ms;
+  pcall *waiters;
+  /* what the load found */
+  int exists, active, is_call, unit_active;
+  long long valid_from, valid_end; /* unix seconds, [from, end) */
+  long long quota;                 /* -1: none */
+  long long used;
+  char consumer[19], code[41], target[501], provider[19], node_name[65];
+  int node_ok;
+  char node_addr[301], node_pin[64];
+  char **deny;
+  int ndeny;
+  api_op *ops;
+  int nops, ops_any;
+  struct {
+    long long id, generation;
+    int ok;
+  } creds[MAX_CREDS];
+  int ncreds;
+  /* rate limit */
+  double tokens;
+  uint64_t tokens_ms;
+} aentry;
+
+typedef struct {
+  int64_t ts_us;
+  char request_id[40];
+  long long auth_id, cred_id;
+  char consumer[19], code[41], method[10], path[256];
+  int status;
+  char error_type[12], error_code[40];
+  uint64_t bytes_in, bytes_out;
+  int ms_total, ms_node, ms_upstream;
+  char source[64];
+} rec;
+
+struct proxy {
+  uv_loop_t *loop;
+  const gdx_broker_config *cfg;
+  const broker_pki *pki;
+  gdx_db_pool *db;
+  gdx_httpc *httpc;
+  aentry *buckets[BUCKETS];
+  uv_timer_t flush_timer, poll_timer, nodes_timer;
+  int handles;
+  /* records */
+  rec *recs;
+  size_t nrecs, caprecs;
+  rec *inflight; /* the batch being written */
+  size_t ninflight;
+  /* invalidation log */
+  long long last_inval;
+  int poll_busy, poll_again;
+  /* node states for /metrics */
+  char *nodes_metrics;
+  int nodes_busy;
+  json_t *node_state; /* "unit/node" -> "online"/"offline" for transition logs */
+  int stopping;
+  int jobs; /* database jobs in flight */
+  void (*stop_cb)(void *);
+  void *stop_data;
+  /* counters */
+  uint64_t calls_by_result[6], refused[16], cache_hits, cache_misses, records_written,
+      records_dropped, invalidations;
+};
+
+/* refusal reasons for /metrics */
+enum {
+  R_TOKEN, R_CREDENTIAL, R_AUTHZ, R_EXPIRED, R_WRONG_RESOURCE, R_QUOTA, R_RATE, R_OPERATION,
+  R_NODE, R_UNIT, R_NRSN
+};
+static const char *const reason_names[] = {"token", "credential", "authorization", "expired",
+                                           "wrong_resource", "quota", "rate", "operation",
+                                           "node", "unit"};
+
+struct pcall {
+  proxy *p;
+  gdx_http_req *req; /* NULL once the client is gone (while waiting) */
+  pcall *next_waiter;
+  aentry *waiting_on;
+  access_token tok;
+  char code[41];
+  const char *rest; /* into the request's path */
+  int paused;       /* the request body waits for the decision */
+  uint64_t start_ms;
+  rec r;
+};
+
+static uint64_t now_ms(proxy *p) { return uv_now(p->loop); }
+
+static int64_t wall_us(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_REALTIME, &ts);
+  return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
+}
+
+/* ------------------------------------------------------------------ */
+/* the cache                                                           */
+
+static aentry **bucket_of(proxy *p, long long id) {
+  return &p->buckets[(unsigned long long)id * 2654435761u % BUCKETS];
+}
+
+static aentry *entry_find(proxy *p, long long id) {
+  for (aentry *e = *bucket_of(p, id); e; e = e->next)
+    if (e->id == id)
+      return e;
+  return NULL;
+}
+
+static void entry_clear(aentry *e) {
+  for (int i = 0; i < e->ndeny; i++)
+    free(e->deny[i]);
+  free(e->deny);
+  free(e->ops);
+  e->deny = NULL;
+  e->ops = NULL;
+  e->ndeny = e->nops = 0;
+}
+
+static void entry_unlink(proxy *p, aentry *e) {
+  for (aentry **pp = bucket_of(p, e->id); *pp; pp = &(*pp)->next)
+    if (*pp == e) {
+      *pp = e->next;
+      break;
+    }
+}
+
+/* Drops an entry, or marks it to be reloaded when a load is running. */
+static void entry_drop(proxy *p, aentry *e) {
+  if (e->loading) {
+    e->stale = 1;
+    return;
+  }
+  entry_unlink(p, e);
+  entry_clear(e);
+  free(e);
+}
+
+static void cache_drop_all(proxy *p) {
+  for (int b = 0; b < BUCKETS; b++) {
+    aentry *e = p->buckets[b];
+    while (e) {
+      aentry *next = e->next;
+      entry_drop(p, e);
+      e = next;
+    }
+  }
+}
+
+/* ---- OpenAPI operations ---- */
+
+static int is_method(const char *m) {
+  static const char *const ms[] = {"get", "put", "post", "delete", "patch", "head", "options",
+                                   NULL};
+  for (int i = 0; ms[i]; i++)
+    if (strcasecmp(m, ms[i]) == 0)
+      return 1;
+  return 0;
+}
+
+static void add_op(aentry *e, const char *method, const char *path, size_t plen) {
+  if (e->nops == MAX_OPS || plen == 0 || plen >= sizeof(e->ops[0].path))
+    return;
+  api_op *o = &e->ops[e->nops++];
+  snprintf(o->method, sizeof(o->method), "%s", method);
+  for (char *c = o->method; *c; c++)
+    *c = (char)(*c >= 'a' && *c <= 'z' ? *c - 32 : *c);
+  memcpy(o->path, path, plen);
+  o->path[plen] = '\0';
+}
+
+/* The operations an OpenAPI document (JSON, or YAML in its usual block
+ * layout) declares. None found: every path and method is allowed. */
+static void parse_ops(aentry *e, const char *text) {
+  e->ops = calloc(MAX_OPS, sizeof(api_op));
+  if (e->ops == NULL || text == NULL || *text == '\0') {
+    e->ops_any = 1;
+    return;
+  }
+  json_t *doc = json_loads(text, 0, NULL);
+  if (doc) {
+    const char *path;
+    json_t *item;
+    json_object_foreach(json_object_get(doc, "paths"), path, item) {
+      const char *m;
+      json_t *op;
+      json_object_foreach(item, m, op) if (is_method(m)) add_op(e, m, path, strlen(path));
+    }
+    json_decref(doc);
+  } else {
+    const char *l = text;
+    int in_paths = 0, path_indent = -1;
+    char cur[200] = "";
+    while (*l) {
+      const char *eol = strchr(l, '\n');
+      size_t len = eol ? (size_t)(eol - l) : strlen(l);
+      int ind = 0;
+      while ((size_t)ind < len && l[ind] == ' ')
+        ind++;
+      const char *k = l + ind;
+      size_t klen = len - (size_t)ind;
+      while (klen > 0 && (k[klen - 1] == '\r' || k[klen - 1] == ' '))
+        klen--;
+      if (klen > 0 && *k != '#') {
+        if (ind == 0) {
+          in_paths = klen == 6 && strncmp(k, "paths:", 6) == 0;
+          path_indent = -1;
+        } else if (in_paths && klen > 1 && k[klen - 1] == ':') {
+          const char *key = k;
+          size_t kl = klen - 1;
+          if (kl >= 2 && (key[0] == '"' || key[0] == '\'') && key[kl - 1] == key[0])
+            key++, kl -= 2;
+          if (key[0] == '/' && (path_indent < 0 || ind <= path_indent)) {
+            path_indent = ind;
+            snprintf(cur, sizeof(cur), "%.*s", (int)kl, key);
+          } else if (ind > path_indent && path_indent >= 0 && cur[0] && kl < 8) {
+            char m[8];
+            snprintf(m, sizeof(m), "%.*s", (int)kl, key);
+            if (is_method(m))
+              add_op(e, m, cur, strlen(cur));
+          }
+        }
+      }
+      if (!eol)
+        break;
+      l = eol + 1;
+    }
+  }
+  e->ops_any = e->nops == 0;
+}
+
+/* "/persons/{id}" matches "/persons/42"; a template segment matches one
+ * non-empty segment. */
+static int path_matches(const char *tmpl, const char *path) {
+  while (*tmpl && *path) {
+    if (*tmpl == '{') {
+      const char *te = strchr(tmpl, '}');
+      if (te == NULL)
+        return 0;
+      const char *pe = path;
+      while (*pe && *pe != '/')
+        pe++;
+      if (pe == path)
+        return 0;
+      tmpl = te + 1;
+      path = pe;
+      continue;
+    }
+    if (*tmpl != *path)
+      return 0;
+    tmpl++, path++;
+  }
+  return *tmpl == '\0' && *path == '\0';
+}
+
+/* 0: allowed; 404: no such path; 405: path known, method not. */
+static int op_allowed(const aentry *e, const char *method, const char *path) {
+  if (e->ops_any)
+    return 0;
+  int known = 0;
+  for (int i = 0; i < e->nops; i++)
+    if (path_matches(e->ops[i].path, path)) {
+      known = 1;
+      if (strcmp(e->ops[i].method, method) == 0 ||
+          (strcmp(method, "HEAD") == 0 && strcmp(e->ops[i].method, "GET") == 0))
+        return 0;
+    }
+  return known ? 405 : 404;
+}
+
+/* ---- the load job ---- */
+
+typedef struct {
+  proxy *p;
+  aentry *e;
+  aentry tmp; /* filled on the worker */
+} load_job;
+
+static long long unflushed(proxy *p, long long auth) {
+  long long n = 0;
+  for (size_t i = 0; i < p->nrecs; i++)
+    n += p->recs[i].auth_id == auth;
+  for (size_t i = 0; i < p->ninflight; i++)
+    n += p->inflight[i].auth_id == auth;
+  return n;
+}
+
+static const char *str_or(const json_t *j) {
+  const char *s = json_string_value(j);
+  return s ? s : "";
+}
+
+static int load_work(gdx_db_conn *c, void *arg) {
+  load_job *j = arg;
+  aentry *t = &j->tmp;
+  gdx_db_param p[] = {GDX_DB_P_INT(j->e->id)};
+  gdx_db_result r;
+  int rc = gdx_db_query(
+      c,
+      "SELECT a.status, a.method, TIMESTAMPDIFF(SECOND, '1970-01-01', a.valid_from), "
+      "TIMESTAMPDIFF(SECOND, '1970-01-01', a.valid_until + INTERVAL 1 DAY), a.call_quota, "
+      "a.data_items, cu.code, cu.status, e.resource_code, e.published_body, pu.code, "
+      "IFNULL(ua.calls, 0), e.provider_unit_id "
+      "FROM authorizations a JOIN catalog_entries e ON e.id = a.entry_id "
+      "JOIN units cu ON cu.id = a.consumer_unit_id JOIN units pu ON pu.id = e.provider_unit_id "
+      "LEFT JOIN authorization_usage ua ON ua.authorization_id = a.id WHERE a.id = ?",
+      p, 1, 1, &r);
+  if (rc)
+    return rc;
+  if (r.nrows == 0) {
+    gdx_db_result_free(&r);
+    return GDX_OK; /* exists stays 0 */
+  }
+  t->exists = 1;
+  t->active = strcmp(gdx_db_get(&r, 0, 0), "active") == 0;
+  t->is_call = strcmp(gdx_db_get(&r, 0, 1), "call") == 0;
+  t->valid_from = atoll(gdx_db_get(&r, 0, 2));
+  t->valid_end = atoll(gdx_db_get(&r, 0, 3));
+  t->quota = gdx_db_get(&r, 0, 4) ? atoll(gdx_db_get(&r, 0, 4)) : -1;
+  snprintf(t->consumer, sizeof(t->consumer), "%s", gdx_db_get(&r, 0, 6));
+  t->unit_active = strcmp(gdx_db_get(&r, 0, 7), "active") == 0;
+  snprintf(t->code, sizeof(t->code), "%s", gdx_db_get(&r, 0, 8));
+  snprintf(t->provider, sizeof(t->provider), "%s", gdx_db_get(&r, 0, 10));
+  t->used = atoll(gdx_db_get(&r, 0, 11));
+  long long provider_id = atoll(gdx_db_get(&r, 0, 12));
+  json_t *allowed = json_loads(gdx_db_get(&r, 0, 5), 0, NULL);
+  json_t *body = gdx_db_get(&r, 0, 9) ? json_loads(gdx_db_get(&r, 0, 9), 0, NULL) : NULL;
+  gdx_db_result_free(&r);
+  json_t *att = json_object_get(body, "attachment");
+  snprintf(t->node_name, sizeof(t->node_name), "%s",
+           str_or(json_object_get(att, "node")));
+  snprintf(t->target, sizeof(t->target), "%s",
+           str_or(json_object_get(att, "target")));
+  parse_ops(t, json_string_value(json_object_get(att, "openapi")));
+  /* the entry's items that the authorization does not include */
+  json_t *items = json_object_get(body, "data_items");
+  size_t i;
+  json_t *it;
+  t->deny = calloc(json_array_size(items) + 1, sizeof(char *));
+  json_array_foreach(items, i, it) {
+    const char *name = json_string_value(json_object_get(it, "name"));
+    int ok = 0;
+    size_t k;
+    json_t *a;
+    json_array_foreach(allowed, k, a) ok |= name && json_is_string(a) &&
+                                            strcmp(json_string_value(a), name) == 0;
+    if (name && !ok && t->deny)
+      t->deny[t->ndeny++] = strdup(name);
+  }
+  json_decref(allowed);
+  json_decref(body);
+
+  gdx_db_param pn[] = {GDX_DB_P_INT(provider_id), GDX_DB_P_STR(t->node_name)};
+  rc = gdx_db_query(c,
+                    "SELECT status, address, IFNULL(pubkey_pin, '') FROM nodes "
+                    "WHERE unit_id = ? AND node_id = ?",
+                    pn, 2, 1, &r);
+  if (rc)
+    return rc;
+  if (r.nrows == 1) {
+    t->node_ok = strcmp(gdx_db_get(&r, 0, 0), "active") == 0 && gdx_db_get(&r, 0, 1)[0] &&
+                 gdx_db_get(&r, 0, 2)[0];
+    snprintf(t->node_addr, sizeof(t->node_addr), "%s", gdx_db_get(&r, 0, 1));
+    snprintf(t->node_pin, sizeof(t->node_pin), "%s", gdx_db_get(&r, 0, 2));
+  }
+  gdx_db_result_free(&r);
+  rc = gdx_db_query(c,
+                    "SELECT c.id, c.generation, c.status = 'active' AND o.status = 'active' "
+                    "FROM credentials c JOIN accounts o ON o.id = c.owner_account_id "
+                    "WHERE c.authorization_id = ? ORDER BY c.id DESC",
+                    p, 1, MAX_CREDS, &r);
+  if (rc == GDX_ETOOBIG)
+    rc = GDX_OK; /* the newest MAX_CREDS are kept */
+  if (rc)
+    return rc;
+  for (size_t k = 0; k < r.nrows && t->ncreds < MAX_CREDS; k++) {
+    t->creds[t->ncreds].id = atoll(gdx_db_get(&r, k, 0));
+    t->creds[t->ncreds].generation = atoll(gdx_db_get(&r, k, 1));
+    t->creds[t->ncreds++].ok = atoi(gdx_db_get(&r, k, 2));
+  }
+  gdx_db_result_free(&r);
+  return GDX_OK;
+}
+
+static void decide(pcall *k, aentry *e);
+static void submit_load(proxy *p, aentry *e);
+static void refuse(pcall *k, int status, const char *code, int reason, const char *fmt, ...)
+    __attribute__((format(printf, 5, 6)));
+
+static void load_done(int status, void *arg) {
+  load_job *j = arg;
+  proxy *p = j->p;
+  aentry *e = j->e;
+  p->jobs--;
+  e->loading = 0;
+  if (status == GDX_OK && e->stale && !p->stopping) {
+    e->stale = 0; /* invalidated while loading: the result may be old already */
+    entry_clear(&j->tmp);
+    free(j);
+    submit_load(p, e);
+    return;
+  }
+  pcall *w = e->waiters;
+  e->waiters = NULL;
+  if (status == GDX_OK) {
+    entry_clear(e);
+    aentry saved = *e;
+    *e = j->tmp;
+    e->id = saved.id;
+    e->next = saved.next;
+    e->waiters = NULL;
+    e->loaded = 1;
+    e->loaded_ms = now_ms(p);
+    e->used += unflushed(p, e->id);
+    e->tokens = p->cfg->proxy_rate_burst > 0 ? (double)p->cfg->proxy_rate_burst
+                                             : (double)p->cfg->proxy_rate_limit_rps;
+    e->tokens_ms = now_ms(p);
+    free(j);
+  } else {
+    entry_clear(&j->tmp);
+    free(j);
+  }
+  while (w) {
+    pcall *next = w->next_waiter;
+    w->waiting_on = NULL;
+    if (w->req == NULL) {
+      free(w);
+    } else if (status != GDX_OK) {
+      refuse(w, 503, "busy", -1,
+             "the broker cannot check the authorization now; try again shortly");
+    } else {
+      decide(w, e);
+    }
+    w = next;
+  }
+  if (status != GDX_OK) /* not cached: the next call tries again */
+    entry_drop(p, e);
+}
+
+static void submit_load(proxy *p, aentry *e) {
+  load_job *j = calloc(1, sizeof(*j));
+  if (j != NULL) {
+    j->p = p;
+    j->e = e;
+    e->loading = 1;
+    if (gdx_db_submit(p->db, load_work, load_done, j) == GDX_OK) {
+      p->jobs++;
+      return;
+    }
+    free(j);
+  }
+  e->loading = 0;
+  pcall *w = e->waiters;
+  e->waiters = NULL;
+  while (w) {
+    pcall *next = w->next_waiter;
+    if (w->req) {
+      gdx_http_add_header(w->req, "Retry-After", "1");
+      refuse(w, 503, "busy", -1, "the broker is busy; try again shortly");
+    } else {
+      free(w);
+    }
+    w = next;
+  }
+  entry_drop(p, e);
+}
+
+/* ------------------------------------------------------------------ */
+/* records                                                             */
+
+static void record(proxy *p, const rec *r) {
+  if (r->status >= 100 && r->status < 600)
+    p->calls_by_result[r->status / 100]++;
+  if (p->nrecs == p->caprecs) {
+    if (p->caprecs >= RECORDS_MAX) {
+      p->records_dropped++;
+      return;
+    }
+    size_t cap = p->caprecs ? p->caprecs * 2 : 1024;
+    rec *n = realloc(p->recs, cap * sizeof(rec));
+    if (n == NULL) {
+      p->records_dropped++;
+      return;
+    }
+    p->recs = n;
+    p->caprecs = cap;
+  }
+  p->recs[p->nrecs++] = *r;
+}
+
+typedef struct {
+  proxy *p;
+} flush_job;
+
+#define REC_COLS 18
+static const char *insert_sql(size_t rows, char *buf, size_t n) {
+  size_t len = (size_t)snprintf(buf, n,
+                                "INSERT INTO api_calls (ts, request_id, authorization_id, "
+                                "credential_id, consumer_unit, resource_code, method, path, "
+                                "status, error_type, error_code, bytes_in, bytes_out, ms_total, "
+                                "ms_node, ms_upstream, source, id) VALUES ");
+  for (size_t i = 0; i < rows && len + 80 < n; i++)
+    len += (size_t)snprintf(buf + len, n - len,
+                            "%s(FROM_UNIXTIME(?/1000000),?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+                            i ? "," : "");
+  return buf;
+}
+
+static void rec_params(const rec *r, gdx_db_param *p) {
+  p[0] = GDX_DB_P_INT(r->ts_us);
+  p[1] = GDX_DB_P_STR(r->request_id);
+  p[2] = r->auth_id ? GDX_DB_P_INT(r->auth_id) : GDX_DB_P_NULL;
+  p[3] = r->cred_id ? GDX_DB_P_INT(r->cred_id) : GDX_DB_P_NULL;
+  p[4] = GDX_DB_P_STR(r->consumer);
+  p[5] = GDX_DB_P_STR(r->code);
+  p[6] = GDX_DB_P_STR(r->method);
+  p[7] = GDX_DB_P_STR(r->path);
+  p[8] = GDX_DB_P_INT(r->status);
+  p[9] = GDX_DB_P_STR(r->error_type);
+  p[10] = GDX_DB_P_STR(r->error_code);
+  p[11] = GDX_DB_P_INT(r->bytes_in);
+  p[12] = GDX_DB_P_INT(r->bytes_out);
+  p[13] = GDX_DB_P_INT(r->ms_total);
+  p[14] = r->ms_node >= 0 ? GDX_DB_P_INT(r->ms_node) : GDX_DB_P_NULL;
+  p[15] = r->ms_upstream >= 0 ? GDX_DB_P_INT(r->ms_upstream) : GDX_DB_P_NULL;
+  p[16] = GDX_DB_P_STR(r->source);
+  p[17] = GDX_DB_P_NULL; /* id: AUTO_INCREMENT */
+}
+
+static int flush_work(gdx_db_conn *c, void *arg) {
+  flush_job *j = arg;
+  proxy *p = j->p;
+  int rc = gdx_db_begin(c);
+  static const size_t sizes[] = {50, 10, 1};
+  gdx_db_param *params = calloc(50 * REC_COLS, sizeof(gdx_db_param));
+  if (params == NULL)
+    rc = GDX_ENOMEM;
+  size_t i = 0;
+  char sql[8192];
+  for (int s = 0; !rc && s < 3; s++) {
+    while (!rc && p->ninflight - i >= sizes[s]) {
+      for (size_t k = 0; k < sizes[s]; k++)
+        rec_params(&p->inflight[i + k], params + k * REC_COLS);
+      rc = gdx_db_exec(c, insert_sql(sizes[s], sql, sizeof(sql)), params, sizes[s] * REC_COLS,
+                       NULL, NULL);
+      i += sizes[s];
+    }
+  }
+  free(params);
+  /* usage: one upsert per authorization in the batch */
+  for (size_t a = 0; !rc && a < p->ninflight; a++) {
+    long long id = p->inflight[a].auth_id;
+    int seen = id == 0 || p->inflight[a].status == 0;
+    for (size_t b = 0; b < a && !seen; b++)
+      seen = p->inflight[b].auth_id == id;
+    if (seen)
+      continue;
+    long long calls = 0, bin = 0, bout = 0;
+    for (size_t b = a; b < p->ninflight; b++)
+      if (p->inflight[b].auth_id == id) {
+        calls++;
+        bin += (long long)p->inflight[b].bytes_in;
+        bout += (long long)p->inflight[b].bytes_out;
+      }
+    gdx_db_param up[] = {GDX_DB_P_INT(id), GDX_DB_P_INT(calls), GDX_DB_P_INT(bin),
+                         GDX_DB_P_INT(bout)};
+    rc = gdx_db_exec(c,
+                     "INSERT INTO authorization_usage (authorization_id, calls, bytes_in, "
+                     "bytes_out, last_call_at) VALUES (?, ?, ?, ?, UTC_TIMESTAMP(6)) "
+                     "ON DUPLICATE KEY UPDATE calls = calls + VALUES(calls), bytes_in = "
+                     "bytes_in + VALUES(bytes_in), bytes_out = bytes_out + VALUES(bytes_out), "
+                     "last_call_at = VALUES(last_call_at)",
+                     up, 4, NULL, NULL);
+  }
+  if (rc) {
+    gdx_log_warn("proxy", "writing %zu call records failed (kept for the next try): %s",
+                 p->ninflight, gdx_db_error(c));
+    gdx_db_rollback(c);
+    return rc;
+  }
+  return gdx_db_commit(c);
+}
+
+static void maybe_stopped(proxy *p);
+static void flush_now(proxy *p);
+
+static void flush_done(int status, void *arg) {
+  flush_job *j = arg;
+  proxy *p = j->p;
+  free(j);
+  p->jobs--;
+  if (status == GDX_OK) {
+    p->records_written += p->ninflight;
+    free(p->inflight);
+  } else {
+    /* back in front of the queue, oldest first */
+    size_t n = p->ninflight + p->nrecs;
+    rec *all = malloc((n ? n : 1) * sizeof(rec));
+    if (all) {
+      memcpy(all, p->inflight, p->ninflight * sizeof(rec));
+      memcpy(all + p->ninflight, p->recs, p->nrecs * sizeof(rec));
+      free(p->recs);
+      free(p->inflight);
+      p->recs = all;
+      p->nrecs = p->caprecs = n;
+    } else {
+      p->records_dropped += p->ninflight;
+      free(p->inflight);
+    }
+  }
+  p->inflight = NULL;
+  p->ninflight = 0;
+  if (p->stopping) {
+    if (status == GDX_OK && p->nrecs > 0)
+      flush_now(p);
+    else
+      maybe_stopped(p);
+  }
+}
+
+static void flush_now(proxy *p) {
+  if (p->inflight || p->nrecs == 0)
+    return;
+  size_t n = p->nrecs < BATCH_MAX ? p->nrecs : BATCH_MAX;
+  p->inflight = malloc(n * sizeof(rec));
+  if (p->inflight == NULL)
+    return;
+  memcpy(p->inflight, p->recs, n * sizeof(rec));
+  memmove(p->recs, p->recs + n, (p->nrecs - n) * sizeof(rec));
+  p->nrecs -= n;
+  p->ninflight = n;
+  flush_job *j = calloc(1, sizeof(*j));
+  if (j) {
+    j->p = p;
+    if (gdx_db_submit(p->db, flush_work, flush_done, j) == GDX_OK) {
+      p->jobs++;
+      return;
+    }
+    free(j);
+  }
+  /* queue full: put the batch back and try on the next tick */
+  rec *all = malloc((p->nrecs + n) * sizeof(rec));
+  if (all) {
+    memcpy(all, p->inflight, n * sizeof(rec));
+    memcpy(all + n, p->recs, p->nrecs * sizeof(rec));
+    free(p->recs);
+    p->recs = all;
+    p->nrecs = p->caprecs = p->nrecs + n;
+  }
+  free(p->inflight);
+  p->inflight = NULL;
+  p->ninflight = 0;
+}
+
+static void on_flush_timer(uv_timer_t *t) { flush_now(t->data); }
+
+/* ------------------------------------------------------------------ */
+/* invalidation log                                                    */
+
+typedef struct {
+  proxy *p;
+  long long after;
+  gdx_db_result r;
+  int init;
+} poll_job;
+
+static int poll_work(gdx_db_conn *c, void *arg) {
+  poll_job *j = arg;
+  if (j->init)
+    return gdx_db_query(c, "SELECT IFNULL(MAX(id), 0) FROM cache_invalidations", NULL, 0, 1,
+                        &j->r);
+  gdx_db_param p[] = {GDX_DB_P_INT(j->after)};
+  return gdx_db_query(c,
+                      "SELECT id, kind, ref_id FROM cache_invalidations WHERE id > ? "
+                      "ORDER BY id LIMIT 1000",
+                      p, 1, 1000, &j->r);
+}
+
+static void poll_start(proxy *p);
+
+static void poll_done(int status, void *arg) {
+  poll_job *j = arg;
+  proxy *p = j->p;
+  p->jobs--;
+  p->poll_busy = 0;
+  if (status == GDX_OK && j->init) {
+    p->last_inval = atoll(gdx_db_get(&j->r, 0, 0));
+  } else if (status == GDX_OK) {
+    for (size_t i = 0; i < j->r.nrows; i++) {
+      long long id = atoll(gdx_db_get(&j->r, i, 0)), ref = atoll(gdx_db_get(&j->r, i, 2));
+      const char *kind = gdx_db_get(&j->r, i, 1);
+      p->last_inval = id;
+      p->invalidations++;
+      if (strcmp(kind, "authorization") == 0) {
+        aentry *e = entry_find(p, ref);
+        if (e)
+          entry_drop(p, e);
+      } else if (strcmp(kind, "credential") == 0) {
+        for (int b = 0; b < BUCKETS; b++)
+          for (aentry *e = p->buckets[b], *next; e; e = next) {
+            next = e->next;
+            for (int k = 0; k < e->ncreds; k++)
+              if (e->creds[k].id == ref) {
+                entry_drop(p, e);
+                break;
+              }
+          }
+      } else {
+        cache_drop_all(p); /* node, unit, account: rare; reload everything */
+      }
+    }
+  } else if (status != GDX_OK && j->init) {
+    p->last_inval = -1; /* try the start-up read again */
+  }
+  if (status == GDX_OK)
+    gdx_db_result_free(&j->r);
+  free(j);
+  if (p->stopping) {
+    maybe_stopped(p);
+    return;
+  }
+  if (p->poll_again) {
+    p->poll_again = 0;
+    poll_start(p);
+  }
+}
+
+static void poll_start(proxy *p) {
+  if (p->stopping)
+    return;
+  if (p->poll_busy) {
+    p->poll_again = 1;
+    return;
+  }
+  poll_job *j = calloc(1, sizeof(*j));
+  if (j == NULL)
+    return;
+  j->p = p;
+  j->init = p->last_inval < 0;
+  j->after = p->last_inval;
+  if (gdx_db_submit(p->db, poll_work, poll_done, j) != GDX_OK) {
+    free(j);
+    return;
+  }
+  p->jobs++;
+  p->poll_busy = 1;
+}
+
+static void on_poll_timer(uv_timer_t *t) { poll_start(t->data); }
+
+void proxy_poke(void *arg) { poll_start(arg); }
+
+/* ------------------------------------------------------------------ */
+/* node states for /metrics, and log lines when a node goes offline      */
+
+typedef struct {
+  proxy *p;
+  gdx_db_result r;
+} nodes_job;
+
+static int nodes_work(gdx_db_conn *c, void *arg) {
+  nodes_job *j = arg;
+  gdx_db_param p[] = {GDX_DB_P_INT(j->p->cfg->node_offline_after_s)};
+  return gdx_db_query(c,
+                      "SELECT u.code, n.node_id, IF(n.status = 'active' AND n.last_heartbeat >= "
+                      "UTC_TIMESTAMP(6) - INTERVAL ? SECOND, 'online', IF(n.status = 'active', "
+                      "'offline', n.status)), IFNULL(TIMESTAMPDIFF(SECOND, '1970-01-01', "
+                      "n.last_heartbeat), 0) FROM nodes n JOIN units u ON u.id = n.unit_id "
+                      "ORDER BY u.code, n.node_id LIMIT 10000",
+                      p, 1, 10000, &j->r);
+}
+
+static void nodes_done(int status, void *arg) {
+  nodes_job *j = arg;
+  proxy *p = j->p;
+  p->jobs--;
+  p->nodes_busy = 0;
+  if (status == GDX_OK) {
+    gdx_buf b;
+    gdx_buf_init(&b, 4 << 20);
+    int counts[4] = {0};
+    static const char *const states[] = {"online", "offline", "pending", "revoked"};
+    gdx_metrics_header(&b, "gdx_node_up", "gauge",
+                       "1 when the node's last heartbeat is recent (nodes.offline_after_s).");
+    for (size_t i = 0; i < j->r.nrows; i++) {
+      const char *unit = gdx_db_get(&j->r, i, 0), *node = gdx_db_get(&j->r, i, 1),
+                 *st = gdx_db_get(&j->r, i, 2);
+      for (int s = 0; s < 4; s++)
+        counts[s] += strcmp(st, states[s]) == 0;
+      if (strcmp(st, "online") == 0 || strcmp(st, "offline") == 0)
+        gdx_buf_appendf(&b, "gdx_node_up{unit=\"%s\",node=\"%s\"} %d\n", unit, node,
+                        strcmp(st, "online") == 0);
+      char key[100];
+      snprintf(key, sizeof(key), "%s/%s", unit, node);
+      const char *was = json_string_value(json_object_get(p->node_state, key));
+      if (was && strcmp(was, st) != 0 && (strcmp(st, "offline") == 0 || strcmp(st, "online") == 0))
+        gdx_log(strcmp(st, "offline") == 0 ? GDX_LOG_WARN : GDX_LOG_INFO, "nodes", NULL,
+                "node %s is %s (last heartbeat %s)", key, st,
+                strcmp(st, "offline") == 0 ? "too long ago" : "just now");
+      json_object_set_new(p->node_state, key, json_string(st));
+    }
+    gdx_metrics_header(&b, "gdx_node_last_heartbeat_seconds", "gauge",
+                       "Unix time of each node's last heartbeat.");
+    for (size_t i = 0; i < j->r.nrows; i++)
+      if (atoll(gdx_db_get(&j->r, i, 3)) > 0)
+        gdx_buf_appendf(&b, "gdx_node_last_heartbeat_seconds{unit=\"%s\",node=\"%s\"} %s\n",
+                        gdx_db_get(&j->r, i, 0), gdx_db_get(&j->r, i, 1),
+                        gdx_db_get(&j->r, i, 3));
+    gdx_metrics_header(&b, "gdx_nodes", "gauge", "Nodes by state.");
+    for (int s = 0; s < 4; s++)
+      gdx_buf_appendf(&b, "gdx_nodes{state=\"%s\"} %d\n", states[s], counts[s]);
+    gdx_db_result_free(&j->r);
+    free(p->nodes_metrics);
+    p->nodes_metrics = gdx_buf_detach(&b, NULL);
+  }
+  free(j);
+  if (p->stopping)
+    maybe_stopped(p);
+}
+
+static void on_nodes_timer(uv_timer_t *t) {
+  proxy *p = t->data;
+  if (p->nodes_busy || p->stopping)
+    return;
+  nodes_job *j = calloc(1, sizeof(*j));
+  if (j == NULL)
+    return;
+  j->p = p;
+  if (gdx_db_submit(p->db, nodes_work, nodes_done, j) != GDX_OK) {
+    free(j);
+    return;
+  }
+  p->jobs++;
+  p->nodes_busy = 1;
+}
+
+/* ------------------------------------------------------------------ */
+/* the call                                                            */
+
+static void finish_rec(pcall *k, int status, const char *type, const char *code) {
+  rec *r = &k->r;
+  r->status = status;
+  snprintf(r->error_type, sizeof(r->error_type), "%s", type);
+  snprintf(r->error_code, sizeof(r->error_code), "%s", code);
+  r->ms_total = (int)(now_ms(k->p) - k->start_ms);
+  r->ms_node = r->ms_upstream = -1;
+  record(k->p, r);
+}
+
+static void refuse(pcall *k, int status, const char *code, int reason, const char *fmt, ...) {
+  char msg[300];
+  va_list ap;
+  va_start(ap, fmt);
+  vsnprintf(msg, sizeof(msg), fmt, ap);
+  va_end(ap);
+  if (reason >= 0 && reason < R_NRSN)
+    k->p->refused[reason]++;
+  const char *type = status >= 500 ? "broker" : "client";
+  if (reason == R_NODE)
+    type = "node";
+  if (status == 429 && reason == R_RATE)
+    gdx_http_add_header(k->req, "Retry-After", "1");
+  gdx_http_req_set_data(k->req, NULL);
+  gdx_http_req_on(k->req, NULL, NULL, NULL);
+  gdx_relay_error(k->req, status, type, code, "%s", msg);
+  if (k->paused)
+    gdx_http_req_resume(k->req); /* the rest of the body is read and dropped */
+  finish_rec(k, status, type, code);
+  free(k);
+}
+
+static int want_buffer(const char *ctype, void *data) {
+  (void)ctype;
+  pcall *k = data;
+  aentry *e = entry_find(k->p, k->r.auth_id);
+  return e != NULL && e->ndeny > 0;
+}
+
+static int is_json(const char *ct) {
+  if (ct == NULL)
+    return 0;
+  const char *semi = strchr(ct, ';');
+  size_t n = semi ? (size_t)(semi - ct) : strlen(ct);
+  while (n > 0 && ct[n - 1] == ' ')
+    n--;
+  return (n == 16 && strncasecmp(ct, "application/json", 16) == 0) ||
+         (n > 5 && strncasecmp(ct + n - 5, "+json", 5) == 0);
+}
+
+static void strip_fields(json_t *j, char **deny, int ndeny) {
+  if (json_is_object(j)) {
+    for (int i = 0; i < ndeny; i++)
+      json_object_del(j, deny[i]);
+    const char *key;
+    json_t *v;
+    json_object_foreach(j, key, v) strip_fields(v, deny, ndeny);
+  } else if (json_is_array(j)) {
+    size_t i;
+    json_t *v;
+    json_array_foreach(j, i, v) strip_fields(v, deny, ndeny);
+  }
+}
+
+/* Removes the fields named by data items the authorization does not cover,
+ * at any depth. */
+static int transform(gdx_buf *body, const char *ctype, void *data, char *why, size_t n) {
+  pcall *k = data;
+  aentry *e = entry_find(k->p, k->r.auth_id);
+  if (body->len == 0)
+    return 0;
+  if (!is_json(ctype)) {
+    snprintf(why, n,
+             "the authorization covers only some data items, and a %s response cannot be "
+             "filtered to them",
+             ctype && *ctype ? ctype : "non-JSON");
+    return -1;
+  }
+  json_t *j = json_loadb(body->data, body->len, 0, NULL);
+  if (j == NULL) {
+    snprintf(why, n, "the provider's JSON response does not parse, so it cannot be filtered");
+    return -1;
+  }
+  if (e)
+    strip_fields(j, e->deny, e->ndeny);
+  else
+    json_decref(j), j = NULL;
+  if (j == NULL) {
+    snprintf(why, n, "the authorization changed during the call");
+    return -1;
+  }
+  char *s = json_dumps(j, JSON_COMPACT | JSON_ENCODE_ANY);
+  json_decref(j);
+  if (s == NULL) {
+    snprintf(why, n, "out of memory");
+    return -1;
+  }
+  body->len = 0;
+  gdx_buf_append(body, s, strlen(s));
+  free(s);
+  return 0;
+}
+
+static void on_head(gdx_http_req *req, int status, const gdx_relay_result *res, void *data) {
+  (void)status;
+  char st[160];
+  if (res->peer_upstream_ms >= 0)
+    snprintf(st, sizeof(st), "node;dur=%llu, upstream;dur=%ld",
+             (unsigned long long)(res->ms_head > (uint64_t)res->peer_upstream_ms
+                                      ? res->ms_head - (uint64_t)res->peer_upstream_ms
+                                      : 0),
+             res->peer_upstream_ms);
+  else
+    snprintf(st, sizeof(st), "node;dur=%llu", (unsigned long long)res->ms_head);
+  gdx_http_add_header(req, "Server-Timing", st);
+  (void)data;
+}
+
+static void on_finish(const gdx_relay_result *res, void *data) {
+  pcall *k = data;
+  rec *r = &k->r;
+  r->status = res->status;
+  snprintf(r->error_type, sizeof(r->error_type), "%s", res->error_type);
+  snprintf(r->error_code, sizeof(r->error_code), "%s", res->error_code);
+  r->bytes_in = res->bytes_in;
+  r->bytes_out = res->bytes_out;
+  r->ms_total = (int)(now_ms(k->p) - k->start_ms);
+  r->ms_upstream = (int)res->peer_upstream_ms;
+  r->ms_node = res->ms_head && res->peer_upstream_ms >= 0
+                   ? (int)(res->ms_head - (uint64_t)res->peer_upstream_ms)
+                   : (res->ms_head ? (int)res->ms_head : -1);
+  record(k->p, r);
+  free(k);
+}
+
+static void decide(pcall *k, aentry *e) {
+  proxy *p = k->p;
+  long long now = (long long)time(NULL);
+  k->r.auth_id = e->id;
+  snprintf(k->r.consumer, sizeof(k->r.consumer), "%s", e->consumer);
+  int cred_ok = 0, cred_known = 0;
+  for (int i = 0; i < e->ncreds; i++)
+    if (e->creds[i].id == k->tok.credential_id) {
+      cred_known = 1;
+      cred_ok = e->creds[i].ok && e->creds[i].generation == k->tok.generation;
+    }
+  if (!e->exists || !cred_known || !cred_ok)
+    return refuse(k, 401, "invalid_token", R_CREDENTIAL,
+                  "the credential behind this token is revoked, rotated or unknown");
+  if (!e->unit_active)
+    return refuse(k, 403, "account_disabled", R_UNIT, "the consumer unit is disabled");
+  if (!e->active)
+    return refuse(k, 403, "authorization_revoked", R_AUTHZ, "the authorization is revoked");
+  if (!e->is_call)
+    return refuse(k, 403, "wrong_method", R_AUTHZ,
+                  "the authorization is not for API calls (method call)");
+  if (now < e->valid_from)
+    return refuse(k, 403, "authorization_not_yet_valid", R_EXPIRED,
+                  "the authorization is not valid yet");
+  if (now >= e->valid_end)
+    return refuse(k, 403, "authorization_expired", R_EXPIRED, "the authorization has expired");
+  if (strcmp(e->code, k->code) != 0)
+    return refuse(k, 403, "wrong_resource", R_WRONG_RESOURCE,
+                  "this token is for resource %s, not %s", e->code, k->code);
+  char path[1024];
+  snprintf(path, sizeof(path), "/%s", k->rest);
+  int op = op_allowed(e, gdx_http_req_method(k->req), path);
+  if (op == 404)
+    return refuse(k, 404, "path_not_allowed", R_OPERATION,
+                  "%s is not an operation of resource %s", path, e->code);
+  if (op == 405)
+    return refuse(k, 405, "method_not_allowed", R_OPERATION,
+                  "%s %s is not an operation of resource %s", gdx_http_req_method(k->req), path,
+                  e->code);
+  if (e->quota >= 0 && e->used >= e->quota)
+    return refuse(k, 429, "quota_exhausted", R_QUOTA,
+                  "the authorization's %lld calls are used up", e->quota);
+  if (p->cfg->proxy_rate_limit_rps > 0) {
+    double burst = p->cfg->proxy_rate_burst > 0 ? (double)p->cfg->proxy_rate_burst
+                                                : (double)p->cfg->proxy_rate_limit_rps;
+    uint64_t t = now_ms(p);
+    e->tokens += (double)(t - e->tokens_ms) * (double)p->cfg->proxy_rate_limit_rps / 1000.0;
+    if (e->tokens > burst)
+      e->tokens = burst;
+    e->tokens_ms = t;
+    if (e->tokens < 1.0)
+      return refuse(k, 429, "rate_limited", R_RATE,
+                    "more than %lld calls per second for this authorization",
+                    p->cfg->proxy_rate_limit_rps);
+    e->tokens -= 1.0;
+  }
+  if (!e->node_ok)
+    return refuse(k, 503, "node_unavailable", R_NODE,
+                  "the provider's node %s/%s is not enrolled, revoked or has not reported "
+                  "its address",
+                  e->provider, e->node_name);
+  e->used++;
+  size_t ulen = strlen(e->node_addr) + strlen(e->target) + strlen(k->rest) +
+                strlen(gdx_http_req_query(k->req)) + 8;
+  char *url = malloc(ulen);
+  if (url == NULL)
+    return refuse(k, 503, "busy", -1, "out of memory");
+  const char *q = gdx_http_req_query(k->req);
+  snprintf(url, ulen, "%s/r/%s/%s%s%s", e->node_addr, e->target, k->rest, *q ? "?" : "", q);
+  char h1[64], h2[80], h3[80];
+  snprintf(h1, sizeof(h1), "X-Gdx-Consumer-Unit: %s", e->consumer);
+  snprintf(h2, sizeof(h2), "X-Gdx-Authorization: %lld", e->id);
+  snprintf(h3, sizeof(h3), "X-Gdx-Resource: %s", e->code);
+  const char *headers[] = {h1, h2, h3, NULL};
+  static const char *const drop[] = {"Authorization", "X-Gdx-*", NULL};
+  gdx_relay_opts o = {
+      .client = p->httpc,
+      .url = url,
+      .headers = headers,
+      .drop_headers = drop,
+      .ca_file = p->pki->ca_file,
+      .cert_file = p->pki->cert_file,
+      .key_file = p->pki->key_file,
+      .pinned_key = e->node_pin,
+      .connect_timeout_ms = (long)p->cfg->proxy_connect_timeout_ms,
+      .head_timeout_ms = (long)p->cfg->proxy_head_timeout_ms,
+      .idle_timeout_s = (long)p->cfg->proxy_idle_timeout_s,
+      .next_hop = "node",
+      .buffer_max = (size_t)p->cfg->proxy_filter_max_bytes,
+      .want_buffer = want_buffer,
+      .transform = transform,
+      .on_head = on_head,
+      .on_finish = on_finish,
+      .data = k,
+  };
+  gdx_http_req *req = k->req;
+  int paused = k->paused;
+  int rc = gdx_relay_start(req, &o);
+  free(url);
+  if (rc == GDX_OK && paused)
+    gdx_http_req_resume(req); /* k may be gone after this */
+  if (rc != GDX_OK) {
+    e->used--;
+    refuse(k, 502, "relay_failed", -1, "the call could not be started: %s", gdx_strerror(rc));
+  }
+}
+
+static void waiter_abort(gdx_http_req *req) {
+  pcall *k = gdx_http_req_get_data(req);
+  if (k)
+    k->req = NULL; /* freed when the load finishes */
+}
+
+static void handle_svc(gdx_http_req *req, void *data) {
+  proxy *p = data;
+  pcall *k = calloc(1, sizeof(*k));
+  if (k == NULL) {
+    gdx_relay_error(req, 503, "broker", "busy", "out of memory");
+    return;
+  }
+  k->p = p;
+  k->req = req;
+  k->start_ms = now_ms(p);
+  rec *r = &k->r;
+  r->ts_us = wall_us();
+  snprintf(r->request_id, sizeof(r->request_id), "%s", gdx_http_req_id(req));
+  snprintf(r->method, sizeof(r->method), "%s", gdx_http_req_method(req));
+  const char *path = gdx_http_req_path(req);
+  snprintf(r->path, sizeof(r->path), "%s", path);
+  snprintf(r->source, sizeof(r->source), "%s", gdx_http_req_remote_addr(req));
+  char *colon = strrchr(r->source, ':');
+  if (colon)
+    *colon = '\0';
+  /* /svc/<category>/<sequence>/<rest> */
+  const char *s = path + 5;
+  const char *slash1 = strchr(s, '/');
+  const char *slash2 = slash1 ? strchr(slash1 + 1, '/') : NULL;
+  size_t clen = slash2 ? (size_t)(slash2 - s) : strlen(s);
+  if (slash1 == NULL || clen >= sizeof(k->code) || clen < 3) {
+    return refuse(k, 404, "unknown_resource", -1,
+                  "call /svc/<resource code>/<path>, e.g. /svc/101/000001/persons");
+  }
+  memcpy(k->code, s, clen);
+  k->code[clen] = '\0';
+  snprintf(r->code, sizeof(r->code), "%s", k->code);
+  k->rest = slash2 ? slash2 + 1 : "";
+  const char *auth = gdx_http_req_header(req, "Authorization");
+  if (auth == NULL || strncasecmp(auth, "Bearer ", 7) != 0)
+    return refuse(k, 401, "unauthenticated", R_TOKEN,
+                  "send an access token: Authorization: Bearer <token from POST /api/v1/token>");
+  int vr = token_verify(p->pki, auth + 7, &k->tok);
+  if (vr == GDX_ETIMEDOUT)
+    return refuse(k, 401, "token_expired", R_TOKEN,
+                  "the access token has expired; get a new one from POST /api/v1/token");
+  if (vr != GDX_OK)
+    return refuse(k, 401, "invalid_token", R_TOKEN, "the access token is not valid");
+  r->auth_id = k->tok.authorization_id;
+  r->cred_id = k->tok.credential_id;
+  aentry *e = entry_find(p, k->tok.authorization_id);
+  if (e && !e->loading && now_ms(p) - e->loaded_ms > ENTRY_TTL_MS) {
+    entry_drop(p, e);
+    e = NULL;
+  }
+  if (e && !e->loading) {
+    p->cache_hits++;
+    decide(k, e);
+    return;
+  }
+  p->cache_misses++;
+  if (e == NULL) {
+    e = calloc(1, sizeof(*e));
+    if (e == NULL)
+      return refuse(k, 503, "busy", -1, "out of memory");
+    e->id = k->tok.authorization_id;
+    aentry **b = bucket_of(p, e->id);
+    e->next = *b;
+    *b = e;
+    k->next_waiter = NULL;
+    e->waiters = k;
+    k->waiting_on = e;
+    gdx_http_req_set_data(req, k);
+    gdx_http_req_on(req, NULL, NULL, waiter_abort);
+    gdx_http_req_pause(req); /* the body waits for the decision */
+    k->paused = 1;
+    submit_load(p, e);
+    return;
+  }
+  k->next_waiter = e->waiters;
+  e->waiters = k;
+  k->waiting_on = e;
+  gdx_http_req_set_data(req, k);
+  gdx_http_req_on(req, NULL, NULL, waiter_abort);
+  gdx_http_req_pause(req);
+  k->paused = 1;
+}
+
+/* ------------------------------------------------------------------ */
+/* life cycle and metrics                                              */
+
+int proxy_new(uv_loop_t *loop, const gdx_broker_config *cfg, const broker_pki *pki,
+              gdx_db_pool *db, gdx_router *router, proxy **out, char *err, size_t errlen) {
+  proxy *p = calloc(1, sizeof(*p));
+  if (p == NULL)
+    return GDX_ENOMEM;
+  p->loop = loop;
+  p->cfg = cfg;
+  p->pki = pki;
+  p->db = db;
+  p->last_inval = -1;
+  p->node_state = json_object();
+  if (gdx_httpc_new(loop, &p->httpc) != GDX_OK) {
+    snprintf(err, errlen, "cannot create the HTTP client");
+    free(p);
+    return GDX_ENOMEM;
+  }
+  uv_timer_init(loop, &p->flush_timer);
+  uv_timer_init(loop, &p->poll_timer);
+  uv_timer_init(loop, &p->nodes_timer);
+  p->flush_timer.data = p->poll_timer.data = p->nodes_timer.data = p;
+  p->handles = 3;
+  uv_timer_start(&p->flush_timer, on_flush_timer, (uint64_t)cfg->proxy_records_flush_ms,
+                 (uint64_t)cfg->proxy_records_flush_ms);
+  uv_timer_start(&p->poll_timer, on_poll_timer, 0, (uint64_t)cfg->proxy_cache_poll_ms);
+  uv_timer_start(&p->nodes_timer, on_nodes_timer, 0, 2000);
+  gdx_router_add(router, "*", "/svc/*", handle_svc, p);
+  *out = p;
+  return GDX_OK;
+}
+
+static void on_timer_closed(uv_handle_t *h) {
+  proxy *p = h->data;
+  if (--p->handles > 0)
+    return;
+  void (*cb)(void *) = p->stop_cb;
+  void *data = p->stop_data;
+  cache_drop_all(p);
+  free(p->recs);
+  free(p->nodes_metrics);
+  json_decref(p->node_state);
+  free(p);
+  if (cb)
+    cb(data);
+}
+
+static void maybe_stopped(proxy *p) {
+  if (p->jobs > 0 || p->handles != 3 || p->nrecs > 0 || p->inflight)
+    return;
+  gdx_httpc_close(p->httpc);
+  p->httpc = NULL;
+  uv_close((uv_handle_t *)&p->flush_timer, on_timer_closed);
+  uv_close((uv_handle_t *)&p->poll_timer, on_timer_closed);
+  uv_close((uv_handle_t *)&p->nodes_timer, on_timer_closed);
+}
+
+void proxy_stop(proxy *p, void (*cb)(void *), void *data) {
+  p->stopping = 1;
+  p->stop_cb = cb;
+  p->stop_data = data;
+  uv_timer_stop(&p->flush_timer);
+  uv_timer_stop(&p->poll_timer);
+  uv_timer_stop(&p->nodes_timer);
+  if (p->nrecs > 0) {
+    gdx_log_info("proxy", "writing %zu queued call records before stopping", p->nrecs);
+    flush_now(p);
+  }
+  if (p->nrecs > 0 && p->inflight == NULL) /* could not even queue: give up on them */
+    p->nrecs = 0;
+  maybe_stopped(p);
+}
+
+void proxy_metrics(proxy *p, gdx_buf *out) {
+  gdx_metrics_header(out, "gdx_proxy_calls_total", "counter",
+                     "API calls through the broker by status class.");
+  for (int i = 1; i < 6; i++)
+    gdx_buf_appendf(out, "gdx_proxy_calls_total{class=\"%dxx\"} %llu\n", i,
+                    (unsigned long long)p->calls_by_result[i]);
+  gdx_metrics_header(out, "gdx_proxy_refused_total", "counter",
+                     "Calls the broker refused, by reason.");
+  for (int i = 0; i < R_NRSN; i++)
+    gdx_buf_appendf(out, "gdx_proxy_refused_total{reason=\"%s\"} %llu\n", reason_names[i],
+                    (unsigned long long)p->refused[i]);
+  gdx_metrics_header(out, "gdx_proxy_cache_total", "counter",
+                     "Authorization cache lookups by result.");
+  gdx_buf_appendf(out, "gdx_proxy_cache_total{result=\"hit\"} %llu\n",
+                  (unsigned long long)p->cache_hits);
+  gdx_buf_appendf(out, "gdx_proxy_cache_total{result=\"miss\"} %llu\n",
+                  (unsigned long long)p->cache_misses);
+  gdx_metrics_header(out, "gdx_proxy_invalidations_total", "counter",
+                     "Invalidation log entries applied to the cache.");
+  gdx_buf_appendf(out, "gdx_proxy_invalidations_total %llu\n",
+                  (unsigned long long)p->invalidations);
+  gdx_metrics_header(out, "gdx_proxy_records_total", "counter",
+                     "Call records written to the database, or dropped (queue full).");
+  gdx_buf_appendf(out, "gdx_proxy_records_total{result=\"written\"} %llu\n",
+                  (unsigned long long)p->records_written);
+  gdx_buf_appendf(out, "gdx_proxy_records_total{result=\"dropped\"} %llu\n",
+                  (unsigned long long)p->records_dropped);
+  gdx_metrics_header(out, "gdx_proxy_records_queued", "gauge", "Call records not yet written.");
+  gdx_buf_appendf(out, "gdx_proxy_records_queued %zu\n", p->nrecs + p->ninflight);
+  if (p->nodes_metrics)
+    gdx_buf_appends(out, p->nodes_metrics);
+}
