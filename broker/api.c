@@ -29,7 +29,7 @@ struct api {
   json_t *schemas[MAX_ROUTES];
   size_t nroutes;
   const broker_pki *pki;
-  void (*poke)(void *);
+  void (*poke)(void *, const char *, long long);
   void *poke_data;
 };
 
@@ -268,6 +268,8 @@ static int authenticate_node(gdx_db_conn *c, api_ctx *x) {
 int api_invalidate(gdx_db_conn *c, api_ctx *x, const char *kind, long long ref) {
   gdx_db_param p[] = {GDX_DB_P_STR(kind), GDX_DB_P_INT(ref)};
   x->poke = 1;
+  snprintf(x->inval_kind, sizeof(x->inval_kind), "%s", kind);
+  x->inval_ref = ref;
   return gdx_db_exec(c,
                      "INSERT INTO cache_invalidations (ts, kind, ref_id) "
                      "VALUES (UTC_TIMESTAMP(6), ?, ?)",
@@ -353,6 +355,18 @@ static int api_job(gdx_db_conn *c, void *arg) {
     x->commit_on_error = 0;
     api_fail(x, 500, "internal", "the request failed inside the broker; it has been logged");
   }
+  if (!txn && rt->auth == API_NODE && x->status >= 400 && x->status < 500 && !rc) {
+    /* a refused node (unknown, revoked, expired) is audited; its routine
+     * heartbeats are not */
+    x->audit_action = "node.refused";
+    if (x->audit_object[0] == '\0')
+      snprintf(x->audit_object, sizeof(x->audit_object), "node:%s/%s", x->node_unit,
+               x->node_name);
+    rc = gdx_db_begin(c);
+    if (!rc)
+      rc = write_audit(c, x);
+    return rc ? (gdx_db_rollback(c), rc) : gdx_db_commit(c);
+  }
   if (!txn)
     return GDX_OK;
   /* Reads of an anonymous caller (401) are not audited; every action is. */
@@ -398,8 +412,8 @@ static void respond_json(gdx_http_req *req, int status, json_t *j) {
 static void api_done(int status, void *arg) {
   call *k = arg;
   api_ctx *x = &k->x;
-  if (x->poke && status == GDX_OK && k->a->poke)
-    k->a->poke(k->a->poke_data);
+  if (x->poke && status == GDX_OK && x->status < 400 && k->a->poke)
+    k->a->poke(k->a->poke_data, x->inval_kind, x->inval_ref); /* before the answer leaves */
   if (k->req) {
     gdx_http_req_set_data(k->req, NULL);
     if (status != GDX_OK && x->status < 400)
@@ -596,7 +610,8 @@ int api_new(gdx_broker *b, const gdx_broker_config *cfg, gdx_db_pool *db, gdx_ro
   return GDX_OK;
 }
 
-void api_set_exchange(api *a, const broker_pki *pki, void (*poke)(void *), void *poke_data) {
+void api_set_exchange(api *a, const broker_pki *pki,
+                      void (*poke)(void *, const char *, long long), void *poke_data) {
   a->pki = pki;
   a->poke = poke;
   a->poke_data = poke_data;

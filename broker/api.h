@@ -74,7 +74,9 @@ struct api_ctx {
   /* API_NODE: the client certificate's identity */
   char node_unit[19], node_name[65], node_serial[33];
   long long node_row;
-  int poke;               /* set by api_invalidate: re-read invalidations now */
+  int poke;               /* set by api_invalidate: drop cached decisions now */
+  char inval_kind[16];    /* the last invalidation of this call */
+  long long inval_ref;
   /* result */
   int status;
   json_t *out;
@@ -118,7 +120,8 @@ typedef struct api api;
 int api_new(gdx_broker *b, const gdx_broker_config *cfg, gdx_db_pool *db, gdx_router *router,
             api **out, char *err, size_t errlen);
 void api_free(api *a);
-void api_set_exchange(api *a, const broker_pki *pki, void (*poke)(void *), void *poke_data);
+void api_set_exchange(api *a, const broker_pki *pki,
+                      void (*poke)(void *, const char *kind, long long ref), void *poke_data);
 
 /* Route tables of the API's parts. */
 extern const api_route api_auth_routes[];

@@ -36,8 +36,9 @@ int token_verify(const broker_pki *pki, const char *s, access_token *t);
 typedef struct proxy proxy;
 int proxy_new(uv_loop_t *loop, const gdx_broker_config *cfg, const broker_pki *pki,
               gdx_db_pool *db, gdx_router *router, proxy **out, char *err, size_t errlen);
-/* Re-reads the invalidation log now (after a local revoke). */
-void proxy_poke(void *p);
+/* A change made through this broker: drops what it names from the cache at
+ * once (kind as in api_invalidate), then reads the log for other changes. */
+void proxy_poke(void *p, const char *kind, long long ref);
 /* Writes the call records still queued (they are not lost on a clean stop)
  * and closes; cb runs when done, before the database pool stops. */
 void proxy_stop(proxy *p, void (*cb)(void *), void *data);

@@ -84,6 +84,7 @@ typedef struct {
   uint64_t bytes_in, bytes_out;
   int ms_total, ms_node, ms_upstream;
   char source[64];
+  int forwarded; /* reached the provider: counts against the quota */
 } rec;
 
 struct proxy {
@@ -332,9 +333,9 @@ typedef struct {
 static long long unflushed(proxy *p, long long auth) {
   long long n = 0;
   for (size_t i = 0; i < p->nrecs; i++)
-    n += p->recs[i].auth_id == auth;
+    n += p->recs[i].auth_id == auth && p->recs[i].forwarded;
   for (size_t i = 0; i < p->ninflight; i++)
-    n += p->inflight[i].auth_id == auth;
+    n += p->inflight[i].auth_id == auth && p->inflight[i].forwarded;
   return n;
 }
 
@@ -603,14 +604,14 @@ static int flush_work(gdx_db_conn *c, void *arg) {
   /* usage: one upsert per authorization in the batch */
   for (size_t a = 0; !rc && a < p->ninflight; a++) {
     long long id = p->inflight[a].auth_id;
-    int seen = id == 0 || p->inflight[a].status == 0;
+    int seen = id == 0 || !p->inflight[a].forwarded;
     for (size_t b = 0; b < a && !seen; b++)
-      seen = p->inflight[b].auth_id == id;
+      seen = p->inflight[b].auth_id == id && p->inflight[b].forwarded;
     if (seen)
       continue;
     long long calls = 0, bin = 0, bout = 0;
     for (size_t b = a; b < p->ninflight; b++)
-      if (p->inflight[b].auth_id == id) {
+      if (p->inflight[b].auth_id == id && p->inflight[b].forwarded) {
         calls++;
         bin += (long long)p->inflight[b].bytes_in;
         bout += (long long)p->inflight[b].bytes_out;
@@ -731,6 +732,26 @@ static int poll_work(gdx_db_conn *c, void *arg) {
 
 static void poll_start(proxy *p);
 
+static void apply_invalidation(proxy *p, const char *kind, long long ref) {
+  if (strcmp(kind, "authorization") == 0) {
+    aentry *e = entry_find(p, ref);
+    if (e)
+      entry_drop(p, e);
+  } else if (strcmp(kind, "credential") == 0) {
+    for (int b = 0; b < BUCKETS; b++)
+      for (aentry *e = p->buckets[b], *next; e; e = next) {
+        next = e->next;
+        for (int k = 0; k < e->ncreds; k++)
+          if (e->creds[k].id == ref) {
+            entry_drop(p, e);
+            break;
+          }
+      }
+  } else {
+    cache_drop_all(p); /* node, unit, account: rare; reload everything */
+  }
+}
+
 static void poll_done(int status, void *arg) {
   poll_job *j = arg;
   proxy *p = j->p;
@@ -744,23 +765,7 @@ static void poll_done(int status, void *arg) {
       const char *kind = gdx_db_get(&j->r, i, 1);
       p->last_inval = id;
       p->invalidations++;
-      if (strcmp(kind, "authorization") == 0) {
-        aentry *e = entry_find(p, ref);
-        if (e)
-          entry_drop(p, e);
-      } else if (strcmp(kind, "credential") == 0) {
-        for (int b = 0; b < BUCKETS; b++)
-          for (aentry *e = p->buckets[b], *next; e; e = next) {
-            next = e->next;
-            for (int k = 0; k < e->ncreds; k++)
-              if (e->creds[k].id == ref) {
-                entry_drop(p, e);
-                break;
-              }
-          }
-      } else {
-        cache_drop_all(p); /* node, unit, account: rare; reload everything */
-      }
+      apply_invalidation(p, kind, ref);
     }
   } else if (status != GDX_OK && j->init) {
     p->last_inval = -1; /* try the start-up read again */
@@ -801,7 +806,12 @@ static void poll_start(proxy *p) {
 
 static void on_poll_timer(uv_timer_t *t) { poll_start(t->data); }
 
-void proxy_poke(void *arg) { poll_start(arg); }
+void proxy_poke(void *arg, const char *kind, long long ref) {
+  proxy *p = arg;
+  if (kind && *kind)
+    apply_invalidation(p, kind, ref);
+  poll_start(p);
+}
 
 /* ------------------------------------------------------------------ */
 /* node states for /metrics, and log lines when a node goes offline      */
@@ -1011,6 +1021,7 @@ static void on_head(gdx_http_req *req, int status, const gdx_relay_result *res, 
 static void on_finish(const gdx_relay_result *res, void *data) {
   pcall *k = data;
   rec *r = &k->r;
+  r->forwarded = 1;
   r->status = res->status;
   snprintf(r->error_type, sizeof(r->error_type), "%s", res->error_type);
   snprintf(r->error_code, sizeof(r->error_code), "%s", res->error_code);

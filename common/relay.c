@@ -156,8 +156,9 @@ static void kick(relay *r) { uv_check_start(&r->kick, on_kick); }
 
 static void client_body(gdx_http_req *req, const char *data, size_t len) {
   relay *r = gdx_http_req_get_data(req);
-  if (r->upoff > 0 && r->upoff == r->upbuf.len) {
-    r->upbuf.len = 0;
+  if (r->upoff > 0) { /* keep the unsent bytes at the front */
+    memmove(r->upbuf.data, r->upbuf.data + r->upoff, r->upbuf.len - r->upoff);
+    r->upbuf.len -= r->upoff;
     r->upoff = 0;
   }
   if (gdx_buf_append(&r->upbuf, data, len) != GDX_OK) {

@@ -124,8 +124,35 @@ void tb_make_user(const char *creator, const char *user, const char *role, const
   snprintf(token, n, "%s", t);
 }
 
+static int tb_spawn(tb_broker *b, const char *broker_bin, int append) {
+  b->pid = fork();
+  if (b->pid == 0) {
+    int fd = open(b->logpath, O_WRONLY | O_CREAT | (append ? O_APPEND : O_TRUNC), 0644);
+    dup2(fd, 1);
+    dup2(fd, 2);
+    execl(broker_bin, "gdx-broker", "--config", b->conf, (char *)NULL);
+    _exit(127);
+  }
+  for (int i = 0; i < 200 && tc_hello(b->port) == -1; i++)
+    usleep(50000);
+  return tc_hello(b->port) == -1 ? -1 : 0;
+}
+
+int tb_restart(tb_broker *b, const char *broker_bin) {
+  kill(b->pid, SIGTERM);
+  int st;
+  waitpid(b->pid, &st, 0);
+  port = b->port;
+  return tb_spawn(b, broker_bin, 1);
+}
+
 int tb_start(tb_broker *b, const char *prefix, const char *broker_bin, char *ops_token,
              size_t n) {
+  return tb_start_ex(b, prefix, broker_bin, "", ops_token, n);
+}
+
+int tb_start_ex(tb_broker *b, const char *prefix, const char *broker_bin, const char *extra,
+                char *ops_token, size_t n) {
   gdx_db_options o;
   tdb_options(&o, prefix, b->dbname, sizeof(b->dbname));
   snprintf(b->dir, sizeof(b->dir), "/tmp/gdx-test-%s-%d", prefix, (int)getpid());
@@ -138,8 +165,10 @@ int tb_start(tb_broker *b, const char *prefix, const char *broker_bin, char *ops
           "listen = { port = %d; };\n"
           "db = { socket = \"%s\"; user = \"root\"; name = \"%s\"; pool_size = 4; };\n"
           "auth = { argon2_memory_kib = 1024; argon2_iterations = 1; session_idle_s = 3600; };\n"
-          "schema_dir = \"%s/schemas\";\nlog = { level = \"debug\"; };\n",
-          b->port, tdb_socket(), b->dbname, getenv("GDX_SOURCE_DIR"));
+          "schema_dir = \"%s/schemas\";\nlog = { level = \"debug\"; };\n"
+          "pki = { dir = \"%s/pki\"; };\n%s%s\n",
+          b->port, tdb_socket(), b->dbname, getenv("GDX_SOURCE_DIR"), b->dir,
+          strstr(extra, "nodes") ? "" : "nodes = { port = -1; };\n", extra);
   fclose(f);
   char cmd[1024];
   snprintf(cmd, sizeof(cmd),
@@ -148,16 +177,7 @@ int tb_start(tb_broker *b, const char *prefix, const char *broker_bin, char *ops
            broker_bin, b->conf, TB_OPS_UNIT, b->dir);
   if (system(cmd) != 0)
     return -1;
-  b->pid = fork();
-  if (b->pid == 0) {
-    int fd = open(b->logpath, O_WRONLY | O_CREAT | O_TRUNC, 0644);
-    dup2(fd, 1);
-    dup2(fd, 2);
-    execl(broker_bin, "gdx-broker", "--config", b->conf, (char *)NULL);
-    _exit(127);
-  }
-  for (int i = 0; i < 200 && tc_hello(b->port) == -1; i++)
-    usleep(50000);
+  tb_spawn(b, broker_bin, 0);
   curl_global_init(CURL_GLOBAL_DEFAULT);
   char t[80];
   tb_login("ops.admin", "Init-2026-pw!", t, sizeof(t));

@@ -20,6 +20,12 @@ typedef struct {
 /* Starts the broker (binary GDX_BROKER_BIN) with ops.admin, whose password
  * is already changed to TB_OPS_PASSWORD; leaves its token in ops_token. */
 int tb_start(tb_broker *b, const char *prefix, const char *broker_bin, char *ops_token, size_t n);
+/* The same with more configuration text (libconfig) appended; without a
+ * `nodes` group the node listener is off. */
+int tb_start_ex(tb_broker *b, const char *prefix, const char *broker_bin, const char *extra,
+                char *ops_token, size_t n);
+/* SIGTERM, wait, start again with the same configuration and database. */
+int tb_restart(tb_broker *b, const char *broker_bin);
 /* SIGTERM, wait, drop the database; returns the broker's exit status. */
 int tb_stop(tb_broker *b);
 

@@ -101,8 +101,8 @@ static void write_config(const char *path, const char *extra) {
            "listen = { host = \"127.0.0.1\"; port = %d; };\n"
            "db = { socket = \"%s\"; user = \"%s\"; password_file = \"%s\"; name = \"%s\";\n"
            "       health_interval_ms = 200; pool_size = 2; };\n"
-           "log = { level = \"debug\"; };\n%s",
-           port, tdb_socket(), user, pwfile, dbname, extra);
+           "log = { level = \"debug\"; };\nnodes = { port = -1; };\npki = { dir = \"%s/pki\"; };\n%s",
+           port, tdb_socket(), user, pwfile, dbname, dir, extra);
   write_text(path, text, 0644);
 }
 
@@ -220,7 +220,7 @@ static void wrong_password_fails_start(void **state) {
   char text[1024];
   snprintf(text, sizeof(text),
            "listen = { port = %d; };\ndb = { socket = \"%s\"; user = \"%s\"; "
-           "password_file = \"%s\"; name = \"%s\"; };\n",
+           "password_file = \"%s\"; name = \"%s\"; };\nnodes = { port = -1; };\n",
            port, tdb_socket(), user, wrong, dbname);
   write_text(path, text, 0644);
   pid_t pid = spawn(path, out);

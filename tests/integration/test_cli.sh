@@ -35,6 +35,8 @@ db = { socket = "$GDX_DB_SOCKET"; user = "root"; name = "$db"; };
 auth = { argon2_memory_kib = 1024; argon2_iterations = 1; };
 schema_dir = "${GDX_SOURCE_DIR}/schemas";
 log = { file = "$work/broker.log"; };
+nodes = { port = -1; };
+pki = { dir = "$work/pki"; };
 CONF
 echo 'Init-2026-pw!' | "$broker_bin" -c "$work/broker.conf" --init-admin ops.admin \
   --unit-code 91350100M000100Y43 --unit-name 运维单位 >/dev/null || exit 1
