@@ -175,12 +175,12 @@ static const struct {
   const char *expect;
 } bad_configs[] = {
     {"http = { max_body_bytes = 5; };\n",
-     ":5: http.max_body_bytes: must be an integer from 1024 to 1073741824 (got 5)"},
-    {"http = { max_body_byte = 5000; };\n", ":5: http.max_body_byte: unknown key"},
-    {"schema_dir = 5;\n", ":5: schema_dir: must be a string"},
-    {"http = { access_log = 1; };\n", ":5: http.access_log: must be true or false"},
+     ":7: http.max_body_bytes: must be an integer from 1024 to 1073741824 (got 5)"},
+    {"http = { max_body_byte = 5000; };\n", ":7: http.max_body_byte: unknown key"},
+    {"schema_dir = 5;\n", ":7: schema_dir: must be a string"},
+    {"http = { access_log = 1; };\n", ":7: http.access_log: must be true or false"},
     {"tls = { port = 8443; };\n", "tls.cert and tls.key: required when tls.port is set"},
-    {"listen = { port = 1; };\n", ":5: syntax error: duplicate setting name"},
+    {"listen = { port = 1; };\n", ":7: syntax error: duplicate setting name"},
     {"nonsense\n", "syntax error"},
 };
 
