@@ -463,20 +463,22 @@ static void openapi_matches_served_routes(void **state) {
   }
   fclose(f);
   /* every served route is documented */
-  const api_route *const parts[] = {api_auth_routes, api_admin_routes, api_audit_routes,
-                                    api_catalog_routes, api_request_routes};
-  const size_t counts[] = {api_auth_nroutes, api_admin_nroutes, api_audit_nroutes,
-                           api_catalog_nroutes, api_request_nroutes};
-  size_t nserved = 2;
-  const char *extra[] = {"GET /healthz", "GET /metrics"};
-  for (size_t k = 0; k < 2; k++) {
+  const api_route *const parts[] = {api_auth_routes,    api_admin_routes, api_audit_routes,
+                                    api_catalog_routes, api_request_routes, api_node_routes,
+                                    api_credential_routes};
+  const size_t counts[] = {api_auth_nroutes,    api_admin_nroutes, api_audit_nroutes,
+                           api_catalog_nroutes, api_request_nroutes, api_node_nroutes,
+                           api_credential_nroutes};
+  size_t nserved = 4;
+  const char *extra[] = {"GET /healthz", "GET /metrics", "GET /svc/{}/{}/{}", "POST /svc/{}/{}/{}"};
+  for (size_t k = 0; k < 4; k++) {
     int found = 0;
     for (size_t d = 0; d < ndoc; d++)
       found |= strcmp(documented[d], extra[k]) == 0;
     if (!found)
       fail_msg("served but not documented: %s", extra[k]);
   }
-  for (size_t p = 0; p < 5; p++)
+  for (size_t p = 0; p < 7; p++)
     for (size_t i = 0; i < counts[p]; i++, nserved++) {
       char want[600];
       snprintf(want, sizeof(want), "%s %s", parts[p][i].method, parts[p][i].pattern);
