@@ -702,8 +702,15 @@ static void test_huge_response_bounded_memory(void **state) {
   long b1 = vm_kib(B.pid, "VmHWM:"), n1 = vm_kib(prov_node_pid, "VmHWM:");
   print_message("1 GiB relay: broker peak RSS %ld -> %ld KiB, node %ld -> %ld KiB\n", b0, b1, n0,
                 n1);
+#if defined(__SANITIZE_ADDRESS__)
+  /* AddressSanitizer keeps freed memory in quarantine (256 MiB by default),
+   * so peak RSS says nothing about our buffers here: the bound is checked in
+   * the ordinary build. */
+  (void)b1, (void)n1;
+#else
   assert_true(b1 - b0 < 64 * 1024);
   assert_true(n1 - n0 < 64 * 1024);
+#endif
 }
 
 static void test_revoke_within_a_second(void **state) {
