@@ -1333,6 +1333,10 @@ void proxy_metrics(proxy *p, gdx_buf *out) {
                   (unsigned long long)p->records_written);
   gdx_buf_appendf(out, "gdx_proxy_records_total{result=\"dropped\"} %llu\n",
                   (unsigned long long)p->records_dropped);
+  gdx_metrics_header(out, "gdx_proxy_node_connections_total", "counter",
+                     "Connections opened to nodes (the rest of the calls reused one).");
+  gdx_buf_appendf(out, "gdx_proxy_node_connections_total %ld\n",
+                  p->httpc ? gdx_httpc_connects(p->httpc) : 0L);
   gdx_metrics_header(out, "gdx_proxy_records_queued", "gauge", "Call records not yet written.");
   gdx_buf_appendf(out, "gdx_proxy_records_queued %zu\n", p->nrecs + p->ninflight);
   if (p->nodes_metrics)

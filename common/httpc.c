@@ -17,6 +17,8 @@ struct gdx_httpc {
   int open_handles;
   long connects;
   gdx_httpc_req *reqs; /* in flight, for close */
+  CURL *spare[64];      /* finished easy handles, reset for reuse */
+  int nspare;
   struct sock_ctx *socks; /* watched sockets, for close */
 };
 
@@ -41,7 +43,15 @@ static pthread_once_t curl_once = PTHREAD_ONCE_INIT;
 static void curl_init_once(void) { curl_global_init(CURL_GLOBAL_DEFAULT); }
 
 static void req_free(gdx_httpc_req *r) {
-  curl_easy_cleanup(r->easy);
+  gdx_httpc *c = r->client;
+  /* Reusing an easy handle saves its allocation and set-up on the next
+   * request; the connections themselves live in the multi handle. */
+  if (c->multi && !c->closing && c->nspare < (int)(sizeof(c->spare) / sizeof(c->spare[0]))) {
+    curl_easy_reset(r->easy);
+    c->spare[c->nspare++] = r->easy;
+  } else {
+    curl_easy_cleanup(r->easy);
+  }
   curl_slist_free_all(r->headers);
   free((char *)r->opts.method);
   free((char *)r->opts.url);
@@ -255,7 +265,7 @@ int gdx_httpc_request(gdx_httpc *c, const gdx_httpc_opts *o, gdx_httpc_req **out
   r->opts.cert_file = dup_opt(o->cert_file);
   r->opts.key_file = dup_opt(o->key_file);
   r->opts.pinned_key = dup_opt(o->pinned_key);
-  CURL *e = r->easy = curl_easy_init();
+  CURL *e = r->easy = c->nspare > 0 ? c->spare[--c->nspare] : curl_easy_init();
   if (e == NULL || r->opts.url == NULL) {
     free(r);
     return GDX_ENOMEM;
@@ -273,6 +283,7 @@ int gdx_httpc_request(gdx_httpc *c, const gdx_httpc_opts *o, gdx_httpc_req **out
   curl_easy_setopt(e, CURLOPT_HEADERFUNCTION, header_cb);
   curl_easy_setopt(e, CURLOPT_HEADERDATA, r);
   curl_easy_setopt(e, CURLOPT_NOSIGNAL, 1L);
+  curl_easy_setopt(e, CURLOPT_PROXY, ""); /* no proxy from the environment: gdx hops are direct */
   curl_easy_setopt(e, CURLOPT_FOLLOWLOCATION, 0L);
   curl_easy_setopt(e, CURLOPT_PROTOCOLS_STR, "http,https");
   curl_easy_setopt(e, CURLOPT_TIMEOUT_MS, o->timeout_ms);
@@ -375,6 +386,8 @@ void gdx_httpc_close(gdx_httpc *c) {
     curl_multi_assign(c->multi, c->socks->fd, NULL);
     sock_forget(c, c->socks);
   }
+  while (c->nspare > 0)
+    curl_easy_cleanup(c->spare[--c->nspare]);
   curl_multi_cleanup(c->multi);
   c->multi = NULL;
   uv_timer_stop(&c->timer);
