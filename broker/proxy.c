@@ -665,10 +665,17 @@ static void flush_done(int status, void *arg) {
   p->inflight = NULL;
   p->ninflight = 0;
   if (p->stopping) {
-    if (status == GDX_OK && p->nrecs > 0)
+    if (status == GDX_OK && p->nrecs > 0) {
       flush_now(p);
-    else
+    } else {
+      if (p->nrecs > 0) { /* the database is gone: stopping must not hang on it */
+        gdx_log_error("proxy", "%zu call records could not be written before stopping: %s",
+                      p->nrecs, gdx_strerror(status));
+        p->records_dropped += p->nrecs;
+        p->nrecs = 0;
+      }
       maybe_stopped(p);
+    }
   }
 }
 
