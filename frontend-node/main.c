@@ -20,7 +20,7 @@ static const char usage[] =
     "broker over mutual TLS and reports heartbeats.\n"
     "\n"
     "Options:\n"
-    "  -c, --config FILE   configuration file (libconfig syntax; see docs/node.md)\n"
+    "  -c, --config FILE   configuration file (libconfig syntax; see docs/config.md, section gdx-node)\n"
     "      --enroll TOKEN  enroll with the one-time token from the unit admin\n"
     "                      (gdx nodes create): makes the key (mode 0600), gets the\n"
     "                      certificate, then exits; TOKEN - reads it from stdin\n"
@@ -129,13 +129,7 @@ int main(int argc, char **argv) {
   uv_loop_t *loop = uv_default_loop();
   if (check_only) {
     /* the resources too: their settings are read by the adapters */
-    int rc = gdx_node_start(loop, &cfg, config, &node, err, sizeof(err));
-    if (rc && rc != GDX_ECONFIG)
-      rc = GDX_OK; /* only configuration errors matter here */
-    if (node)
-      gdx_node_stop(node, NULL, NULL);
-    uv_run(loop, UV_RUN_DEFAULT);
-    if (rc) {
+    if (gdx_node_check(&cfg, config, err, sizeof(err)) != GDX_OK) {
       fprintf(stderr, "gdx-node: %s\n", err);
       gdx_node_config_free(&cfg);
       return EXIT_CONFIG;

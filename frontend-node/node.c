@@ -67,7 +67,7 @@ const gdx_cfg_key gdx_node_config_keys[] = {
     {"http.access_log", GDX_CFG_BOOL, C(access_log), 0, 0, 0, 0, NULL, NULL,
      "one log line per request"},
     {"resources", GDX_CFG_LIST, 0, 0, 0, 0, 0, NULL, NULL,
-     "the node's resources: ( { name = \"…\"; kind = \"api\"; … }, … ) - see docs/node.md"},
+     "the node's resources: ( { name = \"…\"; kind = \"api\"; … }, … ) - see docs/config.md, section gdx-node"},
     {"log.level", GDX_CFG_STR, C(log_level), 0, 0, 0, 0, "info", level_words,
      "debug, info, warn or error"},
     {"log.format", GDX_CFG_STR, C(log_format), 0, 0, 0, 0, "human", format_words,
@@ -549,6 +549,21 @@ static int load_resources(gdx_node *n, const char *file, char *err, size_t errle
     }
   }
   gdx_config_close(c);
+  return rc;
+}
+
+int gdx_node_check(const gdx_node_config *cfg, const char *config_file, char *err,
+                   size_t errlen) {
+  (void)cfg;
+  gdx_node *n = calloc(1, sizeof(*n));
+  if (n == NULL)
+    return GDX_ENOMEM;
+  int rc = load_resources(n, config_file, err, errlen);
+  for (int i = 0; i < n->nres; i++) {
+    n->res[i]->ops->close(n->res[i]);
+    free(n->res[i]);
+  }
+  free(n);
   return rc;
 }
 

@@ -39,6 +39,11 @@ void gdx_node_config_free(gdx_node_config *cfg);
  * against the configured unit and node id, and writes the state folder. */
 int gdx_node_enroll(const gdx_node_config *cfg, const char *token, char *err, size_t errlen);
 
+/* Checks the resources in config_file (as the adapters read them), without
+ * needing an enrollment or a network. */
+int gdx_node_check(const gdx_node_config *cfg, const char *config_file, char *err,
+                   size_t errlen);
+
 /* Starts the daemon on loop: reads the resources from config_file. */
 int gdx_node_start(uv_loop_t *loop, const gdx_node_config *cfg, const char *config_file,
                    gdx_node **out, char *err, size_t errlen);

@@ -990,9 +990,47 @@ static void test_node_goes_offline(void **state) {
   expect_refused("GET", path, tok_full, 502, "unreachable", "node");
 }
 
+static void test_node_config_errors(void **state) {
+  (void)state;
+  static const struct {
+    const char *text, *expect;
+  } cases[] = {
+      {"node = { unit = \"X\"; id = \"y\"; };\nresources = ( { name = \"a\"; kind = \"api\"; "
+       "base_url = \"ftp://x\"; } );\n",
+       "resources.a.base_url: must start with http:// or https://"},
+      {"node = { unit = \"X\"; id = \"y\"; };\nresources = ( { name = \"a\"; kind = \"tape\"; } );\n",
+       "resources[0].kind: \"tape\" is not a kind this node knows"},
+      {"node = { unit = \"X\"; id = \"y\"; };\nresources = ( { name = \"a\"; kind = \"api\"; "
+       "base_url = \"http://x\"; headers = [\"bad header\"]; } );\n",
+       "resources.a.headers[0]: must be \"Name: value\""},
+      {"node = { unit = \"X\"; id = \"y\"; };\nlisten = { port = 70000; };\n",
+       "listen.port: must be an integer from 0 to 65535"},
+      {"node = { id = \"y\"; };\n", "node.unit: required key is missing"},
+  };
+  char conf[300], out[300], cmd[1000];
+  snprintf(conf, sizeof(conf), "%s/bad-node.conf", B.dir);
+  snprintf(out, sizeof(out), "%s/bad-node.out", B.dir);
+  for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+    FILE *f = fopen(conf, "w");
+    fputs(cases[i].text, f);
+    fclose(f);
+    snprintf(cmd, sizeof(cmd), "%s --config %s --check-config >%s 2>&1", GDX_NODE_BIN, conf, out);
+    int st = system(cmd);
+    assert_int_equal(WEXITSTATUS(st), 3);
+    char msg[1000] = "";
+    f = fopen(out, "r");
+    size_t n = fread(msg, 1, sizeof(msg) - 1, f);
+    msg[n] = '\0';
+    fclose(f);
+    if (strstr(msg, cases[i].expect) == NULL)
+      fail_msg("case %zu: \"%s\" lacks \"%s\"", i, msg, cases[i].expect);
+  }
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_nodes_online_with_health),
+      cmocka_unit_test(test_node_config_errors),
       cmocka_unit_test(test_approved_call),
       cmocka_unit_test(test_headers_end_to_end),
       cmocka_unit_test(test_streamed_request_body),
