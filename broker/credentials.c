@@ -27,8 +27,12 @@ static void hmac_hex(const broker_pki *pki, const char *msg, size_t n, char out[
   unsigned mdlen = 0;
   HMAC(EVP_sha256(), pki->token_key, sizeof(pki->token_key), (const unsigned char *)msg, n, md,
        &mdlen);
-  for (int i = 0; i < 32; i++)
-    snprintf(out + 2 * i, 3, "%02x", md[i]);
+  static const char digits[] = "0123456789abcdef";
+  for (int i = 0; i < 32; i++) {
+    out[2 * i] = digits[md[i] >> 4];
+    out[2 * i + 1] = digits[md[i] & 15];
+  }
+  out[64] = '\0';
 }
 
 int token_sign(const broker_pki *pki, const access_token *t, char *out, size_t n) {

@@ -107,6 +107,7 @@ struct gdx_http_conn {
   void (*sink)(const char *, size_t, void *);
   void *sink_data;
   char remote[64];
+  int peer_tag; /* the handler's verdict on the peer certificate, cached */
   gdx_http_req req;
 };
 
@@ -395,6 +396,32 @@ static void conn_send_tls(gdx_http_conn *c) {
   size_t pending = BIO_ctrl_pending(c->wbio);
   if (pending == 0)
     return;
+  /* Small output is tried at once from the stack: a uv_write for it would
+   * cost an epoll_ctl on every response when libuv drains its queue. */
+  char small[16 * 1024 + 512];
+  size_t off = 0;
+  if (c->nwrites == 0 && pending <= sizeof(small)) {
+    int n = BIO_read(c->wbio, small, (int)pending);
+    uv_buf_t b = uv_buf_init(small, n > 0 ? (unsigned)n : 0);
+    int w = uv_try_write((uv_stream_t *)&c->tcp, &b, 1);
+    if (w == (int)b.len) {
+      c->last_write_ms = now_ms(c->srv);
+      return;
+    }
+    if (w < 0 && w != UV_EAGAIN) {
+      conn_close(c);
+      return;
+    }
+    off = w > 0 ? (size_t)w : 0;
+    char *rest = malloc(b.len - off);
+    if (rest == NULL) {
+      conn_close(c);
+      return;
+    }
+    memcpy(rest, small + off, b.len - off);
+    conn_write_owned(c, rest, 0, b.len - off);
+    return;
+  }
   char *base = malloc(pending);
   if (base == NULL) {
     conn_close(c);
@@ -1106,6 +1133,8 @@ const char *gdx_http_req_query(const gdx_http_req *r) { return r->query; }
 const char *gdx_http_req_id(const gdx_http_req *r) { return r->id; }
 int64_t gdx_http_req_content_length(const gdx_http_req *r) { return r->content_length; }
 void gdx_http_req_set_data(gdx_http_req *r, void *d) { r->data = d; }
+int gdx_http_req_peer_tag(const gdx_http_req *r) { return r->conn->peer_tag; }
+void gdx_http_req_set_peer_tag(gdx_http_req *r, int tag) { r->conn->peer_tag = tag; }
 void *gdx_http_req_get_data(const gdx_http_req *r) { return r->data; }
 gdx_http_server *gdx_http_req_server(const gdx_http_req *r) { return r->conn->srv; }
 uv_loop_t *gdx_http_server_loop(const gdx_http_server *srv) { return srv->opts.loop; }
@@ -1357,6 +1386,9 @@ static SSL_CTX *tls_context(const gdx_tls_options *tls, char *err, size_t errlen
     return NULL;
   SSL_CTX_set_min_proto_version(ctx, TLS1_2_VERSION);
   SSL_CTX_set_mode(ctx, SSL_MODE_RELEASE_BUFFERS);
+  /* a connection's peer certificate never changes (handlers cache their
+   * verdict on it per connection) */
+  SSL_CTX_set_options(ctx, SSL_OP_NO_RENEGOTIATION);
   const char *what = NULL, *file = NULL;
   if (SSL_CTX_use_certificate_chain_file(ctx, tls->cert_file) != 1)
     what = "certificate", file = tls->cert_file;

@@ -128,6 +128,11 @@ X509 *gdx_http_req_peer_cert(const gdx_http_req *req);
 /* Its subject as a one-line string ("CN=node-1,O=…"), or NULL. */
 const char *gdx_http_req_peer_subject(gdx_http_req *req);
 const char *gdx_http_req_remote_addr(const gdx_http_req *req);
+/* A small integer the handler keeps per connection (0 at first), for caching
+ * what it concluded from the peer certificate, which cannot change while the
+ * connection lives (renegotiation is refused). */
+int gdx_http_req_peer_tag(const gdx_http_req *req);
+void gdx_http_req_set_peer_tag(gdx_http_req *req, int tag);
 void gdx_http_req_set_data(gdx_http_req *req, void *data);
 void *gdx_http_req_get_data(const gdx_http_req *req);
 gdx_http_server *gdx_http_req_server(const gdx_http_req *req);

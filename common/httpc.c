@@ -7,30 +7,8 @@
 #include <string.h>
 
 #include "error.h"
+#include "httpc_int.h"
 #include "log.h"
-
-struct gdx_httpc {
-  uv_loop_t *loop;
-  CURLM *multi;
-  uv_timer_t timer;
-  int closing;
-  int open_handles;
-  long connects;
-  gdx_httpc_req *reqs; /* in flight, for close */
-  CURL *spare[64];      /* finished easy handles, reset for reuse */
-  int nspare;
-  struct sock_ctx *socks; /* watched sockets, for close */
-};
-
-struct gdx_httpc_req {
-  gdx_httpc *client;
-  gdx_httpc_req *prev, *next;
-  CURL *easy;
-  struct curl_slist *headers;
-  gdx_httpc_opts opts;
-  char errbuf[CURL_ERROR_SIZE];
-  int paused;
-};
 
 typedef struct sock_ctx {
   uv_poll_t poll;
@@ -42,11 +20,16 @@ typedef struct sock_ctx {
 static pthread_once_t curl_once = PTHREAD_ONCE_INIT;
 static void curl_init_once(void) { curl_global_init(CURL_GLOBAL_DEFAULT); }
 
-static void req_free(gdx_httpc_req *r) {
+void gdx__httpc_req_free(gdx_httpc_req *r) {
   gdx_httpc *c = r->client;
-  /* Reusing an easy handle saves its allocation and set-up on the next
-   * request; the connections themselves live in the multi handle. */
-  if (c->multi && !c->closing && c->nspare < (int)(sizeof(c->spare) / sizeof(c->spare[0]))) {
+  if (r->native) {
+    free(r->h1.host); /* with port, target, Host header and key */
+    free(r->h1.hdrs);
+    gdx_buf_free(&r->h1.pending);
+  } else if (c->multi && !c->closing &&
+             c->nspare < (int)(sizeof(c->spare) / sizeof(c->spare[0]))) {
+    /* Reusing an easy handle saves its allocation and set-up on the next
+     * request; the connections themselves live in the multi handle. */
     curl_easy_reset(r->easy);
     c->spare[c->nspare++] = r->easy;
   } else {
@@ -97,7 +80,7 @@ static void check_done(gdx_httpc *c) {
       r->next->prev = r->prev;
     if (r->opts.on_done)
       r->opts.on_done(r, status, code, r->opts.data);
-    req_free(r);
+    gdx__httpc_req_free(r);
   }
 }
 
@@ -209,8 +192,9 @@ int gdx_httpc_new(uv_loop_t *loop, gdx_httpc **out) {
   curl_multi_setopt(c->multi, CURLMOPT_TIMERDATA, c);
   curl_multi_setopt(c->multi, CURLMOPT_MAXCONNECTS, 64L);
   uv_timer_init(loop, &c->timer);
-  c->timer.data = c;
-  c->open_handles = 1;
+  uv_timer_init(loop, &c->h1_timer);
+  c->timer.data = c->h1_timer.data = c;
+  c->open_handles = 2;
   *out = c;
   return GDX_OK;
 }
@@ -265,6 +249,21 @@ int gdx_httpc_request(gdx_httpc *c, const gdx_httpc_opts *o, gdx_httpc_req **out
   r->opts.cert_file = dup_opt(o->cert_file);
   r->opts.key_file = dup_opt(o->key_file);
   r->opts.pinned_key = dup_opt(o->pinned_key);
+  if (o->native) {
+    r->native = 1;
+    if (r->opts.url == NULL || r->opts.method == NULL) {
+      gdx__httpc_req_free(r);
+      return GDX_ENOMEM;
+    }
+    int rc = gdx__h1_request(c, r);
+    if (rc != GDX_OK) {
+      gdx__httpc_req_free(r);
+      return rc;
+    }
+    if (out)
+      *out = r;
+    return GDX_OK;
+  }
   CURL *e = r->easy = c->nspare > 0 ? c->spare[--c->nspare] : curl_easy_init();
   if (e == NULL || r->opts.url == NULL) {
     free(r);
@@ -331,7 +330,7 @@ int gdx_httpc_request(gdx_httpc *c, const gdx_httpc_opts *o, gdx_httpc_req **out
     c->reqs = r->next;
     if (c->reqs)
       c->reqs->prev = NULL;
-    req_free(r);
+    gdx__httpc_req_free(r);
     return GDX_EIO;
   }
   if (out)
@@ -340,6 +339,10 @@ int gdx_httpc_request(gdx_httpc *c, const gdx_httpc_opts *o, gdx_httpc_req **out
 }
 
 void gdx_httpc_resume(gdx_httpc_req *r) {
+  if (r->native) {
+    gdx__h1_resume(r);
+    return;
+  }
   if (!r->paused)
     return;
   r->paused = 0;
@@ -348,6 +351,10 @@ void gdx_httpc_resume(gdx_httpc_req *r) {
 
 void gdx_httpc_cancel(gdx_httpc_req *r) {
   gdx_httpc *c = r->client;
+  if (r->native) {
+    gdx__h1_cancel(r);
+    return;
+  }
   curl_multi_remove_handle(c->multi, r->easy);
   if (r->prev)
     r->prev->next = r->next;
@@ -357,7 +364,7 @@ void gdx_httpc_cancel(gdx_httpc_req *r) {
     r->next->prev = r->prev;
   if (r->opts.on_done)
     r->opts.on_done(r, GDX_ECLOSED, 0, r->opts.data);
-  req_free(r);
+  gdx__httpc_req_free(r);
 }
 
 long gdx_httpc_connects(gdx_httpc *c) { return c->connects; }
@@ -372,13 +379,14 @@ static void timer_closed(uv_handle_t *h) {
 
 void gdx_httpc_close(gdx_httpc *c) {
   c->closing = 1;
+  gdx__h1_close_all(c);
   while (c->reqs) {
     gdx_httpc_req *r = c->reqs;
     c->reqs = r->next;
     curl_multi_remove_handle(c->multi, r->easy);
     if (r->opts.on_done)
       r->opts.on_done(r, GDX_ECLOSED, 0, r->opts.data);
-    req_free(r);
+    gdx__httpc_req_free(r);
   }
   /* Polls first: libuv wants a poll closed before its fd, and the multi
    * cleanup closes the cached connections' sockets. */
@@ -392,4 +400,5 @@ void gdx_httpc_close(gdx_httpc *c) {
   c->multi = NULL;
   uv_timer_stop(&c->timer);
   uv_close((uv_handle_t *)&c->timer, timer_closed);
+  uv_close((uv_handle_t *)&c->h1_timer, timer_closed);
 }

@@ -19,7 +19,9 @@ typedef struct relay {
   gdx_httpc_req *up;      /* NULL once the transfer is done */
   uv_loop_t *loop;
   uv_timer_t head_timer;
-  uv_check_t kick;        /* deferred resumes: never from inside a curl callback */
+  uv_idle_t kick; /* deferred resumes, never from inside a client callback; an idle
+                   * handle (not a check) so that the loop does not block in poll
+                   * while one is pending */
   int handles;
   uint64_t started_ms;
   /* request body: client -> next hop */
@@ -95,7 +97,7 @@ static void maybe_finish(relay *r) {
   if (r->o.on_finish)
     r->o.on_finish(&r->res, r->o.data);
   uv_timer_stop(&r->head_timer);
-  uv_check_stop(&r->kick);
+  uv_idle_stop(&r->kick);
   uv_close((uv_handle_t *)&r->head_timer, on_handle_closed);
   uv_close((uv_handle_t *)&r->kick, on_handle_closed);
 }
@@ -134,9 +136,9 @@ static void fail_client(relay *r, int status, const char *type, const char *code
   gdx_relay_error(req, status, type, code, "%s", msg);
 }
 
-static void on_kick(uv_check_t *h) {
+static void on_kick(uv_idle_t *h) {
   relay *r = h->data;
-  uv_check_stop(h);
+  uv_idle_stop(h);
   if (r->want_resume_client && r->req && r->client_paused) {
     r->client_paused = 0;
     gdx_http_req_resume(r->req);
@@ -149,7 +151,7 @@ static void on_kick(uv_check_t *h) {
   r->want_resume_up = 0;
 }
 
-static void kick(relay *r) { uv_check_start(&r->kick, on_kick); }
+static void kick(relay *r) { uv_idle_start(&r->kick, on_kick); }
 
 /* ------------------------------------------------------------------ */
 /* client side                                                         */
@@ -408,18 +410,23 @@ int gdx_relay_start(gdx_http_req *req, const gdx_relay_opts *o) {
   r->started_ms = uv_now(r->loop);
   gdx_buf_init(&r->upbuf, GDX_RELAY_UP_HIGH * 2 + 65536);
 
-  /* request headers: the caller's, then the client's end-to-end ones */
+  /* request headers: the caller's, then the client's end-to-end ones, laid
+   * out in one allocation */
   const char *hv[MAX_REQ_HEADERS + 32];
-  char *owned[MAX_REQ_HEADERS];
-  int nh = 0, nowned = 0;
+  int nh = 0;
   for (const char *const *h = o->headers; h && *h && nh < 30; h++)
     hv[nh++] = *h;
   char idh[80];
   snprintf(idh, sizeof(idh), "X-Request-Id: %s", gdx_http_req_id(req));
   hv[nh++] = idh;
   const char *name, *value;
-  for (unsigned i = 0; gdx_http_req_header_at(req, i, &name, &value) == 0; i++) {
-    if (gdx_relay_hop_header(name) || nowned == MAX_REQ_HEADERS)
+  size_t need = 0;
+  for (unsigned i = 0; gdx_http_req_header_at(req, i, &name, &value) == 0; i++)
+    need += strlen(name) + strlen(value) + 3;
+  char *arena = malloc(need + 1), *at = arena;
+  int ncopied = 0;
+  for (unsigned i = 0; arena && gdx_http_req_header_at(req, i, &name, &value) == 0; i++) {
+    if (gdx_relay_hop_header(name) || ncopied == MAX_REQ_HEADERS)
       continue;
     int drop = 0;
     for (const char *const *d = o->drop_headers; d && *d && !drop; d++)
@@ -427,13 +434,14 @@ int gdx_relay_start(gdx_http_req *req, const gdx_relay_opts *o) {
              (strchr(*d, '*') && strncasecmp(*d, name, strlen(*d) - 1) == 0);
     if (drop)
       continue;
-    size_t n = strlen(name) + strlen(value) + 3;
-    char *s = malloc(n);
-    if (s == NULL)
-      continue;
-    snprintf(s, n, "%s: %s", name, value);
-    owned[nowned++] = s;
-    hv[nh++] = s;
+    size_t nl = strlen(name), vl = strlen(value);
+    hv[nh++] = at;
+    memcpy(at, name, nl);
+    at[nl] = ':';
+    at[nl + 1] = ' ';
+    memcpy(at + nl + 2, value, vl + 1);
+    at += nl + vl + 3;
+    ncopied++;
   }
   hv[nh] = NULL;
   const char *te = gdx_http_req_header(req, "Transfer-Encoding");
@@ -455,13 +463,14 @@ int gdx_relay_start(gdx_http_req *req, const gdx_relay_opts *o) {
       .cert_file = o->cert_file,
       .key_file = o->key_file,
       .pinned_key = o->pinned_key,
+      .native = o->native,
   };
   if (!r->has_body && strcmp(ho.method, "GET") != 0 && strcmp(ho.method, "HEAD") != 0) {
     ho.body = ""; /* POST/PUT/DELETE without a body: Content-Length: 0 */
     ho.body_len = 0;
   }
   uv_timer_init(r->loop, &r->head_timer);
-  uv_check_init(r->loop, &r->kick);
+  uv_idle_init(r->loop, &r->kick);
   r->head_timer.data = r->kick.data = r;
   r->handles = 2;
   gdx_http_req_set_data(req, r);
@@ -469,8 +478,7 @@ int gdx_relay_start(gdx_http_req *req, const gdx_relay_opts *o) {
   if (!r->has_body)
     r->client_complete = 1;
   int rc = gdx_httpc_request(o->client, &ho, &r->up);
-  for (int i = 0; i < nowned; i++)
-    free(owned[i]);
+  free(arena); /* the client copied the headers */
   if (rc != GDX_OK) {
     r->up = NULL;
     gdx_http_req_on(req, NULL, NULL, NULL);

@@ -49,6 +49,7 @@ typedef struct {
   long head_timeout_ms;            /* no response head in this long: 504 */
   long idle_timeout_s;             /* a body silent this long: abort */
   const char *next_hop;            /* error type of failures: "node", "upstream" */
+  int native;                      /* gdx's own HTTP/1.1 engine instead of libcurl */
   /* Buffering: when want_buffer says so for a response's content type, the
    * body is collected (at most buffer_max bytes, else 502) and handed to
    * transform, which may rewrite it; transform returns 0, or -1 after

@@ -266,10 +266,17 @@ static void load_cert_info(gdx_node *n) {
 /* Only the broker is served: a peer with a platform certificate of a node
  * (another unit's, say) is refused. */
 static int peer_is_broker(gdx_http_req *req) {
-  X509 *peer = gdx_http_req_peer_cert(req);
-  char unit[32], node[80];
-  return peer && gdx_pki_identity(peer, unit, sizeof(unit), node, sizeof(node)) == GDX_OK &&
-         strcmp(unit, BROKER_UNIT) == 0;
+  int tag = gdx_http_req_peer_tag(req); /* 1 broker, 2 not: decided once per connection */
+  if (tag == 0) {
+    X509 *peer = gdx_http_req_peer_cert(req);
+    char unit[32], node[80];
+    tag = peer && gdx_pki_identity(peer, unit, sizeof(unit), node, sizeof(node)) == GDX_OK &&
+                  strcmp(unit, BROKER_UNIT) == 0
+              ? 1
+              : 2;
+    gdx_http_req_set_peer_tag(req, tag);
+  }
+  return tag == 1;
 }
 
 static void handle_resource(gdx_http_req *req, void *data) {

@@ -193,8 +193,9 @@ int tb_stop(tb_broker *b) {
   char sql[256];
   snprintf(sql, sizeof(sql), "DROP DATABASE %s", b->dbname);
   tdb_exec(NULL, sql);
+  /* GDX_TEST_KEEP=1 keeps the folder (logs, configuration) for a post-mortem. */
   snprintf(sql, sizeof(sql), "rm -rf %s", b->dir);
-  if (system(sql) != 0)
+  if (getenv("GDX_TEST_KEEP") == NULL && system(sql) != 0)
     return -1;
   return WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
 }
