@@ -9,8 +9,8 @@
  *     client = "gdx"; }                        # or "curl": libcurl for this service
  *
  * client: "gdx" (the default) is the native keep-alive HTTP/1.1 engine of
- * httpc_native.c, about three times lighter per call; "curl" uses libcurl,
- * for an internal service that needs what only curl does.
+ * httpc_native.c, much lighter per call; "curl" uses libcurl, for an
+ * internal service that needs what only curl does.
  *
  * A call /r/persons/<rest>?<query> goes to <base_url>/<rest>?<query> with
  * the broker's end-to-end headers (X-Gdx-Consumer-Unit, X-Gdx-Authorization,

@@ -51,6 +51,7 @@ typedef struct aentry {
   long long id;
   struct aentry *next;
   int loading, stale, loaded;
+  char fwd[3][112]; /* the headers sent to the node, made on first use */
   uint64_t loaded_ms;
   pcall *waiters;
   /* what the load found */
@@ -205,6 +206,7 @@ static void entry_clear(aentry *e) {
   e->deny = NULL;
   e->ops = NULL;
   e->ndeny = e->nops = 0;
+  e->fwd[0][0] = '\0';
 }
 
 static void entry_unlink(proxy *p, aentry *e) {
@@ -621,22 +623,25 @@ static int flush_work(gdx_db_conn *c, void *arg) {
   flush_job *j = arg;
   proxy *p = j->p;
   int rc = gdx_db_begin(c);
-  static const size_t sizes[] = {50, 10, 1};
-  gdx_db_param *params = calloc(50 * REC_COLS, sizeof(gdx_db_param));
-  if (params == NULL)
+  /* few, large statements: the server's cost is mostly per statement */
+  static const size_t sizes[] = {250, 50, 10, 1};
+  gdx_db_param *params = calloc(250 * REC_COLS, sizeof(gdx_db_param));
+  size_t sqlmax = 400 + 250 * 64;
+  char *sql = malloc(sqlmax);
+  if (params == NULL || sql == NULL)
     rc = GDX_ENOMEM;
   size_t i = 0;
-  char sql[8192];
-  for (int s = 0; !rc && s < 3; s++) {
+  for (int s = 0; !rc && s < 4; s++) {
     while (!rc && p->ninflight - i >= sizes[s]) {
       for (size_t k = 0; k < sizes[s]; k++)
         rec_params(&p->inflight[i + k], params + k * REC_COLS);
-      rc = gdx_db_exec(c, insert_sql(sizes[s], sql, sizeof(sql)), params, sizes[s] * REC_COLS,
-                       NULL, NULL);
+      rc = gdx_db_exec(c, insert_sql(sizes[s], sql, sqlmax), params, sizes[s] * REC_COLS, NULL,
+                       NULL);
       i += sizes[s];
     }
   }
   free(params);
+  free(sql);
   /* usage: one upsert per authorization in the batch */
   for (size_t a = 0; !rc && a < p->ninflight; a++) {
     long long id = p->inflight[a].auth_id;
@@ -1148,11 +1153,12 @@ static void decide(pcall *k, aentry *e) {
     return refuse(k, 503, "busy", -1, "out of memory");
   const char *q = gdx_http_req_query(k->req);
   snprintf(url, ulen, "%s/r/%s/%s%s%s", e->node_addr, e->target, k->rest, *q ? "?" : "", q);
-  char h1[64], h2[80], h3[80];
-  snprintf(h1, sizeof(h1), "X-Gdx-Consumer-Unit: %s", e->consumer);
-  snprintf(h2, sizeof(h2), "X-Gdx-Authorization: %lld", e->id);
-  snprintf(h3, sizeof(h3), "X-Gdx-Resource: %s", e->code);
-  const char *headers[] = {h1, h2, h3, NULL};
+  if (e->fwd[0][0] == '\0') {
+    snprintf(e->fwd[0], sizeof(e->fwd[0]), "X-Gdx-Consumer-Unit: %s", e->consumer);
+    snprintf(e->fwd[1], sizeof(e->fwd[1]), "X-Gdx-Authorization: %lld", e->id);
+    snprintf(e->fwd[2], sizeof(e->fwd[2]), "X-Gdx-Resource: %s", e->code);
+  }
+  const char *headers[] = {e->fwd[0], e->fwd[1], e->fwd[2], NULL};
   static const char *const drop[] = {"Authorization", "X-Gdx-*", NULL};
   gdx_relay_opts o = {
       .client = p->httpc,

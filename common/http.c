@@ -726,8 +726,12 @@ static void set_request_id(gdx_http_conn *c) {
     return;
   }
   gdx_http_server *srv = c->srv;
-  snprintf(r->id, sizeof(r->id), "%08x%08x", srv->id_prefix,
-           (unsigned)(++srv->id_counter & 0xffffffffu));
+  /* "%08x%08x" of prefix and counter, without printf (every request) */
+  static const char hex[] = "0123456789abcdef";
+  uint64_t v = ((uint64_t)srv->id_prefix << 32) | (++srv->id_counter & 0xffffffffu);
+  for (int i = 15; i >= 0; i--, v >>= 4)
+    r->id[i] = hex[v & 15];
+  r->id[16] = '\0';
 }
 
 static int on_headers_complete(http_parser *p) {
@@ -995,7 +999,23 @@ static void conn_response_ended(gdx_http_conn *c) {
 int gdx_http_add_header(gdx_http_req *r, const char *name, const char *value) {
   if (r->resp_started || strpbrk(name, "\r\n:") || strpbrk(value, "\r\n"))
     return GDX_EINVAL;
-  return gdx_buf_appendf(&r->extra, "%s: %s\r\n", name, value);
+  int err = gdx_buf_appends(&r->extra, name);
+  if (!err)
+    err = gdx_buf_append(&r->extra, ": ", 2);
+  if (!err)
+    err = gdx_buf_appends(&r->extra, value);
+  return err ? err : gdx_buf_append(&r->extra, "\r\n", 2);
+}
+
+/* Decimal without printf: the head of every response goes through here. */
+static int append_u64(gdx_buf *b, uint64_t v) {
+  char d[24];
+  int i = (int)sizeof(d);
+  do {
+    d[--i] = (char)('0' + v % 10);
+    v /= 10;
+  } while (v);
+  return gdx_buf_append(b, d + i, sizeof(d) - (size_t)i);
 }
 
 static int write_head(gdx_http_req *r, int status, const char *ctype, int64_t clen) {
@@ -1008,15 +1028,38 @@ static int write_head(gdx_http_req *r, int status, const char *ctype, int64_t cl
     r->keep_alive = 0;
   if (clen < 0 && r->http10)
     r->keep_alive = 0; /* HTTP/1.0 has no chunked: the close ends the body */
-  int err = gdx_buf_appendf(&c->out,
-                            "HTTP/1.1 %d %s\r\nDate: %s\r\nServer: gdx\r\n"
-                            "X-Request-Id: %s\r\n",
-                            status, gdx_http_status_text(status), http_date(c->srv), r->id);
-  if (!err && ctype)
-    err = gdx_buf_appendf(&c->out, "Content-Type: %s\r\n", ctype);
-  if (!err && clen >= 0)
-    err = gdx_buf_appendf(&c->out, "Content-Length: %lld\r\n", (long long)clen);
-  else if (!err && !r->http10) {
+  gdx_buf *o = &c->out;
+  int err = gdx_buf_append(o, "HTTP/1.1 ", 9);
+  if (!err)
+    err = append_u64(o, (uint64_t)(status > 0 ? status : 0));
+  if (!err)
+    err = gdx_buf_append(o, " ", 1);
+  if (!err)
+    err = gdx_buf_appends(o, gdx_http_status_text(status));
+  if (!err)
+    err = gdx_buf_append(o, "\r\nDate: ", 8);
+  if (!err)
+    err = gdx_buf_appends(o, http_date(c->srv));
+  if (!err)
+    err = gdx_buf_appends(o, "\r\nServer: gdx\r\nX-Request-Id: ");
+  if (!err)
+    err = gdx_buf_appends(o, r->id);
+  if (!err)
+    err = gdx_buf_append(o, "\r\n", 2);
+  if (!err && ctype) {
+    err = gdx_buf_append(o, "Content-Type: ", 14);
+    if (!err)
+      err = gdx_buf_appends(o, ctype);
+    if (!err)
+      err = gdx_buf_append(o, "\r\n", 2);
+  }
+  if (!err && clen >= 0) {
+    err = gdx_buf_append(o, "Content-Length: ", 16);
+    if (!err)
+      err = append_u64(o, (uint64_t)clen);
+    if (!err)
+      err = gdx_buf_append(o, "\r\n", 2);
+  } else if (!err && !r->http10) {
     err = gdx_buf_appends(&c->out, "Transfer-Encoding: chunked\r\n");
     r->chunked_resp = 1;
   }
