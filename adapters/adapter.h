@@ -18,6 +18,7 @@
 #include <stddef.h>
 #include <uv.h>
 
+#include "db.h"
 #include "http.h"
 #include "httpc.h"
 
@@ -27,6 +28,7 @@ typedef struct gdx_adapter gdx_adapter;
 typedef struct {
   uv_loop_t *loop;
   gdx_httpc *httpc;     /* shared client: pooled upstream connections */
+  gdx_db_pool *frontdb; /* the unit's front-end database, or NULL */
 } gdx_adapter_env;
 
 typedef struct {
@@ -54,5 +56,6 @@ struct gdx_adapter {
 const gdx_adapter_ops *gdx_adapter_find(const char *kind);
 
 extern const gdx_adapter_ops gdx_adapter_api;
+extern const gdx_adapter_ops gdx_adapter_table;
 
 #endif

@@ -287,7 +287,7 @@ static void api_close(gdx_adapter *a) {
 const gdx_adapter_ops gdx_adapter_api = {"api", api_open, api_serve, api_health, api_close};
 
 const gdx_adapter_ops *gdx_adapter_find(const char *kind) {
-  static const gdx_adapter_ops *const all[] = {&gdx_adapter_api, NULL};
+  static const gdx_adapter_ops *const all[] = {&gdx_adapter_api, &gdx_adapter_table, NULL};
   for (int i = 0; all[i]; i++)
     if (strcmp(all[i]->kind, kind) == 0)
       return all[i];

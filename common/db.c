@@ -376,6 +376,25 @@ int gdx_db_rollback(gdx_db_conn *c) {
   return simple(c, "ROLLBACK");
 }
 
+int gdx_db_ident_ok(const char *s) {
+  size_t n = strlen(s), digits = strspn(s, "0123456789");
+  return n > 0 && n <= 64 && digits < n &&
+         strspn(s, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_") == n;
+}
+
+int gdx_db_exec_ddl(gdx_db_conn *c, const char *sql) {
+  if (conn_ensure(c))
+    return GDX_EDB;
+  if (mysql_real_query(c->my, sql, strlen(sql)) != 0) {
+    conn_set_error(c, mysql_errno(c->my), mysql_error(c->my));
+    return GDX_EDB;
+  }
+  MYSQL_RES *res = mysql_store_result(c->my);
+  if (res)
+    mysql_free_result(res);
+  return GDX_OK;
+}
+
 int gdx_db_ping(gdx_db_conn *c) {
   if (conn_ensure(c))
     return GDX_EDB;

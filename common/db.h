@@ -85,6 +85,13 @@ int gdx_db_query(gdx_db_conn *c, const char *sql, const gdx_db_param *params, si
                  size_t max_rows, gdx_db_result *out);
 const char *gdx_db_get(const gdx_db_result *r, size_t row, size_t col);
 void gdx_db_result_free(gdx_db_result *r);
+/* A statement without any value in it - DDL such as CREATE TRIGGER, which
+ * MariaDB will not prepare - whose identifiers the caller has checked
+ * (gdx_db_ident_ok) and quoted. Never for data: that goes through
+ * gdx_db_exec with bound parameters. */
+int gdx_db_exec_ddl(gdx_db_conn *c, const char *sql);
+/* 1 when s is a plain identifier: 1-64 of [A-Za-z0-9_], not all digits. */
+int gdx_db_ident_ok(const char *s);
 int gdx_db_begin(gdx_db_conn *c);
 int gdx_db_commit(gdx_db_conn *c);
 int gdx_db_rollback(gdx_db_conn *c);

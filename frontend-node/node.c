@@ -66,6 +66,19 @@ const gdx_cfg_key gdx_node_config_keys[] = {
      "silence allowed while a request body arrives"},
     {"http.access_log", GDX_CFG_BOOL, C(access_log), 0, 0, 0, 0, NULL, NULL,
      "one log line per request"},
+    {"frontdb.socket", GDX_CFG_STR, C(fdb_socket), 0, 0, 0, 0, NULL, NULL,
+     "unix socket of the unit's front-end MariaDB (前置库); preferred over host"},
+    {"frontdb.host", GDX_CFG_STR, C(fdb_host), 0, 0, 0, 0, "127.0.0.1", NULL,
+     "its host"},
+    {"frontdb.port", GDX_CFG_INT, C(fdb_port), 0, 0, 65535, 3306, NULL, NULL, "its port"},
+    {"frontdb.user", GDX_CFG_STR, C(fdb_user), 0, 0, 0, 0, NULL, NULL,
+     "MariaDB user of the node (needs SELECT on the tables, TRIGGER and CREATE)"},
+    {"frontdb.password_file", GDX_CFG_STR, C(fdb_password_file), 0, 0, 0, 0, NULL, NULL,
+     "file holding its password (mode 0600); no password when unset"},
+    {"frontdb.name", GDX_CFG_STR, C(fdb_name), 0, 0, 0, 0, NULL, NULL,
+     "the front-end database; required when a resource is a table"},
+    {"frontdb.pool_size", GDX_CFG_INT, C(fdb_pool_size), 0, 1, 64, 2, NULL, NULL,
+     "connections to it"},
     {"resources", GDX_CFG_LIST, 0, 0, 0, 0, 0, NULL, NULL,
      "the node's resources: ( { name = \"…\"; kind = \"api\"; … }, … ) - see docs/config.md, section gdx-node"},
     {"log.level", GDX_CFG_STR, C(log_level), 0, 0, 0, 0, "info", level_words,
@@ -239,6 +252,7 @@ struct gdx_node {
   gdx_router *router, *admin_router;
   gdx_httpc *httpc;        /* upstreams */
   gdx_httpc *broker_c;     /* heartbeats, renewals */
+  gdx_db_pool *frontdb;    /* the unit's front-end database, when configured */
   gdx_adapter *res[MAX_RESOURCES];
   int nres;
   uv_timer_t hb_timer;
@@ -538,7 +552,7 @@ static int load_resources(gdx_node *n, const char *file, char *err, size_t errle
     const gdx_adapter_ops *ops = rc ? NULL : gdx_adapter_find(kind);
     if (!rc && ops == NULL) {
       snprintf(err, errlen, "%s:%d: resources[%d].kind: \"%s\" is not a kind this node knows "
-                            "(api)", file, config_setting_source_line(s), i, kind);
+                            "(api, table)", file, config_setting_source_line(s), i, kind);
       rc = GDX_ECONFIG;
     }
     if (rc)
@@ -613,6 +627,28 @@ int gdx_node_start(uv_loop_t *loop, const gdx_node_config *cfg, const char *conf
     return rc;
   n->env.loop = loop;
   n->env.httpc = n->httpc;
+  if (cfg->fdb_name) {
+    char *pw = NULL;
+    if (cfg->fdb_user == NULL) {
+      snprintf(err, errlen, "frontdb.user: required with frontdb.name");
+      return GDX_ECONFIG;
+    }
+    if (cfg->fdb_password_file &&
+        gdx_config_read_secret(cfg->fdb_password_file, &pw, err, errlen) != GDX_OK)
+      return GDX_ECONFIG;
+    gdx_db_options o = {.host = cfg->fdb_host, .socket = cfg->fdb_socket,
+                        .port = (unsigned)cfg->fdb_port, .user = cfg->fdb_user,
+                        .password = pw, .database = cfg->fdb_name,
+                        .pool_size = (unsigned)cfg->fdb_pool_size, .queue_max = 1024,
+                        .connect_timeout_s = 5};
+    rc = gdx_db_pool_start(loop, &o, &n->frontdb);
+    free(pw);
+    if (rc) {
+      snprintf(err, errlen, "frontdb: cannot start the connection pool");
+      return rc;
+    }
+    n->env.frontdb = n->frontdb;
+  }
   rc = load_resources(n, config_file, err, errlen);
   if (rc)
     return rc;
@@ -665,6 +701,8 @@ static void stop_step(gdx_node *n) {
     n->res[i]->ops->close(n->res[i]);
     free(n->res[i]);
   }
+  if (n->frontdb)
+    gdx_db_pool_stop(n->frontdb); /* waits for the adapters' jobs */
   gdx_router_free(n->router);
   if (n->admin_router)
     gdx_router_free(n->admin_router);

@@ -24,6 +24,9 @@ typedef struct {
   long long max_body_bytes, max_connections, keepalive_timeout_ms, body_timeout_ms;
   char *log_level, *log_format, *log_file;
   int access_log;
+  /* the unit's front-end database (前置库), for table resources */
+  char *fdb_socket, *fdb_host, *fdb_user, *fdb_password_file, *fdb_name;
+  long long fdb_port, fdb_pool_size;
 } gdx_node_config;
 
 extern const gdx_cfg_key gdx_node_config_keys[];

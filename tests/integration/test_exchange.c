@@ -210,6 +210,9 @@ static void wait_state(long long row, const char *state) {
   fail_msg("node %lld did not become %s", row, state);
 }
 
+/* Top-level configuration added to the next node start_node writes. */
+static char node_extra_conf[600];
+
 /* Registers a node of the unit whose admin is `admin`, enrolls gdx-node
  * with the token and starts it. */
 static pid_t start_node(const char *admin, const char *unit, const char *id, const char *resources,
@@ -229,8 +232,8 @@ static pid_t start_node(const char *admin, const char *unit, const char *id, con
           "node = { unit = \"%s\"; id = \"%s\"; state_dir = \"%s\"; };\n"
           "broker = { url = \"http://127.0.0.1:%d\"; };\n"
           "listen = { port = 0; };\nheartbeat_interval_s = 1;\n"
-          "log = { level = \"debug\"; };\nresources = (%s);\n",
-          unit, id, state, B.port, resources);
+          "log = { level = \"debug\"; };\n%s\nresources = (%s);\n",
+          unit, id, state, B.port, node_extra_conf, resources);
   fclose(f);
   char log[300], cmd[1200];
   snprintf(log, sizeof(log), "%s/%s.log", B.dir, id);
@@ -1027,6 +1030,138 @@ static void test_node_config_errors(void **state) {
   }
 }
 
+
+/* The table adapter on a node with a front-end database: triggers installed,
+ * every insert, update, key change and delete in the change log in order,
+ * bad resources reported with the reason, a schema change detected, and
+ * the schema served to the broker only. */
+static const char *resource_health(json_t *node, const char *name, const char **detail) {
+  json_t *res = json_object_get(node, "resources");
+  for (size_t i = 0; i < json_array_size(res); i++) {
+    json_t *r = json_array_get(res, i);
+    if (strcmp(json_string_value(json_object_get(r, "name")), name) == 0) {
+      *detail = json_string_value(json_object_get(r, "detail"));
+      return json_string_value(json_object_get(r, "health"));
+    }
+  }
+  return "absent";
+}
+
+static void wait_health(long long row, const char *name, const char *want, const char *in_detail) {
+  for (int i = 0; i < 100; i++) {
+    json_t *j = node_state(row);
+    const char *detail = "";
+    const char *h = resource_health(j, name, &detail);
+    int ok = strcmp(h, want) == 0 && strstr(detail ? detail : "", in_detail) != NULL;
+    if (!ok && i == 99)
+      fail_msg("resource %s: %s (%s), wanted %s with \"%s\"", name, h, detail, want, in_detail);
+    json_decref(j);
+    if (ok)
+      return;
+    usleep(100000);
+  }
+}
+
+static void test_table_capture(void **state) {
+  (void)state;
+  char front[80], sql[600], cell[600];
+  snprintf(front, sizeof(front), "%s_front", B.dbname);
+  snprintf(sql, sizeof(sql), "CREATE DATABASE %s", front);
+  assert_int_equal(tdb_exec(NULL, sql), 0);
+  assert_int_equal(tdb_exec(front, "CREATE TABLE enterprise_info (uscc CHAR(18) PRIMARY KEY, "
+                                   "name VARCHAR(100) NOT NULL, legal_person VARCHAR(50), "
+                                   "secret_note VARCHAR(50)) DEFAULT CHARSET=utf8mb4"),
+                   0);
+  assert_int_equal(tdb_exec(front, "INSERT INTO enterprise_info VALUES "
+                                   "('91350203MA2XK8UX3L', '厦门示例科技有限公司', '张三', 'x')"),
+                   0);
+  assert_int_equal(tdb_exec(front, "CREATE TABLE no_pk_table (a INT)"), 0);
+  snprintf(node_extra_conf, sizeof(node_extra_conf),
+           "frontdb = { socket = \"%s\"; user = \"root\"; name = \"%s\"; };", tdb_socket(),
+           front);
+  char conf[256], st[256];
+  long long row = 0;
+  pid_t pid = start_node(prov_admin, PROV, "table-node",
+                         "{ name = \"enterprises\"; kind = \"table\"; table = \"enterprise_info\"; "
+                         "items = [\"uscc\", \"name\", \"legal_person\"]; },"
+                         "{ name = \"nopk\"; kind = \"table\"; table = \"no_pk_table\"; },"
+                         "{ name = \"nokey\"; kind = \"table\"; table = \"enterprise_info\"; "
+                         "items = [\"name\"]; capture = \"timestamp\"; timestamp_column = \"name\"; },"
+                         "{ name = \"gone\"; kind = \"table\"; table = \"no_such_table\"; }",
+                         conf, st, &row);
+  node_extra_conf[0] = '\0';
+  wait_health(row, "enterprises", "up", "key (uscc)");
+  wait_health(row, "nopk", "down", "no primary key");
+  wait_health(row, "nokey", "down", "primary key column uscc");
+  wait_health(row, "gone", "down", "does not exist");
+  /* the three triggers, and nothing on the table without a key */
+  tdb_scalar(front, "SELECT COUNT(*) FROM information_schema.TRIGGERS WHERE TRIGGER_SCHEMA = "
+                    "DATABASE() AND EVENT_OBJECT_TABLE = 'enterprise_info'", cell, sizeof(cell));
+  assert_string_equal(cell, "3");
+  tdb_scalar(front, "SELECT COUNT(*) FROM information_schema.TRIGGERS WHERE TRIGGER_SCHEMA = "
+                    "DATABASE() AND EVENT_OBJECT_TABLE = 'no_pk_table'", cell, sizeof(cell));
+  assert_string_equal(cell, "0");
+  /* every change, in commit order, with its key */
+  assert_int_equal(tdb_exec(front, "INSERT INTO enterprise_info VALUES "
+                                   "('91110000MA01ABCD2X', '北京示例', '李四', NULL)"), 0);
+  assert_int_equal(tdb_exec(front, "UPDATE enterprise_info SET name = '北京示例二' "
+                                   "WHERE uscc = '91110000MA01ABCD2X'"), 0);
+  assert_int_equal(tdb_exec(front, "UPDATE enterprise_info SET uscc = '91310115MA1H7GXY1E' "
+                                   "WHERE uscc = '91110000MA01ABCD2X'"), 0);
+  assert_int_equal(tdb_exec(front, "DELETE FROM enterprise_info "
+                                   "WHERE uscc = '91350203MA2XK8UX3L'"), 0);
+  tdb_scalar(front, "SELECT GROUP_CONCAT(op, pk ORDER BY seq SEPARATOR ' ') FROM gdx_changelog "
+                    "WHERE tbl = 'enterprise_info'", cell, sizeof(cell));
+  assert_string_equal(cell, "I[\"91110000MA01ABCD2X\"] U[\"91110000MA01ABCD2X\"] "
+                            "D[\"91110000MA01ABCD2X\"] U[\"91310115MA1H7GXY1E\"] "
+                            "D[\"91350203MA2XK8UX3L\"]");
+  /* a rolled-back change leaves no trace */
+  assert_int_equal(tdb_exec(front, "BEGIN NOT ATOMIC START TRANSACTION; "
+                                   "DELETE FROM enterprise_info; ROLLBACK; END"), 0);
+  tdb_scalar(front, "SELECT COUNT(*) FROM gdx_changelog", cell, sizeof(cell));
+  assert_string_equal(cell, "5");
+  wait_health(row, "enterprises", "up", "change log at 5, 5 kept");
+  /* the schema, to the broker's certificate only */
+  json_t *j = node_state(row);
+  const char *addr = json_string_value(json_object_get(j, "address"));
+  char cmd[1200], out[300];
+  snprintf(out, sizeof(out), "%s/schema.json", B.dir);
+  snprintf(cmd, sizeof(cmd),
+           "curl -sk --cert %s/pki/broker.crt --key %s/pki/broker.key -o %s -w '%%{http_code}' "
+           "%s/r/enterprises/schema > %s.code",
+           B.dir, B.dir, out, addr, out);
+  json_decref(j);
+  assert_int_equal(system(cmd), 0);
+  json_t *schema = json_load_file(out, 0, NULL);
+  assert_non_null(schema);
+  assert_string_equal(json_string_value(json_object_get(schema, "table")), "enterprise_info");
+  assert_string_equal(json_string_value(json_object_get(schema, "capture")), "triggers");
+  assert_int_equal(json_array_size(json_object_get(schema, "columns")), 4);
+  assert_int_equal(json_array_size(json_object_get(schema, "items")), 3);
+  assert_string_equal(json_string_value(json_array_get(json_object_get(schema, "primary_key"), 0)),
+                      "uscc");
+  assert_true(json_integer_value(json_object_get(schema, "position")) >= 5);
+  json_decref(schema);
+  /* a lost trigger: changes would go unseen, so it is reported */
+  assert_int_equal(tdb_exec(front, "DROP TRIGGER gdx_enterprise_info_ad"), 0);
+  wait_health(row, "enterprises", "down", "1 of the 3 change-log triggers");
+  /* a schema change under the node: reported, not served */
+  assert_int_equal(tdb_exec(front, "ALTER TABLE enterprise_info ADD COLUMN reg_capital BIGINT"), 0);
+  wait_health(row, "enterprises", "down", "changed since the node started");
+  snprintf(cmd, sizeof(cmd),
+           "test \"$(curl -sk --cert %s/pki/broker.crt --key %s/pki/broker.key -o /dev/null "
+           "-w '%%{http_code}' %s/r/enterprises/schema)\" = 503",
+           B.dir, B.dir, json_string_value(json_object_get(j = node_state(row), "address")));
+  json_decref(j);
+  assert_int_equal(system(cmd), 0);
+  kill(pid, SIGTERM);
+  int ws;
+  waitpid(pid, &ws, 0);
+  assert_true(WIFEXITED(ws) && WEXITSTATUS(ws) == 0);
+  snprintf(sql, sizeof(sql), "DROP DATABASE %s", front);
+  tdb_exec(NULL, sql);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_nodes_online_with_health),
@@ -1044,6 +1179,7 @@ int main(void) {
       cmocka_unit_test(test_records),
       cmocka_unit_test(test_renewal),
       cmocka_unit_test(test_node_goes_offline),
+      cmocka_unit_test(test_table_capture),
   };
   return cmocka_run_group_tests(tests, setup, teardown);
 }

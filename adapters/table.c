@@ -1,0 +1,479 @@
+/* The table adapter: a table in the unit's front-end database (前置库).
+ *
+ *   frontdb = { socket = "/run/mysqld/mysqld.sock"; user = "gdx_node";
+ *               password_file = "/etc/gdx/frontdb.pw"; name = "qianzhi"; };
+ *   resources = (
+ *     { name = "enterprises"; kind = "table"; table = "enterprise_info";
+ *       items = ["uscc", "name", "legal_person"]; # the columns offered (default: all)
+ *       capture = "triggers"; }                   # or "timestamp" + timestamp_column
+ *   );
+ *
+ * Change capture. With capture = "triggers" (the default) the adapter keeps
+ * three triggers on the table (gdx_<table>_ai/_au/_ad) that write every
+ * insert, update and delete - with the primary key, as a JSON array - into
+ * gdx_changelog in the same database and the same transaction as the change
+ * itself; an update that changes the key is logged as a delete of the old
+ * key and an upsert of the new. The log's seq orders the changes; a
+ * provider keeps a row until every subscriber has passed it. With capture =
+ * "timestamp" nothing is installed: changes are found by a change-timestamp
+ * column plus the key, which cannot see rows deleted outright (use it only
+ * where triggers are not allowed).
+ *
+ * Schema. At start the adapter reads the table's columns and primary key
+ * from information_schema, checks that the configured items are columns and
+ * include the key, and remembers a fingerprint of the columns. Every health
+ * check (before each heartbeat) reads them again: a table that changed
+ * under the node, or lost a trigger, is reported down with what changed,
+ * and nothing is served from it until the node is restarted on purpose -
+ * never silently mis-applied.
+ *
+ * Served to the broker: GET /r/<name>/schema (columns, key, items, capture,
+ * fingerprint, change-log position).
+ *
+ * Identifiers (table and column names) cannot be bound parameters; they are
+ * checked against [A-Za-z0-9_]{1,64} and backquoted. Every value goes
+ * through bound parameters.
+ */
+#include <jansson.h>
+#include <openssl/evp.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "adapter.h"
+#include "error.h"
+#include "log.h"
+#include "relay.h"
+
+#define MAX_COLS 256
+
+typedef struct {
+  char name[65];
+  char type[128];
+  int nullable;
+} tcol;
+
+typedef struct {
+  int ncols, npk;
+  tcol cols[MAX_COLS];
+  int pk[16];           /* indexes into cols */
+  char fingerprint[65];
+  int triggers;         /* gdx triggers present on the table */
+  long long position;   /* highest seq of the change log for this table */
+  long long backlog;    /* change-log rows kept for this table */
+  char error[300];      /* why the table cannot be served, "" when it can */
+} tschema;
+
+typedef struct {
+  gdx_adapter *self;
+  char table[65];
+  int triggers;          /* capture = "triggers" */
+  char ts_col[65];
+  char *items[MAX_COLS];
+  int nitems;
+  int ready;             /* first inspection done and good */
+  char baseline[65];     /* the fingerprint the node started with */
+  tschema s;             /* the last inspection */
+  int busy;
+  void (*done)(gdx_adapter *);
+} table_res;
+
+typedef struct {
+  table_res *r;
+  tschema s;
+  int install;
+} inspect_job;
+
+/* ------------------------------------------------------------------ */
+/* settings                                                            */
+
+static int str_setting(const config_setting_t *s, const char *key, char *out, size_t n,
+                       const char *def, const char *name, char *err, size_t errlen) {
+  config_setting_t *m = config_setting_get_member(s, key);
+  const char *v = def;
+  if (m) {
+    if (config_setting_type(m) != CONFIG_TYPE_STRING) {
+      snprintf(err, errlen, "line %d: resources.%s.%s: must be a string",
+               config_setting_source_line(m), name, key);
+      return GDX_ECONFIG;
+    }
+    v = config_setting_get_string(m);
+  }
+  if (v == NULL) {
+    snprintf(err, errlen, "resources.%s.%s: required", name, key);
+    return GDX_ECONFIG;
+  }
+  if (strlen(v) >= n) {
+    snprintf(err, errlen, "resources.%s.%s: longer than %zu bytes", name, key, n - 1);
+    return GDX_ECONFIG;
+  }
+  snprintf(out, n, "%s", v);
+  return GDX_OK;
+}
+
+static int table_open(gdx_adapter *a, const config_setting_t *s, char *err, size_t errlen) {
+  table_res *r = calloc(1, sizeof(*r));
+  if (r == NULL)
+    return GDX_ENOMEM;
+  a->impl = r;
+  r->self = a;
+  const char *n = a->name;
+  char capture[16];
+  int rc = str_setting(s, "table", r->table, sizeof(r->table), NULL, n, err, errlen);
+  if (!rc && !gdx_db_ident_ok(r->table)) {
+    snprintf(err, errlen, "resources.%s.table: \"%s\" is not a plain table name "
+                          "(letters, digits, _; at most 64)", n, r->table);
+    rc = GDX_ECONFIG;
+  }
+  if (!rc)
+    rc = str_setting(s, "capture", capture, sizeof(capture), "triggers", n, err, errlen);
+  if (!rc && strcmp(capture, "triggers") != 0 && strcmp(capture, "timestamp") != 0) {
+    snprintf(err, errlen, "resources.%s.capture: \"triggers\" or \"timestamp\", not \"%s\"", n,
+             capture);
+    rc = GDX_ECONFIG;
+  }
+  r->triggers = !rc && strcmp(capture, "triggers") == 0;
+  if (!rc && r->triggers && strlen(r->table) > 57) {
+    snprintf(err, errlen, "resources.%s.table: at most 57 characters with capture = "
+                          "\"triggers\" (the trigger names add 7)", n);
+    rc = GDX_ECONFIG;
+  }
+  if (!rc && !r->triggers) {
+    rc = str_setting(s, "timestamp_column", r->ts_col, sizeof(r->ts_col), NULL, n, err, errlen);
+    if (!rc && !gdx_db_ident_ok(r->ts_col)) {
+      snprintf(err, errlen, "resources.%s.timestamp_column: not a plain column name", n);
+      rc = GDX_ECONFIG;
+    }
+  }
+  config_setting_t *items = rc ? NULL : config_setting_get_member(s, "items");
+  if (items) {
+    int count = config_setting_length(items);
+    if (!config_setting_is_array(items) || count == 0 || count > MAX_COLS) {
+      snprintf(err, errlen, "line %d: resources.%s.items: a list of 1 to %d column names",
+               config_setting_source_line(items), n, MAX_COLS);
+      rc = GDX_ECONFIG;
+    }
+    for (int i = 0; !rc && i < count; i++) {
+      const char *c = config_setting_get_string_elem(items, i);
+      if (c == NULL || !gdx_db_ident_ok(c)) {
+        snprintf(err, errlen, "resources.%s.items[%d]: not a plain column name", n, i);
+        rc = GDX_ECONFIG;
+        break;
+      }
+      r->items[r->nitems++] = strdup(c);
+    }
+  }
+  if (!rc && a->env && a->env->loop && a->env->frontdb == NULL) {
+    snprintf(err, errlen, "resources.%s: a table resource needs frontdb.name (the unit's "
+                          "front-end database)", n);
+    rc = GDX_ECONFIG;
+  }
+  snprintf(a->health, sizeof(a->health), "unknown");
+  snprintf(a->detail, sizeof(a->detail), "not inspected yet");
+  return rc;
+}
+
+static void table_close(gdx_adapter *a) {
+  table_res *r = a->impl;
+  if (r == NULL)
+    return;
+  for (int i = 0; i < r->nitems; i++)
+    free(r->items[i]);
+  free(r);
+  a->impl = NULL;
+}
+
+/* ------------------------------------------------------------------ */
+/* inspection (worker thread)                                          */
+
+static const char changelog_ddl[] =
+    "CREATE TABLE IF NOT EXISTS gdx_changelog ("
+    " seq BIGINT UNSIGNED NOT NULL AUTO_INCREMENT PRIMARY KEY,"
+    " tbl VARCHAR(64) NOT NULL,"
+    " op CHAR(1) NOT NULL,"
+    " pk TEXT NOT NULL,"
+    " changed_at TIMESTAMP(6) NOT NULL DEFAULT CURRENT_TIMESTAMP(6),"
+    " KEY k_gdx_changelog_tbl (tbl, seq)"
+    ") ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_bin";
+
+/* JSON_ARRAY(<p>.`k1`, <p>.`k2`) of the key columns. */
+static void key_array(const tschema *s, const char *p, gdx_buf *b) {
+  gdx_buf_appends(b, "JSON_ARRAY(");
+  for (int i = 0; i < s->npk; i++)
+    gdx_buf_appendf(b, "%s%s.`%s`", i ? ", " : "", p, s->cols[s->pk[i]].name);
+  gdx_buf_appends(b, ")");
+}
+
+static int install_triggers(gdx_db_conn *c, const char *t, const tschema *s) {
+  int rc = gdx_db_exec_ddl(c, changelog_ddl);
+  gdx_buf b;
+  gdx_buf_init(&b, 64 * 1024);
+  if (!rc) {
+    gdx_buf_appendf(&b, "CREATE OR REPLACE TRIGGER `gdx_%s_ai` AFTER INSERT ON `%s` FOR EACH ROW "
+                        "INSERT INTO gdx_changelog (tbl, op, pk) VALUES ('%s', 'I', ", t, t, t);
+    key_array(s, "NEW", &b);
+    gdx_buf_appends(&b, ")");
+    rc = gdx_db_exec_ddl(c, b.data);
+  }
+  if (!rc) {
+    gdx_buf_reset(&b);
+    gdx_buf_appendf(&b, "CREATE OR REPLACE TRIGGER `gdx_%s_au` AFTER UPDATE ON `%s` FOR EACH ROW "
+                        "BEGIN IF NOT (", t, t);
+    for (int i = 0; i < s->npk; i++)
+      gdx_buf_appendf(&b, "%sOLD.`%s` <=> NEW.`%s`", i ? " AND " : "", s->cols[s->pk[i]].name,
+                      s->cols[s->pk[i]].name);
+    gdx_buf_appendf(&b, ") THEN INSERT INTO gdx_changelog (tbl, op, pk) VALUES ('%s', 'D', ", t);
+    key_array(s, "OLD", &b);
+    gdx_buf_appendf(&b, "); END IF; INSERT INTO gdx_changelog (tbl, op, pk) VALUES ('%s', 'U', ",
+                    t);
+    key_array(s, "NEW", &b);
+    gdx_buf_appends(&b, "); END");
+    rc = gdx_db_exec_ddl(c, b.data);
+  }
+  if (!rc) {
+    gdx_buf_reset(&b);
+    gdx_buf_appendf(&b, "CREATE OR REPLACE TRIGGER `gdx_%s_ad` AFTER DELETE ON `%s` FOR EACH ROW "
+                        "INSERT INTO gdx_changelog (tbl, op, pk) VALUES ('%s', 'D', ", t, t, t);
+    key_array(s, "OLD", &b);
+    gdx_buf_appends(&b, ")");
+    rc = gdx_db_exec_ddl(c, b.data);
+  }
+  gdx_buf_free(&b);
+  return rc;
+}
+
+static int inspect_work(gdx_db_conn *c, void *arg) {
+  inspect_job *j = arg;
+  table_res *r = j->r;
+  tschema *s = &j->s;
+  gdx_db_param p[] = {GDX_DB_P_STR(r->table)};
+  gdx_db_result res = {0};
+  int rc = gdx_db_query(c,
+                        "SELECT COLUMN_NAME, COLUMN_TYPE, IS_NULLABLE FROM information_schema.COLUMNS "
+                        "WHERE TABLE_SCHEMA = DATABASE() AND TABLE_NAME = ? "
+                        "ORDER BY ORDINAL_POSITION",
+                        p, 1, MAX_COLS, &res);
+  if (rc) {
+    snprintf(s->error, sizeof(s->error), "reading the table's columns failed: %s",
+             gdx_db_error(c));
+    return GDX_OK;
+  }
+  for (size_t i = 0; i < res.nrows; i++) {
+    tcol *col = &s->cols[s->ncols++];
+    snprintf(col->name, sizeof(col->name), "%s", gdx_db_get(&res, i, 0));
+    snprintf(col->type, sizeof(col->type), "%s", gdx_db_get(&res, i, 1));
+    col->nullable = strcmp(gdx_db_get(&res, i, 2), "YES") == 0;
+  }
+  gdx_db_result_free(&res);
+  if (s->ncols == 0) {
+    snprintf(s->error, sizeof(s->error), "table %s does not exist in the front-end database",
+             r->table);
+    return GDX_OK;
+  }
+  rc = gdx_db_query(c,
+                    "SELECT COLUMN_NAME FROM information_schema.KEY_COLUMN_USAGE "
+                    "WHERE TABLE_SCHEMA = DATABASE() AND TABLE_NAME = ? AND CONSTRAINT_NAME = "
+                    "'PRIMARY' ORDER BY ORDINAL_POSITION",
+                    p, 1, 16, &res);
+  for (size_t i = 0; !rc && i < res.nrows; i++)
+    for (int k = 0; k < s->ncols; k++)
+      if (strcmp(s->cols[k].name, gdx_db_get(&res, i, 0)) == 0)
+        s->pk[s->npk++] = k;
+  gdx_db_result_free(&res);
+  if (rc || s->npk == 0) {
+    snprintf(s->error, sizeof(s->error), "%s", rc ? "reading the primary key failed"
+                                                  : "the table has no primary key: gdx needs "
+                                                    "one to apply changes exactly once");
+    return GDX_OK;
+  }
+  /* the fingerprint: every column's name, type and nullability, and the key */
+  EVP_MD_CTX *md = EVP_MD_CTX_new();
+  EVP_DigestInit_ex(md, EVP_sha256(), NULL);
+  for (int i = 0; i < s->ncols; i++) {
+    char line[220];
+    int n = snprintf(line, sizeof(line), "%s %s %s\n", s->cols[i].name, s->cols[i].type,
+                     s->cols[i].nullable ? "null" : "not null");
+    EVP_DigestUpdate(md, line, (size_t)n);
+  }
+  for (int i = 0; i < s->npk; i++)
+    EVP_DigestUpdate(md, s->cols[s->pk[i]].name, strlen(s->cols[s->pk[i]].name));
+  unsigned char d[32];
+  unsigned dl = 0;
+  EVP_DigestFinal_ex(md, d, &dl);
+  EVP_MD_CTX_free(md);
+  for (int i = 0; i < 32; i++)
+    snprintf(s->fingerprint + 2 * i, 3, "%02x", d[i]);
+  if (r->triggers && j->install && install_triggers(c, r->table, s) != GDX_OK) {
+    snprintf(s->error, sizeof(s->error), "installing the change-log triggers failed: %s "
+             "(the node's user needs TRIGGER and CREATE)", gdx_db_error(c));
+    return GDX_OK;
+  }
+  if (r->triggers) {
+    rc = gdx_db_query(c,
+                      "SELECT COUNT(*) FROM information_schema.TRIGGERS WHERE TRIGGER_SCHEMA = "
+                      "DATABASE() AND EVENT_OBJECT_TABLE = ? AND TRIGGER_NAME IN "
+                      "(CONCAT('gdx_', ?, '_ai'), CONCAT('gdx_', ?, '_au'), CONCAT('gdx_', ?, '_ad'))",
+                      (gdx_db_param[]){GDX_DB_P_STR(r->table), GDX_DB_P_STR(r->table),
+                                       GDX_DB_P_STR(r->table), GDX_DB_P_STR(r->table)},
+                      4, 1, &res);
+    s->triggers = rc ? 0 : atoi(gdx_db_get(&res, 0, 0));
+    gdx_db_result_free(&res);
+    rc = gdx_db_query(c, "SELECT COALESCE(MAX(seq), 0), COUNT(*) FROM gdx_changelog WHERE tbl = ?",
+                      p, 1, 1, &res);
+    if (!rc) {
+      s->position = atoll(gdx_db_get(&res, 0, 0));
+      s->backlog = atoll(gdx_db_get(&res, 0, 1));
+    }
+    gdx_db_result_free(&res);
+  }
+  return GDX_OK;
+}
+
+/* ------------------------------------------------------------------ */
+/* health (loop thread)                                                */
+
+static int col_index(const tschema *s, const char *name) {
+  for (int i = 0; i < s->ncols; i++)
+    if (strcmp(s->cols[i].name, name) == 0)
+      return i;
+  return -1;
+}
+
+/* The configured items against the table: "" when they fit. */
+static void check_items(table_res *r, tschema *s) {
+  for (int i = 0; i < r->nitems && !s->error[0]; i++)
+    if (col_index(s, r->items[i]) < 0)
+      snprintf(s->error, sizeof(s->error), "item %s is not a column of table %s", r->items[i],
+               r->table);
+  for (int k = 0; k < s->npk && r->nitems && !s->error[0]; k++) {
+    int found = 0;
+    for (int i = 0; i < r->nitems; i++)
+      found |= strcmp(r->items[i], s->cols[s->pk[k]].name) == 0;
+    if (!found)
+      snprintf(s->error, sizeof(s->error), "items must include the primary key column %s",
+               s->cols[s->pk[k]].name);
+  }
+  if (!r->triggers && !s->error[0] && col_index(s, r->ts_col) < 0)
+    snprintf(s->error, sizeof(s->error), "timestamp_column %s is not a column of table %s",
+             r->ts_col, r->table);
+}
+
+static void inspect_done(int status, void *arg) {
+  inspect_job *j = arg;
+  table_res *r = j->r;
+  gdx_adapter *a = r->self;
+  tschema *s = &j->s;
+  r->busy = 0;
+  if (status != GDX_OK && !s->error[0])
+    snprintf(s->error, sizeof(s->error), "the front-end database is unreachable");
+  if (!s->error[0])
+    check_items(r, s);
+  if (!s->error[0] && r->ready && strcmp(s->fingerprint, r->baseline) != 0)
+    snprintf(s->error, sizeof(s->error), "table %s changed since the node started (columns, "
+             "types or key): not served until the node is restarted after the catalog entry is "
+             "checked", r->table);
+  if (!s->error[0] && r->triggers && s->triggers != 3)
+    snprintf(s->error, sizeof(s->error), "%d of the 3 change-log triggers on %s are missing: "
+             "changes are not being captured; restart the node to reinstall them",
+             3 - s->triggers, r->table);
+  if (!s->error[0] && !r->ready) {
+    r->ready = 1;
+    snprintf(r->baseline, sizeof(r->baseline), "%s", s->fingerprint);
+  }
+  if (s->error[0] && strcmp(r->s.error, s->error) != 0)
+    gdx_log_warn("table", "resource %s: %s", a->name, s->error);
+  r->s = *s;
+  if (s->error[0]) {
+    snprintf(a->health, sizeof(a->health), "down");
+    snprintf(a->detail, sizeof(a->detail), "%s", s->error);
+  } else {
+    snprintf(a->health, sizeof(a->health), "up");
+    char key[200] = "";
+    for (int i = 0; i < s->npk; i++)
+      snprintf(key + strlen(key), sizeof(key) - strlen(key), "%s%s", i ? ", " : "",
+               s->cols[s->pk[i]].name);
+    if (r->triggers)
+      snprintf(a->detail, sizeof(a->detail),
+               "%d columns, key (%s); change log at %lld, %lld kept; schema %.12s", s->ncols,
+               key, s->position, s->backlog, s->fingerprint);
+    else
+      snprintf(a->detail, sizeof(a->detail),
+               "%d columns, key (%s); changes by %s (hard deletes are not seen); schema %.12s",
+               s->ncols, key, r->ts_col, s->fingerprint);
+  }
+  free(j);
+  void (*done)(gdx_adapter *) = r->done;
+  r->done = NULL;
+  if (done)
+    done(a);
+}
+
+static void table_health(gdx_adapter *a, void (*done)(gdx_adapter *a)) {
+  table_res *r = a->impl;
+  inspect_job *j = r->busy ? NULL : calloc(1, sizeof(*j));
+  if (j == NULL) {
+    done(a);
+    return;
+  }
+  j->r = r;
+  j->install = !r->ready; /* (re)installs until the first good inspection */
+  r->busy = 1;
+  r->done = done;
+  if (gdx_db_submit(a->env->frontdb, inspect_work, inspect_done, j) != GDX_OK) {
+    r->busy = 0;
+    r->done = NULL;
+    free(j);
+    snprintf(a->health, sizeof(a->health), "down");
+    snprintf(a->detail, sizeof(a->detail), "the front-end database queue is full");
+    done(a);
+  }
+}
+
+/* ------------------------------------------------------------------ */
+/* serving                                                             */
+
+static void table_serve(gdx_adapter *a, gdx_http_req *req, const char *rest) {
+  table_res *r = a->impl;
+  if (strcmp(rest, "schema") != 0) {
+    gdx_relay_error(req, 404, "node", "not_found", "table resource %s has no %s", a->name, rest);
+    return;
+  }
+  if (strcmp(gdx_http_req_method(req), "GET") != 0) {
+    gdx_relay_error(req, 405, "node", "method_not_allowed", "schema is read with GET");
+    return;
+  }
+  if (!r->ready || r->s.error[0]) {
+    gdx_relay_error(req, 503, "node", "table_unavailable", "%s",
+                    r->s.error[0] ? r->s.error : "the table has not been inspected yet");
+    return;
+  }
+  const tschema *s = &r->s;
+  json_t *cols = json_array(), *key = json_array(), *items = json_array();
+  for (int i = 0; i < s->ncols; i++)
+    json_array_append_new(cols, json_pack("{s:s, s:s, s:b}", "name", s->cols[i].name, "type",
+                                          s->cols[i].type, "nullable", s->cols[i].nullable));
+  for (int i = 0; i < s->npk; i++)
+    json_array_append_new(key, json_string(s->cols[s->pk[i]].name));
+  for (int i = 0; i < (r->nitems ? r->nitems : s->ncols); i++)
+    json_array_append_new(items, json_string(r->nitems ? r->items[i] : s->cols[i].name));
+  json_t *o = json_pack("{s:s, s:s, s:o, s:o, s:o, s:s, s:I}", "table", r->table, "capture",
+                        r->triggers ? "triggers" : "timestamp", "columns", cols, "primary_key",
+                        key, "items", items, "fingerprint", s->fingerprint, "position",
+                        (json_int_t)s->position);
+  char *text = json_dumps(o, JSON_COMPACT);
+  json_decref(o);
+  if (text == NULL) {
+    gdx_relay_error(req, 500, "node", "internal", "out of memory");
+    return;
+  }
+  gdx_http_respond(req, 200, "application/json", text, strlen(text));
+  free(text);
+}
+
+const gdx_adapter_ops gdx_adapter_table = {
+    .kind = "table",
+    .open = table_open,
+    .serve = table_serve,
+    .health = table_health,
+    .close = table_close,
+};
