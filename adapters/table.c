@@ -27,8 +27,17 @@
  * and nothing is served from it until the node is restarted on purpose -
  * never silently mis-applied.
  *
- * Served to the broker: GET /r/<name>/schema (columns, key, items, capture,
- * fingerprint, change-log position).
+ * Served to the broker (JSON; the key columns first in every row):
+ *   GET /r/<name>/schema    columns, key, items, capture, fingerprint, position
+ *   GET /r/<name>/snapshot?[after=<JSON key>][&limit=N][&items=a,b]
+ *       one page in key order; the first page also gives the change-log
+ *       position to replay from after the last page
+ *   GET /r/<name>/changes?after=<position>[&limit=N][&items=a,b]
+ *       the log entries after the position, up to the first gap a still
+ *       open transaction may fill; per key the last change, with the row as
+ *       it is now ("U") or its key when it is gone ("D"); the new position
+ * Only items the resource offers can be asked for; the broker asks for the
+ * authorized ones, so other columns never leave the node.
  *
  * Identifiers (table and column names) cannot be bound parameters; they are
  * checked against [A-Za-z0-9_]{1,64} and backquoted. Every value goes
@@ -353,6 +362,22 @@ static void check_items(table_res *r, tschema *s) {
       snprintf(s->error, sizeof(s->error), "items must include the primary key column %s",
                s->cols[s->pk[k]].name);
   }
+  for (int i = 0; i < s->ncols && !s->error[0]; i++) {
+    int offered = r->nitems == 0;
+    for (int k = 0; k < r->nitems; k++)
+      offered |= strcmp(r->items[k], s->cols[i].name) == 0;
+    for (int k = 0; k < s->npk; k++)
+      offered |= s->pk[k] == i;
+    if (!offered)
+      continue;
+    if (!gdx_db_ident_ok(s->cols[i].name))
+      snprintf(s->error, sizeof(s->error), "column %s: only plain names (letters, digits, _) "
+               "can be offered", s->cols[i].name);
+    else if (strstr(s->cols[i].type, "blob") || strstr(s->cols[i].type, "binary") ||
+             strstr(s->cols[i].type, "bit("))
+      snprintf(s->error, sizeof(s->error), "column %s is %s: binary columns are not supported "
+               "yet", s->cols[i].name, s->cols[i].type);
+  }
   if (!r->triggers && !s->error[0] && col_index(s, r->ts_col) < 0)
     snprintf(s->error, sizeof(s->error), "timestamp_column %s is not a column of table %s",
              r->ts_col, r->table);
@@ -430,16 +455,305 @@ static void table_health(gdx_adapter *a, void (*done)(gdx_adapter *a)) {
 }
 
 /* ------------------------------------------------------------------ */
-/* serving                                                             */
+/* reading rows: snapshot pages and change batches                     */
+
+#define READ_MAX_ROWS 10000
+#define KEY_MAX 16
+
+typedef struct {
+  table_res *r;
+  gdx_http_req *req;     /* NULL once the broker went away */
+  int changes;           /* 0: a snapshot page */
+  tschema s;             /* the schema the request was checked against */
+  int sel[MAX_COLS], nsel; /* selected columns: the key first, then the items */
+  char *after_key[KEY_MAX]; /* snapshot: the last key of the previous page */
+  int has_after;
+  long long after_seq;   /* changes: the position */
+  long long limit;
+  char *body;
+  int status;
+  char code[40], msg[300];
+} read_job;
+
+static void read_job_free(read_job *j) {
+  for (int i = 0; i < KEY_MAX; i++)
+    free(j->after_key[i]);
+  free(j->body);
+  free(j);
+}
+
+static void sel_sql(const read_job *j, gdx_buf *b) {
+  for (int i = 0; i < j->nsel; i++)
+    gdx_buf_appendf(b, "%s`%s`", i ? ", " : "", j->s.cols[j->sel[i]].name);
+}
+
+static json_t *row_json(const gdx_db_result *res, size_t row, int ncols) {
+  json_t *a = json_array();
+  for (int c = 0; c < ncols; c++) {
+    const char *v = gdx_db_get(res, row, (size_t)c);
+    json_array_append_new(a, v ? json_stringn(v, res->lens[row * res->ncols + (size_t)c])
+                               : json_null());
+  }
+  return a;
+}
+
+static int read_fail(read_job *j, gdx_db_conn *c, const char *what) {
+  j->status = 503;
+  snprintf(j->code, sizeof(j->code), "table_unavailable");
+  snprintf(j->msg, sizeof(j->msg), "%s: %s", what, gdx_db_error(c));
+  return GDX_OK;
+}
+
+static int snapshot_work(read_job *j, gdx_db_conn *c, json_t *out) {
+  const tschema *s = &j->s;
+  gdx_buf sql;
+  gdx_buf_init(&sql, 64 * 1024);
+  gdx_db_param params[KEY_MAX + 1];
+  size_t np = 0;
+  if (!j->has_after && j->r->triggers) {
+    /* where the change log stands before the first page: replayed after
+     * the last one, so nothing committed meanwhile is missed */
+    gdx_db_result pos = {0};
+    if (gdx_db_query(c, "SELECT COALESCE(MAX(seq), 0) FROM gdx_changelog", NULL, 0, 1, &pos))
+      return read_fail(j, c, "reading the change-log position failed");
+    json_object_set_new(out, "position", json_integer(atoll(gdx_db_get(&pos, 0, 0))));
+    gdx_db_result_free(&pos);
+  }
+  gdx_buf_appends(&sql, "SELECT ");
+  sel_sql(j, &sql);
+  gdx_buf_appendf(&sql, " FROM `%s`", j->r->table);
+  if (j->has_after) {
+    gdx_buf_appends(&sql, " WHERE (");
+    for (int k = 0; k < s->npk; k++) {
+      gdx_buf_appendf(&sql, "%s`%s`", k ? ", " : "", s->cols[s->pk[k]].name);
+      params[np++] = GDX_DB_P_STR(j->after_key[k]);
+    }
+    gdx_buf_appends(&sql, ") > (");
+    for (int k = 0; k < s->npk; k++)
+      gdx_buf_appends(&sql, k ? ", ?" : "?");
+    gdx_buf_appends(&sql, ")");
+  }
+  gdx_buf_appends(&sql, " ORDER BY ");
+  for (int k = 0; k < s->npk; k++)
+    gdx_buf_appendf(&sql, "%s`%s`", k ? ", " : "", s->cols[s->pk[k]].name);
+  gdx_buf_appends(&sql, " LIMIT ?");
+  params[np++] = GDX_DB_P_INT(j->limit);
+  gdx_db_result res = {0};
+  int rc = gdx_db_query(c, sql.data, params, np, (size_t)j->limit, &res);
+  gdx_buf_free(&sql);
+  if (rc)
+    return read_fail(j, c, "reading the table failed");
+  json_t *rows = json_array();
+  for (size_t i = 0; i < res.nrows; i++)
+    json_array_append_new(rows, row_json(&res, i, j->nsel));
+  json_t *last = json_null();
+  if (res.nrows > 0) {
+    last = json_array();
+    for (int k = 0; k < s->npk; k++)
+      json_array_append(last, json_array_get(json_array_get(rows, res.nrows - 1), (size_t)k));
+  }
+  json_object_set_new(out, "rows", rows);
+  json_object_set_new(out, "last", last);
+  json_object_set_new(out, "done", json_boolean(res.nrows < (size_t)j->limit));
+  gdx_db_result_free(&res);
+  return GDX_OK;
+}
+
+/* Is a transaction that began before `when` still open? Then it may own a
+ * missing seq, and the log must not be passed yet. */
+static int gap_in_flight(gdx_db_conn *c, const char *when, int *in_flight) {
+  gdx_db_param p[] = {GDX_DB_P_STR(when)};
+  gdx_db_result res = {0};
+  int rc = gdx_db_query(c,
+                        "SELECT COUNT(*) FROM information_schema.INNODB_TRX WHERE "
+                        "trx_mysql_thread_id <> CONNECTION_ID() AND trx_started <= ?",
+                        p, 1, 1, &res);
+  if (rc == GDX_OK)
+    *in_flight = atoi(gdx_db_get(&res, 0, 0)) > 0;
+  gdx_db_result_free(&res);
+  return rc;
+}
+
+static int changes_work(read_job *j, gdx_db_conn *c, json_t *out) {
+  const tschema *s = &j->s;
+  gdx_db_param p[] = {GDX_DB_P_INT(j->after_seq), GDX_DB_P_INT(j->limit)};
+  gdx_db_result log = {0};
+  if (gdx_db_query(c, "SELECT seq, tbl, op, pk, changed_at FROM gdx_changelog WHERE seq > ? "
+                      "ORDER BY seq LIMIT ?",
+                   p, 2, (size_t)j->limit, &log))
+    return read_fail(j, c, "reading the change log failed");
+  /* the entries up to the first gap that may still fill */
+  long long pos = j->after_seq;
+  size_t upto = 0;
+  for (; upto < log.nrows; upto++) {
+    long long seq = atoll(gdx_db_get(&log, upto, 0));
+    if (seq != pos + 1) {
+      int in_flight = 1;
+      if (gap_in_flight(c, gdx_db_get(&log, upto, 4), &in_flight) != GDX_OK) {
+        gdx_db_result_free(&log);
+        return read_fail(j, c, "checking open transactions failed (the node's user needs "
+                               "PROCESS)");
+      }
+      if (in_flight)
+        break;
+    }
+    pos = seq;
+  }
+  /* this table's entries, the last per key (the row is read as it is now) */
+  json_t *changes = json_array();
+  for (size_t i = 0; i < upto; i++) {
+    if (strcmp(gdx_db_get(&log, i, 1), j->r->table) != 0)
+      continue;
+    const char *pk = gdx_db_get(&log, i, 3);
+    int later = 0;
+    for (size_t k = i + 1; k < upto && !later; k++)
+      later = strcmp(gdx_db_get(&log, k, 1), j->r->table) == 0 &&
+              strcmp(gdx_db_get(&log, k, 3), pk) == 0;
+    if (later)
+      continue;
+    json_t *key = json_loads(pk, 0, NULL);
+    if (!json_is_array(key) || json_array_size(key) != (size_t)s->npk) {
+      json_decref(key);
+      continue; /* written before a key change: reconciliation covers it */
+    }
+    json_t *ch = json_pack("{s:I}", "seq", (json_int_t)atoll(gdx_db_get(&log, i, 0)));
+    json_t *row = NULL;
+    if (strcmp(gdx_db_get(&log, i, 2), "D") != 0) {
+      gdx_buf sql;
+      gdx_buf_init(&sql, 64 * 1024);
+      gdx_buf_appends(&sql, "SELECT ");
+      sel_sql(j, &sql);
+      gdx_buf_appendf(&sql, " FROM `%s` WHERE ", j->r->table);
+      gdx_db_param kp[KEY_MAX];
+      char kv[KEY_MAX][32];
+      for (int k = 0; k < s->npk; k++) {
+        json_t *v = json_array_get(key, (size_t)k);
+        gdx_buf_appendf(&sql, "%s`%s` = ?", k ? " AND " : "", s->cols[s->pk[k]].name);
+        if (json_is_string(v)) {
+          kp[k] = GDX_DB_P_STR(json_string_value(v));
+        } else {
+          snprintf(kv[k], sizeof(kv[k]), "%" JSON_INTEGER_FORMAT, json_integer_value(v));
+          kp[k] = GDX_DB_P_STR(kv[k]);
+        }
+      }
+      gdx_db_result res = {0};
+      int rc = gdx_db_query(c, sql.data, kp, (size_t)s->npk, 1, &res);
+      gdx_buf_free(&sql);
+      if (rc) {
+        json_decref(ch);
+        json_decref(key);
+        json_decref(changes);
+        gdx_db_result_free(&log);
+        return read_fail(j, c, "reading a changed row failed");
+      }
+      if (res.nrows == 1)
+        row = row_json(&res, 0, j->nsel);
+      gdx_db_result_free(&res);
+    }
+    if (row) {
+      json_object_set_new(ch, "op", json_string("U"));
+      json_object_set_new(ch, "row", row);
+    } else { /* deleted, or gone again since */
+      json_object_set_new(ch, "op", json_string("D"));
+      json_object_set(ch, "key", key);
+    }
+    json_decref(key);
+    json_array_append_new(changes, ch);
+  }
+  json_object_set_new(out, "changes", changes);
+  json_object_set_new(out, "position", json_integer(pos));
+  json_object_set_new(out, "more", json_boolean(upto == (size_t)j->limit));
+  gdx_db_result_free(&log);
+  return GDX_OK;
+}
+
+static int read_work(gdx_db_conn *c, void *arg) {
+  read_job *j = arg;
+  json_t *out = json_object(), *cols = json_array();
+  for (int i = 0; i < j->nsel; i++)
+    json_array_append_new(cols, json_string(j->s.cols[j->sel[i]].name));
+  json_object_set_new(out, "columns", cols);
+  json_object_set_new(out, "key_columns", json_integer(j->s.npk));
+  json_object_set_new(out, "fingerprint", json_string(j->s.fingerprint));
+  j->status = 200;
+  if (j->changes)
+    changes_work(j, c, out);
+  else
+    snapshot_work(j, c, out);
+  if (j->status == 200)
+    j->body = json_dumps(out, JSON_COMPACT);
+  json_decref(out);
+  return GDX_OK;
+}
+
+static void read_abort(gdx_http_req *req) {
+  read_job *j = gdx_http_req_get_data(req);
+  j->req = NULL;
+}
+
+static void read_done(int status, void *arg) {
+  read_job *j = arg;
+  gdx_http_req *req = j->req;
+  if (req == NULL) {
+    read_job_free(j);
+    return;
+  }
+  gdx_http_req_on(req, NULL, NULL, NULL);
+  gdx_http_req_set_data(req, NULL);
+  if (status != GDX_OK || (j->status == 200 && j->body == NULL))
+    gdx_relay_error(req, 503, "node", "table_unavailable", "the front-end database failed");
+  else if (j->status != 200)
+    gdx_relay_error(req, j->status, "node", j->code, "%s", j->msg);
+  else
+    gdx_http_respond(req, 200, "application/json", j->body, strlen(j->body));
+  read_job_free(j);
+}
+
+/* items=a,b,c: the columns asked for; each must be offered. The key comes
+ * first whether asked for or not (a consumer cannot apply without it). */
+static int select_items(table_res *r, read_job *j, const char *items, char *why, size_t n) {
+  const tschema *s = &j->s;
+  for (int k = 0; k < s->npk; k++)
+    j->sel[j->nsel++] = s->pk[k];
+  char copy[4096];
+  snprintf(copy, sizeof(copy), "%s", items);
+  int all = items[0] == '\0';
+  for (int i = 0; all && i < (r->nitems ? r->nitems : s->ncols); i++) {
+    int c = r->nitems ? col_index(s, r->items[i]) : i;
+    int dup = 0;
+    for (int k = 0; k < j->nsel; k++)
+      dup |= j->sel[k] == c;
+    if (!dup)
+      j->sel[j->nsel++] = c;
+  }
+  for (char *save = NULL, *t = all ? NULL : strtok_r(copy, ",", &save); t;
+       t = strtok_r(NULL, ",", &save)) {
+    int offered = r->nitems == 0 && col_index(s, t) >= 0;
+    for (int i = 0; i < r->nitems; i++)
+      offered |= strcmp(r->items[i], t) == 0;
+    if (!offered) {
+      snprintf(why, n, "%s is not an item of resource %s", t, r->self->name);
+      return -1;
+    }
+    int c = col_index(s, t), dup = 0;
+    for (int k = 0; k < j->nsel; k++)
+      dup |= j->sel[k] == c;
+    if (!dup && j->nsel < MAX_COLS)
+      j->sel[j->nsel++] = c;
+  }
+  return 0;
+}
 
 static void table_serve(gdx_adapter *a, gdx_http_req *req, const char *rest) {
   table_res *r = a->impl;
-  if (strcmp(rest, "schema") != 0) {
+  int is_schema = strcmp(rest, "schema") == 0, is_snapshot = strcmp(rest, "snapshot") == 0,
+      is_changes = strcmp(rest, "changes") == 0;
+  if (!is_schema && !is_snapshot && !is_changes) {
     gdx_relay_error(req, 404, "node", "not_found", "table resource %s has no %s", a->name, rest);
     return;
   }
   if (strcmp(gdx_http_req_method(req), "GET") != 0) {
-    gdx_relay_error(req, 405, "node", "method_not_allowed", "schema is read with GET");
+    gdx_relay_error(req, 405, "node", "method_not_allowed", "%s is read with GET", rest);
     return;
   }
   if (!r->ready || r->s.error[0]) {
@@ -448,26 +762,99 @@ static void table_serve(gdx_adapter *a, gdx_http_req *req, const char *rest) {
     return;
   }
   const tschema *s = &r->s;
-  json_t *cols = json_array(), *key = json_array(), *items = json_array();
-  for (int i = 0; i < s->ncols; i++)
-    json_array_append_new(cols, json_pack("{s:s, s:s, s:b}", "name", s->cols[i].name, "type",
-                                          s->cols[i].type, "nullable", s->cols[i].nullable));
-  for (int i = 0; i < s->npk; i++)
-    json_array_append_new(key, json_string(s->cols[s->pk[i]].name));
-  for (int i = 0; i < (r->nitems ? r->nitems : s->ncols); i++)
-    json_array_append_new(items, json_string(r->nitems ? r->items[i] : s->cols[i].name));
-  json_t *o = json_pack("{s:s, s:s, s:o, s:o, s:o, s:s, s:I}", "table", r->table, "capture",
-                        r->triggers ? "triggers" : "timestamp", "columns", cols, "primary_key",
-                        key, "items", items, "fingerprint", s->fingerprint, "position",
-                        (json_int_t)s->position);
-  char *text = json_dumps(o, JSON_COMPACT);
-  json_decref(o);
-  if (text == NULL) {
-    gdx_relay_error(req, 500, "node", "internal", "out of memory");
+  if (is_schema) {
+    json_t *cols = json_array(), *key = json_array(), *items = json_array();
+    for (int i = 0; i < s->ncols; i++)
+      json_array_append_new(cols, json_pack("{s:s, s:s, s:b}", "name", s->cols[i].name, "type",
+                                            s->cols[i].type, "nullable", s->cols[i].nullable));
+    for (int i = 0; i < s->npk; i++)
+      json_array_append_new(key, json_string(s->cols[s->pk[i]].name));
+    for (int i = 0; i < (r->nitems ? r->nitems : s->ncols); i++)
+      json_array_append_new(items, json_string(r->nitems ? r->items[i] : s->cols[i].name));
+    json_t *o = json_pack("{s:s, s:s, s:o, s:o, s:o, s:s, s:I}", "table", r->table, "capture",
+                          r->triggers ? "triggers" : "timestamp", "columns", cols,
+                          "primary_key", key, "items", items, "fingerprint", s->fingerprint,
+                          "position", (json_int_t)s->position);
+    char *text = json_dumps(o, JSON_COMPACT);
+    json_decref(o);
+    if (text == NULL) {
+      gdx_relay_error(req, 500, "node", "internal", "out of memory");
+      return;
+    }
+    gdx_http_respond(req, 200, "application/json", text, strlen(text));
+    free(text);
     return;
   }
-  gdx_http_respond(req, 200, "application/json", text, strlen(text));
-  free(text);
+  if (is_changes && !r->triggers) {
+    gdx_relay_error(req, 501, "node", "not_implemented",
+                    "changes by timestamp_column are not served yet; use capture = \"triggers\"");
+    return;
+  }
+  read_job *j = calloc(1, sizeof(*j));
+  if (j == NULL) {
+    gdx_relay_error(req, 503, "node", "busy", "out of memory");
+    return;
+  }
+  j->r = r;
+  j->req = req;
+  j->changes = is_changes;
+  j->s = *s;
+  const char *q = gdx_http_req_query(req);
+  char items[4096] = "", v[4096], why[300] = "";
+  int bad = gdx_http_query_param(q, "items", items, sizeof(items)) < 0;
+  if (!bad && select_items(r, j, items, why, sizeof(why)) != 0) {
+    gdx_relay_error(req, 403, "node", "item_not_offered", "%s", why);
+    read_job_free(j);
+    return;
+  }
+  j->limit = 1000;
+  int got = bad ? 0 : gdx_http_query_param(q, "limit", v, sizeof(v));
+  if (got == 1) {
+    char *end;
+    j->limit = strtoll(v, &end, 10);
+    bad |= *end != '\0' || j->limit < 1 || j->limit > READ_MAX_ROWS;
+  }
+  bad |= got < 0;
+  got = bad ? 0 : gdx_http_query_param(q, "after", v, sizeof(v));
+  bad |= got < 0;
+  if (!bad && got == 1 && is_changes) {
+    char *end;
+    j->after_seq = strtoll(v, &end, 10);
+    bad |= *end != '\0' || j->after_seq < 0;
+  } else if (!bad && got == 1) {
+    json_t *key = json_loads(v, 0, NULL);
+    bad |= !json_is_array(key) || json_array_size(key) != (size_t)s->npk;
+    for (int k = 0; !bad && k < s->npk; k++) {
+      json_t *e = json_array_get(key, (size_t)k);
+      char num[32];
+      if (json_is_integer(e))
+        snprintf(num, sizeof(num), "%" JSON_INTEGER_FORMAT, json_integer_value(e));
+      bad |= !json_is_string(e) && !json_is_integer(e);
+      if (!bad)
+        j->after_key[k] = strdup(json_is_string(e) ? json_string_value(e) : num);
+    }
+    json_decref(key);
+    j->has_after = 1;
+  } else if (!bad && is_changes) {
+    bad = 1; /* a change batch needs its position */
+  }
+  if (bad) {
+    gdx_relay_error(req, 400, "client", "invalid_query",
+                    is_changes ? "changes?after=<position>[&limit=1..%d][&items=a,b]"
+                               : "snapshot?[after=<JSON array of the last key>][&limit=1..%d]"
+                                 "[&items=a,b]",
+                    READ_MAX_ROWS);
+    read_job_free(j);
+    return;
+  }
+  gdx_http_req_set_data(req, j);
+  gdx_http_req_on(req, NULL, NULL, read_abort);
+  if (gdx_db_submit(a->env->frontdb, read_work, read_done, j) != GDX_OK) {
+    gdx_http_req_on(req, NULL, NULL, NULL);
+    gdx_http_req_set_data(req, NULL);
+    gdx_relay_error(req, 503, "node", "busy", "the front-end database queue is full");
+    read_job_free(j);
+  }
 }
 
 const gdx_adapter_ops gdx_adapter_table = {

@@ -55,54 +55,13 @@ int api_fail(api_ctx *x, int status, const char *code, const char *fmt, ...) {
   return GDX_OK;
 }
 
-static int hexval(int ch) {
-  if (ch >= '0' && ch <= '9') return ch - '0';
-  if (ch >= 'a' && ch <= 'f') return ch - 'a' + 10;
-  if (ch >= 'A' && ch <= 'F') return ch - 'A' + 10;
-  return -1;
-}
-
-/* URL-decodes [s, s+n) into out; -1 on a bad escape, NUL or overflow. */
-static int url_decode(const char *s, size_t n, char *out, size_t outn) {
-  size_t o = 0;
-  for (size_t i = 0; i < n; i++) {
-    int ch = (unsigned char)s[i];
-    if (ch == '%') {
-      if (i + 2 >= n)
-        return -1;
-      int h = hexval(s[i + 1]), l = hexval(s[i + 2]);
-      if (h < 0 || l < 0)
-        return -1;
-      ch = h * 16 + l;
-      i += 2;
-    } else if (ch == '+') {
-      ch = ' ';
-    }
-    if (ch == 0 || o + 1 >= outn)
-      return -1;
-    out[o++] = (char)ch;
-  }
-  out[o] = '\0';
-  return 0;
-}
-
 const char *api_query(api_ctx *x, const char *name, char *buf, size_t n, const char *def) {
-  size_t nl = strlen(name);
-  const char *q = x->query;
-  while (*q) {
-    const char *amp = strchr(q, '&');
-    size_t len = amp ? (size_t)(amp - q) : strlen(q);
-    if (len > nl && strncmp(q, name, nl) == 0 && q[nl] == '=') {
-      if (url_decode(q + nl + 1, len - nl - 1, buf, n) == 0)
-        return buf;
-      api_fail(x, 400, "invalid_query", "query parameter %s is malformed or longer than %zu bytes",
-               name, n - 1);
-      return def;
-    }
-    if (!amp)
-      break;
-    q = amp + 1;
-  }
+  int rc = gdx_http_query_param(x->query, name, buf, n);
+  if (rc == 1)
+    return buf;
+  if (rc < 0)
+    api_fail(x, 400, "invalid_query", "query parameter %s is malformed or longer than %zu bytes",
+             name, n - 1);
   return def;
 }
 
@@ -472,7 +431,7 @@ static int match(const char *pattern, const char *path, char params[2][256]) {
     if (pattern[0] == '{' && pattern[1] == '}') {
       const char *end = strchr(path, '/');
       size_t len = end ? (size_t)(end - path) : strlen(path);
-      if (len == 0 || np == 2 || url_decode(path, len, params[np], 256) != 0)
+      if (len == 0 || np == 2 || gdx_url_decode(path, len, params[np], 256) != 0)
         return 0;
       np++;
       path += len;

@@ -132,6 +132,54 @@ void gdx__http_on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf);
 /* ------------------------------------------------------------------ */
 /* status texts and small helpers                                      */
 
+static int hexval(int ch) {
+  if (ch >= '0' && ch <= '9')
+    return ch - '0';
+  if (ch >= 'a' && ch <= 'f')
+    return ch - 'a' + 10;
+  if (ch >= 'A' && ch <= 'F')
+    return ch - 'A' + 10;
+  return -1;
+}
+
+int gdx_url_decode(const char *s, size_t n, char *out, size_t outn) {
+  size_t o = 0;
+  for (size_t i = 0; i < n; i++) {
+    int ch = (unsigned char)s[i];
+    if (ch == '%') {
+      if (i + 2 >= n)
+        return -1;
+      int h = hexval(s[i + 1]), l = hexval(s[i + 2]);
+      if (h < 0 || l < 0)
+        return -1;
+      ch = h * 16 + l;
+      i += 2;
+    } else if (ch == '+') {
+      ch = ' ';
+    }
+    if (ch == 0 || o + 1 >= outn)
+      return -1;
+    out[o++] = (char)ch;
+  }
+  out[o] = '\0';
+  return 0;
+}
+
+int gdx_http_query_param(const char *query, const char *name, char *out, size_t n) {
+  size_t nl = strlen(name);
+  const char *q = query;
+  while (*q) {
+    const char *amp = strchr(q, '&');
+    size_t len = amp ? (size_t)(amp - q) : strlen(q);
+    if (len > nl && strncmp(q, name, nl) == 0 && q[nl] == '=')
+      return gdx_url_decode(q + nl + 1, len - nl - 1, out, n) == 0 ? 1 : -1;
+    if (!amp)
+      break;
+    q = amp + 1;
+  }
+  return 0;
+}
+
 const char *gdx_http_status_text(int status) {
   switch (status) {
   case 100: return "Continue";

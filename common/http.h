@@ -178,6 +178,13 @@ void gdx_http_abort(gdx_http_req *req);
 
 const char *gdx_http_status_text(int status);
 
+/* URL-decodes [s, s+n) into out ('+' is a space); -1 on a bad escape, a
+ * NUL or no room. */
+int gdx_url_decode(const char *s, size_t n, char *out, size_t outn);
+/* The decoded value of query parameter `name` (query without the '?'):
+ * 1 found, 0 absent, -1 malformed or longer than n - 1. */
+int gdx_http_query_param(const char *query, const char *name, char *out, size_t n);
+
 /* --- test and fuzz hooks: a connection without a socket --- */
 typedef struct gdx_http_conn gdx_http_conn;
 /* Creates a connection whose output goes to `sink` (may be NULL). */

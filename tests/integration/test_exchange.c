@@ -1062,6 +1062,31 @@ static void wait_health(long long row, const char *name, const char *want, const
   }
 }
 
+
+/* GET from a node as the broker (its certificate); the JSON answer or NULL,
+ * and the status. */
+static json_t *node_get(long long row, const char *path, long *status) {
+  json_t *j = node_state(row);
+  char cmd[1500], out[300];
+  snprintf(out, sizeof(out), "%s/node-get.json", B.dir);
+  snprintf(cmd, sizeof(cmd),
+           "curl -gsk --cert %s/pki/broker.crt --key %s/pki/broker.key -o %s -w '%%{http_code}' "
+           "'%s%s' > %s.code",
+           B.dir, B.dir, out, json_string_value(json_object_get(j, "address")), path, out);
+  json_decref(j);
+  assert_int_equal(system(cmd), 0);
+  char codefile[320], code[8] = "";
+  snprintf(codefile, sizeof(codefile), "%s.code", out);
+  FILE *f = fopen(codefile, "r");
+  assert_non_null(f);
+  assert_non_null(fgets(code, sizeof(code), f));
+  fclose(f);
+  *status = atol(code);
+  return json_load_file(out, 0, NULL);
+}
+
+static char *dump(json_t *j) { return json_dumps(j, JSON_COMPACT); }
+
 static void test_table_capture(void **state) {
   (void)state;
   char front[80], sql[600], cell[600];
@@ -1127,7 +1152,7 @@ static void test_table_capture(void **state) {
   char cmd[1200], out[300];
   snprintf(out, sizeof(out), "%s/schema.json", B.dir);
   snprintf(cmd, sizeof(cmd),
-           "curl -sk --cert %s/pki/broker.crt --key %s/pki/broker.key -o %s -w '%%{http_code}' "
+           "curl -gsk --cert %s/pki/broker.crt --key %s/pki/broker.key -o %s -w '%%{http_code}' "
            "%s/r/enterprises/schema > %s.code",
            B.dir, B.dir, out, addr, out);
   json_decref(j);
@@ -1142,6 +1167,86 @@ static void test_table_capture(void **state) {
                       "uscc");
   assert_true(json_integer_value(json_object_get(schema, "position")) >= 5);
   json_decref(schema);
+  /* snapshot pages in key order, the offered items only, the key first */
+  assert_int_equal(tdb_exec(front, "INSERT INTO enterprise_info VALUES "
+                                   "('91440300MA5FUXYZ1A', '深圳示例', '王五', 's1'), "
+                                   "('91110108MA00AAAA1B', '海淀示例', NULL, 's2')"), 0);
+  long code = 0;
+  json_t *page = node_get(row, "/r/enterprises/snapshot?limit=2", &code);
+  assert_int_equal(code, 200);
+  char *t = dump(json_object_get(page, "columns"));
+  assert_string_equal(t, "[\"uscc\",\"name\",\"legal_person\"]");
+  free(t);
+  t = dump(json_object_get(page, "rows"));
+  assert_string_equal(t, "[[\"91110108MA00AAAA1B\",\"海淀示例\",null],"
+                         "[\"91310115MA1H7GXY1E\",\"北京示例二\",\"李四\"]]");
+  free(t);
+  assert_false(json_is_true(json_object_get(page, "done")));
+  /* 8: the rolled-back delete above used seq 6, which stays a gap */
+  assert_int_equal(json_integer_value(json_object_get(page, "position")), 8);
+  char path[300];
+  t = dump(json_object_get(page, "last"));
+  snprintf(path, sizeof(path), "/r/enterprises/snapshot?limit=2&after=%s", t);
+  free(t);
+  json_decref(page);
+  for (char *c = path; *c; c++) /* the JSON key in the query, escaped for curl */
+    if (*c == '"')
+      memmove(c + 3, c + 1, strlen(c + 1) + 1), memcpy(c, "%22", 3);
+  page = node_get(row, path, &code);
+  assert_int_equal(code, 200);
+  t = dump(json_object_get(page, "rows"));
+  assert_string_equal(t, "[[\"91440300MA5FUXYZ1A\",\"深圳示例\",\"王五\"]]");
+  free(t);
+  assert_true(json_is_true(json_object_get(page, "done")));
+  json_decref(page);
+  /* a column the resource does not offer is refused, not sent */
+  page = node_get(row, "/r/enterprises/snapshot?items=name,secret_note", &code);
+  assert_int_equal(code, 403);
+  assert_string_equal(json_string_value(json_object_get(json_object_get(page, "error"), "code")),
+                      "item_not_offered");
+  json_decref(page);
+  page = node_get(row, "/r/enterprises/changes", &code);
+  assert_int_equal(code, 400);
+  json_decref(page);
+  /* the changes after a position: per key the last, the row as it is now */
+  page = node_get(row, "/r/enterprises/changes?after=0&items=name", &code);
+  assert_int_equal(code, 200);
+  assert_int_equal(json_integer_value(json_object_get(page, "position")), 8);
+  t = dump(json_object_get(page, "changes"));
+  assert_string_equal(t, "[{\"seq\":3,\"op\":\"D\",\"key\":[\"91110000MA01ABCD2X\"]},"
+                         "{\"seq\":4,\"op\":\"U\",\"row\":[\"91310115MA1H7GXY1E\",\"北京示例二\"]},"
+                         "{\"seq\":5,\"op\":\"D\",\"key\":[\"91350203MA2XK8UX3L\"]},"
+                         "{\"seq\":7,\"op\":\"U\",\"row\":[\"91440300MA5FUXYZ1A\",\"深圳示例\"]},"
+                         "{\"seq\":8,\"op\":\"U\",\"row\":[\"91110108MA00AAAA1B\",\"海淀示例\"]}]");
+  free(t);
+  json_decref(page);
+  /* a change still in an open transaction holds the position back */
+  snprintf(cmd, sizeof(cmd),
+           "printf \"BEGIN; INSERT INTO enterprise_info VALUES ('91000000MA00OPEN1X', 'open', NULL, "
+           "NULL); SELECT SLEEP(3); COMMIT;\" | mariadb --no-defaults -S %s -uroot %s "
+           ">/dev/null 2>&1 &",
+           tdb_socket(), front);
+  assert_int_equal(system(cmd), 0);
+  usleep(700000);
+  assert_int_equal(tdb_exec(front, "INSERT INTO enterprise_info VALUES "
+                                   "('91000000MA00DONE2Y', 'done', NULL, NULL)"), 0);
+  page = node_get(row, "/r/enterprises/changes?after=8", &code);
+  assert_int_equal(code, 200);
+  assert_int_equal(json_integer_value(json_object_get(page, "position")), 8);
+  assert_int_equal(json_array_size(json_object_get(page, "changes")), 0);
+  json_decref(page);
+  for (int i = 0; i < 60; i++) {
+    page = node_get(row, "/r/enterprises/changes?after=8", &code);
+    if (json_integer_value(json_object_get(page, "position")) == 10)
+      break;
+    json_decref(page);
+    page = NULL;
+    usleep(100000);
+  }
+  assert_non_null(page);
+  assert_int_equal(json_array_size(json_object_get(page, "changes")), 2);
+  json_decref(page);
+
   /* a lost trigger: changes would go unseen, so it is reported */
   assert_int_equal(tdb_exec(front, "DROP TRIGGER gdx_enterprise_info_ad"), 0);
   wait_health(row, "enterprises", "down", "1 of the 3 change-log triggers");
