@@ -1,0 +1,56 @@
+/* Applying a table subscription on the consumer's node (订阅, the consumer
+ * side): batches from the provider - snapshot pages, then change batches -
+ * go into a target table of the unit's front-end database, and the
+ * subscription's position is stored in the same transaction as the rows
+ * (table gdx_sync_state). A batch that does not start where the stored
+ * position is - a retry of one already applied, or one out of order - is
+ * refused with GDX_ECONFLICT and changes nothing, so retries never
+ * duplicate and a crash never skips.
+ *
+ * All functions run on a gdx_db worker thread with its connection.
+ *
+ * Batches are the JSON the provider node serves (adapters/table.c):
+ *   page:    {"columns":[…], "rows":[[…],…], "last":[key]|null, "done":bool,
+ *             "position":n (first page only)}
+ *   changes: {"columns":[…], "changes":[{"op":"U","row":[…]} |
+ *             {"op":"D","key":[…]}, …], "position":n}
+ * Every row has the key columns first; values are text or null.
+ */
+#ifndef GDX_TSYNC_H
+#define GDX_TSYNC_H
+
+#include <jansson.h>
+
+#include "db.h"
+
+typedef struct {
+  char sub[65];        /* the subscription's id */
+  char table[65];      /* the target table */
+  int nkey;            /* key columns, first in every row */
+  int ncols;
+  char cols[256][65];  /* the columns of every row, in order */
+} gdx_tsync_target;
+
+typedef struct {
+  int snapshot_done;
+  char snapshot_after[2048]; /* JSON of the last key applied, "" before the first page */
+  long long position;        /* change-log position to continue from */
+  long long rows_applied;
+} gdx_tsync_state;
+
+/* Makes the state table and, from the provider's schema (its "columns":
+ * [{name, type, nullable}] and "primary_key"), the target table with the
+ * key and the selected columns (the names of t->cols); column types are
+ * checked against a plain grammar (no enum/set yet). Idempotent. */
+int gdx_tsync_prepare(gdx_db_conn *c, const gdx_tsync_target *t, const json_t *schema, char *err,
+                      size_t errlen);
+/* GDX_ENOTFOUND before prepare. */
+int gdx_tsync_load(gdx_db_conn *c, const char *sub, gdx_tsync_state *out);
+/* A snapshot page that was asked for after `after` ("" for the first). */
+int gdx_tsync_apply_page(gdx_db_conn *c, const gdx_tsync_target *t, const char *after,
+                         const json_t *page, char *err, size_t errlen);
+/* A change batch that was asked for after position `after`. */
+int gdx_tsync_apply_changes(gdx_db_conn *c, const gdx_tsync_target *t, long long after,
+                            const json_t *batch, char *err, size_t errlen);
+
+#endif
