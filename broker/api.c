@@ -1,4 +1,5 @@
 #include "api.h"
+#include "exchange.h"
 
 #include <ctype.h>
 #include <openssl/evp.h>
@@ -190,37 +191,16 @@ static int authenticate_node(gdx_db_conn *c, api_ctx *x) {
   if (x->node_serial[0] == '\0')
     return api_fail(x, 401, "certificate_required",
                     "this endpoint is for front-end nodes with a platform certificate");
-  gdx_db_param p[] = {GDX_DB_P_STR(x->node_unit), GDX_DB_P_STR(x->node_name),
-                      GDX_DB_P_STR(x->node_serial)};
-  gdx_db_result r;
-  int rc = gdx_db_query(c,
-                        "SELECT n.id, u.id, n.status, nc.revoked, nc.not_after < UTC_TIMESTAMP(6), "
-                        "u.status FROM nodes n JOIN units u ON u.id = n.unit_id "
-                        "JOIN node_certs nc ON nc.node_row = n.id AND nc.serial = ? "
-                        "WHERE u.code = ? AND n.node_id = ?",
-                        (gdx_db_param[]){p[2], p[0], p[1]}, 3, 1, &r);
-  if (rc)
-    return rc;
   snprintf(x->who.username, sizeof(x->who.username), "node:%s", x->node_name);
   snprintf(x->who.unit_code, sizeof(x->who.unit_code), "%s", x->node_unit);
-  if (r.nrows == 0) {
-    gdx_db_result_free(&r);
-    return api_fail(x, 401, "unknown_node", "no node %s of unit %s holds certificate %s",
-                    x->node_name, x->node_unit, x->node_serial);
-  }
-  x->node_row = atoll(gdx_db_get(&r, 0, 0));
-  x->who.unit_id = atoll(gdx_db_get(&r, 0, 1));
-  int ok_node = strcmp(gdx_db_get(&r, 0, 2), "active") == 0;
-  int revoked = atoi(gdx_db_get(&r, 0, 3));
-  int expired = atoi(gdx_db_get(&r, 0, 4));
-  int unit_ok = strcmp(gdx_db_get(&r, 0, 5), "active") == 0;
-  gdx_db_result_free(&r);
-  if (!ok_node || revoked)
-    return api_fail(x, 403, "certificate_revoked", "the node or its certificate is revoked");
-  if (expired)
-    return api_fail(x, 401, "certificate_expired", "the node certificate has expired");
-  if (!unit_ok)
-    return api_fail(x, 403, "unit_disabled", "the node's unit is disabled");
+  node_check nc;
+  int rc = nodes_cert_check(c, x->node_unit, x->node_name, x->node_serial, &nc);
+  if (rc)
+    return rc;
+  x->node_row = nc.node_row;
+  x->who.unit_id = nc.unit_id;
+  if (nc.status)
+    return api_fail(x, nc.status, nc.code, "%s", nc.message);
   return GDX_OK;
 }
 

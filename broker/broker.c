@@ -285,11 +285,14 @@ int gdx_broker_start(uv_loop_t *loop, const gdx_broker_config *cfg, gdx_broker *
   gdx_router_add(b->router, "GET", "/healthz", handle_healthz, b);
   gdx_router_add(b->router, "GET", "/metrics", handle_metrics, b);
   b->nodes_listener = -1;
-  rc = api_new(b, cfg, b->db, b->router, &b->api, err, errlen);
-  if (!rc)
-    rc = nodes_pki_boot(loop, b->db, cfg, b->instance_id, &b->pki, err, errlen);
+  /* the proxy's routes first: the node listener's table reads
+   * (/node/v1/tables/...) are its, the rest of /node/v1/ the API's (the
+   * router takes the first match) */
+  rc = nodes_pki_boot(loop, b->db, cfg, b->instance_id, &b->pki, err, errlen);
   if (!rc)
     rc = proxy_new(loop, cfg, &b->pki, b->db, b->router, &b->proxy, err, errlen);
+  if (!rc)
+    rc = api_new(b, cfg, b->db, b->router, &b->api, err, errlen);
   if (rc) {
     *out = b;
     return rc;

@@ -21,6 +21,19 @@ int nodes_pki_boot(uv_loop_t *loop, gdx_db_pool *db, const gdx_broker_config *cf
                    const char *instance, broker_pki *pki, char *err, size_t errlen);
 void nodes_pki_free(broker_pki *pki);
 
+/* nodes.c: a front-end node known by its certificate - the serial must be
+ * one issued to that node, not revoked and not expired, and node and unit
+ * must be active. status 0 when it may be served, else the HTTP status
+ * with a stable code and a message. Runs on a database worker. */
+typedef struct {
+  long long node_row, unit_id;
+  int status;
+  const char *code;
+  char message[200];
+} node_check;
+int nodes_cert_check(gdx_db_conn *c, const char *unit, const char *node, const char *serial,
+                     node_check *out);
+
 /* credentials.c: consumer access tokens,
  *   gdxa.<credential>.<authorization>.<generation>.<expiry unix>.<HMAC-SHA256 hex>
  * self-contained, so checking one costs no database round trip. */

@@ -535,3 +535,50 @@ const api_route api_node_routes[] = {
      "Renew the node certificate (mutual TLS)"},
 };
 const size_t api_node_nroutes = sizeof(api_node_routes) / sizeof(api_node_routes[0]);
+
+int nodes_cert_check(gdx_db_conn *c, const char *unit, const char *node, const char *serial,
+                     node_check *out) {
+  memset(out, 0, sizeof(*out));
+  gdx_db_param p[] = {GDX_DB_P_STR(serial), GDX_DB_P_STR(unit), GDX_DB_P_STR(node)};
+  gdx_db_result r;
+  int rc = gdx_db_query(c,
+                        "SELECT n.id, u.id, n.status, nc.revoked, nc.not_after < UTC_TIMESTAMP(6), "
+                        "u.status FROM nodes n JOIN units u ON u.id = n.unit_id "
+                        "JOIN node_certs nc ON nc.node_row = n.id AND nc.serial = ? "
+                        "WHERE u.code = ? AND n.node_id = ?",
+                        p, 3, 1, &r);
+  if (rc)
+    return rc;
+  if (r.nrows == 0) {
+    gdx_db_result_free(&r);
+    out->status = 401;
+    out->code = "unknown_node";
+    snprintf(out->message, sizeof(out->message), "no node %s of unit %s holds certificate %s",
+             node, unit, serial);
+    return GDX_OK;
+  }
+  out->node_row = atoll(gdx_db_get(&r, 0, 0));
+  out->unit_id = atoll(gdx_db_get(&r, 0, 1));
+  int ok_node = strcmp(gdx_db_get(&r, 0, 2), "active") == 0;
+  int revoked = atoi(gdx_db_get(&r, 0, 3));
+  int expired = atoi(gdx_db_get(&r, 0, 4));
+  int unit_ok = strcmp(gdx_db_get(&r, 0, 5), "active") == 0;
+  gdx_db_result_free(&r);
+  const char *why = NULL;
+  if (!ok_node || revoked) {
+    out->status = 403;
+    out->code = "certificate_revoked";
+    why = "the node or its certificate is revoked";
+  } else if (expired) {
+    out->status = 401;
+    out->code = "certificate_expired";
+    why = "the node certificate has expired";
+  } else if (!unit_ok) {
+    out->status = 403;
+    out->code = "unit_disabled";
+    why = "the node's unit is disabled";
+  }
+  if (why)
+    snprintf(out->message, sizeof(out->message), "%s", why);
+  return GDX_OK;
+}

@@ -31,6 +31,7 @@
 #include "exchange.h"
 #include "httpc.h"
 #include "log.h"
+#include "pki.h"
 #include "relay.h"
 
 #define BUCKETS 4096
@@ -56,6 +57,8 @@ typedef struct aentry {
   pcall *waiters;
   /* what the load found */
   int exists, active, is_call, unit_active;
+  char method[12];    /* call, subscribe, fetch, compare */
+  char *items_query;  /* the authorized items as "a%2Cb", for table reads */
   long long valid_from, valid_end; /* unix seconds, [from, end) */
   long long quota;                 /* -1: none */
   long long used;
@@ -150,6 +153,9 @@ struct pcall {
   int paused;       /* the request body waits for the decision */
   uint64_t start_ms;
   rec r;
+  /* a table read from a consumer's node (/node/v1/tables/…) */
+  int table;
+  char op[12], node_unit[32], node_name[80], serial[GDX_PKI_SERIAL_HEX];
 };
 
 static uint64_t now_ms(proxy *p) { return uv_now(p->loop); }
@@ -203,6 +209,8 @@ static void entry_clear(aentry *e) {
     free(e->deny[i]);
   free(e->deny);
   free(e->ops);
+  free(e->items_query);
+  e->items_query = NULL;
   e->deny = NULL;
   e->ops = NULL;
   e->ndeny = e->nops = 0;
@@ -406,6 +414,7 @@ static int load_work(gdx_db_conn *c, void *arg) {
   t->exists = 1;
   t->active = strcmp(gdx_db_get(&r, 0, 0), "active") == 0;
   t->is_call = strcmp(gdx_db_get(&r, 0, 1), "call") == 0;
+  snprintf(t->method, sizeof(t->method), "%s", gdx_db_get(&r, 0, 1));
   t->valid_from = atoll(gdx_db_get(&r, 0, 2));
   t->valid_end = atoll(gdx_db_get(&r, 0, 3));
   t->quota = gdx_db_get(&r, 0, 4) ? atoll(gdx_db_get(&r, 0, 4)) : -1;
@@ -439,6 +448,23 @@ static int load_work(gdx_db_conn *c, void *arg) {
     if (name && !ok && t->deny)
       t->deny[t->ndeny++] = strdup(name);
   }
+  /* the authorized items, URL-encoded for a table read's items= */
+  gdx_buf iq;
+  gdx_buf_init(&iq, 64 * 1024);
+  json_array_foreach(allowed, i, it) {
+    const char *name = json_string_value(it);
+    for (size_t ci = 0; name && name[ci]; ci++) {
+      unsigned char ch = (unsigned char)name[ci];
+      if ((ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') || (ch >= '0' && ch <= '9') ||
+          ch == '_' || ch == '-' || ch == '.')
+        gdx_buf_append(&iq, name + ci, 1);
+      else
+        gdx_buf_appendf(&iq, "%%%02X", ch);
+    }
+    if (name && i + 1 < json_array_size(allowed))
+      gdx_buf_appends(&iq, "%2C");
+  }
+  t->items_query = gdx_buf_detach(&iq, NULL);
   json_decref(allowed);
   json_decref(body);
 
@@ -1084,7 +1110,13 @@ static void on_finish(const gdx_relay_result *res, void *data) {
   free(k);
 }
 
+static void decide_table(pcall *k, aentry *e);
+
 static void decide(pcall *k, aentry *e) {
+  if (k->table) {
+    decide_table(k, e);
+    return;
+  }
   proxy *p = k->p;
   long long now = (long long)time(NULL);
   k->r.auth_id = e->id;
@@ -1199,6 +1231,49 @@ static void waiter_abort(gdx_http_req *req) {
     k->req = NULL; /* freed when the load finishes */
 }
 
+/* The cached decision inputs of authorization auth_id, loaded once for all
+ * calls waiting on them; then decide(). */
+static void with_entry(pcall *k, long long auth_id) {
+  proxy *p = k->p;
+  gdx_http_req *req = k->req;
+  aentry *e = entry_find(p, auth_id);
+  if (e && !e->loading && now_ms(p) - e->loaded_ms > ENTRY_TTL_MS) {
+    entry_drop(p, e);
+    e = NULL;
+  }
+  if (e && !e->loading) {
+    p->cache_hits++;
+    decide(k, e);
+    return;
+  }
+  p->cache_misses++;
+  if (e == NULL) {
+    e = calloc(1, sizeof(*e));
+    if (e == NULL)
+      return refuse(k, 503, "busy", -1, "out of memory");
+    e->id = auth_id;
+    aentry **b = bucket_of(p, e->id);
+    e->next = *b;
+    *b = e;
+    k->next_waiter = NULL;
+    e->waiters = k;
+    k->waiting_on = e;
+    gdx_http_req_set_data(req, k);
+    gdx_http_req_on(req, NULL, NULL, waiter_abort);
+    gdx_http_req_pause(req); /* the body waits for the decision */
+    k->paused = 1;
+    submit_load(p, e);
+    return;
+  }
+  k->next_waiter = e->waiters;
+  e->waiters = k;
+  k->waiting_on = e;
+  gdx_http_req_set_data(req, k);
+  gdx_http_req_on(req, NULL, NULL, waiter_abort);
+  gdx_http_req_pause(req);
+  k->paused = 1;
+}
+
 static void handle_svc(gdx_http_req *req, void *data) {
   proxy *p = data;
   pcall *k = calloc(1, sizeof(*k));
@@ -1244,42 +1319,221 @@ static void handle_svc(gdx_http_req *req, void *data) {
     return refuse(k, 401, "invalid_token", R_TOKEN, "the access token is not valid");
   r->auth_id = k->tok.authorization_id;
   r->cred_id = k->tok.credential_id;
-  aentry *e = entry_find(p, k->tok.authorization_id);
-  if (e && !e->loading && now_ms(p) - e->loaded_ms > ENTRY_TTL_MS) {
-    entry_drop(p, e);
-    e = NULL;
+  with_entry(k, k->tok.authorization_id);
+}
+
+/* ------------------------------------------------------------------ */
+/* table reads from a consumer's node                                  */
+
+/* GET /node/v1/tables/<authorization>/<schema|snapshot|changes>?after=&limit=
+ * on the node listener: the calling node's certificate (checked against
+ * node_certs once per connection) must belong to the authorization's
+ * consumer unit; the authorization must be active, valid and for subscribe
+ * or fetch. The read goes to the provider's node with items= set to the
+ * authorized items - whatever the consumer asked - so other columns never
+ * leave the provider. Each read is a call record. */
+static void decide_table(pcall *k, aentry *e) {
+  long long now = (long long)time(NULL);
+  k->r.auth_id = e->id;
+  copy_str(k->r.consumer, sizeof(k->r.consumer), e->consumer);
+  copy_str(k->r.code, sizeof(k->r.code), e->code);
+  if (!e->exists)
+    return refuse(k, 404, "unknown_authorization", R_AUTHZ, "no authorization %lld", e->id);
+  if (strcmp(e->consumer, k->node_unit) != 0)
+    return refuse(k, 403, "not_your_authorization", R_AUTHZ,
+                  "authorization %lld is not of unit %s", e->id, k->node_unit);
+  if (!e->unit_active)
+    return refuse(k, 403, "account_disabled", R_UNIT, "the consumer unit is disabled");
+  if (!e->active)
+    return refuse(k, 403, "authorization_revoked", R_AUTHZ, "the authorization is revoked");
+  if (strcmp(e->method, "subscribe") != 0 && strcmp(e->method, "fetch") != 0)
+    return refuse(k, 403, "wrong_method", R_AUTHZ,
+                  "the authorization is for %s, not for reading a table", e->method);
+  if (now < e->valid_from || now >= e->valid_end)
+    return refuse(k, 403, "authorization_expired", R_EXPIRED,
+                  "the authorization is not valid now");
+  if (!e->node_ok)
+    return refuse(k, 503, "node_unavailable", R_NODE,
+                  "the provider's node %s/%s is not enrolled, revoked or has not reported "
+                  "its address", e->provider, e->node_name);
+  /* after and limit pass through as they came; items are the authorization's */
+  const char *q = gdx_http_req_query(k->req);
+  char after[1024] = "", limit[16] = "";
+  if (gdx_http_query_param(q, "after", after, sizeof(after)) < 0 ||
+      gdx_http_query_param(q, "limit", limit, sizeof(limit)) < 0 ||
+      strspn(limit, "0123456789") != strlen(limit))
+    return refuse(k, 400, "invalid_query", -1, "after= or limit= is malformed");
+  gdx_buf u;
+  gdx_buf_init(&u, 8192);
+  gdx_buf_appendf(&u, "%s/r/%s/%s?items=%s", e->node_addr, e->target, k->op,
+                  e->items_query ? e->items_query : "");
+  if (limit[0])
+    gdx_buf_appendf(&u, "&limit=%s", limit);
+  if (after[0]) {
+    gdx_buf_appends(&u, "&after=");
+    for (const char *c = after; *c; c++) {
+      unsigned char ch = (unsigned char)*c;
+      if ((ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') || (ch >= '0' && ch <= '9'))
+        gdx_buf_append(&u, c, 1);
+      else
+        gdx_buf_appendf(&u, "%%%02X", ch);
+    }
   }
-  if (e && !e->loading) {
-    p->cache_hits++;
-    decide(k, e);
+  if (u.data == NULL || u.len >= u.cap) {
+    gdx_buf_free(&u);
+    return refuse(k, 400, "invalid_query", -1, "the read is too long");
+  }
+  char h1[64], h2[80];
+  snprintf(h1, sizeof(h1), "X-Gdx-Consumer-Unit: %s", e->consumer);
+  snprintf(h2, sizeof(h2), "X-Gdx-Authorization: %lld", e->id);
+  const char *headers[] = {h1, h2, NULL};
+  static const char *const drop[] = {"Authorization", "X-Gdx-*", NULL};
+  proxy *p = k->p;
+  gdx_relay_opts o = {
+      .client = p->httpc,
+      .url = u.data,
+      .headers = headers,
+      .drop_headers = drop,
+      .ca_file = p->pki->ca_file,
+      .cert_file = p->pki->cert_file,
+      .key_file = p->pki->key_file,
+      .pinned_key = e->node_pin,
+      .connect_timeout_ms = (long)p->cfg->proxy_connect_timeout_ms,
+      .head_timeout_ms = (long)p->cfg->proxy_head_timeout_ms,
+      .idle_timeout_s = (long)p->cfg->proxy_idle_timeout_s,
+      .next_hop = "node",
+      .native = 1,
+      .on_head = on_head,
+      .on_finish = on_finish,
+      .data = k,
+  };
+  gdx_http_req *req = k->req;
+  int paused = k->paused;
+  int rc = gdx_relay_start(req, &o);
+  gdx_buf_free(&u);
+  if (rc == GDX_OK && paused)
+    gdx_http_req_resume(req);
+  if (rc != GDX_OK)
+    refuse(k, 502, "relay_failed", R_NODE, "the read could not be started");
+}
+
+typedef struct {
+  pcall *k;
+  node_check nc;
+} nodecheck_job;
+
+static int nodecheck_work(gdx_db_conn *c, void *arg) {
+  nodecheck_job *j = arg;
+  return nodes_cert_check(c, j->k->node_unit, j->k->node_name, j->k->serial, &j->nc);
+}
+
+static void table_continue(pcall *k) {
+  char *end;
+  long long auth = strtoll(k->rest, &end, 10);
+  k->r.auth_id = auth;
+  with_entry(k, auth);
+}
+
+static void nodecheck_done(int status, void *arg) {
+  nodecheck_job *j = arg;
+  pcall *k = j->k;
+  k->p->jobs--;
+  if (k->req == NULL) { /* the node went away meanwhile */
+    free(j);
+    free(k);
     return;
   }
-  p->cache_misses++;
-  if (e == NULL) {
-    e = calloc(1, sizeof(*e));
-    if (e == NULL)
-      return refuse(k, 503, "busy", -1, "out of memory");
-    e->id = k->tok.authorization_id;
-    aentry **b = bucket_of(p, e->id);
-    e->next = *b;
-    *b = e;
-    k->next_waiter = NULL;
-    e->waiters = k;
-    k->waiting_on = e;
-    gdx_http_req_set_data(req, k);
-    gdx_http_req_on(req, NULL, NULL, waiter_abort);
-    gdx_http_req_pause(req); /* the body waits for the decision */
-    k->paused = 1;
-    submit_load(p, e);
+  gdx_http_req_on(k->req, NULL, NULL, NULL);
+  gdx_http_req_set_data(k->req, NULL);
+  if (status != GDX_OK) {
+    free(j);
+    return refuse(k, 503, "database_unavailable", -1, "the node could not be checked");
+  }
+  if (j->nc.status) {
+    gdx_http_req_set_peer_tag(k->req, -1);
+    int st = j->nc.status;
+    const char *code = j->nc.code;
+    char msg[200];
+    snprintf(msg, sizeof(msg), "%s", j->nc.message);
+    free(j);
+    gdx_log_warn("proxy", "table read refused to node %s/%s: %s", k->node_unit, k->node_name,
+                 msg);
+    return refuse(k, st, code, -1, "%s", msg);
+  }
+  free(j);
+  gdx_http_req_set_peer_tag(k->req, (int)(now_ms(k->p) / 1000) + 1);
+  table_continue(k);
+}
+
+static void nodecheck_abort(gdx_http_req *req) {
+  pcall *k = gdx_http_req_get_data(req);
+  k->req = NULL;
+}
+
+static void handle_node_table(gdx_http_req *req, void *data) {
+  proxy *p = data;
+  pcall *k = calloc(1, sizeof(*k));
+  if (k == NULL) {
+    gdx_relay_error(req, 503, "broker", "busy", "out of memory");
     return;
   }
-  k->next_waiter = e->waiters;
-  e->waiters = k;
-  k->waiting_on = e;
+  k->p = p;
+  k->req = req;
+  k->table = 1;
+  k->start_ms = now_ms(p);
+  rec *r = &k->r;
+  r->ts_us = wall_us();
+  copy_str(r->request_id, sizeof(r->request_id), gdx_http_req_id(req));
+  copy_str(r->method, sizeof(r->method), gdx_http_req_method(req));
+  copy_str(r->path, sizeof(r->path), gdx_http_req_path(req));
+  copy_str(r->source, sizeof(r->source), gdx_http_req_remote_addr(req));
+  char *colon = strrchr(r->source, ':');
+  if (colon)
+    *colon = '\0';
+  /* /node/v1/tables/<authorization>/<op> */
+  const char *s = gdx_http_req_path(req) + strlen("/node/v1/tables/");
+  const char *slash = strchr(s, '/');
+  size_t digits = strspn(s, "0123456789");
+  if (slash == NULL || digits == 0 || digits > 18 || s + digits != slash ||
+      (strcmp(slash + 1, "schema") != 0 && strcmp(slash + 1, "snapshot") != 0 &&
+       strcmp(slash + 1, "changes") != 0))
+    return refuse(k, 404, "not_found", -1,
+                  "read /node/v1/tables/<authorization>/schema, snapshot or changes");
+  copy_str(k->op, sizeof(k->op), slash + 1);
+  k->rest = s;
+  if (strcmp(gdx_http_req_method(req), "GET") != 0)
+    return refuse(k, 405, "method_not_allowed", -1, "table reads are GET");
+  X509 *peer = gdx_http_req_peer_cert(req);
+  if (peer == NULL ||
+      gdx_pki_identity(peer, k->node_unit, sizeof(k->node_unit), k->node_name,
+                       sizeof(k->node_name)) != GDX_OK ||
+      gdx_pki_serial(peer, k->serial) != GDX_OK)
+    return refuse(k, 401, "certificate_required", -1,
+                  "table reads are for front-end nodes with a platform certificate");
+  /* the connection's verdict: -1 refused, else the second (loop clock) it
+   * was checked; checked again after two seconds, so a revoked node stops
+   * being served on connections it already has */
+  int tag = gdx_http_req_peer_tag(req);
+  int now_s = (int)(now_ms(p) / 1000) + 1;
+  if (tag == -1)
+    return refuse(k, 403, "node_refused", -1, "this connection's node was refused");
+  if (tag > 0 && now_s - tag < 2) {
+    table_continue(k);
+    return;
+  }
+  nodecheck_job *j = calloc(1, sizeof(*j));
+  if (j == NULL)
+    return refuse(k, 503, "busy", -1, "out of memory");
+  j->k = k;
   gdx_http_req_set_data(req, k);
-  gdx_http_req_on(req, NULL, NULL, waiter_abort);
-  gdx_http_req_pause(req);
-  k->paused = 1;
+  gdx_http_req_on(req, NULL, NULL, nodecheck_abort);
+  if (gdx_db_submit(p->db, nodecheck_work, nodecheck_done, j) != GDX_OK) {
+    gdx_http_req_on(req, NULL, NULL, NULL);
+    gdx_http_req_set_data(req, NULL);
+    free(j);
+    return refuse(k, 503, "busy", -1, "the database queue is full");
+  }
+  p->jobs++;
 }
 
 /* ------------------------------------------------------------------ */
@@ -1313,6 +1567,7 @@ int proxy_new(uv_loop_t *loop, const gdx_broker_config *cfg, const broker_pki *p
   uv_timer_start(&p->poll_timer, on_poll_timer, 0, (uint64_t)cfg->proxy_cache_poll_ms);
   uv_timer_start(&p->nodes_timer, on_nodes_timer, 0, 2000);
   gdx_router_add(router, "*", "/svc/*", handle_svc, p);
+  gdx_router_add(router, "*", "/node/v1/tables/*", handle_node_table, p);
   *out = p;
   return GDX_OK;
 }

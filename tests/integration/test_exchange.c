@@ -294,19 +294,17 @@ static void publish_api(const char *target, char *code, size_t n) {
   tb_expect(200, "POST", path, reviewer, "{\"decision\":\"publish\",\"opinion\":\"同意\"}");
 }
 
-/* consumer applies (method call), provider approves; returns the
+/* consumer applies (with method), provider approves; returns the
  * authorization id. */
-static long long authorize(const char *consumer, const char *code, const char *items,
-                           const char *quota, const char *approve_items) {
+static long long authorize_ex(const char *consumer, const char *code, const char *items,
+                              const char *method, const char *quota, const char *approve_items) {
   char body[1024], until[16];
-  if (quota == NULL)
-    quota = "1000000"; /* API access always states a quota */
   time_t t = time(NULL) + 365 * 86400;
   strftime(until, sizeof(until), "%Y-%m-%d", gmtime(&t));
   snprintf(body, sizeof(body),
            "{\"resource_code\":\"%s\",\"purpose\":\"联合审批核验\",\"data_items\":[%s],"
-           "\"method\":\"call\",\"valid_until\":\"%s\"%s%s}",
-           code, items, until, quota ? ",\"call_quota\":" : "", quota ? quota : "");
+           "\"method\":\"%s\",\"valid_until\":\"%s\"%s%s}",
+           code, items, method, until, quota ? ",\"call_quota\":" : "", quota ? quota : "");
   json_t *j = NULL;
   long st = tb_call("POST", "/api/v1/requests", consumer, body, &j);
   if (st != 201)
@@ -332,6 +330,12 @@ static long long authorize(const char *consumer, const char *code, const char *i
   json_decref(j);
   assert_true(id > 0);
   return id;
+}
+
+static long long authorize(const char *consumer, const char *code, const char *items,
+                           const char *quota, const char *approve_items) {
+  /* API access always states a quota */
+  return authorize_ex(consumer, code, items, "call", quota ? quota : "1000000", approve_items);
 }
 
 static void credential(const char *admin, long long auth, char *client, char *secret) {
@@ -1087,6 +1091,26 @@ static json_t *node_get(long long row, const char *path, long *status) {
 
 static char *dump(json_t *j) { return json_dumps(j, JSON_COMPACT); }
 
+/* GET on the broker's node listener with a node's certificate. */
+static json_t *broker_get_as(const char *state, const char *path, long *status) {
+  char cmd[1500], out[300];
+  snprintf(out, sizeof(out), "%s/broker-get.json", B.dir);
+  snprintf(cmd, sizeof(cmd),
+           "curl -gsk --cert %s/node.crt --key %s/node.key -o %s -w '%%{http_code}' "
+           "'https://127.0.0.1:%d%s' > %s.code",
+           state, state, out, nodes_port, path, out);
+  assert_int_equal(system(cmd), 0);
+  char codefile[320], code[8] = "";
+  snprintf(codefile, sizeof(codefile), "%s.code", out);
+  FILE *f = fopen(codefile, "r");
+  assert_non_null(f);
+  assert_non_null(fgets(code, sizeof(code), f));
+  fclose(f);
+  *status = atol(code);
+  return json_load_file(out, 0, NULL);
+}
+
+
 static void test_table_capture(void **state) {
   (void)state;
   char front[80], sql[600], cell[600];
@@ -1246,6 +1270,78 @@ static void test_table_capture(void **state) {
   assert_non_null(page);
   assert_int_equal(json_array_size(json_object_get(page, "changes")), 2);
   json_decref(page);
+
+  /* the same reads through the broker, for the consumer unit's node, with
+   * the authorized items only */
+  char body[2048], tcode[64];
+  snprintf(body, sizeof(body),
+           "{\"name\":\"企业登记信息表\",\"summary\":\"测试\",\"category\":\"101002\","
+           "\"resource_type\":\"structured\",\"format\":\"database\",\"data_items\":["
+           "{\"name\":\"uscc\",\"type\":\"string\",\"sharing_type\":\"unconditional\"},"
+           "{\"name\":\"name\",\"type\":\"string\",\"sharing_type\":\"unconditional\"},"
+           "{\"name\":\"legal_person\",\"type\":\"string\",\"sharing_type\":\"conditional\"}],"
+           "\"sharing_type\":\"conditional\",\"sharing_condition\":\"仅用于审批\","
+           "\"sharing_method\":\"table\",\"open_to_public\":false,\"update_cycle\":\"realtime\","
+           "\"attachment\":{\"kind\":\"table\",\"node\":\"table-node\",\"target\":\"enterprises\"}}");
+  json_t *cj = NULL;
+  assert_int_equal(tb_call("POST", "/api/v1/catalog", prov_admin, body, &cj), 201);
+  snprintf(tcode, sizeof(tcode), "%s", json_string_value(json_object_get(cj, "resource_code")));
+  json_decref(cj);
+  snprintf(path, sizeof(path), "/api/v1/catalog/%s/submit", tcode);
+  tb_expect(200, "POST", path, prov_admin, NULL);
+  snprintf(path, sizeof(path), "/api/v1/catalog/%s/review", tcode);
+  tb_expect(200, "POST", path, reviewer, "{\"decision\":\"publish\",\"opinion\":\"同意\"}");
+  long long tauth = authorize_ex(cons_admin, tcode, "\"uscc\",\"name\",\"legal_person\"",
+                                 "subscribe", NULL, "\"uscc\",\"name\"");
+  /* a node of the consumer unit (the suite's first one has been revoked by now) */
+  char cconf[256], cst[256];
+  long long crow = 0;
+  pid_t cpid = start_node(cons_admin, CONS, "cons-tnode", "", cconf, cst, &crow);
+  snprintf(path, sizeof(path), "/node/v1/tables/%lld/snapshot?limit=10", tauth);
+  page = broker_get_as(cst, path, &code);
+  t = dump(page);
+  if (code != 200)
+    fail_msg("snapshot through the broker -> %ld %s", code, t);
+  free(t);
+  t = dump(json_object_get(page, "columns"));
+  assert_string_equal(t, "[\"uscc\",\"name\"]"); /* legal_person was not approved */
+  free(t);
+  assert_int_equal(json_array_size(json_object_get(page, "rows")), 5);
+  json_decref(page);
+  snprintf(path, sizeof(path), "/node/v1/tables/%lld/changes?after=8&limit=10", tauth);
+  page = broker_get_as(cst, path, &code);
+  assert_int_equal(code, 200);
+  assert_int_equal(json_integer_value(json_object_get(page, "position")), 10);
+  t = dump(json_array_get(json_object_get(page, "changes"), 0));
+  assert_string_equal(t, "{\"seq\":9,\"op\":\"U\",\"row\":[\"91000000MA00OPEN1X\",\"open\"]}");
+  free(t);
+  json_decref(page);
+  /* another unit's node, and an authorization for calls, are refused */
+  snprintf(path, sizeof(path), "/node/v1/tables/%lld/snapshot", tauth);
+  page = broker_get_as(st, path, &code); /* the provider unit's own node */
+  assert_int_equal(code, 403);
+  assert_string_equal(tb_err_code(page), "not_your_authorization");
+  json_decref(page);
+  snprintf(path, sizeof(path), "/node/v1/tables/%lld/snapshot", auth_full);
+  page = broker_get_as(cst, path, &code);
+  assert_int_equal(code, 403);
+  assert_string_equal(tb_err_code(page), "wrong_method");
+  json_decref(page);
+  page = broker_get_as(cst, "/node/v1/tables/x/drop", &code);
+  assert_int_equal(code, 404);
+  json_decref(page);
+  /* each read is a call record of the authorization */
+  snprintf(sql, sizeof(sql),
+           "SELECT COUNT(*) FROM api_calls WHERE authorization_id = %lld AND status = 200", tauth);
+  for (int i = 0; i < 50; i++) {
+    tdb_scalar(B.dbname, sql, cell, sizeof(cell));
+    if (strcmp(cell, "2") == 0)
+      break;
+    usleep(100000);
+  }
+  assert_string_equal(cell, "2");
+  kill(cpid, SIGTERM);
+  waitpid(cpid, NULL, 0);
 
   /* a lost trigger: changes would go unseen, so it is reported */
   assert_int_equal(tdb_exec(front, "DROP TRIGGER gdx_enterprise_info_ad"), 0);
