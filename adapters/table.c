@@ -762,34 +762,6 @@ static void table_serve(gdx_adapter *a, gdx_http_req *req, const char *rest) {
     return;
   }
   const tschema *s = &r->s;
-  if (is_schema) {
-    json_t *cols = json_array(), *key = json_array(), *items = json_array();
-    for (int i = 0; i < s->ncols; i++)
-      json_array_append_new(cols, json_pack("{s:s, s:s, s:b}", "name", s->cols[i].name, "type",
-                                            s->cols[i].type, "nullable", s->cols[i].nullable));
-    for (int i = 0; i < s->npk; i++)
-      json_array_append_new(key, json_string(s->cols[s->pk[i]].name));
-    for (int i = 0; i < (r->nitems ? r->nitems : s->ncols); i++)
-      json_array_append_new(items, json_string(r->nitems ? r->items[i] : s->cols[i].name));
-    json_t *o = json_pack("{s:s, s:s, s:o, s:o, s:o, s:s, s:I}", "table", r->table, "capture",
-                          r->triggers ? "triggers" : "timestamp", "columns", cols,
-                          "primary_key", key, "items", items, "fingerprint", s->fingerprint,
-                          "position", (json_int_t)s->position);
-    char *text = json_dumps(o, JSON_COMPACT);
-    json_decref(o);
-    if (text == NULL) {
-      gdx_relay_error(req, 500, "node", "internal", "out of memory");
-      return;
-    }
-    gdx_http_respond(req, 200, "application/json", text, strlen(text));
-    free(text);
-    return;
-  }
-  if (is_changes && !r->triggers) {
-    gdx_relay_error(req, 501, "node", "not_implemented",
-                    "changes by timestamp_column are not served yet; use capture = \"triggers\"");
-    return;
-  }
   read_job *j = calloc(1, sizeof(*j));
   if (j == NULL) {
     gdx_relay_error(req, 503, "node", "busy", "out of memory");
@@ -804,6 +776,37 @@ static void table_serve(gdx_adapter *a, gdx_http_req *req, const char *rest) {
   int bad = gdx_http_query_param(q, "items", items, sizeof(items)) < 0;
   if (!bad && select_items(r, j, items, why, sizeof(why)) != 0) {
     gdx_relay_error(req, 403, "node", "item_not_offered", "%s", why);
+    read_job_free(j);
+    return;
+  }
+  if (is_schema) { /* of the selected columns only: the others stay unknown */
+    json_t *cols = json_array(), *key = json_array(), *sel = json_array();
+    for (int k = 0; k < j->nsel; k++) {
+      const tcol *c = &s->cols[j->sel[k]];
+      json_array_append_new(cols, json_pack("{s:s, s:s, s:b}", "name", c->name, "type", c->type,
+                                            "nullable", c->nullable));
+      json_array_append_new(sel, json_string(c->name));
+    }
+    for (int i = 0; i < s->npk; i++)
+      json_array_append_new(key, json_string(s->cols[s->pk[i]].name));
+    json_t *o = json_pack("{s:s, s:s, s:o, s:o, s:o, s:s, s:I}", "table", r->table, "capture",
+                          r->triggers ? "triggers" : "timestamp", "columns", cols,
+                          "primary_key", key, "items", sel, "fingerprint", s->fingerprint,
+                          "position", (json_int_t)s->position);
+    read_job_free(j);
+    char *text = json_dumps(o, JSON_COMPACT);
+    json_decref(o);
+    if (text == NULL) {
+      gdx_relay_error(req, 500, "node", "internal", "out of memory");
+      return;
+    }
+    gdx_http_respond(req, 200, "application/json", text, strlen(text));
+    free(text);
+    return;
+  }
+  if (is_changes && !r->triggers) {
+    gdx_relay_error(req, 501, "node", "not_implemented",
+                    "changes by timestamp_column are not served yet; use capture = \"triggers\"");
     read_job_free(j);
     return;
   }

@@ -12,6 +12,7 @@
 #include <unistd.h>
 
 #include "adapter.h"
+#include "sync.h"
 #include "buf.h"
 #include "error.h"
 #include "http.h"
@@ -79,6 +80,9 @@ const gdx_cfg_key gdx_node_config_keys[] = {
      "the front-end database; required when a resource is a table"},
     {"frontdb.pool_size", GDX_CFG_INT, C(fdb_pool_size), 0, 1, 64, 2, NULL, NULL,
      "connections to it"},
+    {"subscriptions", GDX_CFG_LIST, 0, 0, 0, 0, 0, NULL, NULL,
+     "tables this unit subscribes to: ( { authorization = N; table = \"…\"; }, … ) - see "
+     "docs/config.md, section gdx-node"},
     {"resources", GDX_CFG_LIST, 0, 0, 0, 0, 0, NULL, NULL,
      "the node's resources: ( { name = \"…\"; kind = \"api\"; … }, … ) - see docs/config.md, section gdx-node"},
     {"log.level", GDX_CFG_STR, C(log_level), 0, 0, 0, 0, "info", level_words,
@@ -253,6 +257,9 @@ struct gdx_node {
   gdx_httpc *httpc;        /* upstreams */
   gdx_httpc *broker_c;     /* heartbeats, renewals */
   gdx_db_pool *frontdb;    /* the unit's front-end database, when configured */
+  gdx_sync_env sync_env;
+  gdx_sync *subs[MAX_RESOURCES];
+  int nsubs;
   gdx_adapter *res[MAX_RESOURCES];
   int nres;
   uv_timer_t hb_timer;
@@ -349,6 +356,13 @@ static void handle_metrics(gdx_http_req *req, void *data) {
       gdx_buf_appendf(&out, "gdx_node_resource_up{resource=\"%s\",kind=\"%s\"} %d\n",
                       n->res[i]->name, n->res[i]->ops->kind,
                       strcmp(n->res[i]->health, "up") == 0);
+  if (n->nsubs > 0) {
+    gdx_buf_appends(&out, "# HELP gdx_node_subscription_position Change-log position applied "
+                          "(with the rows, in one transaction).\n"
+                          "# TYPE gdx_node_subscription_position gauge\n");
+    for (int i = 0; i < n->nsubs; i++)
+      gdx_sync_metrics(n->subs[i], &out);
+  }
   gdx_http_respond(req, 200, "text/plain; version=0.0.4; charset=utf-8", out.data, out.len);
   gdx_buf_free(&out);
 }
@@ -512,6 +526,56 @@ static void on_hb_timer(uv_timer_t *t) {
 
 /* ---- resources ---- */
 
+/* subscriptions = ( { authorization = 12; table = "ent_copy"; batch = 1000;
+ *                     poll_ms = 500; } ) - started when out is not NULL */
+static int load_subscriptions(gdx_node *n, const char *file, gdx_sync_opts *out, int *nout,
+                              char *err, size_t errlen) {
+  config_t *c = gdx_config_open(file, err, errlen);
+  if (c == NULL)
+    return GDX_ECONFIG;
+  config_setting_t *list = config_lookup(c, "subscriptions");
+  int count = list ? config_setting_length(list) : 0, rc = GDX_OK;
+  *nout = 0;
+  if (count > MAX_RESOURCES) {
+    snprintf(err, errlen, "%s: subscriptions: at most %d", file, MAX_RESOURCES);
+    rc = GDX_ECONFIG;
+  }
+  if (!rc && count > 0 && n->cfg && n->cfg->fdb_name == NULL) {
+    snprintf(err, errlen, "%s: subscriptions need frontdb.name (the front-end database the "
+                          "tables are written to)", file);
+    rc = GDX_ECONFIG;
+  }
+  for (int i = 0; !rc && i < count; i++) {
+    config_setting_t *s = config_setting_get_elem(list, (unsigned)i);
+    long long auth = 0, batch = 1000, poll = 500;
+    const char *table = NULL;
+    int line = config_setting_source_line(s);
+    if (!config_setting_is_group(s) || !config_setting_lookup_int64(s, "authorization", &auth) ||
+        auth <= 0 || !config_setting_lookup_string(s, "table", &table) ||
+        !gdx_db_ident_ok(table)) {
+      snprintf(err, errlen, "%s:%d: subscriptions[%d]: a group with authorization (the id, a "
+                            "number) and table (a plain table name)", file, line, i);
+      rc = GDX_ECONFIG;
+      break;
+    }
+    config_setting_lookup_int64(s, "batch", &batch);
+    config_setting_lookup_int64(s, "poll_ms", &poll);
+    if (batch < 1 || batch > 10000 || poll < 50 || poll > 60000) {
+      snprintf(err, errlen, "%s:%d: subscriptions[%d]: batch 1..10000, poll_ms 50..60000", file,
+               line, i);
+      rc = GDX_ECONFIG;
+      break;
+    }
+    gdx_sync_opts *o = &out[(*nout)++];
+    o->authorization = auth;
+    snprintf(o->table, sizeof(o->table), "%s", table);
+    o->batch = batch;
+    o->poll_ms = poll;
+  }
+  gdx_config_close(c);
+  return rc;
+}
+
 static int load_resources(gdx_node *n, const char *file, char *err, size_t errlen) {
   config_t *c = gdx_config_open(file, err, errlen);
   if (c == NULL)
@@ -580,6 +644,11 @@ int gdx_node_check(const gdx_node_config *cfg, const char *config_file, char *er
   if (n == NULL)
     return GDX_ENOMEM;
   int rc = load_resources(n, config_file, err, errlen);
+  gdx_sync_opts subs[MAX_RESOURCES];
+  int nsubs = 0;
+  n->cfg = cfg;
+  if (!rc)
+    rc = load_subscriptions(n, config_file, subs, &nsubs, err, errlen);
   for (int i = 0; i < n->nres; i++) {
     n->res[i]->ops->close(n->res[i]);
     free(n->res[i]);
@@ -650,6 +719,10 @@ int gdx_node_start(uv_loop_t *loop, const gdx_node_config *cfg, const char *conf
     n->env.frontdb = n->frontdb;
   }
   rc = load_resources(n, config_file, err, errlen);
+  gdx_sync_opts subs[MAX_RESOURCES];
+  int nsubs = 0;
+  if (!rc)
+    rc = load_subscriptions(n, config_file, subs, &nsubs, err, errlen);
   if (rc)
     return rc;
 
@@ -691,6 +764,16 @@ int gdx_node_start(uv_loop_t *loop, const gdx_node_config *cfg, const char *conf
   uv_timer_init(loop, &n->hb_timer);
   n->hb_timer.data = n;
   uv_timer_start(&n->hb_timer, on_hb_timer, 0, (uint64_t)cfg->heartbeat_interval_s * 1000);
+  n->sync_env = (gdx_sync_env){.loop = loop, .client = n->broker_c, .frontdb = n->frontdb,
+                               .nodes_url = n->nodes_url, .ca_file = n->ca_file,
+                               .cert_file = n->cert_file, .key_file = n->key_file};
+  for (int i = 0; i < nsubs; i++) {
+    if (gdx_sync_start(&n->sync_env, &subs[i], &n->subs[n->nsubs]) != GDX_OK)
+      return GDX_ENOMEM;
+    n->nsubs++;
+    gdx_log_info("node", "subscription %lld into table %s", subs[i].authorization,
+                 subs[i].table);
+  }
   return GDX_OK;
 }
 
@@ -734,11 +817,15 @@ static void on_hb_closed(uv_handle_t *h) {
   stop_step(n);
 }
 
+static void on_sub_stopped(void *data) { stop_step(data); }
+
 void gdx_node_stop(gdx_node *n, void (*on_stopped)(void *), void *data) {
   n->stopping = 1;
   n->on_stopped = on_stopped;
   n->stopped_data = data;
-  n->pending_stops = 1; /* the timer */
+  n->pending_stops = 1 + n->nsubs; /* the timer, the subscriptions */
+  for (int i = 0; i < n->nsubs; i++)
+    gdx_sync_stop(n->subs[i], on_sub_stopped, n); /* before broker_c closes */
   if (n->http)
     n->pending_stops++;
   if (n->admin)

@@ -122,7 +122,10 @@ static int load(gdx_db_conn *c, const char *sub, gdx_tsync_state *out, int lock)
 }
 
 int gdx_tsync_load(gdx_db_conn *c, const char *sub, gdx_tsync_state *out) {
-  return load(c, sub, out, 0);
+  int rc = load(c, sub, out, 0);
+  if (rc == GDX_EDB && gdx_db_errno(c) == 1146) /* no gdx_sync_state yet */
+    rc = GDX_ENOTFOUND;
+  return rc;
 }
 
 /* rows[from, from+n) as one INSERT … ON DUPLICATE KEY UPDATE. */

@@ -1,0 +1,324 @@
+#include "sync.h"
+
+#include <jansson.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "error.h"
+#include "log.h"
+#include "tsync.h"
+
+#define READ_MAX (64u << 20) /* one batch's JSON */
+
+typedef enum { S_SCHEMA, S_LOAD, S_READ } phase;
+
+struct gdx_sync {
+  const gdx_sync_env *env;
+  gdx_sync_opts o;
+  uv_timer_t timer;
+  phase ph;
+  int busy;               /* a read or a database job in flight */
+  int stopping, timer_closed;
+  void (*stop_cb)(void *);
+  void *stop_data;
+  json_t *schema;
+  int prepared;           /* the target table exists (this run) */
+  gdx_tsync_target t;
+  gdx_tsync_state st;
+  int have_state;
+  gdx_buf body;
+  long http_status;
+  uint64_t backoff_ms;
+  char last_error[300];
+  /* for /metrics */
+  uint64_t batches, errors;
+};
+
+typedef struct {
+  gdx_sync *s;
+  json_t *batch;
+  int kind;               /* 0 load, 1 page, 2 changes */
+  int prepare;
+  char after[2048];
+  long long after_pos;
+  gdx_tsync_state st;
+  int found;
+  char err[300];
+} sync_job;
+
+static void next_step(gdx_sync *s);
+
+static void maybe_stopped(gdx_sync *s) {
+  if (!s->stopping || s->busy || !s->timer_closed)
+    return;
+  void (*cb)(void *) = s->stop_cb;
+  void *data = s->stop_data;
+  json_decref(s->schema);
+  gdx_buf_free(&s->body);
+  free(s);
+  if (cb)
+    cb(data);
+}
+
+static void on_timer(uv_timer_t *t) { next_step(t->data); }
+
+static void later(gdx_sync *s, uint64_t ms) {
+  if (!s->stopping)
+    uv_timer_start(&s->timer, on_timer, ms, 0);
+}
+
+static void fail(gdx_sync *s, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+static void fail(gdx_sync *s, const char *fmt, ...) {
+  char msg[300];
+  va_list ap;
+  va_start(ap, fmt);
+  vsnprintf(msg, sizeof(msg), fmt, ap);
+  va_end(ap);
+  if (strcmp(msg, s->last_error) != 0)
+    gdx_log_warn("sync", "subscription %lld: %s", s->o.authorization, msg);
+  snprintf(s->last_error, sizeof(s->last_error), "%s", msg);
+  s->errors++;
+  s->backoff_ms = s->backoff_ms ? (s->backoff_ms * 2 > 30000 ? 30000 : s->backoff_ms * 2) : 1000;
+  s->ph = S_SCHEMA; /* the schema may have changed too */
+  later(s, s->backoff_ms);
+}
+
+/* ------------------------------------------------------------------ */
+/* database jobs                                                       */
+
+static int job_work(gdx_db_conn *c, void *arg) {
+  sync_job *j = arg;
+  gdx_sync *s = j->s;
+  int rc = GDX_OK;
+  if (j->prepare)
+    rc = gdx_tsync_prepare(c, &s->t, s->schema, j->err, sizeof(j->err));
+  if (!rc && j->kind == 1)
+    rc = gdx_tsync_apply_page(c, &s->t, j->after, j->batch, j->err, sizeof(j->err));
+  if (!rc && j->kind == 2)
+    rc = gdx_tsync_apply_changes(c, &s->t, j->after_pos, j->batch, j->err, sizeof(j->err));
+  if (rc && rc != GDX_ECONFLICT)
+    return rc;
+  int lr = gdx_tsync_load(c, s->t.sub, &j->st);
+  j->found = lr == GDX_OK;
+  if (lr && lr != GDX_ENOTFOUND) {
+    snprintf(j->err, sizeof(j->err), "reading the subscription's state: %s", gdx_db_error(c));
+    return lr;
+  }
+  return rc;
+}
+
+static void job_done(int status, void *arg) {
+  sync_job *j = arg;
+  gdx_sync *s = j->s;
+  s->busy = 0;
+  size_t applied = j->batch ? json_array_size(json_object_get(j->batch, j->kind == 1 ? "rows"
+                                                                                   : "changes"))
+                            : 0;
+  int more = j->batch && (j->kind == 1 || json_is_true(json_object_get(j->batch, "more")));
+  int kind = j->kind;
+  json_decref(j->batch);
+  if (s->stopping) {
+    free(j);
+    maybe_stopped(s);
+    return;
+  }
+  if (j->found) {
+    s->st = j->st;
+    s->have_state = 1;
+  }
+  if (status == GDX_ECONFLICT) { /* someone else moved it: start from what is stored */
+    gdx_log_info("sync", "subscription %lld: %s; continuing from the stored state",
+                 s->o.authorization, j->err);
+    s->ph = S_READ;
+    free(j);
+    later(s, 0);
+    return;
+  }
+  if (status != GDX_OK) {
+    fail(s, "applying failed: %s", j->err[0] ? j->err : gdx_strerror(status));
+    free(j);
+    return;
+  }
+  if (j->prepare)
+    s->prepared = 1;
+  if (j->kind)
+    s->batches++;
+  s->backoff_ms = 0;
+  s->last_error[0] = '\0';
+  s->ph = S_READ;
+  free(j);
+  /* nothing new: wait; otherwise on at once */
+  later(s, kind == 2 && applied == 0 && !more ? (uint64_t)s->o.poll_ms : 0);
+}
+
+static void submit(gdx_sync *s, sync_job *j) {
+  j->s = s;
+  s->busy = 1;
+  if (gdx_db_submit(s->env->frontdb, job_work, job_done, j) != GDX_OK) {
+    s->busy = 0;
+    json_decref(j->batch);
+    free(j);
+    fail(s, "the front-end database queue is full");
+  }
+}
+
+/* ------------------------------------------------------------------ */
+/* reads                                                               */
+
+static int on_data(gdx_httpc_req *r, const char *d, size_t n, void *ud) {
+  (void)r;
+  gdx_sync *s = ud;
+  return gdx_buf_append(&s->body, d, n) == GDX_OK ? 0 : -1;
+}
+
+static void on_read(gdx_httpc_req *r, int status, long http, void *ud) {
+  gdx_sync *s = ud;
+  s->busy = 0;
+  if (s->stopping) {
+    maybe_stopped(s);
+    return;
+  }
+  json_t *j = status == GDX_OK ? json_loadb(s->body.data ? s->body.data : "", s->body.len, 0,
+                                            NULL)
+                               : NULL;
+  if (status != GDX_OK || http != 200 || j == NULL) {
+    const char *msg = json_string_value(json_object_get(json_object_get(j, "error"), "message"));
+    char why[300];
+    if (status != GDX_OK)
+      snprintf(why, sizeof(why), "%s", gdx_httpc_error(r));
+    else
+      snprintf(why, sizeof(why), "HTTP %ld%s%s", http, msg ? ": " : "", msg ? msg : "");
+    fail(s, "reading from the broker failed: %s", why);
+    json_decref(j);
+    return;
+  }
+  if (s->ph == S_SCHEMA) {
+    json_decref(s->schema);
+    s->schema = j;
+    s->t.nkey = (int)json_array_size(json_object_get(j, "primary_key"));
+    s->ph = S_LOAD;
+    sync_job *job = calloc(1, sizeof(*job));
+    if (job == NULL) {
+      fail(s, "out of memory");
+      return;
+    }
+    submit(s, job); /* kind 0: load the state */
+    return;
+  }
+  sync_job *job = calloc(1, sizeof(*job));
+  if (job == NULL) {
+    json_decref(j);
+    fail(s, "out of memory");
+    return;
+  }
+  job->batch = j;
+  if (!s->prepared) {
+    /* the target's columns are those the broker lets through */
+    json_t *cols = json_object_get(j, "columns");
+    s->t.ncols = 0;
+    for (size_t i = 0; i < json_array_size(cols) && i < 256; i++)
+      snprintf(s->t.cols[s->t.ncols++], sizeof(s->t.cols[0]), "%s",
+               json_string_value(json_array_get(cols, i)) ? json_string_value(json_array_get(cols, i))
+                                                          : "");
+    job->prepare = 1;
+  }
+  if (!s->have_state || !s->st.snapshot_done) {
+    job->kind = 1;
+    snprintf(job->after, sizeof(job->after), "%s", s->have_state ? s->st.snapshot_after : "");
+  } else {
+    job->kind = 2;
+    job->after_pos = s->st.position;
+  }
+  submit(s, job);
+}
+
+static void url_escape(gdx_buf *b, const char *v) {
+  for (; *v; v++) {
+    unsigned char ch = (unsigned char)*v;
+    if ((ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') || (ch >= '0' && ch <= '9'))
+      gdx_buf_append(b, v, 1);
+    else
+      gdx_buf_appendf(b, "%%%02X", ch);
+  }
+}
+
+static void next_step(gdx_sync *s) {
+  if (s->stopping || s->busy)
+    return;
+  gdx_buf url;
+  gdx_buf_init(&url, 8192);
+  gdx_buf_appendf(&url, "%s/node/v1/tables/%lld/", s->env->nodes_url, s->o.authorization);
+  if (s->ph == S_SCHEMA) {
+    gdx_buf_appends(&url, "schema");
+  } else if (!s->have_state || !s->st.snapshot_done) {
+    gdx_buf_appendf(&url, "snapshot?limit=%lld", s->o.batch);
+    if (s->have_state && s->st.snapshot_after[0]) {
+      gdx_buf_appends(&url, "&after=");
+      url_escape(&url, s->st.snapshot_after);
+    }
+  } else {
+    gdx_buf_appendf(&url, "changes?limit=%lld&after=%lld", s->o.batch, s->st.position);
+  }
+  gdx_buf_reset(&s->body);
+  gdx_httpc_opts ho = {.url = url.data, .on_data = on_data, .on_done = on_read, .data = s,
+                       .timeout_ms = 120000, .ca_file = s->env->ca_file,
+                       .cert_file = s->env->cert_file, .key_file = s->env->key_file,
+                       .native = 1};
+  int rc = url.data ? gdx_httpc_request(s->env->client, &ho, NULL) : GDX_ENOMEM;
+  gdx_buf_free(&url);
+  if (rc != GDX_OK) {
+    fail(s, "cannot start a read: %s", gdx_strerror(rc));
+    return;
+  }
+  s->busy = 1;
+}
+
+/* ------------------------------------------------------------------ */
+
+int gdx_sync_start(const gdx_sync_env *env, const gdx_sync_opts *o, gdx_sync **out) {
+  gdx_sync *s = calloc(1, sizeof(*s));
+  if (s == NULL)
+    return GDX_ENOMEM;
+  s->env = env;
+  s->o = *o;
+  snprintf(s->t.sub, sizeof(s->t.sub), "sub_%lld", o->authorization);
+  snprintf(s->t.table, sizeof(s->t.table), "%s", o->table);
+  gdx_buf_init(&s->body, READ_MAX);
+  uv_timer_init(env->loop, &s->timer);
+  s->timer.data = s;
+  s->ph = S_SCHEMA;
+  later(s, 0);
+  *out = s;
+  return GDX_OK;
+}
+
+static void on_timer_closed(uv_handle_t *h) {
+  gdx_sync *s = h->data;
+  s->timer_closed = 1;
+  maybe_stopped(s);
+}
+
+void gdx_sync_stop(gdx_sync *s, void (*cb)(void *), void *data) {
+  s->stopping = 1;
+  s->stop_cb = cb;
+  s->stop_data = data;
+  uv_timer_stop(&s->timer);
+  uv_close((uv_handle_t *)&s->timer, on_timer_closed);
+}
+
+void gdx_sync_metrics(gdx_sync *s, gdx_buf *out) {
+  long long a = s->o.authorization;
+  gdx_buf_appendf(out, "gdx_node_subscription_position{authorization=\"%lld\"} %lld\n", a,
+                  s->have_state ? s->st.position : 0);
+  gdx_buf_appendf(out, "gdx_node_subscription_rows_applied_total{authorization=\"%lld\"} %lld\n",
+                  a, s->have_state ? s->st.rows_applied : 0);
+  gdx_buf_appendf(out, "gdx_node_subscription_snapshot_done{authorization=\"%lld\"} %d\n", a,
+                  s->have_state && s->st.snapshot_done);
+  gdx_buf_appendf(out, "gdx_node_subscription_errors_total{authorization=\"%lld\"} %llu\n", a,
+                  (unsigned long long)s->errors);
+  gdx_buf_appendf(out, "gdx_node_subscription_ok{authorization=\"%lld\"} %d\n", a,
+                  s->last_error[0] == '\0');
+}
