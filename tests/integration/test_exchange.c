@@ -1013,6 +1013,18 @@ static void test_node_config_errors(void **state) {
       {"node = { unit = \"X\"; id = \"y\"; };\nlisten = { port = 70000; };\n",
        "listen.port: must be an integer from 0 to 65535"},
       {"node = { id = \"y\"; };\n", "node.unit: required key is missing"},
+      {"node = { unit = \"X\"; id = \"y\"; };\nresources = ( { name = \"t\"; kind = \"table\"; "
+       "table = \"a`b\"; } );\n",
+       "resources.t.table: \"a`b\" is not a plain table name"},
+      {"node = { unit = \"X\"; id = \"y\"; };\nresources = ( { name = \"t\"; kind = \"table\"; "
+       "table = \"a\"; capture = \"binlog\"; } );\n",
+       "resources.t.capture: \"triggers\" or \"timestamp\""},
+      {"node = { unit = \"X\"; id = \"y\"; };\nsubscriptions = ( { authorization = 5; "
+       "table = \"a\"; } );\n",
+       "subscriptions need frontdb.name"},
+      {"node = { unit = \"X\"; id = \"y\"; };\nfrontdb = { name = \"d\"; user = \"u\"; };\n"
+       "subscriptions = ( { authorization = 5; table = \"x y\"; } );\n",
+       "subscriptions[0]: a group with authorization"},
   };
   char conf[300], out[300], cmd[1000];
   snprintf(conf, sizeof(conf), "%s/bad-node.conf", B.dir);
