@@ -348,6 +348,13 @@ static int col_index(const tschema *s, const char *name) {
   return -1;
 }
 
+static int k_is_key(const tschema *s, int col) {
+  for (int k = 0; k < s->npk; k++)
+    if (s->pk[k] == col)
+      return 1;
+  return 0;
+}
+
 /* The configured items against the table: "" when they fit. */
 static void check_items(table_res *r, tschema *s) {
   for (int i = 0; i < r->nitems && !s->error[0]; i++)
@@ -373,6 +380,11 @@ static void check_items(table_res *r, tschema *s) {
     if (!gdx_db_ident_ok(s->cols[i].name))
       snprintf(s->error, sizeof(s->error), "column %s: only plain names (letters, digits, _) "
                "can be offered", s->cols[i].name);
+    else if (k_is_key(s, i) && (strstr(s->cols[i].type, "float") ||
+                                strstr(s->cols[i].type, "double") ||
+                                strstr(s->cols[i].type, "decimal")))
+      snprintf(s->error, sizeof(s->error), "key column %s is %s: a key must be an integer, "
+               "text or date column", s->cols[i].name, s->cols[i].type);
     else if (strstr(s->cols[i].type, "blob") || strstr(s->cols[i].type, "binary") ||
              strstr(s->cols[i].type, "bit("))
       snprintf(s->error, sizeof(s->error), "column %s is %s: binary columns are not supported "
@@ -653,9 +665,20 @@ static int changes_work(read_job *j, gdx_db_conn *c, json_t *out) {
     if (row) {
       json_object_set_new(ch, "op", json_string("U"));
       json_object_set_new(ch, "row", row);
-    } else { /* deleted, or gone again since */
+    } else { /* deleted, or gone again since: the key as text, like row values */
+      json_t *tk = json_array();
+      for (size_t k = 0; k < json_array_size(key); k++) {
+        json_t *v = json_array_get(key, k);
+        char num[40];
+        if (json_is_string(v))
+          json_array_append(tk, v);
+        else {
+          snprintf(num, sizeof(num), "%" JSON_INTEGER_FORMAT, json_integer_value(v));
+          json_array_append_new(tk, json_string(num));
+        }
+      }
       json_object_set_new(ch, "op", json_string("D"));
-      json_object_set(ch, "key", key);
+      json_object_set_new(ch, "key", tk);
     }
     json_decref(key);
     json_array_append_new(changes, ch);
