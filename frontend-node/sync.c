@@ -29,6 +29,11 @@ struct gdx_sync {
   gdx_tsync_state st;
   int have_state;
   gdx_buf body;
+  /* the next snapshot page, read while the last one is applied */
+  gdx_buf abody;
+  json_t *ahead;
+  char ahead_after[2048];
+  int ahead_busy, want_ahead;
   long http_status;
   uint64_t backoff_ms;
   char last_error[300];
@@ -36,7 +41,7 @@ struct gdx_sync {
   uint64_t batches, errors;
 };
 
-typedef struct {
+typedef struct sync_job_ {
   gdx_sync *s;
   json_t *batch;
   int kind;               /* 0 load, 1 page, 2 changes */
@@ -49,10 +54,15 @@ typedef struct {
 } sync_job;
 
 static void next_step(gdx_sync *s);
+static void submit(gdx_sync *s, struct sync_job_ *j);
+static int take_ahead(gdx_sync *s);
+static void apply_async(gdx_sync *s, struct sync_job_ *job);
 
 static void maybe_stopped(gdx_sync *s) {
-  if (!s->stopping || s->busy || !s->timer_closed)
+  if (!s->stopping || s->busy || s->ahead_busy || !s->timer_closed)
     return;
+  json_decref(s->ahead);
+  gdx_buf_free(&s->abody);
   void (*cb)(void *) = s->stop_cb;
   void *data = s->stop_data;
   json_decref(s->schema);
@@ -150,11 +160,19 @@ static void job_done(int status, void *arg) {
   s->last_error[0] = '\0';
   s->ph = S_READ;
   free(j);
+  if (kind == 1 && s->have_state && !s->st.snapshot_done) {
+    if (s->ahead_busy) { /* the next page is on its way: apply it when it comes */
+      s->want_ahead = 1;
+      return;
+    }
+    if (take_ahead(s))
+      return;
+  }
   /* nothing new: wait; otherwise on at once */
   later(s, kind == 2 && applied == 0 && !more ? (uint64_t)s->o.poll_ms : 0);
 }
 
-static void submit(gdx_sync *s, sync_job *j) {
+static void submit(gdx_sync *s, struct sync_job_ *j) {
   j->s = s;
   s->busy = 1;
   if (gdx_db_submit(s->env->frontdb, job_work, job_done, j) != GDX_OK) {
@@ -215,16 +233,6 @@ static void on_read(gdx_httpc_req *r, int status, long http, void *ud) {
     return;
   }
   job->batch = j;
-  if (!s->prepared) {
-    /* the target's columns are those the broker lets through */
-    json_t *cols = json_object_get(j, "columns");
-    s->t.ncols = 0;
-    for (size_t i = 0; i < json_array_size(cols) && i < 256; i++)
-      snprintf(s->t.cols[s->t.ncols++], sizeof(s->t.cols[0]), "%s",
-               json_string_value(json_array_get(cols, i)) ? json_string_value(json_array_get(cols, i))
-                                                          : "");
-    job->prepare = 1;
-  }
   if (!s->have_state || !s->st.snapshot_done) {
     job->kind = 1;
     snprintf(job->after, sizeof(job->after), "%s", s->have_state ? s->st.snapshot_after : "");
@@ -232,7 +240,7 @@ static void on_read(gdx_httpc_req *r, int status, long http, void *ud) {
     job->kind = 2;
     job->after_pos = s->st.position;
   }
-  submit(s, job);
+  apply_async(s, job);
 }
 
 static void url_escape(gdx_buf *b, const char *v) {
@@ -243,6 +251,101 @@ static void url_escape(gdx_buf *b, const char *v) {
     else
       gdx_buf_appendf(b, "%%%02X", ch);
   }
+}
+
+static void start_ahead(gdx_sync *s, const json_t *page);
+
+/* Applies a read batch; a snapshot page that is not the last has the next
+ * one read meanwhile. */
+static void apply_async(gdx_sync *s, sync_job *job) {
+  json_t *j = job->batch;
+  if (!s->prepared) {
+    /* the target's columns are those the broker lets through */
+    json_t *cols = json_object_get(j, "columns");
+    s->t.ncols = 0;
+    for (size_t i = 0; i < json_array_size(cols) && i < 256; i++)
+      snprintf(s->t.cols[s->t.ncols++], sizeof(s->t.cols[0]), "%s",
+               json_string_value(json_array_get(cols, i)) ? json_string_value(json_array_get(cols, i))
+                                                          : "");
+    job->prepare = 1;
+  }
+  int page = job->kind == 1;
+  json_incref(j);
+  submit(s, job); /* job may be gone from here on */
+  if (page && s->busy && !json_is_true(json_object_get(j, "done")) && !s->ahead_busy &&
+      s->ahead == NULL && !s->stopping)
+    start_ahead(s, j);
+  json_decref(j);
+}
+
+static int on_ahead_data(gdx_httpc_req *r, const char *d, size_t n, void *ud) {
+  (void)r;
+  gdx_sync *s = ud;
+  return gdx_buf_append(&s->abody, d, n) == GDX_OK ? 0 : -1;
+}
+
+static void on_ahead(gdx_httpc_req *r, int status, long http, void *ud) {
+  (void)r;
+  gdx_sync *s = ud;
+  s->ahead_busy = 0;
+  if (s->stopping) {
+    maybe_stopped(s);
+    return;
+  }
+  json_t *j = status == GDX_OK && http == 200
+                  ? json_loadb(s->abody.data ? s->abody.data : "", s->abody.len, 0, NULL)
+                  : NULL;
+  s->ahead = j; /* NULL: read again the ordinary way */
+  if (s->want_ahead) {
+    s->want_ahead = 0;
+    if (!take_ahead(s))
+      later(s, 0);
+  }
+}
+
+static void start_ahead(gdx_sync *s, const json_t *page) {
+  json_t *last = json_object_get(page, "last");
+  char *after = json_is_array(last) ? json_dumps(last, JSON_COMPACT) : NULL;
+  if (after == NULL || strlen(after) >= sizeof(s->ahead_after)) {
+    free(after);
+    return;
+  }
+  snprintf(s->ahead_after, sizeof(s->ahead_after), "%s", after);
+  gdx_buf url;
+  gdx_buf_init(&url, 8192);
+  gdx_buf_appendf(&url, "%s/node/v1/tables/%lld/snapshot?limit=%lld&after=", s->env->nodes_url,
+                  s->o.authorization, s->o.batch);
+  url_escape(&url, after);
+  free(after);
+  gdx_buf_reset(&s->abody);
+  gdx_httpc_opts ho = {.url = url.data, .on_data = on_ahead_data, .on_done = on_ahead, .data = s,
+                       .timeout_ms = 120000, .ca_file = s->env->ca_file,
+                       .cert_file = s->env->cert_file, .key_file = s->env->key_file,
+                       .native = 1};
+  if (url.data && gdx_httpc_request(s->env->client, &ho, NULL) == GDX_OK)
+    s->ahead_busy = 1;
+  gdx_buf_free(&url);
+}
+
+/* The page read ahead, when it is the one after the stored state. */
+static int take_ahead(gdx_sync *s) {
+  json_t *page = s->ahead;
+  s->ahead = NULL;
+  if (page == NULL || s->busy || !s->have_state || s->st.snapshot_done ||
+      strcmp(s->ahead_after, s->st.snapshot_after) != 0) {
+    json_decref(page);
+    return 0;
+  }
+  sync_job *job = calloc(1, sizeof(*job));
+  if (job == NULL) {
+    json_decref(page);
+    return 0;
+  }
+  job->batch = page;
+  job->kind = 1;
+  snprintf(job->after, sizeof(job->after), "%s", s->st.snapshot_after);
+  apply_async(s, job);
+  return 1;
 }
 
 static void next_step(gdx_sync *s) {
@@ -287,6 +390,7 @@ int gdx_sync_start(const gdx_sync_env *env, const gdx_sync_opts *o, gdx_sync **o
   snprintf(s->t.sub, sizeof(s->t.sub), "sub_%lld", o->authorization);
   snprintf(s->t.table, sizeof(s->t.table), "%s", o->table);
   gdx_buf_init(&s->body, READ_MAX);
+  gdx_buf_init(&s->abody, READ_MAX);
   uv_timer_init(env->loop, &s->timer);
   s->timer.data = s;
   s->ph = S_SCHEMA;
