@@ -55,8 +55,14 @@ static char tok_full[256], tok_narrow[256];
 /* ------------------------------------------------------------------ */
 /* helpers                                                             */
 
+/* Every child, so that teardown can stop what a failed test left running. */
+static pid_t children[64];
+static int nchildren;
+
 static pid_t spawn(const char *log, char *const argv[]) {
   pid_t pid = fork();
+  if (pid > 0 && nchildren < 64)
+    children[nchildren++] = pid;
   if (pid == 0) {
     int fd = open(log, O_WRONLY | O_CREAT | O_APPEND, 0644);
     dup2(fd, 1);
@@ -427,6 +433,11 @@ static int teardown(void **state) {
   stop_pid(prov_node_pid);
   stop_pid(cons_node_pid);
   stop_pid(upstream_pid);
+  for (int i = 0; i < nchildren; i++) /* still ours and not reaped: left by a failure */
+    if (waitpid(children[i], NULL, WNOHANG) == 0) {
+      kill(children[i], SIGKILL);
+      waitpid(children[i], NULL, 0);
+    }
   return tb_stop(&B) == 0 ? 0 : -1;
 }
 
