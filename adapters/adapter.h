@@ -55,6 +55,14 @@ struct gdx_adapter {
 /* The adapter kinds this build has, or NULL. */
 const gdx_adapter_ops *gdx_adapter_find(const char *kind);
 
+/* Settings of resource `name`: a string into out (def when absent; NULL
+ * makes the key required), or an integer in [min, max] (def when absent;
+ * *bad set on error). Errors name the line, the resource and the key. */
+int gdx_adapter_str(const config_setting_t *s, const char *key, char *out, size_t n,
+                    const char *def, const char *name, char *err, size_t errlen);
+long gdx_adapter_int(const config_setting_t *s, const char *key, long def, long min, long max,
+                     int *bad, char *err, size_t errlen, const char *name);
+
 extern const gdx_adapter_ops gdx_adapter_api;
 extern const gdx_adapter_ops gdx_adapter_table;
 

@@ -43,46 +43,6 @@ typedef struct {
   gdx_adapter *self;
 } api_res;
 
-static int setting_str(const config_setting_t *s, const char *key, char *out, size_t n,
-                       const char *def, int required, char *err, size_t errlen, const char *name) {
-  const char *v = NULL;
-  config_setting_t *m = config_setting_get_member(s, key);
-  if (m && config_setting_type(m) != CONFIG_TYPE_STRING) {
-    snprintf(err, errlen, "line %d: resources.%s.%s: must be a string", config_setting_source_line(m),
-             name, key);
-    return GDX_ECONFIG;
-  }
-  if (m)
-    v = config_setting_get_string(m);
-  if (v == NULL && required) {
-    snprintf(err, errlen, "resources.%s.%s: required", name, key);
-    return GDX_ECONFIG;
-  }
-  if (v == NULL)
-    v = def;
-  if (strlen(v) >= n) {
-    snprintf(err, errlen, "resources.%s.%s: longer than %zu bytes", name, key, n - 1);
-    return GDX_ECONFIG;
-  }
-  snprintf(out, n, "%s", v);
-  return GDX_OK;
-}
-
-static long setting_int(const config_setting_t *s, const char *key, long def, long min, long max,
-                        int *bad, char *err, size_t errlen, const char *name) {
-  config_setting_t *m = config_setting_get_member(s, key);
-  if (m == NULL)
-    return def;
-  long long v = config_setting_get_int64(m);
-  if ((config_setting_type(m) != CONFIG_TYPE_INT && config_setting_type(m) != CONFIG_TYPE_INT64) ||
-      v < min || v > max) {
-    snprintf(err, errlen, "line %d: resources.%s.%s: must be an integer from %ld to %ld",
-             config_setting_source_line(m), name, key, min, max);
-    *bad = 1;
-  }
-  return (long)v;
-}
-
 static int valid_header(const char *h) {
   const char *colon = strchr(h, ':');
   if (colon == NULL || colon == h || strpbrk(h, "\r\n"))
@@ -102,7 +62,7 @@ static int api_open(gdx_adapter *a, const config_setting_t *s, char *err, size_t
   r->self = a;
   r->last_ok = -1;
   const char *n = a->name;
-  int rc = setting_str(s, "base_url", r->base_url, sizeof(r->base_url), NULL, 1, err, errlen, n);
+  int rc = gdx_adapter_str(s, "base_url", r->base_url, sizeof(r->base_url), NULL, n, err, errlen);
   if (!rc && strncmp(r->base_url, "http://", 7) != 0 && strncmp(r->base_url, "https://", 8) != 0) {
     snprintf(err, errlen, "resources.%s.base_url: must start with http:// or https://", n);
     rc = GDX_ECONFIG;
@@ -111,25 +71,26 @@ static int api_open(gdx_adapter *a, const config_setting_t *s, char *err, size_t
   while (!rc && bl > 0 && r->base_url[bl - 1] == '/')
     r->base_url[--bl] = '\0';
   if (!rc)
-    rc = setting_str(s, "health_path", r->health_path, sizeof(r->health_path), "", 0, err,
-                     errlen, n);
+    rc = gdx_adapter_str(s, "health_path", r->health_path, sizeof(r->health_path), "", n, err,
+                         errlen);
   if (!rc)
-    rc = setting_str(s, "ca_file", r->ca_file, sizeof(r->ca_file), "", 0, err, errlen, n);
+    rc = gdx_adapter_str(s, "ca_file", r->ca_file, sizeof(r->ca_file), "", n, err, errlen);
   char engine[16] = "";
   if (!rc)
-    rc = setting_str(s, "client", engine, sizeof(engine), "gdx", 0, err, errlen, n);
+    rc = gdx_adapter_str(s, "client", engine, sizeof(engine), "gdx", n, err, errlen);
   if (!rc && strcmp(engine, "gdx") != 0 && strcmp(engine, "curl") != 0) {
     snprintf(err, errlen, "resources.%s.client: \"gdx\" or \"curl\", not \"%s\"", n, engine);
     rc = GDX_ECONFIG;
   }
   r->native = strcmp(engine, "curl") != 0;
   int bad = 0;
-  r->head_timeout_ms = setting_int(s, "head_timeout_ms", 30000, 10, 3600000, &bad, err, errlen, n);
+  r->head_timeout_ms =
+      gdx_adapter_int(s, "head_timeout_ms", 30000, 10, 3600000, &bad, err, errlen, n);
   if (!bad)
-    r->idle_timeout_s = setting_int(s, "idle_timeout_s", 60, 1, 3600, &bad, err, errlen, n);
+    r->idle_timeout_s = gdx_adapter_int(s, "idle_timeout_s", 60, 1, 3600, &bad, err, errlen, n);
   if (!bad)
     r->connect_timeout_ms =
-        setting_int(s, "connect_timeout_ms", 5000, 10, 600000, &bad, err, errlen, n);
+        gdx_adapter_int(s, "connect_timeout_ms", 5000, 10, 600000, &bad, err, errlen, n);
   if (!rc && bad)
     rc = GDX_ECONFIG;
   config_setting_t *hs = config_setting_get_member(s, "headers");
@@ -152,7 +113,7 @@ static int api_open(gdx_adapter *a, const config_setting_t *s, char *err, size_t
   }
   char credfile[512];
   if (!rc)
-    rc = setting_str(s, "credentials_file", credfile, sizeof(credfile), "", 0, err, errlen, n);
+    rc = gdx_adapter_str(s, "credentials_file", credfile, sizeof(credfile), "", n, err, errlen);
   if (!rc && credfile[0]) {
     char *secret = NULL, why[300];
     if (gdx_config_read_secret(credfile, &secret, why, sizeof(why)) != GDX_OK) {
@@ -286,10 +247,3 @@ static void api_close(gdx_adapter *a) {
 
 const gdx_adapter_ops gdx_adapter_api = {"api", api_open, api_serve, api_health, api_close};
 
-const gdx_adapter_ops *gdx_adapter_find(const char *kind) {
-  static const gdx_adapter_ops *const all[] = {&gdx_adapter_api, &gdx_adapter_table, NULL};
-  for (int i = 0; all[i]; i++)
-    if (strcmp(all[i]->kind, kind) == 0)
-      return all[i];
-  return NULL;
-}

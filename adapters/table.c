@@ -96,30 +96,6 @@ typedef struct {
 /* ------------------------------------------------------------------ */
 /* settings                                                            */
 
-static int str_setting(const config_setting_t *s, const char *key, char *out, size_t n,
-                       const char *def, const char *name, char *err, size_t errlen) {
-  config_setting_t *m = config_setting_get_member(s, key);
-  const char *v = def;
-  if (m) {
-    if (config_setting_type(m) != CONFIG_TYPE_STRING) {
-      snprintf(err, errlen, "line %d: resources.%s.%s: must be a string",
-               config_setting_source_line(m), name, key);
-      return GDX_ECONFIG;
-    }
-    v = config_setting_get_string(m);
-  }
-  if (v == NULL) {
-    snprintf(err, errlen, "resources.%s.%s: required", name, key);
-    return GDX_ECONFIG;
-  }
-  if (strlen(v) >= n) {
-    snprintf(err, errlen, "resources.%s.%s: longer than %zu bytes", name, key, n - 1);
-    return GDX_ECONFIG;
-  }
-  snprintf(out, n, "%s", v);
-  return GDX_OK;
-}
-
 static int table_open(gdx_adapter *a, const config_setting_t *s, char *err, size_t errlen) {
   table_res *r = calloc(1, sizeof(*r));
   if (r == NULL)
@@ -128,14 +104,14 @@ static int table_open(gdx_adapter *a, const config_setting_t *s, char *err, size
   r->self = a;
   const char *n = a->name;
   char capture[16];
-  int rc = str_setting(s, "table", r->table, sizeof(r->table), NULL, n, err, errlen);
+  int rc = gdx_adapter_str(s, "table", r->table, sizeof(r->table), NULL, n, err, errlen);
   if (!rc && !gdx_db_ident_ok(r->table)) {
     snprintf(err, errlen, "resources.%s.table: \"%s\" is not a plain table name "
                           "(letters, digits, _; at most 64)", n, r->table);
     rc = GDX_ECONFIG;
   }
   if (!rc)
-    rc = str_setting(s, "capture", capture, sizeof(capture), "triggers", n, err, errlen);
+    rc = gdx_adapter_str(s, "capture", capture, sizeof(capture), "triggers", n, err, errlen);
   if (!rc && strcmp(capture, "triggers") != 0 && strcmp(capture, "timestamp") != 0) {
     snprintf(err, errlen, "resources.%s.capture: \"triggers\" or \"timestamp\", not \"%s\"", n,
              capture);
@@ -148,7 +124,7 @@ static int table_open(gdx_adapter *a, const config_setting_t *s, char *err, size
     rc = GDX_ECONFIG;
   }
   if (!rc && !r->triggers) {
-    rc = str_setting(s, "timestamp_column", r->ts_col, sizeof(r->ts_col), NULL, n, err, errlen);
+    rc = gdx_adapter_str(s, "timestamp_column", r->ts_col, sizeof(r->ts_col), NULL, n, err, errlen);
     if (!rc && !gdx_db_ident_ok(r->ts_col)) {
       snprintf(err, errlen, "resources.%s.timestamp_column: not a plain column name", n);
       rc = GDX_ECONFIG;
@@ -258,7 +234,8 @@ static int inspect_work(gdx_db_conn *c, void *arg) {
   gdx_db_param p[] = {GDX_DB_P_STR(r->table)};
   gdx_db_result res = {0};
   int rc = gdx_db_query(c,
-                        "SELECT COLUMN_NAME, COLUMN_TYPE, IS_NULLABLE FROM information_schema.COLUMNS "
+                        "SELECT COLUMN_NAME, COLUMN_TYPE, IS_NULLABLE "
+                        "FROM information_schema.COLUMNS "
                         "WHERE TABLE_SCHEMA = DATABASE() AND TABLE_NAME = ? "
                         "ORDER BY ORDINAL_POSITION",
                         p, 1, MAX_COLS, &res);
@@ -321,7 +298,8 @@ static int inspect_work(gdx_db_conn *c, void *arg) {
     rc = gdx_db_query(c,
                       "SELECT COUNT(*) FROM information_schema.TRIGGERS WHERE TRIGGER_SCHEMA = "
                       "DATABASE() AND EVENT_OBJECT_TABLE = ? AND TRIGGER_NAME IN "
-                      "(CONCAT('gdx_', ?, '_ai'), CONCAT('gdx_', ?, '_au'), CONCAT('gdx_', ?, '_ad'))",
+                      "(CONCAT('gdx_', ?, '_ai'), CONCAT('gdx_', ?, '_au'), "
+                      "CONCAT('gdx_', ?, '_ad'))",
                       (gdx_db_param[]){GDX_DB_P_STR(r->table), GDX_DB_P_STR(r->table),
                                        GDX_DB_P_STR(r->table), GDX_DB_P_STR(r->table)},
                       4, 1, &res);

@@ -453,16 +453,10 @@ static int load_work(gdx_db_conn *c, void *arg) {
   gdx_buf_init(&iq, 64 * 1024);
   json_array_foreach(allowed, i, it) {
     const char *name = json_string_value(it);
-    for (size_t ci = 0; name && name[ci]; ci++) {
-      unsigned char ch = (unsigned char)name[ci];
-      if ((ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') || (ch >= '0' && ch <= '9') ||
-          ch == '_' || ch == '-' || ch == '.')
-        gdx_buf_append(&iq, name + ci, 1);
-      else
-        gdx_buf_appendf(&iq, "%%%02X", ch);
-    }
-    if (name && i + 1 < json_array_size(allowed))
+    if (name && iq.len > 0)
       gdx_buf_appends(&iq, "%2C");
+    if (name)
+      gdx_url_encode(&iq, name);
   }
   t->items_query = gdx_buf_detach(&iq, NULL);
   json_decref(allowed);
@@ -1110,6 +1104,46 @@ static void on_finish(const gdx_relay_result *res, void *data) {
   free(k);
 }
 
+/* Relays k's request to the provider's node at url (API calls with JSON
+ * field filtering when filter is set). On success k belongs to the relay. */
+static int relay_to_node(pcall *k, aentry *e, const char *url, int filter) {
+  proxy *p = k->p;
+  if (e->fwd[0][0] == '\0') {
+    snprintf(e->fwd[0], sizeof(e->fwd[0]), "X-Gdx-Consumer-Unit: %s", e->consumer);
+    snprintf(e->fwd[1], sizeof(e->fwd[1]), "X-Gdx-Authorization: %lld", e->id);
+    snprintf(e->fwd[2], sizeof(e->fwd[2]), "X-Gdx-Resource: %s", e->code);
+  }
+  const char *headers[] = {e->fwd[0], e->fwd[1], e->fwd[2], NULL};
+  static const char *const drop[] = {"Authorization", "X-Gdx-*", NULL};
+  gdx_relay_opts o = {
+      .client = p->httpc,
+      .url = url,
+      .headers = headers,
+      .drop_headers = drop,
+      .ca_file = p->pki->ca_file,
+      .cert_file = p->pki->cert_file,
+      .key_file = p->pki->key_file,
+      .pinned_key = e->node_pin,
+      .connect_timeout_ms = (long)p->cfg->proxy_connect_timeout_ms,
+      .head_timeout_ms = (long)p->cfg->proxy_head_timeout_ms,
+      .idle_timeout_s = (long)p->cfg->proxy_idle_timeout_s,
+      .next_hop = "node",
+      .native = 1, /* gdx's own keep-alive engine: the hop is gdx to gdx */
+      .buffer_max = filter ? (size_t)p->cfg->proxy_filter_max_bytes : 0,
+      .want_buffer = filter ? want_buffer : NULL,
+      .transform = filter ? transform : NULL,
+      .on_head = on_head,
+      .on_finish = on_finish,
+      .data = k,
+  };
+  gdx_http_req *req = k->req;
+  int paused = k->paused;
+  int rc = gdx_relay_start(req, &o);
+  if (rc == GDX_OK && paused)
+    gdx_http_req_resume(req); /* k may be gone after this */
+  return rc;
+}
+
 static void decide_table(pcall *k, aentry *e);
 
 static void decide(pcall *k, aentry *e) {
@@ -1185,40 +1219,8 @@ static void decide(pcall *k, aentry *e) {
     return refuse(k, 503, "busy", -1, "out of memory");
   const char *q = gdx_http_req_query(k->req);
   snprintf(url, ulen, "%s/r/%s/%s%s%s", e->node_addr, e->target, k->rest, *q ? "?" : "", q);
-  if (e->fwd[0][0] == '\0') {
-    snprintf(e->fwd[0], sizeof(e->fwd[0]), "X-Gdx-Consumer-Unit: %s", e->consumer);
-    snprintf(e->fwd[1], sizeof(e->fwd[1]), "X-Gdx-Authorization: %lld", e->id);
-    snprintf(e->fwd[2], sizeof(e->fwd[2]), "X-Gdx-Resource: %s", e->code);
-  }
-  const char *headers[] = {e->fwd[0], e->fwd[1], e->fwd[2], NULL};
-  static const char *const drop[] = {"Authorization", "X-Gdx-*", NULL};
-  gdx_relay_opts o = {
-      .client = p->httpc,
-      .url = url,
-      .headers = headers,
-      .drop_headers = drop,
-      .ca_file = p->pki->ca_file,
-      .cert_file = p->pki->cert_file,
-      .key_file = p->pki->key_file,
-      .pinned_key = e->node_pin,
-      .connect_timeout_ms = (long)p->cfg->proxy_connect_timeout_ms,
-      .head_timeout_ms = (long)p->cfg->proxy_head_timeout_ms,
-      .idle_timeout_s = (long)p->cfg->proxy_idle_timeout_s,
-      .next_hop = "node",
-      .native = 1, /* gdx's own keep-alive engine: the hop is gdx to gdx */
-      .buffer_max = (size_t)p->cfg->proxy_filter_max_bytes,
-      .want_buffer = want_buffer,
-      .transform = transform,
-      .on_head = on_head,
-      .on_finish = on_finish,
-      .data = k,
-  };
-  gdx_http_req *req = k->req;
-  int paused = k->paused;
-  int rc = gdx_relay_start(req, &o);
+  int rc = relay_to_node(k, e, url, 1);
   free(url);
-  if (rc == GDX_OK && paused)
-    gdx_http_req_resume(req); /* k may be gone after this */
   if (rc != GDX_OK) {
     e->used--;
     refuse(k, 502, "relay_failed", -1, "the call could not be started: %s", gdx_strerror(rc));
@@ -1274,12 +1276,12 @@ static void with_entry(pcall *k, long long auth_id) {
   k->paused = 1;
 }
 
-static void handle_svc(gdx_http_req *req, void *data) {
-  proxy *p = data;
+/* A call and its record, begun (503 answered when out of memory). */
+static pcall *pcall_new(proxy *p, gdx_http_req *req) {
   pcall *k = calloc(1, sizeof(*k));
   if (k == NULL) {
     gdx_relay_error(req, 503, "broker", "busy", "out of memory");
-    return;
+    return NULL;
   }
   k->p = p;
   k->req = req;
@@ -1288,12 +1290,21 @@ static void handle_svc(gdx_http_req *req, void *data) {
   r->ts_us = wall_us();
   copy_str(r->request_id, sizeof(r->request_id), gdx_http_req_id(req));
   copy_str(r->method, sizeof(r->method), gdx_http_req_method(req));
-  const char *path = gdx_http_req_path(req);
-  copy_str(r->path, sizeof(r->path), path);
+  copy_str(r->path, sizeof(r->path), gdx_http_req_path(req));
   copy_str(r->source, sizeof(r->source), gdx_http_req_remote_addr(req));
   char *colon = strrchr(r->source, ':');
   if (colon)
-    *colon = '\0';
+    *colon = '\0'; /* the address, not the ephemeral port */
+  return k;
+}
+
+static void handle_svc(gdx_http_req *req, void *data) {
+  proxy *p = data;
+  pcall *k = pcall_new(p, req);
+  if (k == NULL)
+    return;
+  rec *r = &k->r;
+  const char *path = gdx_http_req_path(req);
   /* /svc/<category>/<sequence>/<rest> */
   const char *s = path + 5;
   const char *slash1 = strchr(s, '/');
@@ -1365,54 +1376,21 @@ static void decide_table(pcall *k, aentry *e) {
     return refuse(k, 400, "invalid_query", -1, "after= or limit= is malformed");
   gdx_buf u;
   gdx_buf_init(&u, 8192);
-  gdx_buf_appendf(&u, "%s/r/%s/%s?items=%s", e->node_addr, e->target, k->op,
-                  e->items_query ? e->items_query : "");
-  if (limit[0])
-    gdx_buf_appendf(&u, "&limit=%s", limit);
-  if (after[0]) {
-    gdx_buf_appends(&u, "&after=");
-    for (const char *c = after; *c; c++) {
-      unsigned char ch = (unsigned char)*c;
-      if ((ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') || (ch >= '0' && ch <= '9'))
-        gdx_buf_append(&u, c, 1);
-      else
-        gdx_buf_appendf(&u, "%%%02X", ch);
-    }
+  int rc = gdx_buf_appendf(&u, "%s/r/%s/%s?items=%s", e->node_addr, e->target, k->op,
+                           e->items_query ? e->items_query : "");
+  if (!rc && limit[0])
+    rc = gdx_buf_appendf(&u, "&limit=%s", limit);
+  if (!rc && after[0]) {
+    rc = gdx_buf_appends(&u, "&after=");
+    if (!rc)
+      rc = gdx_url_encode(&u, after);
   }
-  if (u.data == NULL || u.len >= u.cap) {
+  if (rc) {
     gdx_buf_free(&u);
     return refuse(k, 400, "invalid_query", -1, "the read is too long");
   }
-  char h1[64], h2[80];
-  snprintf(h1, sizeof(h1), "X-Gdx-Consumer-Unit: %s", e->consumer);
-  snprintf(h2, sizeof(h2), "X-Gdx-Authorization: %lld", e->id);
-  const char *headers[] = {h1, h2, NULL};
-  static const char *const drop[] = {"Authorization", "X-Gdx-*", NULL};
-  proxy *p = k->p;
-  gdx_relay_opts o = {
-      .client = p->httpc,
-      .url = u.data,
-      .headers = headers,
-      .drop_headers = drop,
-      .ca_file = p->pki->ca_file,
-      .cert_file = p->pki->cert_file,
-      .key_file = p->pki->key_file,
-      .pinned_key = e->node_pin,
-      .connect_timeout_ms = (long)p->cfg->proxy_connect_timeout_ms,
-      .head_timeout_ms = (long)p->cfg->proxy_head_timeout_ms,
-      .idle_timeout_s = (long)p->cfg->proxy_idle_timeout_s,
-      .next_hop = "node",
-      .native = 1,
-      .on_head = on_head,
-      .on_finish = on_finish,
-      .data = k,
-  };
-  gdx_http_req *req = k->req;
-  int paused = k->paused;
-  int rc = gdx_relay_start(req, &o);
+  rc = relay_to_node(k, e, u.data, 0);
   gdx_buf_free(&u);
-  if (rc == GDX_OK && paused)
-    gdx_http_req_resume(req);
   if (rc != GDX_OK)
     refuse(k, 502, "relay_failed", R_NODE, "the read could not be started");
 }
@@ -1472,24 +1450,10 @@ static void nodecheck_abort(gdx_http_req *req) {
 
 static void handle_node_table(gdx_http_req *req, void *data) {
   proxy *p = data;
-  pcall *k = calloc(1, sizeof(*k));
-  if (k == NULL) {
-    gdx_relay_error(req, 503, "broker", "busy", "out of memory");
+  pcall *k = pcall_new(p, req);
+  if (k == NULL)
     return;
-  }
-  k->p = p;
-  k->req = req;
   k->table = 1;
-  k->start_ms = now_ms(p);
-  rec *r = &k->r;
-  r->ts_us = wall_us();
-  copy_str(r->request_id, sizeof(r->request_id), gdx_http_req_id(req));
-  copy_str(r->method, sizeof(r->method), gdx_http_req_method(req));
-  copy_str(r->path, sizeof(r->path), gdx_http_req_path(req));
-  copy_str(r->source, sizeof(r->source), gdx_http_req_remote_addr(req));
-  char *colon = strrchr(r->source, ':');
-  if (colon)
-    *colon = '\0';
   /* /node/v1/tables/<authorization>/<op> */
   const char *s = gdx_http_req_path(req) + strlen("/node/v1/tables/");
   const char *slash = strchr(s, '/');

@@ -165,6 +165,22 @@ int gdx_url_decode(const char *s, size_t n, char *out, size_t outn) {
   return 0;
 }
 
+int gdx_url_encode(gdx_buf *b, const char *s) {
+  static const char hex[] = "0123456789ABCDEF";
+  int rc = GDX_OK;
+  for (; *s && rc == GDX_OK; s++) {
+    unsigned char ch = (unsigned char)*s;
+    if ((ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') || (ch >= '0' && ch <= '9') ||
+        ch == '_' || ch == '-' || ch == '.') {
+      rc = gdx_buf_append(b, s, 1);
+    } else {
+      char e[3] = {'%', hex[ch >> 4], hex[ch & 15]};
+      rc = gdx_buf_append(b, e, 3);
+    }
+  }
+  return rc;
+}
+
 int gdx_http_query_param(const char *query, const char *name, char *out, size_t n) {
   size_t nl = strlen(name);
   const char *q = query;

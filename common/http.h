@@ -33,6 +33,7 @@
 #include <stdint.h>
 #include <uv.h>
 
+#include "buf.h"
 #include "metrics.h"
 
 typedef struct gdx_http_server gdx_http_server;
@@ -181,6 +182,8 @@ const char *gdx_http_status_text(int status);
 /* URL-decodes [s, s+n) into out ('+' is a space); -1 on a bad escape, a
  * NUL or no room. */
 int gdx_url_decode(const char *s, size_t n, char *out, size_t outn);
+/* Appends s percent-encoded for a query value (all but [A-Za-z0-9_.-]). */
+int gdx_url_encode(gdx_buf *b, const char *s);
 /* The decoded value of query parameter `name` (query without the '?'):
  * 1 found, 0 absent, -1 malformed or longer than n - 1. */
 int gdx_http_query_param(const char *query, const char *name, char *out, size_t n);

@@ -7,12 +7,13 @@
 #include <string.h>
 
 #include "error.h"
+#include "http.h"
 #include "log.h"
 #include "tsync.h"
 
 #define READ_MAX (64u << 20) /* one batch's JSON */
 
-typedef enum { S_SCHEMA, S_LOAD, S_READ } phase;
+typedef enum { S_SCHEMA, S_READ } phase; /* the schema, then pages and batches */
 
 struct gdx_sync {
   const gdx_sync_env *env;
@@ -34,7 +35,6 @@ struct gdx_sync {
   json_t *ahead;
   char ahead_after[2048];
   int ahead_busy, want_ahead;
-  long http_status;
   uint64_t backoff_ms;
   char last_error[300];
   /* for /metrics */
@@ -217,7 +217,7 @@ static void on_read(gdx_httpc_req *r, int status, long http, void *ud) {
     json_decref(s->schema);
     s->schema = j;
     s->t.nkey = (int)json_array_size(json_object_get(j, "primary_key"));
-    s->ph = S_LOAD;
+    s->ph = S_READ; /* once the stored state is loaded */
     sync_job *job = calloc(1, sizeof(*job));
     if (job == NULL) {
       fail(s, "out of memory");
@@ -243,14 +243,29 @@ static void on_read(gdx_httpc_req *r, int status, long http, void *ud) {
   apply_async(s, job);
 }
 
-static void url_escape(gdx_buf *b, const char *v) {
-  for (; *v; v++) {
-    unsigned char ch = (unsigned char)*v;
-    if ((ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') || (ch >= '0' && ch <= '9'))
-      gdx_buf_append(b, v, 1);
-    else
-      gdx_buf_appendf(b, "%%%02X", ch);
+/* GET <broker>/node/v1/tables/<authorization>/<what> into body, as this
+ * node (its platform certificate). */
+static int start_read(gdx_sync *s, const char *what, const char *after, gdx_buf *body,
+                      int (*on_data_cb)(gdx_httpc_req *, const char *, size_t, void *),
+                      void (*on_done_cb)(gdx_httpc_req *, int, long, void *)) {
+  gdx_buf url;
+  gdx_buf_init(&url, 8192);
+  int rc = gdx_buf_appendf(&url, "%s/node/v1/tables/%lld/%s", s->env->nodes_url,
+                           s->o.authorization, what);
+  if (!rc && after && after[0]) {
+    rc = gdx_buf_appends(&url, "&after=");
+    if (!rc)
+      rc = gdx_url_encode(&url, after);
   }
+  gdx_buf_reset(body);
+  gdx_httpc_opts ho = {.url = url.data, .on_data = on_data_cb, .on_done = on_done_cb,
+                       .data = s, .timeout_ms = 120000, .ca_file = s->env->ca_file,
+                       .cert_file = s->env->cert_file, .key_file = s->env->key_file,
+                       .native = 1};
+  if (!rc)
+    rc = gdx_httpc_request(s->env->client, &ho, NULL);
+  gdx_buf_free(&url);
+  return rc;
 }
 
 static void start_ahead(gdx_sync *s, const json_t *page);
@@ -263,10 +278,10 @@ static void apply_async(gdx_sync *s, sync_job *job) {
     /* the target's columns are those the broker lets through */
     json_t *cols = json_object_get(j, "columns");
     s->t.ncols = 0;
-    for (size_t i = 0; i < json_array_size(cols) && i < 256; i++)
-      snprintf(s->t.cols[s->t.ncols++], sizeof(s->t.cols[0]), "%s",
-               json_string_value(json_array_get(cols, i)) ? json_string_value(json_array_get(cols, i))
-                                                          : "");
+    for (size_t i = 0; i < json_array_size(cols) && i < 256; i++) {
+      const char *name = json_string_value(json_array_get(cols, i));
+      snprintf(s->t.cols[s->t.ncols++], sizeof(s->t.cols[0]), "%s", name ? name : "");
+    }
     job->prepare = 1;
   }
   int page = job->kind == 1;
@@ -311,20 +326,11 @@ static void start_ahead(gdx_sync *s, const json_t *page) {
     return;
   }
   snprintf(s->ahead_after, sizeof(s->ahead_after), "%s", after);
-  gdx_buf url;
-  gdx_buf_init(&url, 8192);
-  gdx_buf_appendf(&url, "%s/node/v1/tables/%lld/snapshot?limit=%lld&after=", s->env->nodes_url,
-                  s->o.authorization, s->o.batch);
-  url_escape(&url, after);
-  free(after);
-  gdx_buf_reset(&s->abody);
-  gdx_httpc_opts ho = {.url = url.data, .on_data = on_ahead_data, .on_done = on_ahead, .data = s,
-                       .timeout_ms = 120000, .ca_file = s->env->ca_file,
-                       .cert_file = s->env->cert_file, .key_file = s->env->key_file,
-                       .native = 1};
-  if (url.data && gdx_httpc_request(s->env->client, &ho, NULL) == GDX_OK)
+  char what[64];
+  snprintf(what, sizeof(what), "snapshot?limit=%lld", s->o.batch);
+  if (start_read(s, what, after, &s->abody, on_ahead_data, on_ahead) == GDX_OK)
     s->ahead_busy = 1;
-  gdx_buf_free(&url);
+  free(after);
 }
 
 /* The page read ahead, when it is the one after the stored state. */
@@ -351,27 +357,17 @@ static int take_ahead(gdx_sync *s) {
 static void next_step(gdx_sync *s) {
   if (s->stopping || s->busy)
     return;
-  gdx_buf url;
-  gdx_buf_init(&url, 8192);
-  gdx_buf_appendf(&url, "%s/node/v1/tables/%lld/", s->env->nodes_url, s->o.authorization);
+  char what[64];
+  const char *after = NULL;
   if (s->ph == S_SCHEMA) {
-    gdx_buf_appends(&url, "schema");
+    snprintf(what, sizeof(what), "schema");
   } else if (!s->have_state || !s->st.snapshot_done) {
-    gdx_buf_appendf(&url, "snapshot?limit=%lld", s->o.batch);
-    if (s->have_state && s->st.snapshot_after[0]) {
-      gdx_buf_appends(&url, "&after=");
-      url_escape(&url, s->st.snapshot_after);
-    }
+    snprintf(what, sizeof(what), "snapshot?limit=%lld", s->o.batch);
+    after = s->have_state ? s->st.snapshot_after : NULL;
   } else {
-    gdx_buf_appendf(&url, "changes?limit=%lld&after=%lld", s->o.batch, s->st.position);
+    snprintf(what, sizeof(what), "changes?limit=%lld&after=%lld", s->o.batch, s->st.position);
   }
-  gdx_buf_reset(&s->body);
-  gdx_httpc_opts ho = {.url = url.data, .on_data = on_data, .on_done = on_read, .data = s,
-                       .timeout_ms = 120000, .ca_file = s->env->ca_file,
-                       .cert_file = s->env->cert_file, .key_file = s->env->key_file,
-                       .native = 1};
-  int rc = url.data ? gdx_httpc_request(s->env->client, &ho, NULL) : GDX_ENOMEM;
-  gdx_buf_free(&url);
+  int rc = start_read(s, what, after, &s->body, on_data, on_read);
   if (rc != GDX_OK) {
     fail(s, "cannot start a read: %s", gdx_strerror(rc));
     return;
