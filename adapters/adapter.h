@@ -14,6 +14,7 @@
 #ifndef GDX_ADAPTER_H
 #define GDX_ADAPTER_H
 
+#include <jansson.h>
 #include <libconfig.h>
 #include <stddef.h>
 #include <uv.h>
@@ -40,6 +41,12 @@ typedef struct {
   void (*serve)(gdx_adapter *a, gdx_http_req *req, const char *rest);
   /* Checks health; calls done (maybe later) with "up", "down" or "unknown". */
   void (*health)(gdx_adapter *a, void (*done)(gdx_adapter *a));
+  /* Optional: the broker's heartbeat answer (a table purges its change
+   * log below its slowest subscriber). */
+  void (*hint)(gdx_adapter *a, const json_t *heartbeat);
+  /* Optional: Prometheus lines of the resource. */
+  void (*metrics)(gdx_adapter *a, gdx_buf *out);
+  /* After the database pool has stopped. */
   void (*close)(gdx_adapter *a);
 } gdx_adapter_ops;
 

@@ -245,5 +245,6 @@ static void api_close(gdx_adapter *a) {
   a->impl = NULL;
 }
 
-const gdx_adapter_ops gdx_adapter_api = {"api", api_open, api_serve, api_health, api_close};
+const gdx_adapter_ops gdx_adapter_api = {
+    .kind = "api", .open = api_open, .serve = api_serve, .health = api_health, .close = api_close};
 

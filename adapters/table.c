@@ -29,13 +29,24 @@
  *
  * Served to the broker (JSON; the key columns first in every row):
  *   GET /r/<name>/schema    columns, key, items, capture, fingerprint, position
- *   GET /r/<name>/snapshot?[after=<JSON key>][&limit=N][&items=a,b]
+ *   GET /r/<name>/snapshot?[after=<JSON key>][&upto=<JSON key>][&limit=N][&items=a,b]
  *       one page in key order; the first page also gives the change-log
  *       position to replay from after the last page
- *   GET /r/<name>/changes?after=<position>[&limit=N][&items=a,b]
+ *   GET /r/<name>/changes?after=<position>[&limit=N][&wait_ms=N][&items=a,b]
  *       the log entries after the position, up to the first gap a still
  *       open transaction may fill; per key the last change, with the row as
- *       it is now ("U") or its key when it is gone ("D"); the new position
+ *       it is now ("U") or its key when it is gone ("D"); the new position.
+ *       With wait_ms the read is parked while there is nothing new (a long
+ *       poll: the log is looked at every 50 ms). 410 when the position is
+ *       below what was purged.
+ *   GET /r/<name>/checksums?[after=<JSON key>][&chunk=N][&limit=C]
+ *       reconciliation: C chunks of N rows, each its key range, row count
+ *       and XOR of row hashes (common/rowsum.h)
+ *   GET /r/<name>/rowsums?[after=…][&upto=…][&position=P]
+ *       a chunk row by row (key, hash), and the keys changed after P
+ * Pages and batches carry "count" and "checksum" for the ledger. Identical
+ * reads in flight share one query. The broker's heartbeat answer says how
+ * far every subscriber has applied; the log is purged below that.
  * Only items the resource offers can be asked for; the broker asks for the
  * authorized ones, so other columns never leave the node.
  *
@@ -53,6 +64,7 @@
 #include "error.h"
 #include "log.h"
 #include "relay.h"
+#include "rowsum.h"
 
 #define MAX_COLS 256
 
@@ -85,6 +97,11 @@ typedef struct {
   tschema s;             /* the last inspection */
   int busy;
   void (*done)(gdx_adapter *);
+  struct read_job *jobs; /* reads in flight or parked (long polls) */
+  uv_timer_t *wake;      /* parked reads look for news */
+  int waking, closing, purging;
+  long long purged;      /* the change log is purged up to here */
+  unsigned long long coalesced;
 } table_res;
 
 typedef struct {
@@ -158,16 +175,6 @@ static int table_open(gdx_adapter *a, const config_setting_t *s, char *err, size
   return rc;
 }
 
-static void table_close(gdx_adapter *a) {
-  table_res *r = a->impl;
-  if (r == NULL)
-    return;
-  for (int i = 0; i < r->nitems; i++)
-    free(r->items[i]);
-  free(r);
-  a->impl = NULL;
-}
-
 /* ------------------------------------------------------------------ */
 /* inspection (worker thread)                                          */
 
@@ -181,6 +188,13 @@ static const char changelog_ddl[] =
     " KEY k_gdx_changelog_tbl (tbl, seq)"
     ") ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_bin";
 
+/* Where each table's change log was purged to (below every subscriber). */
+static const char purged_ddl[] =
+    "CREATE TABLE IF NOT EXISTS gdx_changelog_purged ("
+    " tbl VARCHAR(64) NOT NULL PRIMARY KEY,"
+    " upto BIGINT UNSIGNED NOT NULL"
+    ") ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_bin";
+
 /* JSON_ARRAY(<p>.`k1`, <p>.`k2`) of the key columns. */
 static void key_array(const tschema *s, const char *p, gdx_buf *b) {
   gdx_buf_appends(b, "JSON_ARRAY(");
@@ -191,6 +205,8 @@ static void key_array(const tschema *s, const char *p, gdx_buf *b) {
 
 static int install_triggers(gdx_db_conn *c, const char *t, const tschema *s) {
   int rc = gdx_db_exec_ddl(c, changelog_ddl);
+  if (!rc)
+    rc = gdx_db_exec_ddl(c, purged_ddl);
   gdx_buf b;
   gdx_buf_init(&b, 64 * 1024);
   if (!rc) {
@@ -445,29 +461,51 @@ static void table_health(gdx_adapter *a, void (*done)(gdx_adapter *a)) {
 }
 
 /* ------------------------------------------------------------------ */
-/* reading rows: snapshot pages and change batches                     */
+/* reading rows: snapshot pages, change batches, checksums             */
 
 #define READ_MAX_ROWS 10000
 #define KEY_MAX 16
+#define CHECKSUM_MAX_ROWS 200000 /* rows behind one checksums answer */
+#define WAIT_MAX_MS 30000
+#define WAKE_MS 50               /* how often parked change reads look for news */
 
-typedef struct {
+enum { OP_SNAPSHOT, OP_CHANGES, OP_CHECKSUMS, OP_ROWSUMS };
+
+/* One read of the front-end database. Identical reads (same path and
+ * query) that arrive while one is in flight or parked share it: with many
+ * subscribers at the same position one query serves them all. */
+typedef struct read_job {
   table_res *r;
-  gdx_http_req *req;     /* NULL once the broker went away */
-  int changes;           /* 0: a snapshot page */
-  tschema s;             /* the schema the request was checked against */
-  int sel[MAX_COLS], nsel; /* selected columns: the key first, then the items */
-  char *after_key[KEY_MAX]; /* snapshot: the last key of the previous page */
+  struct read_job *next;    /* in r->jobs */
+  char *key;                /* "<rest>?<query>" */
+  gdx_http_req **reqs;      /* who waits for the answer; NULL once gone */
+  int nreqs, cap;
+  int op;
+  tschema s;                /* the schema the request was checked against */
+  int sel[MAX_COLS], nsel;  /* selected columns: the key first, then the items */
+  char *after_key[KEY_MAX]; /* the last key before the range */
   int has_after;
-  long long after_seq;   /* changes: the position */
-  long long limit;
+  char *upto_key[KEY_MAX];  /* the last key of the range (inclusive) */
+  int has_upto;
+  long long after_seq;      /* changes: the position; rowsums: for "pending" */
+  int has_seq;
+  long long limit, chunk;
+  long long wait_ms;
+  uint64_t deadline;        /* loop time when a parked read answers empty */
+  int in_db, parked;
+  int empty;                /* changes: nothing after the position yet */
   char *body;
   int status;
   char code[40], msg[300];
 } read_job;
 
 static void read_job_free(read_job *j) {
-  for (int i = 0; i < KEY_MAX; i++)
+  for (int i = 0; i < KEY_MAX; i++) {
     free(j->after_key[i]);
+    free(j->upto_key[i]);
+  }
+  free(j->reqs);
+  free(j->key);
   free(j->body);
   free(j);
 }
@@ -475,6 +513,46 @@ static void read_job_free(read_job *j) {
 static void sel_sql(const read_job *j, gdx_buf *b) {
   for (int i = 0; i < j->nsel; i++)
     gdx_buf_appendf(b, "%s`%s`", i ? ", " : "", j->s.cols[j->sel[i]].name);
+}
+
+static void key_sql(const tschema *s, gdx_buf *b) {
+  gdx_buf_appends(b, "(");
+  for (int k = 0; k < s->npk; k++)
+    gdx_buf_appendf(b, "%s`%s`", k ? ", " : "", s->cols[s->pk[k]].name);
+  gdx_buf_appends(b, ")");
+}
+
+/* WHERE (key) > (after) AND (key) <= (upto), either part when given. */
+static size_t range_sql(const read_job *j, gdx_buf *b, gdx_db_param *p) {
+  const tschema *s = &j->s;
+  size_t np = 0;
+  for (int part = 0; part < 2; part++) {
+    char *const *v = part ? j->upto_key : j->after_key;
+    if (!(part ? j->has_upto : j->has_after))
+      continue;
+    gdx_buf_appends(b, np ? " AND " : " WHERE ");
+    key_sql(s, b);
+    gdx_buf_appends(b, part ? " <= (" : " > (");
+    for (int k = 0; k < s->npk; k++) {
+      gdx_buf_appends(b, k ? ", ?" : "?");
+      p[np++] = GDX_DB_P_STR(v[k]);
+    }
+    gdx_buf_appends(b, ")");
+  }
+  return np;
+}
+
+static void order_sql(const tschema *s, gdx_buf *b) {
+  gdx_buf_appends(b, " ORDER BY ");
+  for (int k = 0; k < s->npk; k++)
+    gdx_buf_appendf(b, "%s`%s`", k ? ", " : "", s->cols[s->pk[k]].name);
+}
+
+static void rowhash_sql(const read_job *j, gdx_buf *b) {
+  const char *names[MAX_COLS];
+  for (int i = 0; i < j->nsel; i++)
+    names[i] = j->s.cols[j->sel[i]].name;
+  gdx_rowsum_sql(b, names, j->nsel);
 }
 
 static json_t *row_json(const gdx_db_result *res, size_t row, int ncols) {
@@ -498,8 +576,7 @@ static int snapshot_work(read_job *j, gdx_db_conn *c, json_t *out) {
   const tschema *s = &j->s;
   gdx_buf sql;
   gdx_buf_init(&sql, 64 * 1024);
-  gdx_db_param params[KEY_MAX + 1];
-  size_t np = 0;
+  gdx_db_param params[2 * KEY_MAX + 1];
   if (!j->has_after && j->r->triggers) {
     /* where the change log stands before the first page: replayed after
      * the last one, so nothing committed meanwhile is missed */
@@ -512,20 +589,8 @@ static int snapshot_work(read_job *j, gdx_db_conn *c, json_t *out) {
   gdx_buf_appends(&sql, "SELECT ");
   sel_sql(j, &sql);
   gdx_buf_appendf(&sql, " FROM `%s`", j->r->table);
-  if (j->has_after) {
-    gdx_buf_appends(&sql, " WHERE (");
-    for (int k = 0; k < s->npk; k++) {
-      gdx_buf_appendf(&sql, "%s`%s`", k ? ", " : "", s->cols[s->pk[k]].name);
-      params[np++] = GDX_DB_P_STR(j->after_key[k]);
-    }
-    gdx_buf_appends(&sql, ") > (");
-    for (int k = 0; k < s->npk; k++)
-      gdx_buf_appends(&sql, k ? ", ?" : "?");
-    gdx_buf_appends(&sql, ")");
-  }
-  gdx_buf_appends(&sql, " ORDER BY ");
-  for (int k = 0; k < s->npk; k++)
-    gdx_buf_appendf(&sql, "%s`%s`", k ? ", " : "", s->cols[s->pk[k]].name);
+  size_t np = range_sql(j, &sql, params);
+  order_sql(s, &sql);
   gdx_buf_appends(&sql, " LIMIT ?");
   params[np++] = GDX_DB_P_INT(j->limit);
   gdx_db_result res = {0};
@@ -549,42 +614,77 @@ static int snapshot_work(read_job *j, gdx_db_conn *c, json_t *out) {
   return GDX_OK;
 }
 
-/* Is a transaction that began before `when` still open? Then it may own a
- * missing seq, and the log must not be passed yet. */
-static int gap_in_flight(gdx_db_conn *c, const char *when, int *in_flight) {
-  gdx_db_param p[] = {GDX_DB_P_STR(when)};
+/* A change-log key (JSON numbers or strings) as text values, like rows. */
+static json_t *text_key(const json_t *key) {
+  json_t *tk = json_array();
+  for (size_t k = 0; k < json_array_size(key); k++) {
+    json_t *v = json_array_get(key, k);
+    char num[40];
+    if (json_is_string(v)) {
+      json_array_append(tk, v);
+    } else {
+      snprintf(num, sizeof(num), "%" JSON_INTEGER_FORMAT, json_integer_value(v));
+      json_array_append_new(tk, json_string(num));
+    }
+  }
+  return tk;
+}
+
+/* The position below which this table's change log was purged. */
+static int purged_floor(gdx_db_conn *c, const char *table, long long *floor) {
+  gdx_db_param p[] = {GDX_DB_P_STR(table)};
   gdx_db_result res = {0};
-  int rc = gdx_db_query(c,
-                        "SELECT COUNT(*) FROM information_schema.INNODB_TRX WHERE "
-                        "trx_mysql_thread_id <> CONNECTION_ID() AND trx_started <= ?",
-                        p, 1, 1, &res);
-  if (rc == GDX_OK)
-    *in_flight = atoi(gdx_db_get(&res, 0, 0)) > 0;
+  *floor = 0;
+  int rc = gdx_db_query(c, "SELECT upto FROM gdx_changelog_purged WHERE tbl = ?", p, 1, 1, &res);
+  if (rc == GDX_OK && res.nrows == 1)
+    *floor = atoll(gdx_db_get(&res, 0, 0));
   gdx_db_result_free(&res);
   return rc;
 }
 
 static int changes_work(read_job *j, gdx_db_conn *c, json_t *out) {
   const tschema *s = &j->s;
+  long long floor = 0;
+  if (purged_floor(c, j->r->table, &floor) != GDX_OK)
+    return read_fail(j, c, "reading the change log's purge position failed");
+  if (j->after_seq < floor) {
+    j->status = 410;
+    snprintf(j->code, sizeof(j->code), "position_purged");
+    snprintf(j->msg, sizeof(j->msg), "the change log before %lld is purged (asked after %lld): "
+             "load a new snapshot", floor, j->after_seq);
+    return GDX_OK;
+  }
   gdx_db_param p[] = {GDX_DB_P_INT(j->after_seq), GDX_DB_P_INT(j->limit)};
   gdx_db_result log = {0};
   if (gdx_db_query(c, "SELECT seq, tbl, op, pk, changed_at FROM gdx_changelog WHERE seq > ? "
                       "ORDER BY seq LIMIT ?",
                    p, 2, (size_t)j->limit, &log))
     return read_fail(j, c, "reading the change log failed");
-  /* the entries up to the first gap that may still fill */
+  /* The entries up to the first gap that may still fill: a gap is held
+   * while a transaction that began before the entry after it is open (it
+   * may own the missing seq). Open transactions are read once per batch. */
   long long pos = j->after_seq;
   size_t upto = 0;
+  int trx_read = 0;
+  char oldest[40] = "";
   for (; upto < log.nrows; upto++) {
     long long seq = atoll(gdx_db_get(&log, upto, 0));
     if (seq != pos + 1) {
-      int in_flight = 1;
-      if (gap_in_flight(c, gdx_db_get(&log, upto, 4), &in_flight) != GDX_OK) {
-        gdx_db_result_free(&log);
-        return read_fail(j, c, "checking open transactions failed (the node's user needs "
-                               "PROCESS)");
+      if (!trx_read) {
+        gdx_db_result t = {0};
+        if (gdx_db_query(c,
+                         "SELECT IFNULL(MIN(trx_started), '') FROM information_schema.INNODB_TRX "
+                         "WHERE trx_mysql_thread_id <> CONNECTION_ID()",
+                         NULL, 0, 1, &t) != GDX_OK) {
+          gdx_db_result_free(&log);
+          return read_fail(j, c, "checking open transactions failed (the node's user needs "
+                                 "PROCESS)");
+        }
+        snprintf(oldest, sizeof(oldest), "%s", gdx_db_get(&t, 0, 0));
+        gdx_db_result_free(&t);
+        trx_read = 1;
       }
-      if (in_flight)
+      if (oldest[0] && strcmp(oldest, gdx_db_get(&log, upto, 4)) <= 0)
         break;
     }
     pos = seq;
@@ -608,6 +708,8 @@ static int changes_work(read_job *j, gdx_db_conn *c, json_t *out) {
     }
     json_t *ch = json_pack("{s:I}", "seq", (json_int_t)atoll(gdx_db_get(&log, i, 0)));
     json_t *row = NULL;
+    json_t *tk = text_key(key);
+    json_decref(key);
     if (strcmp(gdx_db_get(&log, i, 2), "D") != 0) {
       gdx_buf sql;
       gdx_buf_init(&sql, 64 * 1024);
@@ -615,23 +717,16 @@ static int changes_work(read_job *j, gdx_db_conn *c, json_t *out) {
       sel_sql(j, &sql);
       gdx_buf_appendf(&sql, " FROM `%s` WHERE ", j->r->table);
       gdx_db_param kp[KEY_MAX];
-      char kv[KEY_MAX][32];
       for (int k = 0; k < s->npk; k++) {
-        json_t *v = json_array_get(key, (size_t)k);
         gdx_buf_appendf(&sql, "%s`%s` = ?", k ? " AND " : "", s->cols[s->pk[k]].name);
-        if (json_is_string(v)) {
-          kp[k] = GDX_DB_P_STR(json_string_value(v));
-        } else {
-          snprintf(kv[k], sizeof(kv[k]), "%" JSON_INTEGER_FORMAT, json_integer_value(v));
-          kp[k] = GDX_DB_P_STR(kv[k]);
-        }
+        kp[k] = GDX_DB_P_STR(json_string_value(json_array_get(tk, (size_t)k)));
       }
       gdx_db_result res = {0};
       int rc = gdx_db_query(c, sql.data, kp, (size_t)s->npk, 1, &res);
       gdx_buf_free(&sql);
       if (rc) {
         json_decref(ch);
-        json_decref(key);
+        json_decref(tk);
         json_decref(changes);
         gdx_db_result_free(&log);
         return read_fail(j, c, "reading a changed row failed");
@@ -643,28 +738,138 @@ static int changes_work(read_job *j, gdx_db_conn *c, json_t *out) {
     if (row) {
       json_object_set_new(ch, "op", json_string("U"));
       json_object_set_new(ch, "row", row);
+      json_decref(tk);
     } else { /* deleted, or gone again since: the key as text, like row values */
-      json_t *tk = json_array();
-      for (size_t k = 0; k < json_array_size(key); k++) {
-        json_t *v = json_array_get(key, k);
-        char num[40];
-        if (json_is_string(v))
-          json_array_append(tk, v);
-        else {
-          snprintf(num, sizeof(num), "%" JSON_INTEGER_FORMAT, json_integer_value(v));
-          json_array_append_new(tk, json_string(num));
-        }
-      }
       json_object_set_new(ch, "op", json_string("D"));
       json_object_set_new(ch, "key", tk);
     }
-    json_decref(key);
     json_array_append_new(changes, ch);
   }
+  j->empty = pos == j->after_seq;
   json_object_set_new(out, "changes", changes);
   json_object_set_new(out, "position", json_integer(pos));
   json_object_set_new(out, "more", json_boolean(upto == (size_t)j->limit));
   gdx_db_result_free(&log);
+  return GDX_OK;
+}
+
+static json_t *key_of(const gdx_db_result *res, size_t row, int npk) {
+  json_t *k = json_array();
+  for (int i = 0; i < npk; i++) {
+    const char *v = gdx_db_get(res, row, (size_t)i);
+    json_array_append_new(k, json_string(v ? v : ""));
+  }
+  return k;
+}
+
+/* Chunks of `chunk` rows in key order after `after`: each with the key
+ * range (after, last], its row count and the XOR of its row hashes. The
+ * last chunk of the table has no upper bound ("last": null), so rows a
+ * consumer has beyond the provider's last key fall into it. */
+static int checksums_work(read_job *j, gdx_db_conn *c, json_t *out) {
+  const tschema *s = &j->s;
+  gdx_buf sql;
+  gdx_buf_init(&sql, 64 * 1024);
+  gdx_db_param params[2 * KEY_MAX + 1];
+  gdx_buf_appends(&sql, "SELECT ");
+  for (int k = 0; k < s->npk; k++)
+    gdx_buf_appendf(&sql, "`%s`, ", s->cols[s->pk[k]].name);
+  rowhash_sql(j, &sql);
+  gdx_buf_appendf(&sql, " FROM `%s`", j->r->table);
+  size_t np = range_sql(j, &sql, params);
+  order_sql(s, &sql);
+  long long want = j->chunk * j->limit;
+  gdx_buf_appends(&sql, " LIMIT ?");
+  params[np++] = GDX_DB_P_INT(want);
+  gdx_db_result res = {0};
+  int rc = gdx_db_query(c, sql.data, params, np, (size_t)want, &res);
+  gdx_buf_free(&sql);
+  if (rc)
+    return read_fail(j, c, "reading the table's checksums failed");
+  json_t *chunks = json_array();
+  json_t *prev = json_null();
+  if (j->has_after) {
+    prev = json_array();
+    for (int k = 0; k < s->npk; k++)
+      json_array_append_new(prev, json_string(j->after_key[k]));
+  }
+  int done = res.nrows < (size_t)want;
+  size_t i = 0;
+  do {
+    size_t end = i + (size_t)j->chunk < res.nrows ? i + (size_t)j->chunk : res.nrows;
+    uint64_t x = 0;
+    for (size_t r = i; r < end; r++)
+      x ^= strtoull(gdx_db_get(&res, r, (size_t)s->npk), NULL, 10);
+    char hex[17];
+    gdx_rowsum_hex(x, hex);
+    int final = done && end == res.nrows;
+    json_t *last = final ? json_null() : key_of(&res, end - 1, s->npk);
+    json_array_append_new(chunks, json_pack("{s:O, s:O, s:I, s:s}", "after", prev, "last", last,
+                                            "rows", (json_int_t)(end - i), "sum", hex));
+    json_decref(prev);
+    prev = last;
+    i = end;
+  } while (i < res.nrows);
+  json_decref(prev);
+  json_object_set_new(out, "chunks", chunks);
+  json_object_set_new(out, "done", json_boolean(done));
+  gdx_db_result_free(&res);
+  return GDX_OK;
+}
+
+/* Per row of a range: its key and hash; and, given position=P, the keys
+ * changed after P (their difference is in flight, not a discrepancy). */
+static int rowsums_work(read_job *j, gdx_db_conn *c, json_t *out) {
+  const tschema *s = &j->s;
+  gdx_buf sql;
+  gdx_buf_init(&sql, 64 * 1024);
+  gdx_db_param params[2 * KEY_MAX + 1];
+  gdx_buf_appends(&sql, "SELECT ");
+  for (int k = 0; k < s->npk; k++)
+    gdx_buf_appendf(&sql, "`%s`, ", s->cols[s->pk[k]].name);
+  rowhash_sql(j, &sql);
+  gdx_buf_appendf(&sql, " FROM `%s`", j->r->table);
+  size_t np = range_sql(j, &sql, params);
+  order_sql(s, &sql);
+  gdx_buf_appendf(&sql, " LIMIT %d", READ_MAX_ROWS + 1);
+  gdx_db_result res = {0};
+  int rc = gdx_db_query(c, sql.data, params, np, READ_MAX_ROWS + 1, &res);
+  gdx_buf_free(&sql);
+  if (rc)
+    return read_fail(j, c, "reading the rows' checksums failed");
+  if (res.nrows > READ_MAX_ROWS) {
+    gdx_db_result_free(&res);
+    j->status = 413;
+    snprintf(j->code, sizeof(j->code), "range_too_large");
+    snprintf(j->msg, sizeof(j->msg), "more than %d rows in the range", READ_MAX_ROWS);
+    return GDX_OK;
+  }
+  json_t *rows = json_array();
+  for (size_t i = 0; i < res.nrows; i++) {
+    json_t *k = key_of(&res, i, s->npk);
+    char hex[17];
+    gdx_rowsum_hex(strtoull(gdx_db_get(&res, i, (size_t)s->npk), NULL, 10), hex);
+    json_array_append_new(k, json_string(hex));
+    json_array_append_new(rows, k);
+  }
+  gdx_db_result_free(&res);
+  json_object_set_new(out, "rows", rows);
+  if (j->has_seq && j->r->triggers) {
+    gdx_db_param p[] = {GDX_DB_P_STR(j->r->table), GDX_DB_P_INT(j->after_seq)};
+    if (gdx_db_query(c, "SELECT DISTINCT pk FROM gdx_changelog WHERE tbl = ? AND seq > ? "
+                        "LIMIT 10001", p, 2, 10001, &res))
+      return read_fail(j, c, "reading the change log failed");
+    json_t *pending = json_array();
+    for (size_t i = 0; i < res.nrows && i < 10000; i++) {
+      json_t *key = json_loads(gdx_db_get(&res, i, 0), 0, NULL);
+      if (json_is_array(key))
+        json_array_append_new(pending, text_key(key));
+      json_decref(key);
+    }
+    json_object_set_new(out, "pending", pending);
+    json_object_set_new(out, "pending_overflow", json_boolean(res.nrows > 10000));
+    gdx_db_result_free(&res);
+  }
   return GDX_OK;
 }
 
@@ -677,38 +882,240 @@ static int read_work(gdx_db_conn *c, void *arg) {
   json_object_set_new(out, "key_columns", json_integer(j->s.npk));
   json_object_set_new(out, "fingerprint", json_string(j->s.fingerprint));
   j->status = 200;
-  if (j->changes)
+  j->empty = 0;
+  if (j->op == OP_CHANGES)
     changes_work(j, c, out);
-  else
+  else if (j->op == OP_SNAPSHOT)
     snapshot_work(j, c, out);
+  else if (j->op == OP_CHECKSUMS)
+    checksums_work(j, c, out);
+  else
+    rowsums_work(j, c, out);
+  if (j->status == 200 && (j->op == OP_SNAPSHOT || j->op == OP_CHANGES)) {
+    /* for the ledger: what was sent, to compare with what is applied */
+    size_t n = 0;
+    char hex[17];
+    gdx_rowsum_hex(gdx_rowsum_batch(out, &n), hex);
+    json_object_set_new(out, "count", json_integer((json_int_t)n));
+    json_object_set_new(out, "checksum", json_string(hex));
+  }
   if (j->status == 200)
     j->body = json_dumps(out, JSON_COMPACT);
   json_decref(out);
   return GDX_OK;
 }
 
+/* ---- answering, coalescing, long polls ---- */
+
+static void unlink_job(read_job *j) {
+  for (read_job **p = &j->r->jobs; *p; p = &(*p)->next)
+    if (*p == j) {
+      *p = j->next;
+      return;
+    }
+}
+
 static void read_abort(gdx_http_req *req) {
   read_job *j = gdx_http_req_get_data(req);
-  j->req = NULL;
+  for (int i = 0; i < j->nreqs; i++)
+    if (j->reqs[i] == req)
+      j->reqs[i] = NULL;
+}
+
+static int live_reqs(const read_job *j) {
+  int n = 0;
+  for (int i = 0; i < j->nreqs; i++)
+    n += j->reqs[i] != NULL;
+  return n;
+}
+
+/* Answers everyone waiting and frees the job. */
+static void answer(read_job *j, int db_status) {
+  unlink_job(j);
+  for (int i = 0; i < j->nreqs; i++) {
+    gdx_http_req *req = j->reqs[i];
+    if (req == NULL)
+      continue;
+    gdx_http_req_on(req, NULL, NULL, NULL);
+    gdx_http_req_set_data(req, NULL);
+    if (db_status != GDX_OK || (j->status == 200 && j->body == NULL))
+      gdx_relay_error(req, 503, "node", "table_unavailable", "the front-end database failed");
+    else if (j->status != 200)
+      gdx_relay_error(req, j->status, "node", j->code, "%s", j->msg);
+    else
+      gdx_http_respond(req, 200, "application/json", j->body, strlen(j->body));
+  }
+  read_job_free(j);
+}
+
+static void read_done(int status, void *arg);
+static void wake_start(table_res *r);
+
+static int submit_read(read_job *j) {
+  if (gdx_db_submit(j->r->self->env->frontdb, read_work, read_done, j) != GDX_OK)
+    return GDX_EBUSY;
+  j->in_db = 1;
+  j->parked = 0;
+  return GDX_OK;
 }
 
 static void read_done(int status, void *arg) {
   read_job *j = arg;
-  gdx_http_req *req = j->req;
-  if (req == NULL) {
-    read_job_free(j);
+  j->in_db = 0;
+  if (status == GDX_OK && j->status == 200 && j->op == OP_CHANGES && j->empty &&
+      j->wait_ms > 0 && uv_now(j->r->self->env->loop) < j->deadline && live_reqs(j) > 0 &&
+      j->r->wake) {
+    j->parked = 1; /* nothing new yet: answer when there is, or at the deadline */
+    wake_start(j->r);
     return;
   }
-  gdx_http_req_on(req, NULL, NULL, NULL);
-  gdx_http_req_set_data(req, NULL);
-  if (status != GDX_OK || (j->status == 200 && j->body == NULL))
-    gdx_relay_error(req, 503, "node", "table_unavailable", "the front-end database failed");
-  else if (j->status != 200)
-    gdx_relay_error(req, j->status, "node", j->code, "%s", j->msg);
-  else
-    gdx_http_respond(req, 200, "application/json", j->body, strlen(j->body));
-  read_job_free(j);
+  answer(j, status);
 }
+
+typedef struct {
+  table_res *r;
+  long long max;
+} wake_job;
+
+static int wake_work(gdx_db_conn *c, void *arg) {
+  wake_job *w = arg;
+  gdx_db_result res = {0};
+  int rc = gdx_db_query(c, "SELECT COALESCE(MAX(seq), 0) FROM gdx_changelog", NULL, 0, 1, &res);
+  if (rc == GDX_OK)
+    w->max = atoll(gdx_db_get(&res, 0, 0));
+  gdx_db_result_free(&res);
+  return rc;
+}
+
+/* Parked reads: gone ones are dropped, due ones answered empty, the rest
+ * read again when the change log has grown past their position. */
+static void wake_scan(table_res *r, long long max) {
+  uint64_t now = uv_now(r->self->env->loop);
+  read_job *next;
+  for (read_job *j = r->jobs; j; j = next) {
+    next = j->next;
+    if (!j->parked)
+      continue;
+    if (live_reqs(j) == 0) {
+      unlink_job(j);
+      read_job_free(j);
+    } else if (now >= j->deadline) {
+      answer(j, GDX_OK);
+    } else if (max > j->after_seq) {
+      free(j->body);
+      j->body = NULL;
+      if (submit_read(j) != GDX_OK)
+        answer(j, GDX_OK); /* the empty answer it has: the consumer asks again */
+    }
+  }
+}
+
+static void wake_done(int status, void *arg) {
+  wake_job *w = arg;
+  table_res *r = w->r;
+  r->waking = 0;
+  long long max = status == GDX_OK ? w->max : -1;
+  free(w);
+  if (r->closing)
+    return;
+  wake_scan(r, max < 0 ? 0 : max);
+}
+
+static void on_wake(uv_timer_t *t) {
+  table_res *r = t->data;
+  int parked = 0;
+  for (read_job *j = r->jobs; j; j = j->next)
+    parked += j->parked;
+  if (parked == 0) {
+    uv_timer_stop(t);
+    return;
+  }
+  if (r->waking)
+    return;
+  wake_job *w = calloc(1, sizeof(*w));
+  if (w == NULL)
+    return;
+  w->r = r;
+  r->waking = 1;
+  if (gdx_db_submit(r->self->env->frontdb, wake_work, wake_done, w) != GDX_OK) {
+    r->waking = 0;
+    free(w);
+    wake_scan(r, 0); /* at least the deadlines */
+  }
+}
+
+static void wake_start(table_res *r) {
+  if (!uv_is_active((uv_handle_t *)r->wake))
+    uv_timer_start(r->wake, on_wake, WAKE_MS, WAKE_MS);
+}
+
+/* ---- the change log's purge, below the slowest subscriber ---- */
+
+typedef struct {
+  table_res *r;
+  long long upto;
+  uint64_t deleted;
+  char err[200];
+} purge_job;
+
+static int purge_work(gdx_db_conn *c, void *arg) {
+  purge_job *p = arg;
+  /* the floor first: a reader after it learns its position is gone */
+  gdx_db_param pf[] = {GDX_DB_P_STR(p->r->table), GDX_DB_P_INT(p->upto)};
+  int rc = gdx_db_exec(c,
+                       "INSERT INTO gdx_changelog_purged (tbl, upto) VALUES (?, ?) "
+                       "ON DUPLICATE KEY UPDATE upto = GREATEST(upto, VALUES(upto))",
+                       pf, 2, NULL, NULL);
+  for (int round = 0; !rc && round < 200; round++) {
+    uint64_t n = 0;
+    rc = gdx_db_exec(c, "DELETE FROM gdx_changelog WHERE tbl = ? AND seq <= ? ORDER BY seq "
+                        "LIMIT 5000", pf, 2, &n, NULL);
+    p->deleted += n;
+    if (n < 5000)
+      break;
+  }
+  if (rc)
+    snprintf(p->err, sizeof(p->err), "%s", gdx_db_error(c));
+  return rc;
+}
+
+static void purge_done(int status, void *arg) {
+  purge_job *p = arg;
+  table_res *r = p->r;
+  r->purging = 0;
+  if (status != GDX_OK)
+    gdx_log_warn("table", "resource %s: purging the change log up to %lld failed: %s",
+                 r->self->name, p->upto, p->err[0] ? p->err : gdx_strerror(status));
+  else {
+    r->purged = p->upto;
+    if (p->deleted)
+      gdx_log_debug("table", "resource %s: %llu change-log entries up to %lld purged "
+                    "(every subscriber has them)", r->self->name,
+                    (unsigned long long)p->deleted, p->upto);
+  }
+  free(p);
+}
+
+/* The broker's heartbeat answer: "purge": {"<resource>": position}. */
+static void table_hint(gdx_adapter *a, const json_t *hb) {
+  table_res *r = a->impl;
+  json_t *pos = json_object_get(json_object_get(hb, "purge"), a->name);
+  if (!r->triggers || !r->ready || r->purging || !json_is_integer(pos) ||
+      json_integer_value(pos) <= r->purged)
+    return;
+  purge_job *p = calloc(1, sizeof(*p));
+  if (p == NULL)
+    return;
+  p->r = r;
+  p->upto = json_integer_value(pos);
+  r->purging = 1;
+  if (gdx_db_submit(a->env->frontdb, purge_work, purge_done, p) != GDX_OK) {
+    r->purging = 0;
+    free(p);
+  }
+}
+
+/* ---- requests ---- */
 
 /* items=a,b,c: the columns asked for; each must be offered. The key comes
  * first whether asked for or not (a consumer cannot apply without it). */
@@ -745,11 +1152,79 @@ static int select_items(table_res *r, read_job *j, const char *items, char *why,
   return 0;
 }
 
+static void serve_schema(table_res *r, gdx_http_req *req, read_job *j) {
+  const tschema *s = &r->s;
+  /* of the selected columns only: the others stay unknown */
+  json_t *cols = json_array(), *key = json_array(), *sel = json_array();
+  for (int k = 0; k < j->nsel; k++) {
+    const tcol *c = &s->cols[j->sel[k]];
+    json_array_append_new(cols, json_pack("{s:s, s:s, s:b}", "name", c->name, "type", c->type,
+                                          "nullable", c->nullable));
+    json_array_append_new(sel, json_string(c->name));
+  }
+  for (int i = 0; i < s->npk; i++)
+    json_array_append_new(key, json_string(s->cols[s->pk[i]].name));
+  json_t *o = json_pack("{s:s, s:s, s:o, s:o, s:o, s:s, s:I}", "table", r->table, "capture",
+                        r->triggers ? "triggers" : "timestamp", "columns", cols, "primary_key",
+                        key, "items", sel, "fingerprint", s->fingerprint, "position",
+                        (json_int_t)s->position);
+  char *text = json_dumps(o, JSON_COMPACT);
+  json_decref(o);
+  if (text == NULL) {
+    gdx_relay_error(req, 500, "node", "internal", "out of memory");
+    return;
+  }
+  gdx_http_respond(req, 200, "application/json", text, strlen(text));
+  free(text);
+}
+
+/* A JSON array of npk key values (text or integers) into out[]. */
+static int parse_key(const char *v, int npk, char **out) {
+  json_t *key = json_loads(v, 0, NULL);
+  int bad = !json_is_array(key) || json_array_size(key) != (size_t)npk;
+  for (int k = 0; !bad && k < npk; k++) {
+    json_t *e = json_array_get(key, (size_t)k);
+    char num[32];
+    if (json_is_integer(e))
+      snprintf(num, sizeof(num), "%" JSON_INTEGER_FORMAT, json_integer_value(e));
+    bad |= !json_is_string(e) && !json_is_integer(e);
+    if (!bad)
+      out[k] = strdup(json_is_string(e) ? json_string_value(e) : num);
+  }
+  json_decref(key);
+  return bad ? -1 : 0;
+}
+
+/* An integer query parameter in [min, max]; 0 absent, 1 set, -1 malformed. */
+static int query_int(const char *q, const char *name, long long min, long long max,
+                     long long *out) {
+  char v[32];
+  int got = gdx_http_query_param(q, name, v, sizeof(v));
+  if (got != 1)
+    return got;
+  char *end;
+  long long x = strtoll(v, &end, 10);
+  if (v[0] == '\0' || *end != '\0' || x < min || x > max)
+    return -1;
+  *out = x;
+  return 1;
+}
+
+static const char *const usage[] = {
+    "snapshot?[after=<JSON key>][&upto=<JSON key>][&limit=1..10000][&items=a,b]",
+    "changes?after=<position>[&limit=1..10000][&wait_ms=0..30000][&items=a,b]",
+    "checksums?[after=<JSON key>][&chunk=1..10000][&limit=<chunks>][&items=a,b]",
+    "rowsums?[after=<JSON key>][&upto=<JSON key>][&position=<n>][&items=a,b]",
+};
+
 static void table_serve(gdx_adapter *a, gdx_http_req *req, const char *rest) {
   table_res *r = a->impl;
-  int is_schema = strcmp(rest, "schema") == 0, is_snapshot = strcmp(rest, "snapshot") == 0,
-      is_changes = strcmp(rest, "changes") == 0;
-  if (!is_schema && !is_snapshot && !is_changes) {
+  static const char *const ops[] = {"snapshot", "changes", "checksums", "rowsums"};
+  int op = -1, is_schema = strcmp(rest, "schema") == 0;
+  for (int i = 0; i < 4; i++)
+    if (strcmp(rest, ops[i]) == 0)
+      op = i;
+  if (!is_schema && op < 0) {
     gdx_relay_error(req, 404, "node", "not_found", "table resource %s has no %s", a->name, rest);
     return;
   }
@@ -762,17 +1237,35 @@ static void table_serve(gdx_adapter *a, gdx_http_req *req, const char *rest) {
                     r->s.error[0] ? r->s.error : "the table has not been inspected yet");
     return;
   }
-  const tschema *s = &r->s;
+  const char *q = gdx_http_req_query(req);
+  /* the same read in flight or parked: wait for its answer */
+  char key[8192];
+  int kn = snprintf(key, sizeof(key), "%s?%s", rest, q ? q : "");
+  if (!is_schema && kn > 0 && (size_t)kn < sizeof(key))
+    for (read_job *j = r->jobs; j; j = j->next)
+      if (strcmp(j->key, key) == 0 && (j->in_db || j->parked)) {
+        if (j->nreqs == j->cap) {
+          int cap = j->cap ? j->cap * 2 : 4;
+          gdx_http_req **nr = realloc(j->reqs, (size_t)cap * sizeof(*nr));
+          if (nr == NULL)
+            break;
+          j->reqs = nr;
+          j->cap = cap;
+        }
+        j->reqs[j->nreqs++] = req;
+        gdx_http_req_set_data(req, j);
+        gdx_http_req_on(req, NULL, NULL, read_abort);
+        r->coalesced++;
+        return;
+      }
   read_job *j = calloc(1, sizeof(*j));
   if (j == NULL) {
     gdx_relay_error(req, 503, "node", "busy", "out of memory");
     return;
   }
   j->r = r;
-  j->req = req;
-  j->changes = is_changes;
-  j->s = *s;
-  const char *q = gdx_http_req_query(req);
+  j->op = op;
+  j->s = r->s;
   char items[4096] = "", v[4096], why[300] = "";
   int bad = gdx_http_query_param(q, "items", items, sizeof(items)) < 0;
   if (!bad && select_items(r, j, items, why, sizeof(why)) != 0) {
@@ -780,85 +1273,104 @@ static void table_serve(gdx_adapter *a, gdx_http_req *req, const char *rest) {
     read_job_free(j);
     return;
   }
-  if (is_schema) { /* of the selected columns only: the others stay unknown */
-    json_t *cols = json_array(), *key = json_array(), *sel = json_array();
-    for (int k = 0; k < j->nsel; k++) {
-      const tcol *c = &s->cols[j->sel[k]];
-      json_array_append_new(cols, json_pack("{s:s, s:s, s:b}", "name", c->name, "type", c->type,
-                                            "nullable", c->nullable));
-      json_array_append_new(sel, json_string(c->name));
-    }
-    for (int i = 0; i < s->npk; i++)
-      json_array_append_new(key, json_string(s->cols[s->pk[i]].name));
-    json_t *o = json_pack("{s:s, s:s, s:o, s:o, s:o, s:s, s:I}", "table", r->table, "capture",
-                          r->triggers ? "triggers" : "timestamp", "columns", cols,
-                          "primary_key", key, "items", sel, "fingerprint", s->fingerprint,
-                          "position", (json_int_t)s->position);
+  if (is_schema) {
+    serve_schema(r, req, j);
     read_job_free(j);
-    char *text = json_dumps(o, JSON_COMPACT);
-    json_decref(o);
-    if (text == NULL) {
-      gdx_relay_error(req, 500, "node", "internal", "out of memory");
-      return;
-    }
-    gdx_http_respond(req, 200, "application/json", text, strlen(text));
-    free(text);
     return;
   }
-  if (is_changes && !r->triggers) {
+  if (op == OP_CHANGES && !r->triggers) {
     gdx_relay_error(req, 501, "node", "not_implemented",
                     "changes by timestamp_column are not served yet; use capture = \"triggers\"");
     read_job_free(j);
     return;
   }
-  j->limit = 1000;
-  int got = bad ? 0 : gdx_http_query_param(q, "limit", v, sizeof(v));
-  if (got == 1) {
-    char *end;
-    j->limit = strtoll(v, &end, 10);
-    bad |= *end != '\0' || j->limit < 1 || j->limit > READ_MAX_ROWS;
-  }
+  j->limit = op == OP_CHECKSUMS ? 100 : 1000;
+  j->chunk = 1000;
+  int got;
+  bad |= query_int(q, "limit", 1, READ_MAX_ROWS, &j->limit) < 0;
+  bad |= query_int(q, "chunk", 1, READ_MAX_ROWS, &j->chunk) < 0;
+  bad |= query_int(q, "wait_ms", 0, WAIT_MAX_MS, &j->wait_ms) < 0;
+  got = query_int(q, "position", 0, 1LL << 62, &j->after_seq);
   bad |= got < 0;
-  got = bad ? 0 : gdx_http_query_param(q, "after", v, sizeof(v));
-  bad |= got < 0;
-  if (!bad && got == 1 && is_changes) {
-    char *end;
-    j->after_seq = strtoll(v, &end, 10);
-    bad |= *end != '\0' || j->after_seq < 0;
-  } else if (!bad && got == 1) {
-    json_t *key = json_loads(v, 0, NULL);
-    bad |= !json_is_array(key) || json_array_size(key) != (size_t)s->npk;
-    for (int k = 0; !bad && k < s->npk; k++) {
-      json_t *e = json_array_get(key, (size_t)k);
-      char num[32];
-      if (json_is_integer(e))
-        snprintf(num, sizeof(num), "%" JSON_INTEGER_FORMAT, json_integer_value(e));
-      bad |= !json_is_string(e) && !json_is_integer(e);
-      if (!bad)
-        j->after_key[k] = strdup(json_is_string(e) ? json_string_value(e) : num);
-    }
-    json_decref(key);
-    j->has_after = 1;
-  } else if (!bad && is_changes) {
-    bad = 1; /* a change batch needs its position */
+  j->has_seq = got == 1;
+  if (op == OP_CHECKSUMS && j->chunk * j->limit > CHECKSUM_MAX_ROWS)
+    j->limit = CHECKSUM_MAX_ROWS / j->chunk;
+  if (op == OP_CHANGES) {
+    got = bad ? 0 : query_int(q, "after", 0, 1LL << 62, &j->after_seq);
+    bad |= got != 1; /* a change batch needs its position */
+  } else {
+    got = bad ? 0 : gdx_http_query_param(q, "after", v, sizeof(v));
+    bad |= got < 0 || (got == 1 && parse_key(v, r->s.npk, j->after_key) != 0);
+    j->has_after = got == 1;
+    got = bad ? 0 : gdx_http_query_param(q, "upto", v, sizeof(v));
+    bad |= got < 0 || (got == 1 && parse_key(v, r->s.npk, j->upto_key) != 0);
+    j->has_upto = got == 1;
   }
   if (bad) {
-    gdx_relay_error(req, 400, "client", "invalid_query",
-                    is_changes ? "changes?after=<position>[&limit=1..%d][&items=a,b]"
-                               : "snapshot?[after=<JSON array of the last key>][&limit=1..%d]"
-                                 "[&items=a,b]",
-                    READ_MAX_ROWS);
+    gdx_relay_error(req, 400, "client", "invalid_query", "%s", usage[op]);
     read_job_free(j);
     return;
   }
+  j->key = strdup(key);
+  j->reqs = malloc(4 * sizeof(*j->reqs));
+  if (j->key == NULL || j->reqs == NULL) {
+    gdx_relay_error(req, 503, "node", "busy", "out of memory");
+    read_job_free(j);
+    return;
+  }
+  j->cap = 4;
+  j->reqs[j->nreqs++] = req;
+  if (j->wait_ms > 0 && r->wake == NULL) {
+    r->wake = malloc(sizeof(*r->wake));
+    if (r->wake) {
+      uv_timer_init(a->env->loop, r->wake);
+      r->wake->data = r;
+    }
+  }
+  j->deadline = uv_now(a->env->loop) + (uint64_t)j->wait_ms;
   gdx_http_req_set_data(req, j);
   gdx_http_req_on(req, NULL, NULL, read_abort);
-  if (gdx_db_submit(a->env->frontdb, read_work, read_done, j) != GDX_OK) {
+  if (submit_read(j) != GDX_OK) {
     gdx_http_req_on(req, NULL, NULL, NULL);
     gdx_http_req_set_data(req, NULL);
     gdx_relay_error(req, 503, "node", "busy", "the front-end database queue is full");
     read_job_free(j);
+    return;
   }
+  j->next = r->jobs;
+  r->jobs = j;
+}
+
+static void on_wake_closed(uv_handle_t *h) { free(h); }
+
+static void table_close(gdx_adapter *a) {
+  table_res *r = a->impl;
+  if (r == NULL)
+    return;
+  r->closing = 1;
+  /* the database pool has stopped: what is left is parked */
+  while (r->jobs)
+    answer(r->jobs, GDX_ECLOSED);
+  if (r->wake)
+    uv_close((uv_handle_t *)r->wake, on_wake_closed);
+  for (int i = 0; i < r->nitems; i++)
+    free(r->items[i]);
+  free(r);
+  a->impl = NULL;
+}
+
+static void table_metrics(gdx_adapter *a, gdx_buf *out) {
+  table_res *r = a->impl;
+  int parked = 0;
+  for (read_job *j = r->jobs; j; j = j->next)
+    parked += j->parked;
+  gdx_buf_appendf(out, "gdx_node_table_reads_coalesced_total{resource=\"%s\"} %llu\n", a->name,
+                  (unsigned long long)r->coalesced);
+  gdx_buf_appendf(out, "gdx_node_table_reads_waiting{resource=\"%s\"} %d\n", a->name, parked);
+  gdx_buf_appendf(out, "gdx_node_table_changelog_backlog{resource=\"%s\"} %lld\n", a->name,
+                  r->s.backlog);
+  gdx_buf_appendf(out, "gdx_node_table_changelog_purged_upto{resource=\"%s\"} %lld\n", a->name,
+                  r->purged);
 }
 
 const gdx_adapter_ops gdx_adapter_table = {
@@ -866,5 +1378,7 @@ const gdx_adapter_ops gdx_adapter_table = {
     .open = table_open,
     .serve = table_serve,
     .health = table_health,
+    .hint = table_hint,
+    .metrics = table_metrics,
     .close = table_close,
 };

@@ -528,7 +528,8 @@ int api_new(gdx_broker *b, const gdx_broker_config *cfg, gdx_db_pool *db, gdx_ro
                {api_catalog_routes, api_catalog_nroutes},
                {api_request_routes, api_request_nroutes},
                {api_node_routes, api_node_nroutes},
-               {api_credential_routes, api_credential_nroutes}};
+               {api_credential_routes, api_credential_nroutes},
+               {api_ledger_routes, api_ledger_nroutes}};
   for (size_t p = 0; p < sizeof(parts) / sizeof(parts[0]); p++)
     for (size_t i = 0; i < parts[p].n && a->nroutes < MAX_ROUTES; i++)
       a->routes[a->nroutes++] = &parts[p].r[i];

@@ -138,5 +138,12 @@ extern const api_route api_node_routes[]; /* nodes.c */
 extern const size_t api_node_nroutes;
 extern const api_route api_credential_routes[]; /* credentials.c */
 extern const size_t api_credential_nroutes;
+extern const api_route api_ledger_routes[]; /* ledger.c */
+extern const size_t api_ledger_nroutes;
+
+/* ledger.c: adds "purge" (resource -> lowest applied position of its
+ * subscribers) and "reconcile" (authorizations asked for a run) to a
+ * node's heartbeat answer. */
+int ledger_heartbeat(gdx_db_conn *c, long long node_row, const char *node_name, json_t *out);
 
 #endif

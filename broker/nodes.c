@@ -513,7 +513,7 @@ static int work_node_heartbeat(gdx_db_conn *c, api_ctx *x) {
   x->out = json_pack("{s:b, s:I, s:I}", "renew", renew, "offline_after_s",
                      (json_int_t)x->cfg->node_offline_after_s, "cert_seconds_left",
                      (json_int_t)left);
-  return GDX_OK;
+  return ledger_heartbeat(c, x->node_row, x->node_name, x->out);
 }
 
 const api_route api_node_routes[] = {

@@ -1360,6 +1360,11 @@ static void decide_table(pcall *k, aentry *e) {
   if (strcmp(e->method, "subscribe") != 0 && strcmp(e->method, "fetch") != 0)
     return refuse(k, 403, "wrong_method", R_AUTHZ,
                   "the authorization is for %s, not for reading a table", e->method);
+  if (strcmp(e->method, "fetch") == 0 && strcmp(k->op, "schema") != 0 &&
+      strcmp(k->op, "snapshot") != 0)
+    return refuse(k, 403, "wrong_method", R_AUTHZ,
+                  "authorization %lld is for fetch: a snapshot of the table, not its %s",
+                  e->id, k->op);
   if (now < e->valid_from || now >= e->valid_end)
     return refuse(k, 403, "authorization_expired", R_EXPIRED,
                   "the authorization is not valid now");
@@ -1367,23 +1372,39 @@ static void decide_table(pcall *k, aentry *e) {
     return refuse(k, 503, "node_unavailable", R_NODE,
                   "the provider's node %s/%s is not enrolled, revoked or has not reported "
                   "its address", e->provider, e->node_name);
-  /* after and limit pass through as they came; items are the authorization's */
+  /* the read's own parameters pass through as they came (numbers checked,
+   * a long poll kept inside the broker's head timeout); items are the
+   * authorization's, whatever was asked */
   const char *q = gdx_http_req_query(k->req);
-  char after[1024] = "", limit[16] = "";
-  if (gdx_http_query_param(q, "after", after, sizeof(after)) < 0 ||
-      gdx_http_query_param(q, "limit", limit, sizeof(limit)) < 0 ||
-      strspn(limit, "0123456789") != strlen(limit))
-    return refuse(k, 400, "invalid_query", -1, "after= or limit= is malformed");
+  char after[2048] = "", upto[2048] = "", num[4][24] = {"", "", "", ""};
+  static const char *const nums[] = {"limit", "chunk", "position", "wait_ms"};
+  int bad = gdx_http_query_param(q, "after", after, sizeof(after)) < 0 ||
+            gdx_http_query_param(q, "upto", upto, sizeof(upto)) < 0;
+  for (int i = 0; i < 4; i++)
+    bad |= gdx_http_query_param(q, nums[i], num[i], sizeof(num[i])) < 0 ||
+           strspn(num[i], "0123456789") != strlen(num[i]) || strlen(num[i]) > 18;
+  if (bad)
+    return refuse(k, 400, "invalid_query", -1,
+                  "after=, upto=, limit=, chunk=, position= or wait_ms= is malformed");
+  long long wait_max = k->p->cfg->proxy_head_timeout_ms - 5000;
+  if (num[3][0] && atoll(num[3]) > wait_max)
+    snprintf(num[3], sizeof(num[3]), "%lld", wait_max > 0 ? wait_max : 0);
   gdx_buf u;
-  gdx_buf_init(&u, 8192);
+  gdx_buf_init(&u, 16384);
   int rc = gdx_buf_appendf(&u, "%s/r/%s/%s?items=%s", e->node_addr, e->target, k->op,
                            e->items_query ? e->items_query : "");
-  if (!rc && limit[0])
-    rc = gdx_buf_appendf(&u, "&limit=%s", limit);
+  for (int i = 0; i < 4; i++)
+    if (!rc && num[i][0])
+      rc = gdx_buf_appendf(&u, "&%s=%s", nums[i], num[i]);
   if (!rc && after[0]) {
     rc = gdx_buf_appends(&u, "&after=");
     if (!rc)
       rc = gdx_url_encode(&u, after);
+  }
+  if (!rc && upto[0]) {
+    rc = gdx_buf_appends(&u, "&upto=");
+    if (!rc)
+      rc = gdx_url_encode(&u, upto);
   }
   if (rc) {
     gdx_buf_free(&u);
@@ -1460,9 +1481,11 @@ static void handle_node_table(gdx_http_req *req, void *data) {
   size_t digits = strspn(s, "0123456789");
   if (slash == NULL || digits == 0 || digits > 18 || s + digits != slash ||
       (strcmp(slash + 1, "schema") != 0 && strcmp(slash + 1, "snapshot") != 0 &&
-       strcmp(slash + 1, "changes") != 0))
+       strcmp(slash + 1, "changes") != 0 && strcmp(slash + 1, "checksums") != 0 &&
+       strcmp(slash + 1, "rowsums") != 0))
     return refuse(k, 404, "not_found", -1,
-                  "read /node/v1/tables/<authorization>/schema, snapshot or changes");
+                  "read /node/v1/tables/<authorization>/schema, snapshot, changes, checksums "
+                  "or rowsums");
   copy_str(k->op, sizeof(k->op), slash + 1);
   k->rest = s;
   if (strcmp(gdx_http_req_method(req), "GET") != 0)

@@ -11,7 +11,7 @@
 #include <stdarg.h>
 #include <stddef.h>
 
-typedef struct {
+typedef struct gdx_buf {
   char *data;   /* NULL until the first append */
   size_t len;   /* bytes in use */
   size_t alloc; /* bytes allocated */

@@ -356,6 +356,9 @@ static void handle_metrics(gdx_http_req *req, void *data) {
       gdx_buf_appendf(&out, "gdx_node_resource_up{resource=\"%s\",kind=\"%s\"} %d\n",
                       n->res[i]->name, n->res[i]->ops->kind,
                       strcmp(n->res[i]->health, "up") == 0);
+  for (int i = 0; i < n->nres; i++)
+    if (n->res[i]->ops->metrics)
+      n->res[i]->ops->metrics(n->res[i], &out);
   if (n->nsubs > 0) {
     gdx_buf_appends(&out, "# HELP gdx_node_subscription_position Change-log position applied "
                           "(with the rows, in one transaction).\n"
@@ -473,6 +476,16 @@ static void hb_done(gdx_httpc_req *r, int status, long http, void *ud) {
   n->heartbeats_ok++;
   json_t *j = json_loadb(n->hb_resp.data, n->hb_resp.len, 0, NULL);
   int renew = json_is_true(json_object_get(j, "renew"));
+  for (int i = 0; i < n->nres && !n->stopping; i++)
+    if (n->res[i]->ops->hint)
+      n->res[i]->ops->hint(n->res[i], j);
+  size_t k;
+  json_t *want;
+  json_array_foreach(json_object_get(j, "reconcile"), k, want) {
+    for (int i = 0; i < n->nsubs && !n->stopping; i++)
+      if (json_integer_value(want) == gdx_sync_authorization(n->subs[i]))
+        gdx_sync_reconcile(n->subs[i]);
+  }
   json_decref(j);
   if (renew && !n->renewing && !n->stopping) {
     gdx_log_info("node", "the broker asks for a certificate renewal");
@@ -527,7 +540,8 @@ static void on_hb_timer(uv_timer_t *t) {
 /* ---- resources ---- */
 
 /* subscriptions = ( { authorization = 12; table = "ent_copy"; batch = 1000;
- *                     poll_ms = 500; } ) - started when out is not NULL */
+ *                     poll_ms = 500; wait_ms = 20000; reconcile_every_s = 86400;
+ *                     chunk = 1000; once = false; } ) - see sync.h */
 static int load_subscriptions(gdx_node *n, const char *file, gdx_sync_opts *out, int *nout,
                               char *err, size_t errlen) {
   config_t *c = gdx_config_open(file, err, errlen);
@@ -547,7 +561,8 @@ static int load_subscriptions(gdx_node *n, const char *file, gdx_sync_opts *out,
   }
   for (int i = 0; !rc && i < count; i++) {
     config_setting_t *s = config_setting_get_elem(list, (unsigned)i);
-    long long auth = 0, batch = 1000, poll = 500;
+    long long auth = 0, batch = 1000, poll = 500, wait = 20000, every = 86400, chunk = 1000;
+    int once = 0;
     const char *table = NULL;
     int line = config_setting_source_line(s);
     if (!config_setting_is_group(s) || !config_setting_lookup_int64(s, "authorization", &auth) ||
@@ -560,9 +575,18 @@ static int load_subscriptions(gdx_node *n, const char *file, gdx_sync_opts *out,
     }
     config_setting_lookup_int64(s, "batch", &batch);
     config_setting_lookup_int64(s, "poll_ms", &poll);
-    if (batch < 1 || batch > 10000 || poll < 50 || poll > 60000) {
-      snprintf(err, errlen, "%s:%d: subscriptions[%d]: batch 1..10000, poll_ms 50..60000", file,
-               line, i);
+    config_setting_lookup_int64(s, "wait_ms", &wait);
+    config_setting_lookup_int64(s, "reconcile_every_s", &every);
+    config_setting_lookup_int64(s, "chunk", &chunk);
+    config_setting_lookup_bool(s, "once", &once);
+    const char *bad = batch < 1 || batch > 10000 ? "batch: 1..10000"
+                      : poll < 50 || poll > 60000 ? "poll_ms: 50..60000"
+                      : wait < 0 || wait > 25000  ? "wait_ms: 0..25000 (0: no long poll)"
+                      : every < 0 || every > 31 * 86400 ? "reconcile_every_s: 0..2678400 (0: on request only)"
+                      : chunk < 10 || chunk > 10000 ? "chunk: 10..10000"
+                                                    : NULL;
+    if (bad) {
+      snprintf(err, errlen, "%s:%d: subscriptions[%d].%s", file, line, i, bad);
       rc = GDX_ECONFIG;
       break;
     }
@@ -571,6 +595,10 @@ static int load_subscriptions(gdx_node *n, const char *file, gdx_sync_opts *out,
     snprintf(o->table, sizeof(o->table), "%s", table);
     o->batch = batch;
     o->poll_ms = poll;
+    o->wait_ms = wait;
+    o->reconcile_every_s = every;
+    o->chunk = chunk;
+    o->once = once;
   }
   gdx_config_close(c);
   return rc;
@@ -780,12 +808,12 @@ int gdx_node_start(uv_loop_t *loop, const gdx_node_config *cfg, const char *conf
 static void stop_step(gdx_node *n) {
   if (--n->pending_stops > 0)
     return;
+  if (n->frontdb) /* waits for the adapters' jobs and runs their callbacks */
+    gdx_db_pool_stop(n->frontdb);
   for (int i = 0; i < n->nres; i++) {
     n->res[i]->ops->close(n->res[i]);
     free(n->res[i]);
   }
-  if (n->frontdb)
-    gdx_db_pool_stop(n->frontdb); /* waits for the adapters' jobs */
   gdx_router_free(n->router);
   if (n->admin_router)
     gdx_router_free(n->admin_router);

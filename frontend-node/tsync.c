@@ -3,9 +3,11 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "buf.h"
 #include "error.h"
+#include "rowsum.h"
 
 #define UPSERT_ROWS 200 /* rows per INSERT; 200 x 256 columns stays under 65535 params */
 
@@ -18,6 +20,23 @@ static const char state_ddl[] =
     " position BIGINT NOT NULL DEFAULT 0,"
     " rows_applied BIGINT NOT NULL DEFAULT 0,"
     " updated_at TIMESTAMP(6) NOT NULL DEFAULT CURRENT_TIMESTAMP(6) ON UPDATE CURRENT_TIMESTAMP(6)"
+    ") ENGINE=InnoDB DEFAULT CHARSET=utf8mb4";
+
+/* The ledger of applied batches, written with them; reported to the
+ * broker and deleted once it has recorded them. */
+static const char ledger_ddl[] =
+    "CREATE TABLE IF NOT EXISTS gdx_sync_ledger ("
+    " id BIGINT NOT NULL AUTO_INCREMENT PRIMARY KEY,"
+    " subscription VARCHAR(64) NOT NULL,"
+    " kind VARCHAR(8) NOT NULL,"
+    " batch_from VARCHAR(300) NOT NULL,"
+    " batch_to VARCHAR(300) NOT NULL,"
+    " rows_sent INT NOT NULL,"
+    " checksum_sent CHAR(16) NOT NULL,"
+    " rows_applied INT NOT NULL,"
+    " checksum_applied CHAR(16) NOT NULL,"
+    " applied_at BIGINT NOT NULL,"
+    " KEY k_gdx_sync_ledger_sub (subscription, id)"
     ") ENGINE=InnoDB DEFAULT CHARSET=utf8mb4";
 
 /* word[(n[,n])][ unsigned][ zerofill]: what information_schema says of
@@ -85,6 +104,8 @@ int gdx_tsync_prepare(gdx_db_conn *c, const gdx_tsync_target *t, const json_t *s
     gdx_buf_appendf(&b, "%s`%s`", i ? ", " : "", t->cols[i]);
   gdx_buf_appends(&b, ")) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4");
   int rc = gdx_db_exec_ddl(c, state_ddl);
+  if (!rc)
+    rc = gdx_db_exec_ddl(c, ledger_ddl);
   if (!rc)
     rc = gdx_db_exec_ddl(c, b.data);
   gdx_buf_free(&b);
@@ -207,6 +228,35 @@ static int delete_key(gdx_db_conn *c, const gdx_tsync_target *t, const json_t *k
   return rc;
 }
 
+/* The batch's ledger entry, in the transaction that applies it: what the
+ * provider says it sent (count, checksum) and what was applied here. */
+static int ledger(gdx_db_conn *c, const gdx_tsync_target *t, const char *kind, const char *from,
+                  const char *to, const json_t *batch, size_t applied, char *err, size_t errlen) {
+  size_t n = 0;
+  char sum[17], sent_sum[17] = "0000000000000000";
+  gdx_rowsum_hex(gdx_rowsum_batch(batch, &n), sum);
+  const char *ss = json_string_value(json_object_get(batch, "checksum"));
+  if (ss && strlen(ss) == 16 && strspn(ss, "0123456789abcdef") == 16)
+    memcpy(sent_sum, ss, 17);
+  json_t *cnt = json_object_get(batch, "count");
+  long long sent = json_is_integer(cnt) ? json_integer_value(cnt) : -1;
+  struct timespec ts;
+  clock_gettime(CLOCK_REALTIME, &ts);
+  long long now_ms = (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+  gdx_db_param p[] = {GDX_DB_P_STR(t->sub), GDX_DB_P_STR(kind), GDX_DB_P_STR(from),
+                      GDX_DB_P_STR(to), GDX_DB_P_INT(sent < 0 ? 0 : sent),
+                      GDX_DB_P_STR(sent_sum), GDX_DB_P_INT(applied), GDX_DB_P_STR(sum),
+                      GDX_DB_P_INT(now_ms)};
+  int rc = gdx_db_exec(c,
+                       "INSERT INTO gdx_sync_ledger (subscription, kind, batch_from, batch_to, "
+                       "rows_sent, checksum_sent, rows_applied, checksum_applied, applied_at) "
+                       "VALUES (?, ?, LEFT(?, 300), LEFT(?, 300), ?, ?, ?, ?, ?)",
+                       p, 9, NULL, NULL);
+  if (rc)
+    snprintf(err, errlen, "writing the ledger failed: %s", gdx_db_error(c));
+  return rc;
+}
+
 static int finish(gdx_db_conn *c, int rc) {
   if (rc == GDX_OK)
     return gdx_db_commit(c);
@@ -252,9 +302,11 @@ int gdx_tsync_apply_page(gdx_db_conn *c, const gdx_tsync_target *t, const char *
                      "UPDATE gdx_sync_state SET snapshot_after = ?, snapshot_done = ?, "
                      "position = ?, rows_applied = rows_applied + ? WHERE subscription = ?",
                      p, 5, NULL, NULL);
-    free(next);
     if (rc)
       snprintf(err, errlen, "storing the position failed: %s", gdx_db_error(c));
+    if (!rc)
+      rc = ledger(c, t, "page", after, next ? next : after, page, n, err, errlen);
+    free(next);
   }
   return finish(c, rc);
 }
@@ -312,6 +364,336 @@ int gdx_tsync_apply_changes(gdx_db_conn *c, const gdx_tsync_target *t, long long
                      p, 3, NULL, NULL);
     if (rc)
       snprintf(err, errlen, "storing the position failed: %s", gdx_db_error(c));
+    char from[24], to[24];
+    snprintf(from, sizeof(from), "%lld", after);
+    snprintf(to, sizeof(to), "%lld", (long long)json_integer_value(pos));
+    if (!rc)
+      rc = ledger(c, t, "changes", from, to, batch, n, err, errlen);
   }
+  return finish(c, rc);
+}
+
+/* ------------------------------------------------------------------ */
+/* the ledger's report to the broker                                   */
+
+int gdx_tsync_ledger_read(gdx_db_conn *c, const char *sub, size_t max, json_t **entries,
+                          long long *maxid) {
+  gdx_db_param p[] = {GDX_DB_P_STR(sub), GDX_DB_P_INT(max)};
+  gdx_db_result r = {0};
+  int rc = gdx_db_query(c,
+                        "SELECT id, kind, batch_from, batch_to, rows_sent, checksum_sent, "
+                        "rows_applied, checksum_applied, applied_at FROM gdx_sync_ledger "
+                        "WHERE subscription = ? ORDER BY id LIMIT ?",
+                        p, 2, max, &r);
+  if (rc == GDX_EDB && gdx_db_errno(c) == 1146)
+    rc = GDX_OK; /* not prepared yet: nothing to report */
+  if (rc)
+    return rc;
+  *entries = json_array();
+  *maxid = 0;
+  for (size_t i = 0; i < r.nrows; i++) {
+    *maxid = atoll(gdx_db_get(&r, i, 0));
+    json_array_append_new(
+        *entries,
+        json_pack("{s:s, s:s, s:s, s:I, s:s, s:I, s:s, s:I}", "kind", gdx_db_get(&r, i, 1),
+                  "from", gdx_db_get(&r, i, 2), "to", gdx_db_get(&r, i, 3), "rows_sent",
+                  (json_int_t)atoll(gdx_db_get(&r, i, 4)), "checksum_sent", gdx_db_get(&r, i, 5),
+                  "rows_applied", (json_int_t)atoll(gdx_db_get(&r, i, 6)), "checksum_applied",
+                  gdx_db_get(&r, i, 7), "applied_at", (json_int_t)atoll(gdx_db_get(&r, i, 8))));
+  }
+  gdx_db_result_free(&r);
+  return GDX_OK;
+}
+
+int gdx_tsync_ledger_done(gdx_db_conn *c, const char *sub, long long maxid) {
+  gdx_db_param p[] = {GDX_DB_P_STR(sub), GDX_DB_P_INT(maxid)};
+  return gdx_db_exec(c, "DELETE FROM gdx_sync_ledger WHERE subscription = ? AND id <= ?", p, 2,
+                     NULL, NULL);
+}
+
+int gdx_tsync_reset(gdx_db_conn *c, const gdx_tsync_target *t, char *err, size_t errlen) {
+  gdx_buf b;
+  gdx_buf_init(&b, 1024);
+  gdx_buf_appendf(&b, "DELETE FROM `%s`", t->table);
+  int rc = gdx_db_begin(c);
+  if (!rc)
+    rc = gdx_db_exec(c, b.data, NULL, 0, NULL, NULL);
+  gdx_db_param p[] = {GDX_DB_P_STR(t->sub)};
+  if (!rc)
+    rc = gdx_db_exec(c,
+                     "UPDATE gdx_sync_state SET snapshot_done = 0, snapshot_after = '', "
+                     "position = 0 WHERE subscription = ?",
+                     p, 1, NULL, NULL);
+  if (rc)
+    snprintf(err, errlen, "starting over failed: %s", gdx_db_error(c));
+  gdx_buf_free(&b);
+  return finish(c, rc);
+}
+
+/* ------------------------------------------------------------------ */
+/* reconciliation: the target's side                                   */
+
+/* (key) > (after) AND (key) <= (last), each when it is a JSON array. */
+static int range(const gdx_tsync_target *t, const json_t *after, const json_t *last, gdx_buf *b,
+                 gdx_db_param *p, size_t *np) {
+  *np = 0;
+  for (int part = 0; part < 2; part++) {
+    const json_t *k = part ? last : after;
+    if (!json_is_array(k))
+      continue;
+    if (json_array_size(k) != (size_t)t->nkey)
+      return GDX_EINVAL;
+    gdx_buf_appends(b, *np ? " AND (" : " WHERE (");
+    for (int i = 0; i < t->nkey; i++)
+      gdx_buf_appendf(b, "%s`%s`", i ? ", " : "", t->cols[i]);
+    gdx_buf_appends(b, part ? ") <= (" : ") > (");
+    for (int i = 0; i < t->nkey; i++) {
+      const json_t *v = json_array_get(k, (size_t)i);
+      if (!json_is_string(v))
+        return GDX_EINVAL;
+      p[(*np)++] = GDX_DB_P_BIN(json_string_value(v), json_string_length(v));
+      gdx_buf_appends(b, i ? ", ?" : "?");
+    }
+    gdx_buf_appends(b, ")");
+  }
+  return GDX_OK;
+}
+
+static void rowexpr(const gdx_tsync_target *t, gdx_buf *b) {
+  const char *names[256];
+  for (int i = 0; i < t->ncols; i++)
+    names[i] = t->cols[i];
+  gdx_rowsum_sql(b, names, t->ncols);
+}
+
+int gdx_tsync_chunks(gdx_db_conn *c, const gdx_tsync_target *t, const json_t *chunks,
+                     long long *target_rows, json_t *differing, char *err, size_t errlen) {
+  size_t i;
+  const json_t *ch;
+  json_array_foreach(chunks, i, ch) {
+    gdx_buf b;
+    gdx_buf_init(&b, 256 * 1024);
+    gdx_db_param p[32];
+    size_t np;
+    gdx_buf_appends(&b, "SELECT COUNT(*), IFNULL(BIT_XOR(");
+    rowexpr(t, &b);
+    gdx_buf_appendf(&b, "), 0) FROM `%s`", t->table);
+    int rc = range(t, json_object_get(ch, "after"), json_object_get(ch, "last"), &b, p, &np);
+    gdx_db_result r = {0};
+    if (rc) {
+      snprintf(err, errlen, "chunk %zu: a bound is not a key", i);
+    } else if ((rc = gdx_db_query(c, b.data, p, np, 1, &r)) != GDX_OK) {
+      snprintf(err, errlen, "checksumming %s failed: %s", t->table, gdx_db_error(c));
+    }
+    gdx_buf_free(&b);
+    if (rc)
+      return rc;
+    long long rows = atoll(gdx_db_get(&r, 0, 0));
+    char hex[17];
+    gdx_rowsum_hex(strtoull(gdx_db_get(&r, 0, 1), NULL, 10), hex);
+    gdx_db_result_free(&r);
+    *target_rows += rows;
+    const char *sum = json_string_value(json_object_get(ch, "sum"));
+    if (rows != json_integer_value(json_object_get(ch, "rows")) || sum == NULL ||
+        strcmp(sum, hex) != 0)
+      json_array_append(differing, (json_t *)ch);
+  }
+  return GDX_OK;
+}
+
+typedef struct {
+  char *key;    /* values joined by 0x1f */
+  char sum[17];
+  const json_t *json; /* the key as a JSON array of text */
+} krow;
+
+static int krow_cmp(const void *a, const void *b) {
+  return strcmp(((const krow *)a)->key, ((const krow *)b)->key);
+}
+
+static char *join_key(const json_t *k, int nkey) {
+  gdx_buf b;
+  gdx_buf_init(&b, 64 * 1024);
+  for (int i = 0; i < nkey; i++) {
+    if (i)
+      gdx_buf_append(&b, "\x1f", 1);
+    const json_t *v = json_array_get(k, (size_t)i);
+    gdx_buf_append(&b, json_string_value(v) ? json_string_value(v) : "",
+                   json_string_value(v) ? json_string_length(v) : 0);
+  }
+  gdx_buf_append(&b, "", 1);
+  return gdx_buf_detach(&b, NULL);
+}
+
+static void krows_free(krow *k, size_t n) {
+  for (size_t i = 0; i < n; i++)
+    free(k[i].key);
+  free(k);
+}
+
+static int in_set(const krow *set, size_t n, const char *key) {
+  krow probe = {.key = (char *)key};
+  return n && bsearch(&probe, set, n, sizeof(krow), krow_cmp) != NULL;
+}
+
+static void sample(gdx_tsync_diff *d, const json_t *key, const char *what) {
+  if (json_array_size(d->samples) < 20)
+    json_array_append_new(d->samples, json_pack("{s:O, s:s}", "key", key, "what", what));
+}
+
+int gdx_tsync_rowdiff(gdx_db_conn *c, const gdx_tsync_target *t, const json_t *chunk,
+                      const json_t *prov, gdx_tsync_diff *d, char *err, size_t errlen) {
+  gdx_buf b;
+  gdx_buf_init(&b, 256 * 1024);
+  gdx_db_param p[32];
+  size_t np;
+  gdx_buf_appends(&b, "SELECT ");
+  for (int i = 0; i < t->nkey; i++)
+    gdx_buf_appendf(&b, "`%s`, ", t->cols[i]);
+  rowexpr(t, &b);
+  gdx_buf_appendf(&b, " FROM `%s`", t->table);
+  int rc = range(t, json_object_get(chunk, "after"), json_object_get(chunk, "last"), &b, p, &np);
+  gdx_buf_appends(&b, " LIMIT 10001");
+  gdx_db_result r = {0};
+  if (!rc && (rc = gdx_db_query(c, b.data, p, np, 10001, &r)) != GDX_OK)
+    snprintf(err, errlen, "reading %s's rows failed: %s", t->table, gdx_db_error(c));
+  else if (rc)
+    snprintf(err, errlen, "the chunk's bounds are not keys");
+  gdx_buf_free(&b);
+  if (rc)
+    return rc;
+  const json_t *prows = json_object_get(prov, "rows"), *pend = json_object_get(prov, "pending");
+  size_t np_ = json_array_size(prows), nt = r.nrows, npend = json_array_size(pend);
+  krow *P = calloc(np_ + 1, sizeof(krow)), *T = calloc(nt + 1, sizeof(krow)),
+       *Q = calloc(npend + 1, sizeof(krow));
+  json_t *tkeys = json_array();
+  for (size_t i = 0; P && i < np_; i++) {
+    const json_t *row = json_array_get(prows, i);
+    P[i].key = join_key(row, t->nkey);
+    const char *s = json_string_value(json_array_get(row, (size_t)t->nkey));
+    snprintf(P[i].sum, sizeof(P[i].sum), "%s", s ? s : "");
+    P[i].json = row;
+  }
+  for (size_t i = 0; T && i < nt; i++) {
+    json_t *k = json_array();
+    for (int x = 0; x < t->nkey; x++)
+      json_array_append_new(k, json_string(gdx_db_get(&r, i, (size_t)x)));
+    json_array_append_new(tkeys, k);
+    T[i].key = join_key(k, t->nkey);
+    gdx_rowsum_hex(strtoull(gdx_db_get(&r, i, (size_t)t->nkey), NULL, 10), T[i].sum);
+    T[i].json = k;
+  }
+  for (size_t i = 0; Q && i < npend; i++)
+    Q[i].key = join_key(json_array_get(pend, i), t->nkey);
+  gdx_db_result_free(&r);
+  if (!P || !T || !Q) {
+    free(P), free(T), free(Q);
+    json_decref(tkeys);
+    return GDX_ENOMEM;
+  }
+  qsort(P, np_, sizeof(krow), krow_cmp);
+  qsort(T, nt, sizeof(krow), krow_cmp);
+  qsort(Q, npend, sizeof(krow), krow_cmp);
+  size_t i = 0, k = 0;
+  while (i < np_ || k < nt) {
+    int cmp = i == np_ ? 1 : k == nt ? -1 : strcmp(P[i].key, T[k].key);
+    const krow *x = cmp <= 0 ? &P[i] : &T[k];
+    const char *what = cmp < 0 ? "missing" : cmp > 0 ? "extra"
+                       : strcmp(P[i].sum, T[k].sum) != 0 ? "different" : NULL;
+    if (what && in_set(Q, npend, x->key)) {
+      d->in_flight++; /* changed after the position: the next batches carry it */
+    } else if (what) {
+      json_t *key = json_array();
+      for (int c2 = 0; c2 < t->nkey; c2++)
+        json_array_append(key, json_array_get(x->json, (size_t)c2));
+      sample(d, key, what);
+      if (cmp > 0) {
+        d->extra++;
+        json_array_append(d->extra_keys, key);
+      } else {
+        cmp < 0 ? d->missing++ : d->different++;
+        json_array_append(d->repair_keys, key);
+      }
+      json_decref(key);
+    }
+    if (cmp <= 0)
+      i++;
+    if (cmp >= 0)
+      k++;
+  }
+  krows_free(P, np_);
+  krows_free(T, nt);
+  krows_free(Q, npend);
+  json_decref(tkeys);
+  return GDX_OK;
+}
+
+int gdx_tsync_repair(gdx_db_conn *c, const gdx_tsync_target *t, const json_t *chunk,
+                     const json_t *page, const json_t *repair_keys, const json_t *extra_keys,
+                     long long *repaired, char *err, size_t errlen) {
+  size_t nr = json_array_size(repair_keys);
+  krow *R = calloc(nr + 1, sizeof(krow));
+  if (R == NULL)
+    return GDX_ENOMEM;
+  for (size_t i = 0; i < nr; i++)
+    R[i].key = join_key(json_array_get(repair_keys, i), t->nkey);
+  qsort(R, nr, sizeof(krow), krow_cmp);
+  const json_t *rows = json_object_get(page, "rows");
+  json_t *fixed = json_array();
+  size_t i;
+  const json_t *row;
+  json_array_foreach(rows, i, row) {
+    char *k = join_key(row, t->nkey);
+    if (in_set(R, nr, k))
+      json_array_append(fixed, (json_t *)row);
+    free(k);
+  }
+  krows_free(R, nr);
+  int rc = gdx_db_begin(c);
+  size_t n = json_array_size(fixed);
+  for (size_t x = 0; !rc && x < n; x += UPSERT_ROWS) {
+    json_t *part[UPSERT_ROWS];
+    size_t m = n - x < UPSERT_ROWS ? n - x : UPSERT_ROWS;
+    for (size_t y = 0; y < m; y++)
+      part[y] = json_array_get(fixed, x + y);
+    rc = upsert(c, t, part, m, err, errlen);
+  }
+  /* rows the provider does not have (unless it has them again by now) */
+  long long deleted = 0;
+  const json_t *key;
+  json_array_foreach(extra_keys, i, key) {
+    if (rc)
+      break;
+    char *k = join_key(key, t->nkey);
+    int back = 0;
+    size_t y;
+    const json_t *pr;
+    json_array_foreach(rows, y, pr) {
+      char *pk = join_key(pr, t->nkey);
+      back |= strcmp(pk, k) == 0;
+      free(pk);
+    }
+    free(k);
+    if (!back) {
+      rc = delete_key(c, t, key, err, errlen);
+      deleted++;
+    }
+  }
+  if (!rc) {
+    json_t *batch = json_pack("{s:O}", "rows", fixed);
+    size_t cnt = 0;
+    char hex[17];
+    gdx_rowsum_hex(gdx_rowsum_batch(batch, &cnt), hex);
+    json_object_set_new(batch, "count", json_integer((json_int_t)cnt));
+    json_object_set_new(batch, "checksum", json_string(hex));
+    char *from = json_dumps(json_object_get(chunk, "after"), JSON_COMPACT | JSON_ENCODE_ANY);
+    char *to = json_dumps(json_object_get(chunk, "last"), JSON_COMPACT | JSON_ENCODE_ANY);
+    rc = ledger(c, t, "repair", from ? from : "null", to ? to : "null", batch, cnt, err, errlen);
+    free(from);
+    free(to);
+    json_decref(batch);
+  }
+  *repaired = (long long)n + deleted;
+  json_decref(fixed);
   return finish(c, rc);
 }

@@ -53,4 +53,40 @@ int gdx_tsync_apply_page(gdx_db_conn *c, const gdx_tsync_target *t, const char *
 int gdx_tsync_apply_changes(gdx_db_conn *c, const gdx_tsync_target *t, long long after,
                             const json_t *batch, char *err, size_t errlen);
 
+/* The ledger rows not yet reported (at most max), as the broker's
+ * POST /node/v1/ledger wants them, and their highest id. */
+int gdx_tsync_ledger_read(gdx_db_conn *c, const char *sub, size_t max, json_t **entries,
+                          long long *maxid);
+/* Forgets what the broker has recorded. */
+int gdx_tsync_ledger_done(gdx_db_conn *c, const char *sub, long long maxid);
+/* Empties the target and starts the subscription over (the provider
+ * purged the change log past its position). */
+int gdx_tsync_reset(gdx_db_conn *c, const gdx_tsync_target *t, char *err, size_t errlen);
+
+/* Reconciliation (对账), the target's side. The provider's chunks
+ * ({"after": key|null, "last": key|null, "rows": n, "sum": hex}, see
+ * adapters/table.c) are checksummed the same way over the target (common/
+ * rowsum.h); the ones that differ are appended to `differing`. */
+int gdx_tsync_chunks(gdx_db_conn *c, const gdx_tsync_target *t, const json_t *chunks,
+                     long long *target_rows, json_t *differing, char *err, size_t errlen);
+
+typedef struct {
+  long long missing, extra, different, in_flight;
+  json_t *repair_keys;  /* missing or different: to be sent again */
+  json_t *extra_keys;   /* here but not at the provider: to be deleted */
+  json_t *samples;      /* up to 20 {"key": […], "what": …} */
+} gdx_tsync_diff;
+
+/* One differing chunk row by row against the provider's rowsums answer
+ * ({"rows": [[key…, hash]], "pending": [[key…]]}); keys the provider
+ * changed after the subscription's position are in flight, not counted. */
+int gdx_tsync_rowdiff(gdx_db_conn *c, const gdx_tsync_target *t, const json_t *chunk,
+                      const json_t *prov, gdx_tsync_diff *d, char *err, size_t errlen);
+/* Applies the provider's rows of the chunk (a snapshot page) for the keys
+ * to repair and deletes the extra keys, in one transaction with a ledger
+ * entry of kind "repair". */
+int gdx_tsync_repair(gdx_db_conn *c, const gdx_tsync_target *t, const json_t *chunk,
+                     const json_t *page, const json_t *repair_keys, const json_t *extra_keys,
+                     long long *repaired, char *err, size_t errlen);
+
 #endif
