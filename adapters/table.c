@@ -581,7 +581,11 @@ static int snapshot_work(read_job *j, gdx_db_conn *c, json_t *out) {
     /* where the change log stands before the first page: replayed after
      * the last one, so nothing committed meanwhile is missed */
     gdx_db_result pos = {0};
-    if (gdx_db_query(c, "SELECT COALESCE(MAX(seq), 0) FROM gdx_changelog", NULL, 0, 1, &pos))
+    /* never below a purge: when every entry was purged, MAX(seq) is not
+     * where the log stands (new entries come after the purged ones) */
+    if (gdx_db_query(c, "SELECT GREATEST((SELECT COALESCE(MAX(seq), 0) FROM gdx_changelog), "
+                        "(SELECT COALESCE(MAX(upto), 0) FROM gdx_changelog_purged))",
+                     NULL, 0, 1, &pos))
       return read_fail(j, c, "reading the change-log position failed");
     json_object_set_new(out, "position", json_integer(atoll(gdx_db_get(&pos, 0, 0))));
     gdx_db_result_free(&pos);

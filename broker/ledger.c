@@ -457,8 +457,8 @@ static json_t *alarm_json(const gdx_db_result *r, size_t i) {
 }
 
 static int work_alarm_list(gdx_db_conn *c, api_ctx *x) {
-  char state[8];
-  api_query(x, "state", state, sizeof(state), "open");
+  char buf[8];
+  const char *state = api_query(x, "state", buf, sizeof(buf), "open");
   if (x->status)
     return GDX_OK;
   if (strcmp(state, "open") != 0 && strcmp(state, "all") != 0)
@@ -512,8 +512,8 @@ static int work_sub_report(gdx_db_conn *c, api_ctx *x) {
   int rc = person_sub(c, x, &aid, &s);
   if (rc || x->status)
     return rc;
-  char date[16];
-  api_query(x, "date", date, sizeof(date), "");
+  char date[16], dbuf[16];
+  snprintf(date, sizeof(date), "%s", api_query(x, "date", dbuf, sizeof(dbuf), ""));
   if (x->status)
     return GDX_OK;
   gdx_db_result r;

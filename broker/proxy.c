@@ -886,12 +886,22 @@ void proxy_poke(void *arg, const char *kind, long long ref) {
 
 typedef struct {
   proxy *p;
-  gdx_db_result r;
+  gdx_db_result r, alarms, subs;
 } nodes_job;
 
 static int nodes_work(gdx_db_conn *c, void *arg) {
   nodes_job *j = arg;
   gdx_db_param p[] = {GDX_DB_P_INT(j->p->cfg->node_offline_after_s)};
+  int rc = gdx_db_query(c, "SELECT kind, COUNT(*) FROM alarms WHERE state = 'open' GROUP BY kind "
+                           "LIMIT 100", NULL, 0, 100, &j->alarms);
+  if (!rc)
+    rc = gdx_db_query(c,
+                      "SELECT authorization_id, IFNULL(position, 0), rows_applied, "
+                      "IFNULL(TIMESTAMPDIFF(SECOND, '1970-01-01', last_ack_at), 0) FROM "
+                      "table_subscriptions ORDER BY authorization_id LIMIT 10000",
+                      NULL, 0, 10000, &j->subs);
+  if (rc)
+    return rc;
   return gdx_db_query(c,
                       "SELECT u.code, n.node_id, IF(n.status = 'active' AND n.last_heartbeat >= "
                       "UTC_TIMESTAMP(6) - INTERVAL ? SECOND, 'online', IF(n.status = 'active', "
@@ -940,10 +950,38 @@ static void nodes_done(int status, void *arg) {
     gdx_metrics_header(&b, "gdx_nodes", "gauge", "Nodes by state.");
     for (int s = 0; s < 4; s++)
       gdx_buf_appendf(&b, "gdx_nodes{state=\"%s\"} %d\n", states[s], counts[s]);
-    gdx_db_result_free(&j->r);
+    gdx_metrics_header(&b, "gdx_alarms_open", "gauge",
+                       "Open alarms by kind (GET /api/v1/alarms), 0 when none.");
+    static const char *const kinds[] = {"batch_mismatch", "reconciliation_differences",
+                                        "reconciliation_failed"};
+    for (size_t k = 0; k < 3; k++) {
+      const char *n = "0";
+      for (size_t i = 0; i < j->alarms.nrows; i++)
+        if (strcmp(gdx_db_get(&j->alarms, i, 0), kinds[k]) == 0)
+          n = gdx_db_get(&j->alarms, i, 1);
+      gdx_buf_appendf(&b, "gdx_alarms_open{kind=\"%s\"} %s\n", kinds[k], n);
+    }
+    gdx_metrics_header(&b, "gdx_table_subscription_position", "gauge",
+                       "Change-log position each table subscription has applied and reported.");
+    for (size_t i = 0; i < j->subs.nrows; i++)
+      gdx_buf_appendf(&b, "gdx_table_subscription_position{authorization=\"%s\"} %s\n",
+                      gdx_db_get(&j->subs, i, 0), gdx_db_get(&j->subs, i, 1));
+    gdx_metrics_header(&b, "gdx_table_subscription_rows_applied", "gauge",
+                       "Rows applied per table subscription, from its ledger reports.");
+    for (size_t i = 0; i < j->subs.nrows; i++)
+      gdx_buf_appendf(&b, "gdx_table_subscription_rows_applied{authorization=\"%s\"} %s\n",
+                      gdx_db_get(&j->subs, i, 0), gdx_db_get(&j->subs, i, 2));
+    gdx_metrics_header(&b, "gdx_table_subscription_last_report_seconds", "gauge",
+                       "Unix time of each table subscription's last ledger report.");
+    for (size_t i = 0; i < j->subs.nrows; i++)
+      gdx_buf_appendf(&b, "gdx_table_subscription_last_report_seconds{authorization=\"%s\"} "
+                      "%s\n", gdx_db_get(&j->subs, i, 0), gdx_db_get(&j->subs, i, 3));
     free(p->nodes_metrics);
     p->nodes_metrics = gdx_buf_detach(&b, NULL);
   }
+  gdx_db_result_free(&j->r);
+  gdx_db_result_free(&j->alarms);
+  gdx_db_result_free(&j->subs);
   free(j);
   if (p->stopping)
     maybe_stopped(p);

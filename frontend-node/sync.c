@@ -64,6 +64,7 @@ struct gdx_sync {
   json_t *rc_diff;        /* differing chunks */
   size_t rc_idx;
   gdx_tsync_diff rc_d;    /* of the chunk being drilled */
+  size_t rc_range;        /* next of rc_d.ranges to read and repair */
   long long rc_chunks, rc_chunks_diff, rc_src, rc_dst, rc_missing, rc_extra, rc_different,
       rc_in_flight, rc_repaired, rc_pos;
   long long rc_started;   /* unix ms */
@@ -101,13 +102,18 @@ static long long wall_ms(void) {
   return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
+static void diff_free(gdx_tsync_diff *d) {
+  json_decref(d->repair_keys);
+  json_decref(d->extra_keys);
+  json_decref(d->samples);
+  json_decref(d->ranges);
+  memset(d, 0, sizeof(*d));
+}
+
 static void rc_clear(gdx_sync *s) {
   json_decref(s->rc_diff);
   json_decref(s->rc_samples);
-  json_decref(s->rc_d.repair_keys);
-  json_decref(s->rc_d.extra_keys);
-  json_decref(s->rc_d.samples);
-  memset(&s->rc_d, 0, sizeof(s->rc_d));
+  diff_free(&s->rc_d);
   s->rc_diff = s->rc_samples = NULL;
   free(s->rc_body);
   s->rc_body = NULL;
@@ -196,6 +202,7 @@ static int job_work(gdx_db_conn *c, void *arg) {
 static void recon_job_done(gdx_sync *s, sync_job *j, int status);
 
 static void job_free(sync_job *j) {
+  diff_free(&j->diff);
   json_decref(j->batch);
   json_decref(j->chunk);
   json_decref(j->differing);
@@ -500,7 +507,34 @@ static char *json_text(const json_t *v) {
   return json_is_array(v) ? json_dumps(v, JSON_COMPACT) : NULL;
 }
 
+/* A repair job: the provider's rows of one range (page), or with page
+ * NULL the deletes of the rows the provider does not have. */
+static void repair_submit(gdx_sync *s, json_t *page) {
+  sync_job *job = calloc(1, sizeof(*job));
+  if (job == NULL) {
+    json_decref(page);
+    fail(s, "out of memory");
+    return;
+  }
+  job->kind = 6;
+  job->batch = page ? page : json_pack("{s:[]}", "rows");
+  if (page) {
+    job->chunk = json_incref(json_array_get(s->rc_d.ranges, s->rc_range));
+    job->diff.repair_keys = json_incref(s->rc_d.repair_keys);
+    job->diff.extra_keys = json_array();
+  } else {
+    job->chunk = json_incref(json_array_get(s->rc_diff, s->rc_idx));
+    job->diff.repair_keys = json_array();
+    job->diff.extra_keys = json_incref(s->rc_d.extra_keys);
+  }
+  submit(s, job);
+}
+
 static void recon_read(gdx_sync *s, json_t *j) {
+  if (s->ph == S_RC_FETCH) {
+    repair_submit(s, j);
+    return;
+  }
   sync_job *job = calloc(1, sizeof(*job));
   if (job == NULL) {
     json_decref(j);
@@ -512,27 +546,27 @@ static void recon_read(gdx_sync *s, json_t *j) {
     job->kind = 4;
     job->differing = json_array();
   } else {
-    job->kind = s->ph == S_RC_ROWS ? 5 : 6;
+    job->kind = 5;
     job->chunk = json_incref(json_array_get(s->rc_diff, s->rc_idx));
-    if (job->kind == 5) {
-      job->diff.repair_keys = json_array();
-      job->diff.extra_keys = json_array();
-      job->diff.samples = json_array();
-    } else {
-      job->diff = s->rc_d;
-      memset(&s->rc_d, 0, sizeof(s->rc_d));
-    }
+    job->diff.repair_keys = json_array();
+    job->diff.extra_keys = json_array();
+    job->diff.samples = json_array();
+    job->diff.ranges = json_array();
   }
   submit(s, job);
+}
+
+/* The differing chunk is done: on to the next, or to the report. */
+static void next_chunk(gdx_sync *s) {
+  diff_free(&s->rc_d);
+  s->rc_idx++;
+  s->ph = s->rc_idx >= json_array_size(s->rc_diff) ? S_RC_REPORT : S_RC_ROWS;
 }
 
 static void recon_job_done(gdx_sync *s, sync_job *j, int status) {
   if (status != GDX_OK) {
     char err[300];
     snprintf(err, sizeof(err), "%s", j->err[0] ? j->err : gdx_strerror(status));
-    json_decref(j->diff.repair_keys);
-    json_decref(j->diff.extra_keys);
-    json_decref(j->diff.samples);
     job_free(j);
     fail(s, "reconciliation failed: %s", err);
     return;
@@ -554,8 +588,8 @@ static void recon_job_done(gdx_sync *s, sync_job *j, int status) {
     char *after = json_text(last);
     if (json_is_true(json_object_get(j->batch, "done")) || after == NULL ||
         strlen(after) >= sizeof(s->rc_after)) {
-      s->ph = S_RC_ROWS;
       s->rc_idx = 0;
+      s->ph = json_array_size(s->rc_diff) ? S_RC_ROWS : S_RC_REPORT;
     } else {
       snprintf(s->rc_after, sizeof(s->rc_after), "%s", after);
     }
@@ -569,27 +603,28 @@ static void recon_job_done(gdx_sync *s, sync_job *j, int status) {
     json_t *x;
     json_array_foreach(j->diff.samples, i, x) if (json_array_size(s->rc_samples) < 20)
         json_array_append(s->rc_samples, x);
-    json_decref(j->diff.samples);
-    j->diff.samples = NULL;
-    if (json_array_size(j->diff.repair_keys) + json_array_size(j->diff.extra_keys) > 0) {
-      s->rc_d = j->diff; /* fetch the chunk and repair */
+    diff_free(&s->rc_d);
+    s->rc_d = j->diff; /* the ranges to read again, the rows to delete */
+    memset(&j->diff, 0, sizeof(j->diff));
+    s->rc_range = 0;
+    if (json_array_size(s->rc_d.ranges) + json_array_size(s->rc_d.extra_keys) > 0)
       s->ph = S_RC_FETCH;
-    } else {
-      json_decref(j->diff.repair_keys);
-      json_decref(j->diff.extra_keys);
-      s->rc_idx++;
-    }
+    else
+      next_chunk(s);
   } else {
     s->rc_repaired += j->repaired;
-    json_decref(j->diff.repair_keys);
-    json_decref(j->diff.extra_keys);
-    s->rc_idx++;
-    s->ph = S_RC_ROWS;
     ack_start(s); /* the repair's ledger entry */
+    if (s->rc_range < json_array_size(s->rc_d.ranges)) {
+      s->rc_range++; /* a range was repaired; the next, or the deletes */
+    } else {
+      json_decref(s->rc_d.extra_keys);
+      s->rc_d.extra_keys = NULL;
+    }
+    if (s->rc_range >= json_array_size(s->rc_d.ranges) &&
+        json_array_size(s->rc_d.extra_keys) == 0)
+      next_chunk(s);
   }
   job_free(j);
-  if (s->ph == S_RC_ROWS && s->rc_idx >= json_array_size(s->rc_diff))
-    s->ph = S_RC_REPORT;
   later(s, 0);
 }
 
@@ -671,7 +706,12 @@ static int recon_step(gdx_sync *s) {
     params[0] = "after";
     params[1] = s->rc_after;
   } else {
-    json_t *ch = json_array_get(s->rc_diff, s->rc_idx);
+    if (s->ph == S_RC_FETCH && s->rc_range >= json_array_size(s->rc_d.ranges)) {
+      repair_submit(s, NULL); /* only deletes are left: nothing to read */
+      return GDX_OK;
+    }
+    json_t *ch = s->ph == S_RC_FETCH ? json_array_get(s->rc_d.ranges, s->rc_range)
+                                     : json_array_get(s->rc_diff, s->rc_idx);
     a = json_text(json_object_get(ch, "after"));
     u = json_text(json_object_get(ch, "last"));
     snprintf(pos, sizeof(pos), "%lld", s->rc_pos);

@@ -505,6 +505,7 @@ typedef struct {
   char *key;    /* values joined by 0x1f */
   char sum[17];
   const json_t *json; /* the key as a JSON array of text */
+  size_t idx;   /* position in the provider's order */
 } krow;
 
 static int krow_cmp(const void *a, const void *b) {
@@ -573,7 +574,9 @@ int gdx_tsync_rowdiff(gdx_db_conn *c, const gdx_tsync_target *t, const json_t *c
     const char *s = json_string_value(json_array_get(row, (size_t)t->nkey));
     snprintf(P[i].sum, sizeof(P[i].sum), "%s", s ? s : "");
     P[i].json = row;
+    P[i].idx = i;
   }
+  char *fix = calloc(np_ + 1, 1); /* provider rows to send again */
   for (size_t i = 0; T && i < nt; i++) {
     json_t *k = json_array();
     for (int x = 0; x < t->nkey; x++)
@@ -586,8 +589,8 @@ int gdx_tsync_rowdiff(gdx_db_conn *c, const gdx_tsync_target *t, const json_t *c
   for (size_t i = 0; Q && i < npend; i++)
     Q[i].key = join_key(json_array_get(pend, i), t->nkey);
   gdx_db_result_free(&r);
-  if (!P || !T || !Q) {
-    free(P), free(T), free(Q);
+  if (!P || !T || !Q || !fix) {
+    free(P), free(T), free(Q), free(fix);
     json_decref(tkeys);
     return GDX_ENOMEM;
   }
@@ -613,6 +616,7 @@ int gdx_tsync_rowdiff(gdx_db_conn *c, const gdx_tsync_target *t, const json_t *c
       } else {
         cmp < 0 ? d->missing++ : d->different++;
         json_array_append(d->repair_keys, key);
+        fix[P[i].idx] = 1;
       }
       json_decref(key);
     }
@@ -621,6 +625,25 @@ int gdx_tsync_rowdiff(gdx_db_conn *c, const gdx_tsync_target *t, const json_t *c
     if (cmp >= 0)
       k++;
   }
+  /* runs of rows to send again, as key ranges in the provider's order:
+   * (the key before the run, the run's last key] */
+  for (size_t x = 0; x < np_; x++) {
+    if (!fix[x] || (x > 0 && fix[x - 1]))
+      continue;
+    size_t end = x;
+    while (end + 1 < np_ && fix[end + 1])
+      end++;
+    json_t *after = x == 0 ? json_deep_copy(json_object_get(chunk, "after")) : json_array();
+    json_t *last = json_array();
+    for (int c2 = 0; c2 < t->nkey; c2++) {
+      if (x > 0)
+        json_array_append(after, json_array_get(json_array_get(prows, x - 1), (size_t)c2));
+      json_array_append(last, json_array_get(json_array_get(prows, end), (size_t)c2));
+    }
+    json_array_append_new(d->ranges, json_pack("{s:o, s:o}", "after",
+                                               after ? after : json_null(), "last", last));
+  }
+  free(fix);
   krows_free(P, np_);
   krows_free(T, nt);
   krows_free(Q, npend);

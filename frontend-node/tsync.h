@@ -75,6 +75,8 @@ typedef struct {
   json_t *repair_keys;  /* missing or different: to be sent again */
   json_t *extra_keys;   /* here but not at the provider: to be deleted */
   json_t *samples;      /* up to 20 {"key": […], "what": …} */
+  json_t *ranges;       /* [{"after": key|null, "last": key}]: the runs of keys to
+                         * repair in the provider's order, each read on its own */
 } gdx_tsync_diff;
 
 /* One differing chunk row by row against the provider's rowsums answer

@@ -584,8 +584,8 @@ const char *tdb_socket(void) {
   return db_socket;
 }
 
-static MYSQL *root_conn(const char *db) {
-  gdx_db_options o = {.socket = tdb_socket(), .user = "root", .database = db};
+static MYSQL *root_conn(const char *sock, const char *db) {
+  gdx_db_options o = {.socket = sock ? sock : tdb_socket(), .user = "root", .database = db};
   char err[512];
   MYSQL *my = gdx_db_connect(&o, 1, err, sizeof(err));
   if (my == NULL)
@@ -593,8 +593,8 @@ static MYSQL *root_conn(const char *db) {
   return my;
 }
 
-int tdb_exec(const char *db, const char *sql) {
-  MYSQL *my = root_conn(db);
+int tdb_exec_at(const char *sock, const char *db, const char *sql) {
+  MYSQL *my = root_conn(sock, db);
   int rc = 0;
   if (mysql_query(my, sql) != 0)
     rc = (int)mysql_errno(my);
@@ -608,8 +608,14 @@ int tdb_exec(const char *db, const char *sql) {
   return rc;
 }
 
+int tdb_exec(const char *db, const char *sql) { return tdb_exec_at(NULL, db, sql); }
+
 void tdb_scalar(const char *db, const char *sql, char *out, size_t n) {
-  MYSQL *my = root_conn(db);
+  tdb_scalar_at(NULL, db, sql, out, n);
+}
+
+void tdb_scalar_at(const char *sock, const char *db, const char *sql, char *out, size_t n) {
+  MYSQL *my = root_conn(sock, db);
   out[0] = '\0';
   if (mysql_query(my, sql) == 0) {
     MYSQL_RES *res = mysql_store_result(my);

@@ -70,6 +70,9 @@ int tdb_exec(const char *db, const char *sql);
 /* First column of the first row, or "" ; for checks. */
 void tdb_scalar(const char *db, const char *sql, char *out, size_t n);
 const char *tdb_socket(void);
+/* The same on the server at socket sock (NULL: the fixture's). */
+int tdb_exec_at(const char *sock, const char *db, const char *sql);
+void tdb_scalar_at(const char *sock, const char *db, const char *sql, char *out, size_t n);
 
 /* A growing buffer for libcurl's CURLOPT_WRITEFUNCTION (with WRITEDATA a
  * th_body); NUL-terminated; the caller frees data. */

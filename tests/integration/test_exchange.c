@@ -31,6 +31,7 @@
 
 #include "apiclient.h"
 #include "harness.h"
+#include "nodes.h"
 #include "pki.h"
 
 #include <openssl/evp.h>
@@ -54,32 +55,6 @@ static char tok_full[256], tok_narrow[256];
 
 /* ------------------------------------------------------------------ */
 /* helpers                                                             */
-
-/* Every child, so that teardown can stop what a failed test left running. */
-static pid_t children[64];
-static int nchildren;
-
-static pid_t spawn(const char *log, char *const argv[]) {
-  pid_t pid = fork();
-  if (pid > 0 && nchildren < 64)
-    children[nchildren++] = pid;
-  if (pid == 0) {
-    int fd = open(log, O_WRONLY | O_CREAT | O_APPEND, 0644);
-    dup2(fd, 1);
-    dup2(fd, 2);
-    execv(argv[0], argv);
-    _exit(127);
-  }
-  return pid;
-}
-
-static void stop_pid(pid_t pid) {
-  if (pid <= 0)
-    return;
-  kill(pid, SIGTERM);
-  int st;
-  waitpid(pid, &st, 0);
-}
 
 static long vm_kib(pid_t pid, const char *field) {
   char path[64], line[256];
@@ -196,70 +171,6 @@ static void get_token(const char *client, const char *secret, char *out, size_t 
   json_decref(j);
 }
 
-static json_t *node_state(long long row) {
-  char path[64];
-  snprintf(path, sizeof(path), "/api/v1/nodes/%lld", row);
-  json_t *j = NULL;
-  assert_int_equal(tb_call("GET", path, ops, NULL, &j), 200);
-  return j;
-}
-
-static void wait_state(long long row, const char *state) {
-  for (int i = 0; i < 200; i++) {
-    json_t *j = node_state(row);
-    int ok = strcmp(json_string_value(json_object_get(j, "state")), state) == 0;
-    json_decref(j);
-    if (ok)
-      return;
-    usleep(50000);
-  }
-  fail_msg("node %lld did not become %s", row, state);
-}
-
-/* Top-level configuration added to the next node start_node writes. */
-static char node_extra_conf[600];
-
-/* Registers a node of the unit whose admin is `admin`, enrolls gdx-node
- * with the token and starts it. */
-static pid_t start_node(const char *admin, const char *unit, const char *id, const char *resources,
-                        char *conf, char *state, long long *row) {
-  char body[256];
-  snprintf(body, sizeof(body), "{\"node_id\":\"%s\",\"description\":\"测试前置机\"}", id);
-  json_t *j = NULL;
-  assert_int_equal(tb_call("POST", "/api/v1/nodes", admin, body, &j), 201);
-  *row = json_integer_value(json_object_get(j, "id"));
-  char token[200];
-  snprintf(token, sizeof(token), "%s", json_string_value(json_object_get(j, "enrollment_token")));
-  json_decref(j);
-  snprintf(state, 256, "%s/%s-state", B.dir, id);
-  snprintf(conf, 256, "%s/%s.conf", B.dir, id);
-  FILE *f = fopen(conf, "w");
-  fprintf(f,
-          "node = { unit = \"%s\"; id = \"%s\"; state_dir = \"%s\"; };\n"
-          "broker = { url = \"http://127.0.0.1:%d\"; };\n"
-          "listen = { port = 0; };\nheartbeat_interval_s = 1;\n"
-          "log = { level = \"debug\"; };\n%s\nresources = (%s);\n",
-          unit, id, state, B.port, node_extra_conf, resources);
-  fclose(f);
-  char log[300], cmd[1200];
-  snprintf(log, sizeof(log), "%s/%s.log", B.dir, id);
-  /* a token for another node is refused by the node before it trusts anything */
-  snprintf(cmd, sizeof(cmd), "%s --config %s --enroll %s >>%s 2>&1", GDX_NODE_BIN, conf, token,
-           log);
-  assert_int_equal(system(cmd), 0);
-  struct stat st;
-  char key[300];
-  snprintf(key, sizeof(key), "%s/node.key", state);
-  assert_int_equal(stat(key, &st), 0);
-  assert_int_equal(st.st_mode & 0777, 0600);
-  /* the token is one-time */
-  assert_int_not_equal(system(cmd), 0);
-  char *const argv[] = {GDX_NODE_BIN, "--config", conf, NULL};
-  pid_t pid = spawn(log, argv);
-  wait_state(*row, "online");
-  return pid;
-}
-
 static const char *openapi_text =
     "openapi: 3.0.3\\ninfo:\\n  title: test\\n  version: \\\"1\\\"\\npaths:\\n"
     "  /enterprises:\\n    get:\\n      summary: list\\n"
@@ -300,48 +211,10 @@ static void publish_api(const char *target, char *code, size_t n) {
   tb_expect(200, "POST", path, reviewer, "{\"decision\":\"publish\",\"opinion\":\"同意\"}");
 }
 
-/* consumer applies (with method), provider approves; returns the
- * authorization id. */
-static long long authorize_ex(const char *consumer, const char *code, const char *items,
-                              const char *method, const char *quota, const char *approve_items) {
-  char body[1024], until[16];
-  time_t t = time(NULL) + 365 * 86400;
-  strftime(until, sizeof(until), "%Y-%m-%d", gmtime(&t));
-  snprintf(body, sizeof(body),
-           "{\"resource_code\":\"%s\",\"purpose\":\"联合审批核验\",\"data_items\":[%s],"
-           "\"method\":\"%s\",\"valid_until\":\"%s\"%s%s}",
-           code, items, method, until, quota ? ",\"call_quota\":" : "", quota ? quota : "");
-  json_t *j = NULL;
-  long st = tb_call("POST", "/api/v1/requests", consumer, body, &j);
-  if (st != 201)
-    fail_msg("request -> %ld %s: %s", st, tb_err_code(j),
-             json_string_value(json_object_get(json_object_get(j, "error"), "message")));
-  long long rid = json_integer_value(json_object_get(j, "id"));
-  json_decref(j);
-  char path[128];
-  snprintf(path, sizeof(path), "/api/v1/requests/%lld/approve", rid);
-  snprintf(body, sizeof(body), "{\"opinion\":\"同意\"%s%s%s}", approve_items ? ",\"data_items\":[" : "",
-           approve_items ? approve_items : "", approve_items ? "]" : "");
-  st = tb_call("POST", path, prov_admin, body, &j);
-  if (st != 200)
-    fail_msg("approve -> %ld %s", st, tb_err_code(j));
-  json_decref(j);
-  st = tb_call("GET", "/api/v1/authorizations", consumer, NULL, &j);
-  json_t *items_arr = json_object_get(j, "items");
-  long long id = 0;
-  size_t i;
-  json_t *a;
-  json_array_foreach(items_arr, i, a) if (json_integer_value(json_object_get(a, "request_id")) == rid)
-      id = json_integer_value(json_object_get(a, "id"));
-  json_decref(j);
-  assert_true(id > 0);
-  return id;
-}
-
 static long long authorize(const char *consumer, const char *code, const char *items,
                            const char *quota, const char *approve_items) {
   /* API access always states a quota */
-  return authorize_ex(consumer, code, items, "call", quota ? quota : "1000000", approve_items);
+  return tn_authorize(consumer, code, items, "call", quota ? quota : "1000000", approve_items);
 }
 
 static void credential(const char *admin, long long auth, char *client, char *secret) {
@@ -369,6 +242,7 @@ static int setup(void **state) {
            "proxy = { cache_poll_ms = 100; records_flush_ms = 100; rate_limit_rps = 200; "
            "head_timeout_ms = 5000; };\nhttp = { max_body_bytes = 67108864; };\n",
            nodes_port);
+  tn_init(&B, nodes_port, GDX_NODE_BIN, ops, reviewer, prov_admin);
   if (tb_start_ex(&B, "exch", GDX_BROKER_BIN, extra, ops, sizeof(ops)) != 0)
     return -1;
   tb_create_unit(ops, MGMT, "市大数据管理局", "management");
@@ -384,7 +258,7 @@ static int setup(void **state) {
   snprintf(portfile, sizeof(portfile), "%s/upstream.port", B.dir);
   snprintf(log, sizeof(log), "%s/upstream.log", B.dir);
   char *const uargv[] = {GDX_UPSTREAM_BIN, "--port-file", portfile, NULL};
-  upstream_pid = spawn(log, uargv);
+  upstream_pid = tn_spawn(log, uargv);
   for (int i = 0; i < 100 && upstream_port == 0; i++) {
     FILE *f = fopen(portfile, "r");
     if (f) {
@@ -409,9 +283,9 @@ static int setup(void **state) {
            "{ name = \"slow-api\"; kind = \"api\"; base_url = \"http://127.0.0.1:%d\"; "
            "head_timeout_ms = 300; }",
            upstream_port, hdr, dead_port, upstream_port);
-  prov_node_pid = start_node(prov_admin, PROV, "prov-node", res, prov_node_conf, prov_state,
+  prov_node_pid = tn_start_node(prov_admin, PROV, "prov-node", res, prov_node_conf, prov_state,
                              &prov_node_row);
-  cons_node_pid = start_node(cons_admin, CONS, "cons-node", "", cons_node_conf, cons_state,
+  cons_node_pid = tn_start_node(cons_admin, CONS, "cons-node", "", cons_node_conf, cons_state,
                              &cons_node_row);
 
   publish_api("enterprise-api", code_main, sizeof(code_main));
@@ -430,14 +304,10 @@ static int setup(void **state) {
 
 static int teardown(void **state) {
   (void)state;
-  stop_pid(prov_node_pid);
-  stop_pid(cons_node_pid);
-  stop_pid(upstream_pid);
-  for (int i = 0; i < nchildren; i++) /* still ours and not reaped: left by a failure */
-    if (waitpid(children[i], NULL, WNOHANG) == 0) {
-      kill(children[i], SIGKILL);
-      waitpid(children[i], NULL, 0);
-    }
+  tn_stop(prov_node_pid);
+  tn_stop(cons_node_pid);
+  tn_stop(upstream_pid);
+  tn_reap_all();
   return tb_stop(&B) == 0 ? 0 : -1;
 }
 
@@ -446,7 +316,7 @@ static int teardown(void **state) {
 
 static void test_nodes_online_with_health(void **state) {
   (void)state;
-  json_t *j = node_state(prov_node_row);
+  json_t *j = tn_node_state(prov_node_row);
   assert_string_equal(json_string_value(json_object_get(j, "status")), "active");
   assert_string_equal(json_string_value(json_object_get(j, "state")), "online");
   json_t *res = json_object_get(j, "resources");
@@ -456,7 +326,7 @@ static void test_nodes_online_with_health(void **state) {
   for (int i = 0; i < 50 && strcmp(json_string_value(json_object_get(first, "health")), "up"); i++) {
     json_decref(j);
     usleep(100000);
-    j = node_state(prov_node_row);
+    j = tn_node_state(prov_node_row);
     first = json_array_get(json_object_get(j, "resources"), 0);
   }
   assert_string_equal(json_string_value(json_object_get(first, "health")), "up");
@@ -906,7 +776,7 @@ static void test_node_trust(void **state) {
   snprintf(nkey, sizeof(nkey), "%s/node.key", cons_state);
   assert_int_equal(node_call(ncert, nkey, ca_file, err, sizeof(err)), 403);
   assert_string_equal(err, "certificate_revoked");
-  json_t *j = node_state(cons_node_row);
+  json_t *j = tn_node_state(cons_node_row);
   assert_string_equal(json_string_value(json_object_get(j, "state")), "revoked");
   json_decref(j);
   /* each refusal is audited */
@@ -995,14 +865,14 @@ static void test_renewal(void **state) {
       usleep(100000);
   }
   assert_int_equal(st, 200);
-  wait_state(prov_node_row, "online");
+  tn_wait_state(prov_node_row, "online");
 }
 
 static void test_node_goes_offline(void **state) {
   (void)state;
-  stop_pid(prov_node_pid);
+  tn_stop(prov_node_pid);
   prov_node_pid = 0;
-  wait_state(prov_node_row, "offline");
+  tn_wait_state(prov_node_row, "offline");
   char path[256];
   snprintf(path, sizeof(path), "/svc/%s/enterprises", code_main);
   expect_refused("GET", path, tok_full, 502, "unreachable", "node");
@@ -1062,76 +932,6 @@ static void test_node_config_errors(void **state) {
  * every insert, update, key change and delete in the change log in order,
  * bad resources reported with the reason, a schema change detected, and
  * the schema served to the broker only. */
-static const char *resource_health(json_t *node, const char *name, const char **detail) {
-  json_t *res = json_object_get(node, "resources");
-  for (size_t i = 0; i < json_array_size(res); i++) {
-    json_t *r = json_array_get(res, i);
-    if (strcmp(json_string_value(json_object_get(r, "name")), name) == 0) {
-      *detail = json_string_value(json_object_get(r, "detail"));
-      return json_string_value(json_object_get(r, "health"));
-    }
-  }
-  return "absent";
-}
-
-static void wait_health(long long row, const char *name, const char *want, const char *in_detail) {
-  for (int i = 0; i < 100; i++) {
-    json_t *j = node_state(row);
-    const char *detail = "";
-    const char *h = resource_health(j, name, &detail);
-    int ok = strcmp(h, want) == 0 && strstr(detail ? detail : "", in_detail) != NULL;
-    if (!ok && i == 99)
-      fail_msg("resource %s: %s (%s), wanted %s with \"%s\"", name, h, detail, want, in_detail);
-    json_decref(j);
-    if (ok)
-      return;
-    usleep(100000);
-  }
-}
-
-
-/* GET url with a client certificate: the JSON answer or NULL, and the
- * status. */
-static json_t *curl_get(const char *crt, const char *key, const char *url, long *status) {
-  char cmd[1500], out[300];
-  snprintf(out, sizeof(out), "%s/curl-get.json", B.dir);
-  snprintf(cmd, sizeof(cmd),
-           "curl -gsk --cert %s --key %s -o %s -w '%%{http_code}' '%s' > %s.code", crt, key,
-           out, url, out);
-  assert_int_equal(system(cmd), 0);
-  char codefile[320], code[8] = "";
-  snprintf(codefile, sizeof(codefile), "%s.code", out);
-  FILE *f = fopen(codefile, "r");
-  assert_non_null(f);
-  assert_non_null(fgets(code, sizeof(code), f));
-  fclose(f);
-  *status = atol(code);
-  return json_load_file(out, 0, NULL);
-}
-
-/* GET from a node as the broker (its certificate). */
-static json_t *node_get(long long row, const char *path, long *status) {
-  json_t *j = node_state(row);
-  char crt[300], key[300], url[800];
-  snprintf(crt, sizeof(crt), "%s/pki/broker.crt", B.dir);
-  snprintf(key, sizeof(key), "%s/pki/broker.key", B.dir);
-  snprintf(url, sizeof(url), "%s%s", json_string_value(json_object_get(j, "address")), path);
-  json_decref(j);
-  return curl_get(crt, key, url, status);
-}
-
-static char *dump(json_t *j) { return json_dumps(j, JSON_COMPACT); }
-
-/* GET on the broker's node listener with a node's certificate. */
-static json_t *broker_get_as(const char *state, const char *path, long *status) {
-  char crt[300], key[300], url[800];
-  snprintf(crt, sizeof(crt), "%s/node.crt", state);
-  snprintf(key, sizeof(key), "%s/node.key", state);
-  snprintf(url, sizeof(url), "https://127.0.0.1:%d%s", nodes_port, path);
-  return curl_get(crt, key, url, status);
-}
-
-
 static void test_table_capture(void **state) {
   (void)state;
   char front[80], sql[600], cell[600];
@@ -1147,12 +947,12 @@ static void test_table_capture(void **state) {
                    0);
   assert_int_equal(tdb_exec(front, "CREATE TABLE no_pk_table (a INT)"), 0);
   assert_int_equal(tdb_exec(front, "CREATE TABLE counters (id INT PRIMARY KEY, v INT)"), 0);
-  snprintf(node_extra_conf, sizeof(node_extra_conf),
+  snprintf(tn_extra_conf, sizeof(tn_extra_conf),
            "frontdb = { socket = \"%s\"; user = \"root\"; name = \"%s\"; };", tdb_socket(),
            front);
   char conf[256], st[256];
   long long row = 0;
-  pid_t pid = start_node(prov_admin, PROV, "table-node",
+  pid_t pid = tn_start_node(prov_admin, PROV, "table-node",
                          "{ name = \"enterprises\"; kind = \"table\"; table = \"enterprise_info\"; "
                          "items = [\"uscc\", \"name\", \"legal_person\"]; },"
                          "{ name = \"nopk\"; kind = \"table\"; table = \"no_pk_table\"; },"
@@ -1161,11 +961,11 @@ static void test_table_capture(void **state) {
                          "{ name = \"gone\"; kind = \"table\"; table = \"no_such_table\"; },"
                          "{ name = \"counters\"; kind = \"table\"; table = \"counters\"; }",
                          conf, st, &row);
-  node_extra_conf[0] = '\0';
-  wait_health(row, "enterprises", "up", "key (uscc)");
-  wait_health(row, "nopk", "down", "no primary key");
-  wait_health(row, "nokey", "down", "primary key column uscc");
-  wait_health(row, "gone", "down", "does not exist");
+  tn_extra_conf[0] = '\0';
+  tn_wait_health(row, "enterprises", "up", "key (uscc)");
+  tn_wait_health(row, "nopk", "down", "no primary key");
+  tn_wait_health(row, "nokey", "down", "primary key column uscc");
+  tn_wait_health(row, "gone", "down", "does not exist");
   /* the three triggers, and nothing on the table without a key */
   tdb_scalar(front, "SELECT COUNT(*) FROM information_schema.TRIGGERS WHERE TRIGGER_SCHEMA = "
                     "DATABASE() AND EVENT_OBJECT_TABLE = 'enterprise_info'", cell, sizeof(cell));
@@ -1192,11 +992,11 @@ static void test_table_capture(void **state) {
                                    "DELETE FROM enterprise_info; ROLLBACK; END"), 0);
   tdb_scalar(front, "SELECT COUNT(*) FROM gdx_changelog", cell, sizeof(cell));
   assert_string_equal(cell, "5");
-  wait_health(row, "enterprises", "up", "change log at 5, 5 kept");
+  tn_wait_health(row, "enterprises", "up", "change log at 5, 5 kept");
   /* the schema, to the broker's certificate only */
   char cmd[1200];
   long scode = 0;
-  json_t *schema = node_get(row, "/r/enterprises/schema", &scode);
+  json_t *schema = tn_node_get(row, "/r/enterprises/schema", &scode);
   assert_int_equal(scode, 200);
   assert_non_null(schema);
   assert_string_equal(json_string_value(json_object_get(schema, "table")), "enterprise_info");
@@ -1213,12 +1013,12 @@ static void test_table_capture(void **state) {
                                    "('91440300MA5FUXYZ1A', '深圳示例', '王五', 's1'), "
                                    "('91110108MA00AAAA1B', '海淀示例', NULL, 's2')"), 0);
   long code = 0;
-  json_t *page = node_get(row, "/r/enterprises/snapshot?limit=2", &code);
+  json_t *page = tn_node_get(row, "/r/enterprises/snapshot?limit=2", &code);
   assert_int_equal(code, 200);
-  char *t = dump(json_object_get(page, "columns"));
+  char *t = tn_dump(json_object_get(page, "columns"));
   assert_string_equal(t, "[\"uscc\",\"name\",\"legal_person\"]");
   free(t);
-  t = dump(json_object_get(page, "rows"));
+  t = tn_dump(json_object_get(page, "rows"));
   assert_string_equal(t, "[[\"91110108MA00AAAA1B\",\"海淀示例\",null],"
                          "[\"91310115MA1H7GXY1E\",\"北京示例二\",\"李四\"]]");
   free(t);
@@ -1226,34 +1026,34 @@ static void test_table_capture(void **state) {
   /* 8: the rolled-back delete above used seq 6, which stays a gap */
   assert_int_equal(json_integer_value(json_object_get(page, "position")), 8);
   char path[300];
-  t = dump(json_object_get(page, "last"));
+  t = tn_dump(json_object_get(page, "last"));
   snprintf(path, sizeof(path), "/r/enterprises/snapshot?limit=2&after=%s", t);
   free(t);
   json_decref(page);
   for (char *c = path; *c; c++) /* the JSON key in the query, escaped for curl */
     if (*c == '"')
       memmove(c + 3, c + 1, strlen(c + 1) + 1), memcpy(c, "%22", 3);
-  page = node_get(row, path, &code);
+  page = tn_node_get(row, path, &code);
   assert_int_equal(code, 200);
-  t = dump(json_object_get(page, "rows"));
+  t = tn_dump(json_object_get(page, "rows"));
   assert_string_equal(t, "[[\"91440300MA5FUXYZ1A\",\"深圳示例\",\"王五\"]]");
   free(t);
   assert_true(json_is_true(json_object_get(page, "done")));
   json_decref(page);
   /* a column the resource does not offer is refused, not sent */
-  page = node_get(row, "/r/enterprises/snapshot?items=name,secret_note", &code);
+  page = tn_node_get(row, "/r/enterprises/snapshot?items=name,secret_note", &code);
   assert_int_equal(code, 403);
   assert_string_equal(json_string_value(json_object_get(json_object_get(page, "error"), "code")),
                       "item_not_offered");
   json_decref(page);
-  page = node_get(row, "/r/enterprises/changes", &code);
+  page = tn_node_get(row, "/r/enterprises/changes", &code);
   assert_int_equal(code, 400);
   json_decref(page);
   /* the changes after a position: per key the last, the row as it is now */
-  page = node_get(row, "/r/enterprises/changes?after=0&items=name", &code);
+  page = tn_node_get(row, "/r/enterprises/changes?after=0&items=name", &code);
   assert_int_equal(code, 200);
   assert_int_equal(json_integer_value(json_object_get(page, "position")), 8);
-  t = dump(json_object_get(page, "changes"));
+  t = tn_dump(json_object_get(page, "changes"));
   assert_string_equal(t, "[{\"seq\":3,\"op\":\"D\",\"key\":[\"91110000MA01ABCD2X\"]},"
                          "{\"seq\":4,\"op\":\"U\",\"row\":[\"91310115MA1H7GXY1E\",\"北京示例二\"]},"
                          "{\"seq\":5,\"op\":\"D\",\"key\":[\"91350203MA2XK8UX3L\"]},"
@@ -1271,13 +1071,13 @@ static void test_table_capture(void **state) {
   usleep(700000);
   assert_int_equal(tdb_exec(front, "INSERT INTO enterprise_info VALUES "
                                    "('91000000MA00DONE2Y', 'done', NULL, NULL)"), 0);
-  page = node_get(row, "/r/enterprises/changes?after=8", &code);
+  page = tn_node_get(row, "/r/enterprises/changes?after=8", &code);
   assert_int_equal(code, 200);
   assert_int_equal(json_integer_value(json_object_get(page, "position")), 8);
   assert_int_equal(json_array_size(json_object_get(page, "changes")), 0);
   json_decref(page);
   for (int i = 0; i < 60; i++) {
-    page = node_get(row, "/r/enterprises/changes?after=8", &code);
+    page = tn_node_get(row, "/r/enterprises/changes?after=8", &code);
     if (json_integer_value(json_object_get(page, "position")) == 10)
       break;
     json_decref(page);
@@ -1308,7 +1108,7 @@ static void test_table_capture(void **state) {
   tb_expect(200, "POST", path, prov_admin, NULL);
   snprintf(path, sizeof(path), "/api/v1/catalog/%s/review", tcode);
   tb_expect(200, "POST", path, reviewer, "{\"decision\":\"publish\",\"opinion\":\"同意\"}");
-  long long tauth = authorize_ex(cons_admin, tcode, "\"uscc\",\"name\",\"legal_person\"",
+  long long tauth = tn_authorize(cons_admin, tcode, "\"uscc\",\"name\",\"legal_person\"",
                                  "subscribe", NULL, "\"uscc\",\"name\"");
   /* a node of the consumer unit (the suite's first one has been revoked by
    * now) with its own front-end database, subscribed to the table */
@@ -1316,46 +1116,46 @@ static void test_table_capture(void **state) {
   snprintf(cfront, sizeof(cfront), "%s_cons", B.dbname);
   snprintf(sql, sizeof(sql), "CREATE DATABASE %s", cfront);
   assert_int_equal(tdb_exec(NULL, sql), 0);
-  snprintf(node_extra_conf, sizeof(node_extra_conf),
+  snprintf(tn_extra_conf, sizeof(tn_extra_conf),
            "frontdb = { socket = \"%s\"; user = \"root\"; name = \"%s\"; };\n"
            "subscriptions = ( { authorization = %lld; table = \"ent_copy\"; batch = 2; "
            "poll_ms = 100; } );",
            tdb_socket(), cfront, tauth);
   char cconf[256], cst[256];
   long long crow = 0;
-  pid_t cpid = start_node(cons_admin, CONS, "cons-tnode", "", cconf, cst, &crow);
-  node_extra_conf[0] = '\0';
+  pid_t cpid = tn_start_node(cons_admin, CONS, "cons-tnode", "", cconf, cst, &crow);
+  tn_extra_conf[0] = '\0';
   snprintf(path, sizeof(path), "/node/v1/tables/%lld/snapshot?limit=10", tauth);
-  page = broker_get_as(cst, path, &code);
-  t = dump(page);
+  page = tn_broker_get_as(cst, path, &code);
+  t = tn_dump(page);
   if (code != 200)
     fail_msg("snapshot through the broker -> %ld %s", code, t);
   free(t);
-  t = dump(json_object_get(page, "columns"));
+  t = tn_dump(json_object_get(page, "columns"));
   assert_string_equal(t, "[\"uscc\",\"name\"]"); /* legal_person was not approved */
   free(t);
   assert_int_equal(json_array_size(json_object_get(page, "rows")), 5);
   json_decref(page);
   snprintf(path, sizeof(path), "/node/v1/tables/%lld/changes?after=8&limit=10", tauth);
-  page = broker_get_as(cst, path, &code);
+  page = tn_broker_get_as(cst, path, &code);
   assert_int_equal(code, 200);
   assert_int_equal(json_integer_value(json_object_get(page, "position")), 10);
-  t = dump(json_array_get(json_object_get(page, "changes"), 0));
+  t = tn_dump(json_array_get(json_object_get(page, "changes"), 0));
   assert_string_equal(t, "{\"seq\":9,\"op\":\"U\",\"row\":[\"91000000MA00OPEN1X\",\"open\"]}");
   free(t);
   json_decref(page);
   /* another unit's node, and an authorization for calls, are refused */
   snprintf(path, sizeof(path), "/node/v1/tables/%lld/snapshot", tauth);
-  page = broker_get_as(st, path, &code); /* the provider unit's own node */
+  page = tn_broker_get_as(st, path, &code); /* the provider unit's own node */
   assert_int_equal(code, 403);
   assert_string_equal(tb_err_code(page), "not_your_authorization");
   json_decref(page);
   snprintf(path, sizeof(path), "/node/v1/tables/%lld/snapshot", auth_full);
-  page = broker_get_as(cst, path, &code);
+  page = tn_broker_get_as(cst, path, &code);
   assert_int_equal(code, 403);
   assert_string_equal(tb_err_code(page), "wrong_method");
   json_decref(page);
-  page = broker_get_as(cst, "/node/v1/tables/x/drop", &code);
+  page = tn_broker_get_as(cst, "/node/v1/tables/x/drop", &code);
   assert_int_equal(code, 404);
   json_decref(page);
   /* each read is a call record of the authorization */
@@ -1421,7 +1221,7 @@ static void test_table_capture(void **state) {
   char clog[300];
   snprintf(clog, sizeof(clog), "%s/cons-tnode.log", B.dir);
   char *const cargv[] = {GDX_NODE_BIN, "--config", cconf, NULL};
-  cpid = spawn(clog, cargv);
+  cpid = tn_spawn(clog, cargv);
   want = "91110108MA00AAAA1B|海淀示例 91310115MA1H7GXY1E|北京示例二# "
          "91330100MA27XXXX3C|杭州示例# 91440300MA5FUXYZ1A|深圳示例(更名)";
   for (int i = 0; i < 100; i++) {
@@ -1441,12 +1241,12 @@ static void test_table_capture(void **state) {
   tdb_exec(NULL, sql);
 
   /* an integer key: a delete carries it as text, like every value */
-  wait_health(row, "counters", "up", "key (id)");
+  tn_wait_health(row, "counters", "up", "key (id)");
   assert_int_equal(tdb_exec(front, "INSERT INTO counters VALUES (7, 1), (8, 2)"), 0);
   assert_int_equal(tdb_exec(front, "DELETE FROM counters WHERE id = 8"), 0);
-  page = node_get(row, "/r/counters/changes?after=0", &code);
+  page = tn_node_get(row, "/r/counters/changes?after=0", &code);
   assert_int_equal(code, 200);
-  t = dump(json_object_get(page, "changes"));
+  t = tn_dump(json_object_get(page, "changes"));
   assert_non_null(strstr(t, "\"op\":\"U\",\"row\":[\"7\",\"1\"]}"));
   assert_non_null(strstr(t, "\"op\":\"D\",\"key\":[\"8\"]}"));
   free(t);
@@ -1454,11 +1254,11 @@ static void test_table_capture(void **state) {
 
   /* a lost trigger: changes would go unseen, so it is reported */
   assert_int_equal(tdb_exec(front, "DROP TRIGGER gdx_enterprise_info_ad"), 0);
-  wait_health(row, "enterprises", "down", "1 of the 3 change-log triggers");
+  tn_wait_health(row, "enterprises", "down", "1 of the 3 change-log triggers");
   /* a schema change under the node: reported, not served */
   assert_int_equal(tdb_exec(front, "ALTER TABLE enterprise_info ADD COLUMN reg_capital BIGINT"), 0);
-  wait_health(row, "enterprises", "down", "changed since the node started");
-json_decref(node_get(row, "/r/enterprises/schema", &scode));
+  tn_wait_health(row, "enterprises", "down", "changed since the node started");
+json_decref(tn_node_get(row, "/r/enterprises/schema", &scode));
   assert_int_equal(scode, 503);
   kill(pid, SIGTERM);
   int ws;

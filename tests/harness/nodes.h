@@ -1,0 +1,62 @@
+/* Front-end nodes for integration tests: real gdx-node processes enrolled
+ * with one-time tokens on the broker started by tb_start_ex (apiclient.h),
+ * and the requests and authorizations that connect units through them. */
+#ifndef GDX_TEST_NODES_H
+#define GDX_TEST_NODES_H
+
+#include <jansson.h>
+#include <sys/types.h>
+
+#include "apiclient.h"
+
+/* The broker, its node listener's port, the gdx-node binary, the ops
+ * admin and a catalog reviewer; the provider admin approves requests
+ * (tn_authorize). The strings must live as long as the tests. */
+void tn_init(tb_broker *b, int nodes_port, const char *node_bin, const char *ops,
+             const char *reviewer, const char *prov_admin);
+/* Forks argv[0] with stdout and stderr appended to log; remembered so
+ * tn_reap_all can stop what a failed test left running. */
+pid_t tn_spawn(const char *log, char *const argv[]);
+void tn_stop(pid_t pid);        /* SIGTERM and wait */
+void tn_reap_all(void);         /* SIGKILL every child still running */
+
+/* Top-level configuration added to the next node tn_start_node writes. */
+extern char tn_extra_conf[2048];
+/* Registers node `id` of `unit` (its admin's token), enrolls gdx-node with
+ * the token, starts it and waits until it is online. conf and state get
+ * the config file and state folder (256 bytes each). */
+pid_t tn_start_node(const char *admin, const char *unit, const char *id, const char *resources,
+                    char *conf, char *state, long long *row);
+/* The node's log file path (256 bytes). */
+void tn_node_log(const char *id, char *out);
+json_t *tn_node_state(long long row);
+void tn_wait_state(long long row, const char *state);
+/* Waits until the node reports resource `name` with health `want` and a
+ * detail containing in_detail. */
+void tn_wait_health(long long row, const char *name, const char *want, const char *in_detail);
+
+/* consumer requests (method, optional quota), the provider approves
+ * (approve_items narrows); the authorization id. */
+long long tn_authorize(const char *consumer, const char *code, const char *items,
+                       const char *method, const char *quota, const char *approve_items);
+/* Creates and publishes a table entry for resource `target` on node
+ * `node` with the given data items (JSON objects); its code into code. */
+void tn_publish_table(const char *prov_admin, const char *node, const char *target,
+                      const char *items_json, char *code, size_t n);
+
+/* GET with a client certificate: the JSON answer or NULL, and the status. */
+json_t *tn_curl_get(const char *crt, const char *key, const char *url, long *status);
+/* GET from a node as the broker (its certificate). */
+json_t *tn_node_get(long long row, const char *path, long *status);
+/* GET on the broker's node listener with a node's certificate. */
+json_t *tn_broker_get_as(const char *state, const char *path, long *status);
+char *tn_dump(json_t *j);
+/* The value of a Prometheus sample line starting with `prefix` in the
+ * node's /metrics (admin listener on admin_port); -1 if absent. */
+double tn_metric(int admin_port, const char *prefix);
+/* Polls db (on the server at sock, NULL: the fixture's) with sql until it
+ * answers want (up to seconds): 1, or 0 with the last answer in out. */
+int tn_wait_scalar(const char *sock, const char *db, const char *sql, const char *want,
+                   double seconds, char *out, size_t n);
+
+#endif

@@ -1,0 +1,644 @@
+/* Table exchange end to end (issue 5): the ledger, the change log's purge,
+ * long polls, reconciliation with repair and alarms, the daily report, a
+ * consumer offline through many changes, a purged position, fetch, and the
+ * fault test - kill -9 of the consumer's node, the provider's node and the
+ * broker, and a restart of the front-end MariaDB, all during an initial
+ * load with concurrent writes - after which reconciliation finds nothing.
+ *
+ * A real broker on the fixture's MariaDB; the units' front-end databases
+ * on a second private MariaDB that the test can restart; real gdx-node
+ * processes for the provider and the consumers.
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+#include <jansson.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "apiclient.h"
+#include "harness.h"
+#include "nodes.h"
+
+#define PROV "91310115MA1H7GXY1E"
+#define CONS "121000004000000010"
+#define CONS2 "91440300MA5FXXXX0U"
+#define MGMT "91110000MA01ABCD2Q"
+
+static tb_broker B;
+static char ops[80], reviewer[80], prov_admin[80], cons_admin[80], cons2_admin[80];
+static int nodes_port, prov_admin_port, cons_admin_port;
+static char fdir[300], fsock[200]; /* the front-end MariaDB */
+static pid_t prov_pid, cons_pid;
+static char prov_conf[256], prov_state[256], cons_conf[256], cons_state[256];
+static long long prov_row, cons_row, auth_ledger, auth_fault, auth_fetch;
+static char code_ledger[48], code_fault[48];
+
+#define PF "prov_front"
+#define CF "cons_front"
+
+static int fexec(const char *db, const char *sql) { return tdb_exec_at(fsock, db, sql); }
+
+static void fscalar(const char *db, const char *sql, char *out, size_t n) {
+  tdb_scalar_at(fsock, db, sql, out, n);
+}
+
+static void front_server(const char *verb) {
+  char cmd[800];
+  snprintf(cmd, sizeof(cmd), "%s/scripts/mariadb-private %s %s %s%d >>%s/frontdb.log 2>&1",
+           getenv("GDX_SOURCE_DIR"), verb, fdir, strcmp(verb, "start") == 0 ? "--watch " : "",
+           strcmp(verb, "start") == 0 ? (int)getpid() : 0, B.dir);
+  if (strcmp(verb, "start") != 0) /* no pid after stop */
+    snprintf(cmd, sizeof(cmd), "%s/scripts/mariadb-private %s %s >>%s/frontdb.log 2>&1",
+             getenv("GDX_SOURCE_DIR"), verb, fdir, B.dir);
+  assert_int_equal(system(cmd), 0);
+}
+
+/* A digest of a table's rows (columns in order) on the front server. */
+static void digest(const char *db, const char *table, const char *cols, char *out, size_t n) {
+  char sql[800];
+  snprintf(sql, sizeof(sql),
+           "SELECT CONCAT(COUNT(*), ':', IFNULL(MD5(GROUP_CONCAT(MD5(CONCAT_WS('|', %s)) "
+           "ORDER BY id SEPARATOR '')), '')) FROM %s",
+           cols, table);
+  tdb_exec_at(fsock, db, "SET SESSION group_concat_max_len = 1073741824");
+  char s2[900];
+  snprintf(s2, sizeof(s2), "SET STATEMENT group_concat_max_len = 1073741824 FOR %s", sql);
+  fscalar(db, s2, out, n);
+}
+
+/* Waits until the consumer's copy has the provider's rows. */
+static void wait_same(const char *src, const char *dst, const char *cols, double seconds) {
+  char a[100], b[100];
+  uint64_t end = th_now_ms() + (uint64_t)(seconds * 1000);
+  do {
+    digest(PF, src, cols, a, sizeof(a));
+    digest(CF, dst, cols, b, sizeof(b));
+    if (strcmp(a, b) == 0 && a[0])
+      return;
+    usleep(200000);
+  } while (th_now_ms() < end);
+  fail_msg("%s (%s) and %s (%s) differ after %.0f s", src, a, dst, b, seconds);
+}
+
+static json_t *api_get(const char *token, const char *path) {
+  json_t *j = NULL;
+  long st = tb_call("GET", path, token, NULL, &j);
+  if (st != 200)
+    fail_msg("GET %s -> %ld %s", path, st, tb_err_code(j));
+  return j;
+}
+
+/* Asks for a reconciliation run and waits for its record. */
+static json_t *reconcile(long long auth, const char *token) {
+  char path[128], sql[200], before[32], cell[32];
+  snprintf(sql, sizeof(sql), "SELECT COUNT(*) FROM reconciliations WHERE authorization_id = %lld",
+           auth);
+  tdb_scalar(B.dbname, sql, before, sizeof(before));
+  snprintf(path, sizeof(path), "/api/v1/subscriptions/%lld/reconcile", auth);
+  tb_expect(202, "POST", path, token, NULL);
+  char want[32];
+  snprintf(want, sizeof(want), "%d", atoi(before) + 1);
+  if (!tn_wait_scalar(NULL, B.dbname, sql, want, 60, cell, sizeof(cell)))
+    fail_msg("no reconciliation run of %lld within 60 s", auth);
+  snprintf(path, sizeof(path), "/api/v1/reconciliations?authorization=%lld", auth);
+  json_t *j = api_get(token, path);
+  json_t *run = json_incref(json_array_get(json_object_get(j, "items"), 0));
+  json_decref(j);
+  return run;
+}
+
+static long long jint(json_t *o, const char *k) {
+  return (long long)json_integer_value(json_object_get(o, k));
+}
+
+static pid_t restart_node(const char *conf, const char *id) {
+  char log[256];
+  tn_node_log(id, log);
+  char *const argv[] = {GDX_NODE_BIN, "--config", (char *)conf, NULL};
+  return tn_spawn(log, argv);
+}
+
+/* ------------------------------------------------------------------ */
+
+static int setup(void **state) {
+  (void)state;
+  nodes_port = th_free_port();
+  prov_admin_port = th_free_port();
+  cons_admin_port = th_free_port();
+  char extra[512];
+  snprintf(extra, sizeof(extra),
+           "nodes = { port = %d; offline_after_s = 3; };\n"
+           "proxy = { cache_poll_ms = 100; records_flush_ms = 100; head_timeout_ms = 15000; };\n",
+           nodes_port);
+  tn_init(&B, nodes_port, GDX_NODE_BIN, ops, reviewer, prov_admin);
+  if (tb_start_ex(&B, "tables", GDX_BROKER_BIN, extra, ops, sizeof(ops)) != 0)
+    return -1;
+  tb_create_unit(ops, MGMT, "市大数据管理局", "management");
+  tb_create_unit(ops, PROV, "市市场监督管理局", "provider,consumer");
+  tb_create_unit(ops, CONS, "市公安局", "consumer");
+  tb_create_unit(ops, CONS2, "市税务局", "consumer");
+  tb_make_user(ops, "rev", "mgmt_reviewer", MGMT, reviewer, sizeof(reviewer));
+  tb_make_user(ops, "prov.admin", "unit_admin", PROV, prov_admin, sizeof(prov_admin));
+  tb_make_user(ops, "cons.admin", "unit_admin", CONS, cons_admin, sizeof(cons_admin));
+  tb_make_user(ops, "cons2.admin", "unit_admin", CONS2, cons2_admin, sizeof(cons2_admin));
+
+  /* the units' front-end databases, on a server of their own */
+  snprintf(fdir, sizeof(fdir), "%s/frontdb", B.dir);
+  front_server("start");
+  char envf[400], line[400];
+  snprintf(envf, sizeof(envf), "%s/env", fdir);
+  FILE *f = fopen(envf, "r");
+  assert_non_null(f);
+  while (fgets(line, sizeof(line), f))
+    if (strncmp(line, "GDX_DB_SOCKET=", 14) == 0)
+      snprintf(fsock, sizeof(fsock), "%.*s", (int)strcspn(line + 14, "\n"), line + 14);
+  fclose(f);
+  assert_int_equal(fexec(NULL, "CREATE DATABASE " PF), 0);
+  assert_int_equal(fexec(NULL, "CREATE DATABASE " CF), 0);
+  assert_int_equal(fexec(PF, "CREATE TABLE ledger_src (id INT PRIMARY KEY, name VARCHAR(60) "
+                             "NOT NULL, amount DECIMAL(12,2), note VARCHAR(100) NULL, day DATE, "
+                             "secret VARCHAR(20)) DEFAULT CHARSET=utf8mb4"),
+                   0);
+  assert_int_equal(fexec(PF, "INSERT INTO ledger_src SELECT seq, CONCAT('企业', seq), seq * 1.5, "
+                             "IF(seq % 7 = 0, NULL, CONCAT('备注', seq)), '2026-01-01' + INTERVAL "
+                             "seq % 300 DAY, 'x' FROM seq_1_to_2500"),
+                   0);
+  assert_int_equal(fexec(PF, "CREATE TABLE fault_src (id INT PRIMARY KEY, v INT NOT NULL, "
+                             "payload VARCHAR(200) NOT NULL)"),
+                   0);
+  assert_int_equal(fexec(PF, "INSERT INTO fault_src SELECT seq, 0, REPEAT(CHAR(65 + seq % 26), "
+                             "150) FROM seq_1_to_40000"),
+                   0);
+  snprintf(tn_extra_conf, sizeof(tn_extra_conf),
+           "frontdb = { socket = \"%s\"; user = \"root\"; name = \"" PF "\"; pool_size = 4; };\n"
+           "admin = { port = %d; };",
+           fsock, prov_admin_port);
+  prov_pid = tn_start_node(prov_admin, PROV, "prov-tnode",
+                           "{ name = \"ledger\"; kind = \"table\"; table = \"ledger_src\"; "
+                           "items = [\"id\", \"name\", \"amount\", \"note\", \"day\"]; },"
+                           "{ name = \"fault\"; kind = \"table\"; table = \"fault_src\"; }",
+                           prov_conf, prov_state, &prov_row);
+  tn_wait_health(prov_row, "ledger", "up", "key (id)");
+  tn_wait_health(prov_row, "fault", "up", "key (id)");
+  tn_publish_table(prov_admin, "prov-tnode", "ledger",
+                   "{\"name\":\"id\",\"type\":\"integer\",\"sharing_type\":\"unconditional\"},"
+                   "{\"name\":\"name\",\"type\":\"string\",\"sharing_type\":\"unconditional\"},"
+                   "{\"name\":\"amount\",\"type\":\"decimal\",\"sharing_type\":\"conditional\"},"
+                   "{\"name\":\"note\",\"type\":\"string\",\"sharing_type\":\"conditional\"},"
+                   "{\"name\":\"day\",\"type\":\"date\",\"sharing_type\":\"conditional\"}",
+                   code_ledger, sizeof(code_ledger));
+  tn_publish_table(prov_admin, "prov-tnode", "fault",
+                   "{\"name\":\"id\",\"type\":\"integer\",\"sharing_type\":\"unconditional\"},"
+                   "{\"name\":\"v\",\"type\":\"integer\",\"sharing_type\":\"unconditional\"},"
+                   "{\"name\":\"payload\",\"type\":\"string\",\"sharing_type\":\"unconditional\"}",
+                   code_fault, sizeof(code_fault));
+  auth_ledger = tn_authorize(cons_admin, code_ledger,
+                             "\"id\",\"name\",\"amount\",\"note\",\"day\"", "subscribe", NULL, NULL);
+  auth_fault = tn_authorize(cons_admin, code_fault, "\"id\",\"v\",\"payload\"", "subscribe", NULL,
+                            NULL);
+  auth_fetch = tn_authorize(cons2_admin, code_ledger, "\"id\",\"name\"", "fetch", NULL, NULL);
+  snprintf(tn_extra_conf, sizeof(tn_extra_conf),
+           "frontdb = { socket = \"%s\"; user = \"root\"; name = \"" CF "\"; };\n"
+           "admin = { port = %d; };\n"
+           "subscriptions = ( { authorization = %lld; table = \"ledger_copy\"; batch = 500; "
+           "reconcile_every_s = 0; chunk = 300; } );",
+           fsock, cons_admin_port, auth_ledger);
+  cons_pid = tn_start_node(cons_admin, CONS, "cons-tnode", "", cons_conf, cons_state, &cons_row);
+  tn_extra_conf[0] = '\0';
+  return 0;
+}
+
+static int teardown(void **state) {
+  (void)state;
+  tn_stop(prov_pid);
+  tn_stop(cons_pid);
+  tn_reap_all();
+  if (fdir[0])
+    front_server("destroy");
+  return tb_stop(&B) == 0 ? 0 : -1;
+}
+
+#define LEDGER_COLS "id, name, amount, note, day"
+
+/* ------------------------------------------------------------------ */
+
+/* The snapshot and changes arrive; every batch is in the broker's ledger
+ * with matching rows and checksums; the broker knows the position; the
+ * provider purges its change log below it; a caught-up consumer waits at
+ * the provider (long poll). */
+static void test_ledger_and_purge(void **state) {
+  (void)state;
+  char cell[200], sql[400];
+  wait_same("ledger_src", "ledger_copy", LEDGER_COLS, 60);
+  /* the secret column is not offered: the copy has the five items only */
+  fscalar(CF, "SELECT GROUP_CONCAT(COLUMN_NAME ORDER BY ORDINAL_POSITION) FROM "
+              "information_schema.COLUMNS WHERE TABLE_SCHEMA = DATABASE() AND TABLE_NAME = "
+              "'ledger_copy'", cell, sizeof(cell));
+  assert_string_equal(cell, "id,name,amount,note,day");
+  /* changes: updates, deletes, inserts */
+  assert_int_equal(fexec(PF, "UPDATE ledger_src SET name = CONCAT(name, '-改') WHERE id <= 10"), 0);
+  assert_int_equal(fexec(PF, "DELETE FROM ledger_src WHERE id BETWEEN 100 AND 104"), 0);
+  assert_int_equal(fexec(PF, "INSERT INTO ledger_src VALUES (3001, '新企业', 1.00, NULL, "
+                             "'2026-11-25', 's'), (3002, '新企业二', 2.00, '注', NULL, 's'), "
+                             "(3003, '新企业三', NULL, NULL, NULL, 's')"),
+                   0);
+  wait_same("ledger_src", "ledger_copy", LEDGER_COLS, 30);
+  /* the ledger: every batch recorded once by the broker, both sides equal */
+  snprintf(sql, sizeof(sql),
+           "SELECT CONCAT(SUM(kind = 'page'), ' ', SUM(IF(kind = 'page', rows_applied, 0)), ' ', "
+           "SUM(matched = 0)) FROM table_ledger WHERE authorization_id = %lld", auth_ledger);
+  /* 2500 rows in pages of 500: five full pages and an empty last one */
+  if (!tn_wait_scalar(NULL, B.dbname, sql, "6 2500 0", 20, cell, sizeof(cell)))
+    fail_msg("ledger pages: %s", cell);
+  snprintf(sql, sizeof(sql),
+           "SELECT SUM(rows_applied) FROM table_ledger WHERE authorization_id = %lld AND kind = "
+           "'changes'", auth_ledger);
+  if (!tn_wait_scalar(NULL, B.dbname, sql, "18", 20, cell, sizeof(cell)))
+    fail_msg("ledger changes: %s rows, wanted 10 updated + 5 deleted + 3 inserted", cell);
+  /* the consumer's own ledger rows are gone once the broker has them */
+  if (!tn_wait_scalar(fsock, CF, "SELECT COUNT(*) FROM gdx_sync_ledger", "0", 20, cell,
+                      sizeof(cell)))
+    fail_msg("%s ledger rows not reported", cell);
+  /* the broker's record of the position, the consumer's own */
+  char pos[32];
+  fscalar(CF, "SELECT position FROM gdx_sync_state", pos, sizeof(pos));
+  snprintf(sql, sizeof(sql),
+           "SELECT CONCAT(phase, ' ', position, ' ', target) FROM table_subscriptions WHERE "
+           "authorization_id = %lld", auth_ledger);
+  char want[100];
+  snprintf(want, sizeof(want), "changes %s ledger_copy", pos);
+  if (!tn_wait_scalar(NULL, B.dbname, sql, want, 20, cell, sizeof(cell)))
+    fail_msg("table_subscriptions: %s, wanted %s", cell, want);
+  /* the provider purges its change log up to there (the heartbeat tells it) */
+  snprintf(sql, sizeof(sql), "SELECT COUNT(*) FROM gdx_changelog WHERE tbl = 'ledger_src' AND "
+                             "seq <= %s", pos);
+  if (!tn_wait_scalar(fsock, PF, sql, "0", 20, cell, sizeof(cell)))
+    fail_msg("%s change-log entries not purged", cell);
+  fscalar(PF, "SELECT upto FROM gdx_changelog_purged WHERE tbl = 'ledger_src'", cell,
+          sizeof(cell));
+  assert_string_equal(cell, pos);
+  /* caught up: the consumer's read waits at the provider */
+  double waiting = -1;
+  for (int i = 0; i < 50 && waiting < 1; i++) {
+    waiting = tn_metric(prov_admin_port, "gdx_node_table_reads_waiting{resource=\"ledger\"}");
+    usleep(100000);
+  }
+  assert_true(waiting >= 1);
+  /* and a change reaches it without a poll interval: seen within the wait */
+  assert_int_equal(fexec(PF, "UPDATE ledger_src SET amount = 99.99 WHERE id = 1"), 0);
+  wait_same("ledger_src", "ledger_copy", LEDGER_COLS, 10);
+  /* the subscription as the API shows it to both units, not to others */
+  json_t *j = api_get(prov_admin, "/api/v1/subscriptions");
+  json_t *s = json_array_get(json_object_get(j, "items"), 0);
+  assert_int_equal(jint(s, "authorization_id"), auth_ledger);
+  assert_string_equal(json_string_value(json_object_get(s, "phase")), "changes");
+  assert_true(jint(s, "rows_applied") >= 2500 + 18);
+  json_decref(j);
+  j = api_get(cons2_admin, "/api/v1/subscriptions");
+  assert_int_equal(json_array_size(json_object_get(j, "items")), 0);
+  json_decref(j);
+  char path[128];
+  snprintf(path, sizeof(path), "/api/v1/subscriptions/%lld/report", auth_ledger);
+  tb_expect(404, "GET", path, cons2_admin, NULL);
+}
+
+/* Rows lost, changed and added behind gdx's back on the consumer's side
+ * are found by reconciliation, repaired (only those rows), reported and
+ * raise one alarm; the next run is clean; the daily report says so. */
+static void test_reconcile_repair_alarm(void **state) {
+  (void)state;
+  wait_same("ledger_src", "ledger_copy", LEDGER_COLS, 30);
+  json_t *run = reconcile(auth_ledger, cons_admin);
+  assert_string_equal(json_string_value(json_object_get(run, "status")), "clean");
+  json_decref(run);
+  assert_int_equal(fexec(CF, "DELETE FROM ledger_copy WHERE id = 500"), 0);
+  assert_int_equal(fexec(CF, "UPDATE ledger_copy SET name = '篡改' WHERE id = 1500"), 0);
+  assert_int_equal(fexec(CF, "INSERT INTO ledger_copy VALUES (9999, '多余', NULL, NULL, NULL)"),
+                   0);
+  char pos_before[32], pos_after[32];
+  fscalar(CF, "SELECT position FROM gdx_sync_state", pos_before, sizeof(pos_before));
+  run = reconcile(auth_ledger, prov_admin); /* either side may ask */
+  char *t = tn_dump(run);
+  assert_string_equal(json_string_value(json_object_get(run, "status")), "repaired");
+  assert_int_equal(jint(run, "rows_missing"), 1);
+  assert_int_equal(jint(run, "rows_extra"), 1);
+  assert_int_equal(jint(run, "rows_different"), 1);
+  assert_int_equal(jint(run, "rows_repaired"), 3);
+  assert_int_equal(jint(run, "rows_in_flight"), 0);
+  assert_int_equal(jint(run, "rows_source"), 2498);
+  assert_int_equal(jint(run, "rows_target"), 2498);
+  /* 2498 rows in chunks of 300: 9 chunks; each tampered row in its own */
+  assert_int_equal(jint(run, "chunks"), 9);
+  assert_int_equal(jint(run, "chunks_differing"), 3);
+  assert_non_null(strstr(t, "{\"key\":[\"500\"],\"what\":\"missing\"}"));
+  assert_non_null(strstr(t, "{\"key\":[\"1500\"],\"what\":\"different\"}"));
+  assert_non_null(strstr(t, "{\"key\":[\"9999\"],\"what\":\"extra\"}"));
+  free(t);
+  json_decref(run);
+  wait_same("ledger_src", "ledger_copy", LEDGER_COLS, 5);
+  /* a repair does not move the subscription */
+  fscalar(CF, "SELECT position FROM gdx_sync_state", pos_after, sizeof(pos_after));
+  assert_string_equal(pos_before, pos_after);
+  /* the repair is in the ledger: two ranges of one row re-sent, one delete */
+  char sql[300], cell[64];
+  snprintf(sql, sizeof(sql), "SELECT CONCAT(COUNT(*), ' ', SUM(rows_applied)) FROM table_ledger "
+                             "WHERE authorization_id = %lld AND kind = 'repair'", auth_ledger);
+  if (!tn_wait_scalar(NULL, B.dbname, sql, "3 2", 20, cell, sizeof(cell)))
+    fail_msg("repair ledger: %s", cell);
+  /* one alarm, seen by both units, not by another */
+  json_t *j = api_get(cons_admin, "/api/v1/alarms");
+  json_t *items = json_object_get(j, "items");
+  assert_int_equal(json_array_size(items), 1);
+  json_t *al = json_array_get(items, 0);
+  assert_string_equal(json_string_value(json_object_get(al, "kind")),
+                      "reconciliation_differences");
+  assert_int_equal(jint(al, "authorization_id"), auth_ledger);
+  assert_non_null(strstr(json_string_value(json_object_get(al, "message")),
+                         "1 missing, 1 extra and 1 different rows; 3 repaired"));
+  long long alarm_id = jint(al, "id");
+  json_decref(j);
+  j = api_get(cons2_admin, "/api/v1/alarms");
+  assert_int_equal(json_array_size(json_object_get(j, "items")), 0);
+  json_decref(j);
+  /* in the broker's metrics (refreshed every 2 s) */
+  double open_alarms = -1;
+  for (int i = 0; i < 50 && open_alarms != 1; i++, usleep(100000))
+    open_alarms = tn_metric(B.port, "gdx_alarms_open{kind=\"reconciliation_differences\"}");
+  assert_true(open_alarms == 1);
+  /* acknowledged by the consumer's admin: audited, no longer open */
+  char path[128];
+  snprintf(path, sizeof(path), "/api/v1/alarms/%lld/ack", alarm_id);
+  tb_expect(404, "POST", path, cons2_admin, NULL);
+  tb_expect(200, "POST", path, cons_admin, NULL);
+  tb_expect(409, "POST", path, cons_admin, NULL);
+  /* audited, the refusals too */
+  snprintf(sql, sizeof(sql), "SELECT GROUP_CONCAT(CONCAT(actor, ':', result) ORDER BY id) FROM "
+                             "audit_log WHERE action = 'alarm.ack' AND object = 'alarm:%lld'",
+           alarm_id);
+  tdb_scalar(B.dbname, sql, cell, sizeof(cell));
+  assert_string_equal(cell, "cons2.admin:failure,cons.admin:success,cons.admin:failure");
+  snprintf(sql, sizeof(sql), "SELECT COUNT(*) FROM audit_log WHERE action = 'table.reconcile'");
+  tdb_scalar(B.dbname, sql, cell, sizeof(cell));
+  assert_true(atoi(cell) >= 2);
+  j = api_get(cons_admin, "/api/v1/alarms");
+  assert_int_equal(json_array_size(json_object_get(j, "items")), 0);
+  json_decref(j);
+  /* the next run is clean and raises nothing */
+  run = reconcile(auth_ledger, cons_admin);
+  assert_string_equal(json_string_value(json_object_get(run, "status")), "clean");
+  json_decref(run);
+  j = api_get(cons_admin, "/api/v1/alarms?state=all");
+  assert_int_equal(json_array_size(json_object_get(j, "items")), 1);
+  json_decref(j);
+  /* the daily report */
+  snprintf(path, sizeof(path), "/api/v1/subscriptions/%lld/report", auth_ledger);
+  j = api_get(prov_admin, path);
+  assert_string_equal(json_string_value(json_object_get(j, "verdict")), "consistent");
+  json_t *ledger = json_object_get(j, "ledger");
+  assert_int_equal(jint(ledger, "mismatched_batches"), 0);
+  assert_true(jint(ledger, "rows_applied") >= 2500 + 18);
+  assert_int_equal(jint(ledger, "snapshot_pages"), 6);
+  assert_true(json_array_size(json_object_get(j, "reconciliations")) >= 3);
+  assert_int_equal(json_array_size(json_object_get(j, "alarms")), 1);
+  json_decref(j);
+  snprintf(path, sizeof(path), "/api/v1/subscriptions/%lld/report?date=2020-01-01",
+           auth_ledger);
+  j = api_get(cons_admin, path);
+  assert_string_equal(json_string_value(json_object_get(j, "verdict")), "not_reconciled");
+  assert_int_equal(jint(json_object_get(j, "ledger"), "batches"), 0);
+  json_decref(j);
+  snprintf(path, sizeof(path), "/api/v1/subscriptions/%lld/report?date=yesterday", auth_ledger);
+  tb_expect(400, "GET", path, cons_admin, NULL);
+}
+
+/* A consumer offline while many changes happen: the provider keeps its
+ * change log for it, and it catches up completely when it returns. */
+static void test_offline_catch_up(void **state) {
+  (void)state;
+  wait_same("ledger_src", "ledger_copy", LEDGER_COLS, 30);
+  tn_stop(cons_pid);
+  /* 2500 rows x 8 updates = 20000 changes (100,000 in bench/table) */
+  for (int i = 0; i < 8; i++)
+    assert_int_equal(fexec(PF, "UPDATE ledger_src SET amount = amount + 1"), 0);
+  assert_int_equal(fexec(PF, "DELETE FROM ledger_src WHERE id % 97 = 0"), 0);
+  sleep(2); /* heartbeats: nothing may be purged that the consumer lacks */
+  char cell[64];
+  fscalar(PF, "SELECT COUNT(*) >= 20000 FROM gdx_changelog WHERE tbl = 'ledger_src'", cell,
+          sizeof(cell));
+  assert_string_equal(cell, "1");
+  cons_pid = restart_node(cons_conf, "cons-tnode");
+  wait_same("ledger_src", "ledger_copy", LEDGER_COLS, 60);
+  json_t *run = reconcile(auth_ledger, cons_admin);
+  assert_string_equal(json_string_value(json_object_get(run, "status")), "clean");
+  json_decref(run);
+  /* and then the log shrinks again */
+  if (!tn_wait_scalar(fsock, PF, "SELECT COUNT(*) < 100 FROM gdx_changelog WHERE tbl = "
+                                 "'ledger_src'", "1", 20, cell, sizeof(cell)))
+    fail_msg("change log not purged after the catch-up");
+}
+
+/* A consumer whose position the provider has purged (it was gone longer
+ * than anyone waited) loads the table again instead of skipping changes. */
+static void test_purged_position_reloads(void **state) {
+  (void)state;
+  wait_same("ledger_src", "ledger_copy", LEDGER_COLS, 30);
+  tn_stop(cons_pid);
+  assert_int_equal(fexec(PF, "UPDATE ledger_src SET note = '变更' WHERE id < 50"), 0);
+  assert_int_equal(fexec(PF, "DELETE FROM ledger_src WHERE id BETWEEN 50 AND 60"), 0);
+  /* as if purged past it: the floor moves and the entries go */
+  assert_int_equal(fexec(PF, "UPDATE gdx_changelog_purged SET upto = (SELECT MAX(seq) FROM "
+                             "gdx_changelog) WHERE tbl = 'ledger_src'"),
+                   0);
+  assert_int_equal(fexec(PF, "DELETE FROM gdx_changelog WHERE tbl = 'ledger_src'"), 0);
+  cons_pid = restart_node(cons_conf, "cons-tnode");
+  wait_same("ledger_src", "ledger_copy", LEDGER_COLS, 60);
+  char metric[128];
+  snprintf(metric, sizeof(metric),
+           "gdx_node_subscription_restarts_total{authorization=\"%lld\"}", auth_ledger);
+  assert_true(tn_metric(cons_admin_port, metric) == 1);
+  char log[256], cmd[600];
+  tn_node_log("cons-tnode", log);
+  snprintf(cmd, sizeof(cmd), "grep -q 'purged its change log past' %s", log);
+  assert_int_equal(system(cmd), 0);
+}
+
+/* Fetch (获取): a one-shot snapshot of the authorized items into a table;
+ * a fetch authorization cannot read changes. */
+static void test_fetch_once(void **state) {
+  (void)state;
+  snprintf(tn_extra_conf, sizeof(tn_extra_conf),
+           "frontdb = { socket = \"%s\"; user = \"root\"; name = \"" CF "\"; };\n"
+           "subscriptions = ( { authorization = %lld; table = \"ledger_fetched\"; once = true; "
+           "batch = 700; } );",
+           fsock, auth_fetch);
+  char conf[256], st[256];
+  long long row;
+  pid_t pid = tn_start_node(cons2_admin, CONS2, "cons2-tnode", "", conf, st, &row);
+  tn_extra_conf[0] = '\0';
+  char cell[100], want[100];
+  digest(PF, "ledger_src", "id, name", want, sizeof(want));
+  uint64_t end = th_now_ms() + 30000;
+  do {
+    digest(CF, "ledger_fetched", "id, name", cell, sizeof(cell));
+    if (strcmp(cell, want) == 0)
+      break;
+    usleep(200000);
+  } while (th_now_ms() < end);
+  assert_string_equal(cell, want);
+  fscalar(PF, "SELECT CONCAT('1 ', COUNT(*)) FROM ledger_src", want, sizeof(want));
+  fscalar(CF, "SELECT CONCAT(snapshot_done, ' ', rows_applied) FROM gdx_sync_state WHERE "
+              "target = 'ledger_fetched'", cell, sizeof(cell));
+  assert_string_equal(cell, want);
+  /* later changes do not come: it was a fetch */
+  assert_int_equal(fexec(PF, "UPDATE ledger_src SET name = '之后' WHERE id = 2"), 0);
+  sleep(1);
+  fscalar(CF, "SELECT name FROM ledger_fetched WHERE id = 2", cell, sizeof(cell));
+  assert_string_not_equal(cell, "之后");
+  char path[128];
+  long code = 0;
+  snprintf(path, sizeof(path), "/node/v1/tables/%lld/changes?after=0", auth_fetch);
+  json_t *j = tn_broker_get_as(st, path, &code);
+  assert_int_equal(code, 403);
+  assert_string_equal(tb_err_code(j), "wrong_method");
+  json_decref(j);
+  tn_stop(pid);
+}
+
+/* The fault test: during the initial load of 40,000 rows with concurrent
+ * inserts, updates and deletes at the provider, kill -9 the consumer's
+ * node, the provider's node and the broker, and restart the front-end
+ * MariaDB; after recovery the copy is the source and reconciliation finds
+ * no difference. */
+static void test_faults_during_load(void **state) {
+  (void)state;
+  /* a second consumer node for the fault table */
+  int admin_port = th_free_port();
+  snprintf(tn_extra_conf, sizeof(tn_extra_conf),
+           "frontdb = { socket = \"%s\"; user = \"root\"; name = \"" CF "\"; };\n"
+           "admin = { port = %d; };\n"
+           "subscriptions = ( { authorization = %lld; table = \"fault_copy\"; batch = 100; "
+           "reconcile_every_s = 0; chunk = 1000; } );",
+           fsock, admin_port, auth_fault);
+  char conf[256], st[256], cell[100];
+  long long row;
+  /* the writer: a steady stream of inserts, updates and deletes */
+  char wsql[300], wlog[300], cmd[1200];
+  snprintf(wsql, sizeof(wsql), "%s/writer.sql", B.dir);
+  snprintf(wlog, sizeof(wlog), "%s/writer.log", B.dir);
+  FILE *f = fopen(wsql, "w");
+  assert_non_null(f);
+  for (int i = 0; i < 4000; i++) {
+    int id = 1 + (i * 7919) % 40000;
+    fprintf(f, "UPDATE fault_src SET v = v + 1 WHERE id = %d;\n", id);
+    if (i % 5 == 0)
+      fprintf(f, "DELETE FROM fault_src WHERE id = %d;\n", 1 + (i * 104729) % 40000);
+    if (i % 4 == 0)
+      fprintf(f, "INSERT INTO fault_src VALUES (%d, %d, 'new') ON DUPLICATE KEY UPDATE v = 0;\n",
+              40000 + i, i);
+    if (i % 10 == 0)
+      fprintf(f, "DO SLEEP(0.02);\n");
+  }
+  fclose(f);
+  snprintf(cmd, sizeof(cmd),
+           "(for round in 1 2 3; do mariadb --no-defaults --force -S %s -uroot " PF
+           " < %s; done) >>%s 2>&1 & echo $! > %s.pid",
+           fsock, wsql, wlog, wlog);
+  assert_int_equal(system(cmd), 0);
+  pid_t pid = tn_start_node(cons_admin, CONS, "cons-fault", "", conf, st, &row);
+  tn_extra_conf[0] = '\0';
+  const char *progress = "SELECT IFNULL(MAX(rows_applied), 0) FROM gdx_sync_state WHERE target "
+                         "= 'fault_copy'";
+  /* 1. kill -9 the consumer's node in the middle of the load */
+  for (int i = 0; i < 300; i++) {
+    fscalar(CF, progress, cell, sizeof(cell));
+    if (atoll(cell) >= 3000)
+      break;
+    usleep(20000);
+  }
+  fscalar(CF, "SELECT snapshot_done FROM gdx_sync_state WHERE target = 'fault_copy'", cell,
+          sizeof(cell));
+  assert_string_equal(cell, "0"); /* still loading */
+  kill(pid, SIGKILL);
+  waitpid(pid, NULL, 0);
+  pid = restart_node(conf, "cons-fault");
+  /* 2. kill -9 the provider's node */
+  long long at;
+  fscalar(CF, progress, cell, sizeof(cell));
+  at = atoll(cell);
+  for (int i = 0; i < 300; i++) {
+    fscalar(CF, progress, cell, sizeof(cell));
+    if (atoll(cell) >= at + 3000)
+      break;
+    usleep(20000);
+  }
+  kill(prov_pid, SIGKILL);
+  waitpid(prov_pid, NULL, 0);
+  usleep(300000);
+  prov_pid = restart_node(prov_conf, "prov-tnode");
+  /* 3. kill -9 the broker */
+  fscalar(CF, progress, cell, sizeof(cell));
+  at = atoll(cell);
+  for (int i = 0; i < 500; i++) {
+    fscalar(CF, progress, cell, sizeof(cell));
+    if (atoll(cell) >= at + 3000)
+      break;
+    usleep(20000);
+  }
+  kill(B.pid, SIGKILL);
+  usleep(300000);
+  assert_int_equal(tb_restart(&B, GDX_BROKER_BIN), 0);
+  /* 4. restart the front-end MariaDB under both nodes */
+  fscalar(CF, progress, cell, sizeof(cell));
+  at = atoll(cell);
+  for (int i = 0; i < 500; i++) {
+    fscalar(CF, progress, cell, sizeof(cell));
+    if (atoll(cell) >= at + 3000)
+      break;
+    usleep(20000);
+  }
+  front_server("stop");
+  sleep(1);
+  front_server("start");
+  /* the writer's rounds end; then everything converges */
+  snprintf(cmd, sizeof(cmd), "while kill -0 $(cat %s.pid) 2>/dev/null; do sleep 0.2; done",
+           wlog);
+  assert_int_equal(system(cmd), 0);
+  wait_same("fault_src", "fault_copy", "id, v, payload", 120);
+  json_t *run = reconcile(auth_fault, cons_admin);
+  char *t = tn_dump(run);
+  if (strcmp(json_string_value(json_object_get(run, "status")), "clean") != 0)
+    fail_msg("reconciliation after the faults: %s", t);
+  free(t);
+  assert_int_equal(jint(run, "rows_missing") + jint(run, "rows_extra") +
+                       jint(run, "rows_different"),
+                   0);
+  fscalar(PF, "SELECT COUNT(*) FROM fault_src", cell, sizeof(cell));
+  assert_int_equal(jint(run, "rows_source"), atoll(cell));
+  json_decref(run);
+  /* no batch was ever applied twice or differently than sent */
+  char sql[300];
+  snprintf(sql, sizeof(sql), "SELECT COUNT(*) FROM table_ledger WHERE authorization_id = %lld "
+                             "AND matched = 0", auth_fault);
+  tdb_scalar(B.dbname, sql, cell, sizeof(cell));
+  assert_string_equal(cell, "0");
+  tn_stop(pid);
+}
+
+int main(void) {
+  const struct CMUnitTest tests[] = {
+      cmocka_unit_test(test_ledger_and_purge),
+      cmocka_unit_test(test_reconcile_repair_alarm),
+      cmocka_unit_test(test_offline_catch_up),
+      cmocka_unit_test(test_purged_position_reloads),
+      cmocka_unit_test(test_fetch_once),
+      cmocka_unit_test(test_faults_during_load),
+  };
+  return cmocka_run_group_tests(tests, setup, teardown);
+}
