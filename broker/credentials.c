@@ -1,5 +1,6 @@
 /* Consumer application credentials (R-AUTH-5): an approved authorization
- * with method `call` gives the consumer unit a client id and secret, which
+ * with method `call` (or `compare`, whose batches go through the same
+ * /svc path) gives the consumer unit a client id and secret, which
  * it exchanges for short-lived bearer tokens. The token is self-contained
  * and signed with the brokers' shared HMAC key, so the proxy checks it
  * without a database round trip; rotation bumps the credential's generation
@@ -128,7 +129,8 @@ static int work_cred_create(gdx_db_conn *c, api_ctx *x) {
     return api_fail(x, 404, "not_found", "your unit holds no authorization %lld", aid);
   }
   int active = strcmp(gdx_db_get(&r, 0, 1), "active") == 0;
-  int call = strcmp(gdx_db_get(&r, 0, 2), "call") == 0;
+  int call = strcmp(gdx_db_get(&r, 0, 2), "call") == 0 ||
+             strcmp(gdx_db_get(&r, 0, 2), "compare") == 0;
   int expired = atoi(gdx_db_get(&r, 0, 3));
   char code[41];
   snprintf(code, sizeof(code), "%s", gdx_db_get(&r, 0, 4));
@@ -138,7 +140,8 @@ static int work_cred_create(gdx_db_conn *c, api_ctx *x) {
                     active ? "expired" : "revoked");
   if (!call)
     return api_fail(x, 409, "wrong_method",
-                    "credentials are for API calls; authorization %lld is not for method call",
+                    "credentials are for API calls and comparisons; authorization %lld is for "
+                    "neither (method call or compare)",
                     aid);
   unsigned char rnd[12];
   if (RAND_bytes(rnd, sizeof(rnd)) != 1)

@@ -90,6 +90,7 @@ typedef struct {
   int ms_total, ms_node, ms_upstream;
   char source[64];
   int forwarded; /* reached the provider: counts against the quota */
+  int units;     /* what it counts: 1, or the records of a compare batch */
 } rec;
 
 /* Tokens already verified, so that a busy client's calls skip the HMAC:
@@ -155,6 +156,7 @@ struct pcall {
   rec r;
   /* a table read from a consumer's node (/node/v1/tables/…) */
   int table;
+  int compare; /* a compare batch: counted by the records in it */
   char op[12], node_unit[32], node_name[80], serial[GDX_PKI_SERIAL_HEX];
 };
 
@@ -379,9 +381,9 @@ typedef struct {
 static long long unflushed(proxy *p, long long auth) {
   long long n = 0;
   for (size_t i = 0; i < p->nrecs; i++)
-    n += p->recs[i].auth_id == auth && p->recs[i].forwarded;
+    n += p->recs[i].auth_id == auth && p->recs[i].forwarded ? p->recs[i].units : 0;
   for (size_t i = 0; i < p->ninflight; i++)
-    n += p->inflight[i].auth_id == auth && p->inflight[i].forwarded;
+    n += p->inflight[i].auth_id == auth && p->inflight[i].forwarded ? p->inflight[i].units : 0;
   return n;
 }
 
@@ -604,16 +606,16 @@ typedef struct {
   proxy *p;
 } flush_job;
 
-#define REC_COLS 18
+#define REC_COLS 19
 static const char *insert_sql(size_t rows, char *buf, size_t n) {
   size_t len = (size_t)snprintf(buf, n,
                                 "INSERT INTO api_calls (ts, request_id, authorization_id, "
                                 "credential_id, consumer_unit, resource_code, method, path, "
                                 "status, error_type, error_code, bytes_in, bytes_out, ms_total, "
-                                "ms_node, ms_upstream, source, id) VALUES ");
+                                "ms_node, ms_upstream, source, id, units) VALUES ");
   for (size_t i = 0; i < rows && len + 80 < n; i++)
     len += (size_t)snprintf(buf + len, n - len,
-                            "%s(FROM_UNIXTIME(?/1000000),?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+                            "%s(FROM_UNIXTIME(?/1000000),?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
                             i ? "," : "");
   return buf;
 }
@@ -637,6 +639,7 @@ static void rec_params(const rec *r, gdx_db_param *p) {
   p[15] = r->ms_upstream >= 0 ? GDX_DB_P_INT(r->ms_upstream) : GDX_DB_P_NULL;
   p[16] = GDX_DB_P_STR(r->source);
   p[17] = GDX_DB_P_NULL; /* id: AUTO_INCREMENT */
+  p[18] = GDX_DB_P_INT(r->units);
 }
 
 static int flush_work(gdx_db_conn *c, void *arg) {
@@ -646,7 +649,7 @@ static int flush_work(gdx_db_conn *c, void *arg) {
   /* few, large statements: the server's cost is mostly per statement */
   static const size_t sizes[] = {250, 50, 10, 1};
   gdx_db_param *params = calloc(250 * REC_COLS, sizeof(gdx_db_param));
-  size_t sqlmax = 400 + 250 * 64;
+  size_t sqlmax = 400 + 250 * 72;
   char *sql = malloc(sqlmax);
   if (params == NULL || sql == NULL)
     rc = GDX_ENOMEM;
@@ -673,7 +676,7 @@ static int flush_work(gdx_db_conn *c, void *arg) {
     long long calls = 0, bin = 0, bout = 0;
     for (size_t b = a; b < p->ninflight; b++)
       if (p->inflight[b].auth_id == id && p->inflight[b].forwarded) {
-        calls++;
+        calls += p->inflight[b].units;
         bin += (long long)p->inflight[b].bytes_in;
         bout += (long long)p->inflight[b].bytes_out;
       }
@@ -1009,6 +1012,7 @@ static void on_nodes_timer(uv_timer_t *t) {
 static void finish_rec(pcall *k, int status, const char *type, const char *code) {
   rec *r = &k->r;
   r->status = status;
+  r->units = 0; /* refused: nothing counted */
   snprintf(r->error_type, sizeof(r->error_type), "%s", type);
   snprintf(r->error_code, sizeof(r->error_code), "%s", code);
   r->ms_total = (int)(now_ms(k->p) - k->start_ms);
@@ -1138,20 +1142,26 @@ static void on_finish(const gdx_relay_result *res, void *data) {
   r->ms_node = res->ms_head && res->peer_upstream_ms >= 0
                    ? (int)(res->ms_head - (uint64_t)res->peer_upstream_ms)
                    : (res->ms_head ? (int)res->ms_head : -1);
+  if (k->compare) { /* the records compared, as the provider's node counted them */
+    r->units = res->status == 200 && res->peer_records > 0 ? (int)res->peer_records : 0;
+    aentry *e = entry_find(k->p, r->auth_id);
+    if (e)
+      e->used += r->units;
+  }
   record(k->p, r);
   free(k);
 }
 
 /* Relays k's request to the provider's node at url (API calls with JSON
  * field filtering when filter is set). On success k belongs to the relay. */
-static int relay_to_node(pcall *k, aentry *e, const char *url, int filter) {
+static int relay_to_node(pcall *k, aentry *e, const char *url, int filter, const char *extra) {
   proxy *p = k->p;
   if (e->fwd[0][0] == '\0') {
     snprintf(e->fwd[0], sizeof(e->fwd[0]), "X-Gdx-Consumer-Unit: %s", e->consumer);
     snprintf(e->fwd[1], sizeof(e->fwd[1]), "X-Gdx-Authorization: %lld", e->id);
     snprintf(e->fwd[2], sizeof(e->fwd[2]), "X-Gdx-Resource: %s", e->code);
   }
-  const char *headers[] = {e->fwd[0], e->fwd[1], e->fwd[2], NULL};
+  const char *headers[] = {e->fwd[0], e->fwd[1], e->fwd[2], extra, NULL};
   static const char *const drop[] = {"Authorization", "X-Gdx-*", NULL};
   gdx_relay_opts o = {
       .client = p->httpc,
@@ -1184,6 +1194,27 @@ static int relay_to_node(pcall *k, aentry *e, const char *url, int filter) {
 
 static void decide_table(pcall *k, aentry *e);
 
+/* POST /svc/<code>/compare under a compare authorization (比对): relayed to
+ * the provider's node with items= set to the authorized items, so only
+ * they can be compared, and X-Gdx-Quota-Left so that a batch larger than
+ * what the quota has left is refused there. Each record compared counts
+ * as one call against the quota (the node reports X-Gdx-Records). */
+static void start_compare(pcall *k, aentry *e) {
+  k->compare = 1;
+  gdx_buf u;
+  gdx_buf_init(&u, 16384);
+  int rc = gdx_buf_appendf(&u, "%s/r/%s/compare?items=%s", e->node_addr, e->target,
+                           e->items_query ? e->items_query : "");
+  char left[64] = "";
+  if (e->quota >= 0)
+    snprintf(left, sizeof(left), "X-Gdx-Quota-Left: %lld", e->quota - e->used);
+  if (!rc)
+    rc = relay_to_node(k, e, u.data, 0, left[0] ? left : NULL);
+  gdx_buf_free(&u);
+  if (rc != GDX_OK)
+    refuse(k, 502, "relay_failed", -1, "the comparison could not be started");
+}
+
 static void decide(pcall *k, aentry *e) {
   if (k->table) {
     decide_table(k, e);
@@ -1206,9 +1237,11 @@ static void decide(pcall *k, aentry *e) {
     return refuse(k, 403, "account_disabled", R_UNIT, "the consumer unit is disabled");
   if (!e->active)
     return refuse(k, 403, "authorization_revoked", R_AUTHZ, "the authorization is revoked");
-  if (!e->is_call)
+  int compare = strcmp(e->method, "compare") == 0;
+  if (!e->is_call && !compare)
     return refuse(k, 403, "wrong_method", R_AUTHZ,
-                  "the authorization is not for API calls (method call)");
+                  "the authorization is for %s; API calls need method call, comparisons "
+                  "method compare", e->method);
   if (now < e->valid_from)
     return refuse(k, 403, "authorization_not_yet_valid", R_EXPIRED,
                   "the authorization is not valid yet");
@@ -1219,7 +1252,9 @@ static void decide(pcall *k, aentry *e) {
                   "this token is for resource %s, not %s", e->code, k->code);
   char path[1024];
   snprintf(path, sizeof(path), "/%s", k->rest);
-  int op = op_allowed(e, gdx_http_req_method(k->req), path);
+  int op = compare ? (strcmp(k->rest, "compare") != 0 ? 404
+                      : strcmp(gdx_http_req_method(k->req), "POST") != 0 ? 405 : 0)
+                   : op_allowed(e, gdx_http_req_method(k->req), path);
   if (op == 404)
     return refuse(k, 404, "path_not_allowed", R_OPERATION,
                   "%s is not an operation of resource %s", path, e->code);
@@ -1249,6 +1284,10 @@ static void decide(pcall *k, aentry *e) {
                   "the provider's node %s/%s is not enrolled, revoked or has not reported "
                   "its address",
                   e->provider, e->node_name);
+  if (compare) {
+    start_compare(k, e);
+    return;
+  }
   e->used++;
   size_t ulen = strlen(e->node_addr) + strlen(e->target) + strlen(k->rest) +
                 strlen(gdx_http_req_query(k->req)) + 8;
@@ -1257,7 +1296,7 @@ static void decide(pcall *k, aentry *e) {
     return refuse(k, 503, "busy", -1, "out of memory");
   const char *q = gdx_http_req_query(k->req);
   snprintf(url, ulen, "%s/r/%s/%s%s%s", e->node_addr, e->target, k->rest, *q ? "?" : "", q);
-  int rc = relay_to_node(k, e, url, 1);
+  int rc = relay_to_node(k, e, url, 1, NULL);
   free(url);
   if (rc != GDX_OK) {
     e->used--;
@@ -1326,6 +1365,7 @@ static pcall *pcall_new(proxy *p, gdx_http_req *req) {
   k->start_ms = now_ms(p);
   rec *r = &k->r;
   r->ts_us = wall_us();
+  r->units = 1;
   copy_str(r->request_id, sizeof(r->request_id), gdx_http_req_id(req));
   copy_str(r->method, sizeof(r->method), gdx_http_req_method(req));
   copy_str(r->path, sizeof(r->path), gdx_http_req_path(req));
@@ -1448,7 +1488,7 @@ static void decide_table(pcall *k, aentry *e) {
     gdx_buf_free(&u);
     return refuse(k, 400, "invalid_query", -1, "the read is too long");
   }
-  rc = relay_to_node(k, e, u.data, 0);
+  rc = relay_to_node(k, e, u.data, 0, NULL);
   gdx_buf_free(&u);
   if (rc != GDX_OK)
     refuse(k, 502, "relay_failed", R_NODE, "the read could not be started");

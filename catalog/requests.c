@@ -1,7 +1,7 @@
 /* Requests, demands and authorizations (R-AUTH-1..5).
  *
  * A consumer unit applies for a published resource, stating its purpose, the
- * data items, the exchange method, the validity and (for APIs) a call quota.
+ * data items, the exchange method, the validity and (for APIs and comparisons) a quota.
  * The provider's unit admin approves - possibly narrower than asked - or
  * rejects with an opinion; an unconditionally shared resource marked for
  * automatic approval is approved at once (and recorded the same way).
@@ -146,10 +146,13 @@ static int check_against_entry(api_ctx *x, json_t *pub, json_t *items, const cha
   if (!fits)
     return api_fail(x, 400, "invalid_field", "method: %s does not apply to a %s resource", method,
                     kind);
-  if (strcmp(method, "call") == 0 && quota == NULL)
-    return api_fail(x, 400, "invalid_field", "call_quota: API access states a call quota");
-  if (strcmp(method, "call") != 0 && quota != NULL)
-    return api_fail(x, 400, "invalid_field", "call_quota: only for API calls");
+  int counted = strcmp(method, "call") == 0 || strcmp(method, "compare") == 0;
+  if (counted && quota == NULL)
+    return api_fail(x, 400, "invalid_field",
+                    "call_quota: API access and comparisons state a quota (calls, or records "
+                    "compared)");
+  if (!counted && quota != NULL)
+    return api_fail(x, 400, "invalid_field", "call_quota: only for API calls and comparisons");
   return GDX_OK;
 }
 

@@ -852,6 +852,13 @@ static int on_headers_complete(http_parser *p) {
     if (!r->http10)
       gdx_buf_appends(&c->out, "HTTP/1.1 100 Continue\r\n\r\n");
   }
+  /* A handler that paused before taking the body (it decides first, then
+   * streams) gets all of it: nothing is parsed, and so nothing dropped,
+   * until it resumes - even bytes that came with the head. */
+  if (r->paused && r->content_length != 0) {
+    c->blocked = 1;
+    http_parser_pause(p, 1);
+  }
   return 0;
 }
 

@@ -288,6 +288,8 @@ static void up_header(gdx_httpc_req *u, const char *line, size_t len, void *data
     r->res.peer_upstream_ms = atol(v);
     return;
   }
+  if (strcasecmp(name, "X-Gdx-Records") == 0)
+    r->res.peer_records = atol(v); /* and passed on */
   if (strcasecmp(name, "X-Gdx-Error-Type") == 0)
     snprintf(r->res.error_type, sizeof(r->res.error_type), "%.*s", (int)vlen, v);
   if (gdx_relay_hop_header(name))
@@ -406,6 +408,7 @@ int gdx_relay_start(gdx_http_req *req, const gdx_relay_opts *o) {
   r->req = req;
   r->clen = -1;
   r->res.peer_upstream_ms = -1;
+  r->res.peer_records = -1;
   r->loop = gdx_http_server_loop(gdx_http_req_server(req));
   r->started_ms = uv_now(r->loop);
   gdx_buf_init(&r->upbuf, GDX_RELAY_UP_HIGH * 2 + 65536);

@@ -35,6 +35,7 @@ typedef struct {
   uint64_t bytes_out;       /* response body bytes sent */
   uint64_t ms_head;         /* start to the next hop's response head */
   long peer_upstream_ms;    /* X-Gdx-Upstream-Ms of the next hop, -1 if none */
+  long peer_records;        /* X-Gdx-Records of the next hop (compare), -1 if none */
   char error_type[12];      /* "" or the hop that failed: client broker node upstream */
   char error_code[40];
 } gdx_relay_result;

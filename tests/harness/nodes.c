@@ -287,3 +287,27 @@ int tn_wait_scalar(const char *sock, const char *db, const char *sql, const char
   } while (th_now_ms() < end);
   return 0;
 }
+
+void tn_credential(const char *admin, long long auth, char *client, char *secret) {
+  char body[64];
+  snprintf(body, sizeof(body), "{\"authorization_id\":%lld}", auth);
+  json_t *j = NULL;
+  long st = tb_call("POST", "/api/v1/credentials", admin, body, &j);
+  if (st != 201)
+    fail_msg("credential -> %ld %s", st, tb_err_code(j));
+  snprintf(client, 40, "%s", json_string_value(json_object_get(j, "client_id")));
+  snprintf(secret, 64, "%s", json_string_value(json_object_get(j, "client_secret")));
+  json_decref(j);
+}
+
+void tn_token(const char *client, const char *secret, char *out, size_t n) {
+  char body[256];
+  snprintf(body, sizeof(body), "{\"client_id\":\"%s\",\"client_secret\":\"%s\"}", client,
+           secret);
+  json_t *j = NULL;
+  long st = tb_call("POST", "/api/v1/token", NULL, body, &j);
+  if (st != 200)
+    fail_msg("token -> %ld %s", st, tb_err_code(j) ? tb_err_code(j) : "");
+  snprintf(out, n, "%s", json_string_value(json_object_get(j, "access_token")));
+  json_decref(j);
+}

@@ -39,6 +39,10 @@ void tn_wait_health(long long row, const char *name, const char *want, const cha
  * (approve_items narrows); the authorization id. */
 long long tn_authorize(const char *consumer, const char *code, const char *items,
                        const char *method, const char *quota, const char *approve_items);
+/* An application credential for authorization auth (client 40 bytes,
+ * secret 64), and an access token for it. */
+void tn_credential(const char *admin, long long auth, char *client, char *secret);
+void tn_token(const char *client, const char *secret, char *out, size_t n);
 /* Creates and publishes a table entry for resource `target` on node
  * `node` with the given data items (JSON objects); its code into code. */
 void tn_publish_table(const char *prov_admin, const char *node, const char *target,

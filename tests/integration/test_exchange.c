@@ -160,17 +160,6 @@ static void expect_refused(const char *method, const char *path, const char *tok
   free(r.body.data);
 }
 
-static void get_token(const char *client, const char *secret, char *out, size_t n) {
-  char body[256];
-  snprintf(body, sizeof(body), "{\"client_id\":\"%s\",\"client_secret\":\"%s\"}", client, secret);
-  json_t *j = NULL;
-  long st = tb_call("POST", "/api/v1/token", NULL, body, &j);
-  if (st != 200)
-    fail_msg("token -> %ld %s", st, tb_err_code(j) ? tb_err_code(j) : "");
-  snprintf(out, n, "%s", json_string_value(json_object_get(j, "access_token")));
-  json_decref(j);
-}
-
 static const char *openapi_text =
     "openapi: 3.0.3\\ninfo:\\n  title: test\\n  version: \\\"1\\\"\\npaths:\\n"
     "  /enterprises:\\n    get:\\n      summary: list\\n"
@@ -215,18 +204,6 @@ static long long authorize(const char *consumer, const char *code, const char *i
                            const char *quota, const char *approve_items) {
   /* API access always states a quota */
   return tn_authorize(consumer, code, items, "call", quota ? quota : "1000000", approve_items);
-}
-
-static void credential(const char *admin, long long auth, char *client, char *secret) {
-  char body[64];
-  snprintf(body, sizeof(body), "{\"authorization_id\":%lld}", auth);
-  json_t *j = NULL;
-  long st = tb_call("POST", "/api/v1/credentials", admin, body, &j);
-  if (st != 201)
-    fail_msg("credential -> %ld %s", st, tb_err_code(j));
-  snprintf(client, 40, "%s", json_string_value(json_object_get(j, "client_id")));
-  snprintf(secret, 64, "%s", json_string_value(json_object_get(j, "client_secret")));
-  json_decref(j);
 }
 
 /* ------------------------------------------------------------------ */
@@ -295,10 +272,10 @@ static int setup(void **state) {
                         "\"uscc\",\"ent_name\",\"legal_rep\",\"reg_capital\",\"address\"", NULL, NULL);
   auth_narrow = authorize(cons2_admin, code_main, "\"uscc\",\"ent_name\",\"legal_rep\"", "5",
                           "\"uscc\",\"ent_name\"");
-  credential(cons_admin, auth_full, client_full, secret_full);
-  credential(cons2_admin, auth_narrow, client_narrow, secret_narrow);
-  get_token(client_full, secret_full, tok_full, sizeof(tok_full));
-  get_token(client_narrow, secret_narrow, tok_narrow, sizeof(tok_narrow));
+  tn_credential(cons_admin, auth_full, client_full, secret_full);
+  tn_credential(cons2_admin, auth_narrow, client_narrow, secret_narrow);
+  tn_token(client_full, secret_full, tok_full, sizeof(tok_full));
+  tn_token(client_narrow, secret_narrow, tok_narrow, sizeof(tok_narrow));
   return 0;
 }
 
@@ -558,14 +535,14 @@ static void test_upstream_failures(void **state) {
   char client[40], secret[64], tok[256], path[256];
   long long a = authorize(cons_admin, code_down, "\"uscc\",\"ent_name\",\"legal_rep\",\"reg_capital\",\"address\"",
                           NULL, NULL);
-  credential(cons_admin, a, client, secret);
-  get_token(client, secret, tok, sizeof(tok));
+  tn_credential(cons_admin, a, client, secret);
+  tn_token(client, secret, tok, sizeof(tok));
   snprintf(path, sizeof(path), "/svc/%s/enterprises", code_down);
   expect_refused("GET", path, tok, 502, "unreachable", "upstream");
   long long s = authorize(cons_admin, code_slow, "\"uscc\",\"ent_name\",\"legal_rep\",\"reg_capital\",\"address\"",
                           NULL, NULL);
-  credential(cons_admin, s, client, secret);
-  get_token(client, secret, tok, sizeof(tok));
+  tn_credential(cons_admin, s, client, secret);
+  tn_token(client, secret, tok, sizeof(tok));
   snprintf(path, sizeof(path), "/svc/%s/slow?ms=3000", code_slow);
   expect_refused("GET", path, tok, 504, "timeout", "upstream");
   snprintf(path, sizeof(path), "/svc/%s/slow?ms=10", code_slow);
@@ -606,8 +583,8 @@ static void test_revoke_within_a_second(void **state) {
   char client[40], secret[64], tok[256], path[256], body[128];
   long long a = authorize(cons_admin, code_main, "\"uscc\",\"ent_name\",\"legal_rep\",\"reg_capital\",\"address\"",
                           NULL, NULL);
-  credential(cons_admin, a, client, secret);
-  get_token(client, secret, tok, sizeof(tok));
+  tn_credential(cons_admin, a, client, secret);
+  tn_token(client, secret, tok, sizeof(tok));
   snprintf(path, sizeof(path), "/svc/%s/enterprises", code_main);
   xresp r = {0};
   assert_int_equal(xcall("GET", path, tok, NULL, NULL, 0, &r), 200); /* cached now */
@@ -625,8 +602,8 @@ static void test_revoke_within_a_second(void **state) {
 
   /* rotation: the old token stops; a new one works */
   a = authorize(cons_admin, code_main, "\"uscc\",\"ent_name\"", NULL, NULL);
-  credential(cons_admin, a, client, secret);
-  get_token(client, secret, tok, sizeof(tok));
+  tn_credential(cons_admin, a, client, secret);
+  tn_token(client, secret, tok, sizeof(tok));
   assert_int_equal(xcall("GET", path, tok, NULL, NULL, 0, &r), 200);
   free(r.body.data);
   snprintf(body, sizeof(body), "/api/v1/credentials/%s/rotate", client);
@@ -636,7 +613,7 @@ static void test_revoke_within_a_second(void **state) {
   snprintf(secret2, sizeof(secret2), "%s", json_string_value(json_object_get(j, "client_secret")));
   json_decref(j);
   expect_refused("GET", path, tok, 401, "invalid_token", "client");
-  get_token(client, secret2, tok, sizeof(tok));
+  tn_token(client, secret2, tok, sizeof(tok));
   assert_int_equal(xcall("GET", path, tok, NULL, NULL, 0, &r), 200);
   free(r.body.data);
   /* revocation of the credential */
@@ -648,8 +625,8 @@ static void test_revoke_within_a_second(void **state) {
 
   /* an authorization past its validity (changed underneath, as time would) */
   a = authorize(cons_admin, code_main, "\"uscc\"", NULL, NULL);
-  credential(cons_admin, a, client, secret);
-  get_token(client, secret, tok, sizeof(tok));
+  tn_credential(cons_admin, a, client, secret);
+  tn_token(client, secret, tok, sizeof(tok));
   assert_int_equal(xcall("GET", path, tok, NULL, NULL, 0, &r), 200);
   free(r.body.data);
   char sql[256];

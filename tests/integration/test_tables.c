@@ -511,6 +511,109 @@ static void test_fetch_once(void **state) {
   tn_stop(pid);
 }
 
+/* Compare (比对): per record match, mismatch (which fields) or not_found,
+ * never the provider's values; only authorized items; every record counts
+ * against the quota, and a batch larger than what is left is refused
+ * whole; each batch is a call record with its record count. */
+static void test_compare(void **state) {
+  (void)state;
+  assert_int_equal(fexec(PF, "INSERT INTO ledger_src VALUES (900001, '张三', 12.50, '备注', "
+                             "'2026-03-01', 's1'), (900002, '李四', 7.00, NULL, NULL, 's2')"),
+                   0);
+  long long auth = tn_authorize(cons_admin, code_ledger, "\"id\",\"name\",\"amount\"", "compare",
+                                "6", NULL);
+  char client[40], secret[64], tok[512], path[128];
+  tn_credential(cons_admin, auth, client, secret);
+  tn_token(client, secret, tok, sizeof(tok));
+  snprintf(path, sizeof(path), "/svc/%s/compare", code_ledger);
+  json_t *j = NULL;
+  long st = tb_call("POST", path, tok,
+                    "{\"records\":[{\"id\":900001,\"name\":\"张三\",\"amount\":\"12.5\"},"
+                    "{\"id\":\"900002\",\"name\":\"王五\",\"amount\":7},"
+                    "{\"id\":999999,\"name\":\"张三\"},{\"id\":900001}]}",
+                    &j);
+  char *text = tn_dump(j);
+  if (st != 200)
+    fail_msg("compare -> %ld %s", st, text);
+  json_t *res = json_object_get(j, "results");
+  assert_int_equal(json_array_size(res), 4);
+  assert_string_equal(json_string_value(json_object_get(json_array_get(res, 0), "result")),
+                      "match");
+  json_t *r1 = json_array_get(res, 1);
+  assert_string_equal(json_string_value(json_object_get(r1, "result")), "mismatch");
+  assert_int_equal(json_array_size(json_object_get(r1, "fields")), 1);
+  assert_string_equal(json_string_value(json_array_get(json_object_get(r1, "fields"), 0)), "name");
+  assert_string_equal(json_string_value(json_object_get(json_array_get(res, 2), "result")),
+                      "not_found");
+  assert_string_equal(json_string_value(json_object_get(json_array_get(res, 3), "result")),
+                      "match");
+  json_t *counts = json_object_get(j, "counts");
+  assert_int_equal(jint(counts, "match"), 2);
+  assert_int_equal(jint(counts, "mismatch"), 1);
+  assert_int_equal(jint(counts, "not_found"), 1);
+  /* nothing of the provider's data: not the real name behind the mismatch */
+  assert_null(strstr(text, "李四"));
+  assert_null(strstr(text, "s2"));
+  free(text);
+  json_decref(j);
+  /* only authorized items; the key is required; malformed bodies */
+  st = tb_call("POST", path, tok, "{\"records\":[{\"id\":900001,\"note\":\"备注\"}]}", &j);
+  assert_int_equal(st, 403);
+  assert_string_equal(tb_err_code(j), "item_not_offered");
+  json_decref(j);
+  st = tb_call("POST", path, tok, "{\"records\":[{\"id\":900001,\"secret\":\"s1\"}]}", &j);
+  assert_int_equal(st, 403);
+  json_decref(j);
+  st = tb_call("POST", path, tok, "{\"records\":[{\"name\":\"张三\"}]}", &j);
+  assert_int_equal(st, 400);
+  assert_string_equal(tb_err_code(j), "invalid_body");
+  json_decref(j);
+  st = tb_call("POST", path, tok, "[1,2", &j);
+  assert_int_equal(st, 400);
+  json_decref(j);
+  /* a compare authorization is for compare only */
+  snprintf(path, sizeof(path), "/svc/%s/snapshot", code_ledger);
+  st = tb_call("GET", path, tok, NULL, &j);
+  assert_int_equal(st, 404);
+  assert_string_equal(tb_err_code(j), "path_not_allowed");
+  json_decref(j);
+  snprintf(path, sizeof(path), "/svc/%s/compare", code_ledger);
+  st = tb_call("GET", path, tok, NULL, &j);
+  assert_int_equal(st, 405);
+  json_decref(j);
+  /* quota 6, 4 used: 3 records are refused whole, 2 pass, then nothing */
+  static const char three[] = "{\"records\":[{\"id\":1},{\"id\":2},{\"id\":3}]}";
+  st = tb_call("POST", path, tok, three, &j);
+  assert_int_equal(st, 429);
+  assert_string_equal(tb_err_code(j), "quota_exhausted");
+  json_decref(j);
+  st = tb_call("POST", path, tok, "{\"records\":[{\"id\":1},{\"id\":900002,\"amount\":7.001}]}",
+               &j);
+  assert_int_equal(st, 200);
+  assert_int_equal(jint(json_object_get(j, "counts"), "mismatch"), 1);
+  json_decref(j);
+  st = tb_call("POST", path, tok, "{\"records\":[{\"id\":1}]}", &j);
+  assert_int_equal(st, 429);
+  assert_string_equal(tb_err_code(j), "quota_exhausted");
+  json_decref(j);
+  /* the record of each batch, with its record count; usage is 6 */
+  char sql[300], cell[100];
+  snprintf(sql, sizeof(sql),
+           "SELECT GROUP_CONCAT(CONCAT(status, ':', units) ORDER BY id) FROM api_calls WHERE "
+           "authorization_id = %lld AND path LIKE '%%/compare'",
+           auth);
+  if (!tn_wait_scalar(NULL, B.dbname, sql, "200:4,403:0,403:0,400:0,400:0,405:0,429:0,200:2,429:0",
+                      10, cell, sizeof(cell)))
+    fail_msg("call records: %s", cell);
+  snprintf(sql, sizeof(sql), "SELECT calls FROM authorization_usage WHERE authorization_id = %lld",
+           auth);
+  if (!tn_wait_scalar(NULL, B.dbname, sql, "6", 10, cell, sizeof(cell)))
+    fail_msg("usage: %s", cell);
+  /* a subscription cannot be used to compare */
+  snprintf(sql, sizeof(sql), "{\"authorization_id\":%lld}", auth_ledger);
+  tb_expect(409, "POST", "/api/v1/credentials", cons_admin, sql);
+}
+
 /* The fault test: during the initial load of 40,000 rows with concurrent
  * inserts, updates and deletes at the provider, kill -9 the consumer's
  * node, the provider's node and the broker, and restart the front-end
@@ -638,6 +741,7 @@ int main(void) {
       cmocka_unit_test(test_offline_catch_up),
       cmocka_unit_test(test_purged_position_reloads),
       cmocka_unit_test(test_fetch_once),
+      cmocka_unit_test(test_compare),
       cmocka_unit_test(test_faults_during_load),
   };
   return cmocka_run_group_tests(tests, setup, teardown);

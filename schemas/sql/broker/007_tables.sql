@@ -88,3 +88,7 @@ CREATE TABLE IF NOT EXISTS alarms (
   KEY k_alarms_state (state, kind),
   KEY k_alarms_auth (authorization_id, kind, state)
 ) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_unicode_ci;
+
+-- What a call counts against its authorization's quota: 1 for an API call or
+-- a table read, the number of records for a compare batch (比对).
+ALTER TABLE api_calls ADD COLUMN IF NOT EXISTS units INT NOT NULL DEFAULT 1;
