@@ -1,6 +1,6 @@
 /* Consumer application credentials (R-AUTH-5): an approved authorization
- * with method `call` (or `compare`, whose batches go through the same
- * /svc path) gives the consumer unit a client id and secret, which
+ * with method `call` (or `compare` or `fetch` of a table, which go through
+ * the same /svc path) gives the consumer unit a client id and secret, which
  * it exchanges for short-lived bearer tokens. The token is self-contained
  * and signed with the brokers' shared HMAC key, so the proxy checks it
  * without a database round trip; rotation bumps the credential's generation
@@ -129,8 +129,8 @@ static int work_cred_create(gdx_db_conn *c, api_ctx *x) {
     return api_fail(x, 404, "not_found", "your unit holds no authorization %lld", aid);
   }
   int active = strcmp(gdx_db_get(&r, 0, 1), "active") == 0;
-  int call = strcmp(gdx_db_get(&r, 0, 2), "call") == 0 ||
-             strcmp(gdx_db_get(&r, 0, 2), "compare") == 0;
+  const char *m = gdx_db_get(&r, 0, 2);
+  int call = strcmp(m, "call") == 0 || strcmp(m, "compare") == 0 || strcmp(m, "fetch") == 0;
   int expired = atoi(gdx_db_get(&r, 0, 3));
   char code[41];
   snprintf(code, sizeof(code), "%s", gdx_db_get(&r, 0, 4));
@@ -140,8 +140,8 @@ static int work_cred_create(gdx_db_conn *c, api_ctx *x) {
                     active ? "expired" : "revoked");
   if (!call)
     return api_fail(x, 409, "wrong_method",
-                    "credentials are for API calls and comparisons; authorization %lld is for "
-                    "neither (method call or compare)",
+                    "credentials are for API calls, comparisons and fetches; authorization "
+                    "%lld is a subscription (the consumer's node keeps it)",
                     aid);
   unsigned char rnd[12];
   if (RAND_bytes(rnd, sizeof(rnd)) != 1)
@@ -158,6 +158,8 @@ static int work_cred_create(gdx_db_conn *c, api_ctx *x) {
                    "owner_account_id, secret_hash, status, created_at) "
                    "VALUES (?, ?, ?, ?, ?, 'active', UTC_TIMESTAMP(6))",
                    pi, 5, NULL, NULL);
+  if (!rc) /* brokers that cached the authorization know its credentials: reload */
+    rc = api_invalidate(c, x, "authorization", aid);
   if (rc)
     return rc;
   snprintf(x->audit_object, sizeof(x->audit_object), "credential:%s", client_id);

@@ -1193,6 +1193,7 @@ static int relay_to_node(pcall *k, aentry *e, const char *url, int filter, const
 }
 
 static void decide_table(pcall *k, aentry *e);
+static void start_table_read(pcall *k, aentry *e);
 
 /* POST /svc/<code>/compare under a compare authorization (比对): relayed to
  * the provider's node with items= set to the authorized items, so only
@@ -1237,11 +1238,11 @@ static void decide(pcall *k, aentry *e) {
     return refuse(k, 403, "account_disabled", R_UNIT, "the consumer unit is disabled");
   if (!e->active)
     return refuse(k, 403, "authorization_revoked", R_AUTHZ, "the authorization is revoked");
-  int compare = strcmp(e->method, "compare") == 0;
-  if (!e->is_call && !compare)
+  int compare = strcmp(e->method, "compare") == 0, fetch = strcmp(e->method, "fetch") == 0;
+  if (!e->is_call && !compare && !fetch)
     return refuse(k, 403, "wrong_method", R_AUTHZ,
                   "the authorization is for %s; API calls need method call, comparisons "
-                  "method compare", e->method);
+                  "method compare, snapshots method fetch", e->method);
   if (now < e->valid_from)
     return refuse(k, 403, "authorization_not_yet_valid", R_EXPIRED,
                   "the authorization is not valid yet");
@@ -1252,9 +1253,11 @@ static void decide(pcall *k, aentry *e) {
                   "this token is for resource %s, not %s", e->code, k->code);
   char path[1024];
   snprintf(path, sizeof(path), "/%s", k->rest);
-  int op = compare ? (strcmp(k->rest, "compare") != 0 ? 404
-                      : strcmp(gdx_http_req_method(k->req), "POST") != 0 ? 405 : 0)
-                   : op_allowed(e, gdx_http_req_method(k->req), path);
+  const char *want = compare ? "compare" : "snapshot";
+  int op = !compare && !fetch ? op_allowed(e, gdx_http_req_method(k->req), path)
+           : strcmp(k->rest, want) != 0 && (!fetch || strcmp(k->rest, "schema") != 0) ? 404
+           : strcmp(gdx_http_req_method(k->req), compare ? "POST" : "GET") != 0 ? 405
+           : 0;
   if (op == 404)
     return refuse(k, 404, "path_not_allowed", R_OPERATION,
                   "%s is not an operation of resource %s", path, e->code);
@@ -1286,6 +1289,12 @@ static void decide(pcall *k, aentry *e) {
                   e->provider, e->node_name);
   if (compare) {
     start_compare(k, e);
+    return;
+  }
+  if (fetch) { /* GET /svc/<code>/schema, /svc/<code>/snapshot?after=&limit= */
+    e->used++;
+    copy_str(k->op, sizeof(k->op), k->rest);
+    start_table_read(k, e);
     return;
   }
   e->used++;
@@ -1450,9 +1459,14 @@ static void decide_table(pcall *k, aentry *e) {
     return refuse(k, 503, "node_unavailable", R_NODE,
                   "the provider's node %s/%s is not enrolled, revoked or has not reported "
                   "its address", e->provider, e->node_name);
-  /* the read's own parameters pass through as they came (numbers checked,
-   * a long poll kept inside the broker's head timeout); items are the
-   * authorization's, whatever was asked */
+  start_table_read(k, e);
+}
+
+/* The read k->op of the authorization's table at the provider's node. The
+ * read's own parameters pass through as they came (numbers checked, a long
+ * poll kept inside the broker's head timeout); items are the
+ * authorization's, whatever was asked. */
+static void start_table_read(pcall *k, aentry *e) {
   const char *q = gdx_http_req_query(k->req);
   char after[2048] = "", upto[2048] = "", num[4][24] = {"", "", "", ""};
   static const char *const nums[] = {"limit", "chunk", "position", "wait_ms"};

@@ -6,6 +6,8 @@
  *   gdx catalog search|show|history|create|update|submit|review|withdraw
  *   gdx requests apply|list|show|approve|reject|cancel
  *   gdx authorizations list|revoke      gdx demands create|list|decide|fulfil
+ *   gdx nodes …  gdx credentials …      gdx call RES PATH   gdx fetch RES
+ *   gdx subscriptions list|report|reconcile   gdx reconciliations   gdx alarms list|ack
  *
  * The session (broker address and token) is kept in
  * $XDG_CONFIG_HOME/gdx/session.json (or ~/.config/gdx/), mode 0600. Output is
@@ -23,6 +25,7 @@
 #include <strings.h>
 #include <sys/stat.h>
 #include <termios.h>
+#include <time.h>
 #include <unistd.h>
 #include <locale.h>
 #include <wchar.h>
@@ -1095,6 +1098,27 @@ static size_t call_header(char *p, size_t s, size_t n, void *ud) {
   return len;
 }
 
+/* An access token for application credential `client`: the secret from
+ * $GDX_CLIENT_SECRET or standard input, exchanged at POST /api/v1/token. */
+static int access_token(const char *client, char *out, size_t n) {
+  char secret[256] = "";
+  const char *env = getenv("GDX_CLIENT_SECRET");
+  if (env)
+    snprintf(secret, sizeof(secret), "%s", env);
+  else if (read_secret("client secret: ", secret, sizeof(secret)) != 0)
+    return EX_USAGE;
+  json_t *res;
+  int rc = call("POST", "/api/v1/token",
+                json_pack("{s:s, s:s}", "client_id", client, "client_secret", secret), &res);
+  explicit_bzero(secret, sizeof(secret));
+  if (rc)
+    return rc;
+  const char *at = json_string_value(json_object_get(res, "access_token"));
+  snprintf(out, n, "%s", at ? at : "");
+  json_decref(res);
+  return EX_OK;
+}
+
 static int cmd_call(int argc, char **argv) {
   const char *method = "GET", *data = NULL, *data_file = NULL, *client = NULL, *token = NULL;
   const char *pos[2] = {NULL, NULL};
@@ -1121,25 +1145,11 @@ static int cmd_call(int argc, char **argv) {
   }
   char tokbuf[512];
   if (client) {
-    char secret[256] = "";
-    const char *env = getenv("GDX_CLIENT_SECRET");
-    if (env)
-      snprintf(secret, sizeof(secret), "%s", env);
-    else if (read_secret("client secret: ", secret, sizeof(secret)) != 0) {
-      curl_slist_free_all(h);
-      return EX_USAGE;
-    }
-    json_t *out;
-    int rc = call("POST", "/api/v1/token",
-                  json_pack("{s:s, s:s}", "client_id", client, "client_secret", secret), &out);
-    explicit_bzero(secret, sizeof(secret));
+    int rc = access_token(client, tokbuf, sizeof(tokbuf));
     if (rc) {
       curl_slist_free_all(h);
       return rc;
     }
-    const char *at = json_string_value(json_object_get(out, "access_token"));
-    snprintf(tokbuf, sizeof(tokbuf), "%s", at ? at : "");
-    json_decref(out);
     token = tokbuf;
   }
   json_t *s = session_load();
@@ -1224,6 +1234,333 @@ static int cmd_call(int argc, char **argv) {
   }
 }
 
+/* ------------------------------------------------------------------ */
+/* table exchange: subscriptions, reconciliation, alarms, fetch        */
+
+static const char help_subscriptions[] =
+    "Usage: gdx subscriptions [list]\n"
+    "       gdx subscriptions report AUTHORIZATION [--date YYYY-MM-DD]\n"
+    "       gdx subscriptions reconcile AUTHORIZATION\n"
+    "Table subscriptions of one's unit (as consumer or provider; all of them for the\n"
+    "operations and management roles): where each stands, its ledger of batches sent and\n"
+    "applied, reconciliation runs (对账) and alarms. `report` is the daily report (UTC day,\n"
+    "today by default) with a verdict: consistent, repaired, discrepancies or\n"
+    "not_reconciled. `reconcile` asks the consumer's node for a run now.\n";
+
+static const char *const sub_cols[] = {
+    "authorization_id:AUTH", "resource_code:RESOURCE", "consumer:CONSUMER", "target:TARGET",
+    "phase:PHASE", "position:POSITION", "rows_applied:ROWS APPLIED",
+    "mismatched_batches:MISMATCHED", "last_reconciliation:LAST RUN", "open_alarms:ALARMS",
+    "last_ack_at:LAST REPORT"};
+static const char *const recon_cols[] = {
+    "id:RUN", "authorization_id:AUTH", "status:STATUS", "chunks:CHUNKS",
+    "chunks_differing:DIFFERING", "rows_source:SOURCE ROWS", "rows_target:TARGET ROWS",
+    "rows_missing:MISSING", "rows_extra:EXTRA", "rows_different:DIFFERENT",
+    "rows_repaired:REPAIRED", "finished_at:FINISHED"};
+static const char *const alarm_cols[] = {"id:ID", "kind:KIND", "authorization_id:AUTH",
+                                         "state:STATE", "occurrences:TIMES",
+                                         "last_seen_at:LAST SEEN", "message:MESSAGE"};
+
+static int print_report(json_t *r) {
+  if (opt_json)
+    return emit(r, NULL, 0, 0);
+  static const char *const head[] = {"authorization_id:Subscription", "date:Day (UTC)",
+                                     "resource_code:Resource", "provider:Provider",
+                                     "consumer:Consumer", "verdict:Verdict"};
+  fields(r, head, NCOLS(head));
+  json_t *st = json_object_get(r, "state");
+  if (json_is_object(st)) {
+    static const char *const state[] = {"target:Target table", "phase:Phase",
+                                        "position:Position", "rows_applied:Rows applied (all)",
+                                        "last_ack_at:Last report"};
+    fields(st, state, NCOLS(state));
+  }
+  static const char *const ledger[] = {
+      "batches:Batches today", "snapshot_pages:  snapshot pages",
+      "change_batches:  change batches", "rows_sent:Rows sent", "rows_applied:Rows applied",
+      "mismatched_batches:Mismatched batches"};
+  fields(json_object_get(r, "ledger"), ledger, NCOLS(ledger));
+  printf("\nReconciliation runs\n");
+  table(json_object_get(r, "reconciliations"), recon_cols, NCOLS(recon_cols));
+  printf("\nAlarms\n");
+  table(json_object_get(r, "alarms"), alarm_cols, NCOLS(alarm_cols));
+  json_decref(r);
+  return EX_OK;
+}
+
+static int cmd_subscriptions(int argc, char **argv) {
+  json_t *out;
+  int rc;
+  if (argc == 0 || strcmp(argv[0], "list") == 0) {
+    rc = call("GET", "/api/v1/subscriptions", NULL, &out);
+    return rc ? rc : emit(out, sub_cols, NCOLS(sub_cols), 1);
+  }
+  if (argc >= 2 && strcmp(argv[0], "report") == 0) {
+    if (atoll(argv[1]) <= 0)
+      return usage_error("report needs an authorization id", help_subscriptions);
+    const char *date = opt(argc, argv, "--date");
+    char path[256];
+    snprintf(path, sizeof(path), "/api/v1/subscriptions/%lld/report%s%s", atoll(argv[1]),
+             date ? "?date=" : "", date && strlen(date) == 10 ? date : "");
+    rc = call("GET", path, NULL, &out);
+    return rc ? rc : print_report(out);
+  }
+  if (argc >= 2 && strcmp(argv[0], "reconcile") == 0) {
+    if (atoll(argv[1]) <= 0)
+      return usage_error("reconcile needs an authorization id", help_subscriptions);
+    static const char *const cols[] = {"authorization_id:Subscription", "note:Note"};
+    return item_verb("/api/v1/subscriptions", "reconcile", argv[1], cols, NCOLS(cols));
+  }
+  return usage_error("subscriptions takes list, report or reconcile", help_subscriptions);
+}
+
+static const char help_reconciliations[] =
+    "Usage: gdx reconciliations [--authorization ID]\n"
+    "Reconciliation runs (对账), newest first: chunks compared by checksum, rows missing,\n"
+    "extra or different at the consumer, and rows repaired.\n";
+
+static int cmd_reconciliations(int argc, char **argv) {
+  const char *a = NULL;
+  for (int i = 0; i + 1 < argc; i++)
+    if (strcmp(argv[i], "--authorization") == 0)
+      a = argv[i + 1];
+  char path[128] = "/api/v1/reconciliations";
+  if (a)
+    snprintf(path, sizeof(path), "/api/v1/reconciliations?authorization=%lld", atoll(a));
+  json_t *out;
+  int rc = call("GET", path, NULL, &out);
+  return rc ? rc : emit(out, recon_cols, NCOLS(recon_cols), 1);
+}
+
+static const char help_alarms[] =
+    "Usage: gdx alarms [list] [--all]\n"
+    "       gdx alarms ack ID\n"
+    "Alarms of table exchange (a batch whose applied rows or checksum differ from what was\n"
+    "sent, a reconciliation that found differences or failed): open ones, or all with\n"
+    "--all. A unit admin acknowledges one with `ack` (audited).\n";
+
+static int cmd_alarms(int argc, char **argv) {
+  json_t *out;
+  if (argc >= 2 && strcmp(argv[0], "ack") == 0) {
+    static const char *const cols[] = {"id:Alarm", "state:State"};
+    return item_verb("/api/v1/alarms", "ack", argv[1], cols, NCOLS(cols));
+  }
+  int all = 0;
+  for (int i = 0; i < argc; i++) {
+    if (strcmp(argv[i], "--all") == 0)
+      all = 1;
+    else if (strcmp(argv[i], "list") != 0)
+      return usage_error("alarms takes list [--all] or ack ID", help_alarms);
+  }
+  int rc = call("GET", all ? "/api/v1/alarms?state=all" : "/api/v1/alarms", NULL, &out);
+  return rc ? rc : emit(out, alarm_cols, NCOLS(alarm_cols), 1);
+}
+
+static const char help_fetch[] =
+    "Usage: gdx fetch (--client-id ID [--password-stdin] | --token TOKEN) RESOURCE\n"
+    "                 [--format csv|jsonl] [-o FILE] [--page ROWS]\n"
+    "Fetches (获取) a snapshot of a table resource under a fetch authorization: the\n"
+    "authorized columns only, in key order, page by page through the broker. CSV (the\n"
+    "default; a header line, RFC 4180 quoting, NULL as an empty field) or JSON Lines (one\n"
+    "object per row). Output to FILE (written as FILE.part, renamed when complete) or\n"
+    "standard output; progress on standard error. The credential is one made for the\n"
+    "fetch authorization (gdx credentials create --authorization ID).\n";
+
+static void csv_field(FILE *f, json_t *v) {
+  if (json_is_null(v))
+    return;
+  char num[64];
+  const char *t = num;
+  if (json_is_string(v))
+    t = json_string_value(v);
+  else if (json_is_integer(v))
+    snprintf(num, sizeof(num), "%" JSON_INTEGER_FORMAT, json_integer_value(v));
+  else if (json_is_real(v))
+    snprintf(num, sizeof(num), "%.17g", json_real_value(v));
+  else
+    snprintf(num, sizeof(num), "%d", json_is_true(v));
+  if (t[0] != '\0' && strpbrk(t, ",\"\r\n") == NULL) {
+    fputs(t, f);
+    return;
+  }
+  fputc('"', f); /* also "" for an empty string, unlike NULL */
+  for (; *t; t++) {
+    if (*t == '"')
+      fputc('"', f);
+    fputc(*t, f);
+  }
+  fputc('"', f);
+}
+
+/* GET url with a bearer token: the JSON, or NULL after printing why. */
+static json_t *svc_get(const char *url, const char *token, int *ex) {
+  CURL *e = curl_easy_init();
+  char auth[600];
+  snprintf(auth, sizeof(auth), "Authorization: Bearer %s", token);
+  struct curl_slist *h = curl_slist_append(NULL, auth);
+  buf b = {0};
+  call_meta meta = {"", ""};
+  curl_easy_setopt(e, CURLOPT_URL, url);
+  curl_easy_setopt(e, CURLOPT_HTTPHEADER, h);
+  curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, collect);
+  curl_easy_setopt(e, CURLOPT_WRITEDATA, &b);
+  curl_easy_setopt(e, CURLOPT_HEADERFUNCTION, call_header);
+  curl_easy_setopt(e, CURLOPT_HEADERDATA, &meta);
+  curl_easy_setopt(e, CURLOPT_TIMEOUT, 120L);
+  curl_easy_setopt(e, CURLOPT_ACCEPT_ENCODING, "");
+  CURLcode cr = curl_easy_perform(e);
+  long status = 0;
+  curl_easy_getinfo(e, CURLINFO_RESPONSE_CODE, &status);
+  curl_easy_cleanup(e);
+  curl_slist_free_all(h);
+  json_t *j = cr == CURLE_OK && b.data ? json_loads(b.data, 0, NULL) : NULL;
+  free(b.data);
+  if (cr != CURLE_OK) {
+    fprintf(stderr, "\ngdx: the broker cannot be reached: %s\n", curl_easy_strerror(cr));
+    *ex = EX_UNREACHABLE;
+  } else if (status != 200 || !json_is_object(j)) {
+    json_t *err = json_object_get(j, "error");
+    fprintf(stderr, "\ngdx: %s (%s, HTTP %ld%s%s, request %s)\n",
+            json_string_value(json_object_get(err, "message"))
+                ? json_string_value(json_object_get(err, "message"))
+                : "the fetch failed",
+            json_string_value(json_object_get(err, "code"))
+                ? json_string_value(json_object_get(err, "code"))
+                : "?",
+            status, meta.error_type[0] ? ", failed at: " : "", meta.error_type, meta.request_id);
+    *ex = status == 401 ? EX_AUTH : status == 403 ? EX_FORBIDDEN
+          : status == 404 ? EX_NOTFOUND : EX_REFUSED;
+  } else {
+    return j;
+  }
+  json_decref(j);
+  return NULL;
+}
+
+static int cmd_fetch(int argc, char **argv) {
+  const char *client = NULL, *token = NULL, *format = "csv", *outfile = NULL, *res = NULL;
+  long page = 5000;
+  for (int i = 0; i < argc; i++) {
+    int more = i + 1 < argc;
+    if (strcmp(argv[i], "--client-id") == 0 && more) client = argv[++i];
+    else if (strcmp(argv[i], "--token") == 0 && more) token = argv[++i];
+    else if (strcmp(argv[i], "--format") == 0 && more) format = argv[++i];
+    else if ((strcmp(argv[i], "-o") == 0 || strcmp(argv[i], "--output") == 0) && more)
+      outfile = argv[++i];
+    else if (strcmp(argv[i], "--page") == 0 && more) page = atol(argv[++i]);
+    else if (res == NULL && argv[i][0] != '-') res = argv[i];
+    else return usage_error("unexpected argument", help_fetch);
+  }
+  int jsonl = strcmp(format, "jsonl") == 0;
+  if (res == NULL || (!client && !token))
+    return usage_error("fetch needs RESOURCE and --client-id or --token", help_fetch);
+  if (!jsonl && strcmp(format, "csv") != 0)
+    return usage_error("--format is csv or jsonl", help_fetch);
+  if (page < 1 || page > 10000)
+    return usage_error("--page is 1 to 10000 rows", help_fetch);
+  char tokbuf[512];
+  if (client) {
+    int rc = access_token(client, tokbuf, sizeof(tokbuf));
+    if (rc)
+      return rc;
+    token = tokbuf;
+  }
+  char part[1100] = "";
+  FILE *f = stdout;
+  if (outfile) {
+    snprintf(part, sizeof(part), "%s.part", outfile);
+    f = fopen(part, "w");
+    if (f == NULL) {
+      fprintf(stderr, "gdx: cannot write %s: %s\n", part, strerror(errno));
+      return EX_USAGE;
+    }
+  }
+  json_t *s = session_load();
+  char base[2048];
+  snprintf(base, sizeof(base), "%s/svc/%s/snapshot?limit=%ld", broker_url(s), res, page);
+  json_decref(s);
+  int tty = isatty(2), ex = EX_OK;
+  long long rows = 0;
+  char *after = NULL;
+  struct timespec t0, t1;
+  clock_gettime(CLOCK_MONOTONIC, &t0);
+  for (;;) {
+    char url[8192];
+    snprintf(url, sizeof(url), "%s%s%s", base, after ? "&after=" : "", after ? after : "");
+    json_t *pg = svc_get(url, token, &ex);
+    if (pg == NULL)
+      break;
+    json_t *cols = json_object_get(pg, "columns"), *data = json_object_get(pg, "rows");
+    size_t i, k;
+    json_t *row, *v;
+    if (rows == 0 && !jsonl) {
+      json_array_foreach(cols, k, v) {
+        if (k)
+          fputc(',', f);
+        csv_field(f, v);
+      }
+      fputc('\n', f);
+    }
+    json_array_foreach(data, i, row) {
+      if (jsonl) {
+        json_t *o = json_object();
+        json_array_foreach(cols, k, v) json_object_set(o, json_string_value(v),
+                                                       json_array_get(row, k));
+        char *line = json_dumps(o, JSON_COMPACT | JSON_PRESERVE_ORDER);
+        fprintf(f, "%s\n", line ? line : "{}");
+        free(line);
+        json_decref(o);
+      } else {
+        json_array_foreach(row, k, v) {
+          if (k)
+            fputc(',', f);
+          csv_field(f, v);
+        }
+        fputc('\n', f);
+      }
+    }
+    rows += (long long)json_array_size(data);
+    clock_gettime(CLOCK_MONOTONIC, &t1);
+    double secs = (double)(t1.tv_sec - t0.tv_sec) + (double)(t1.tv_nsec - t0.tv_nsec) / 1e9;
+    if (tty)
+      fprintf(stderr, "\rfetched %lld rows (%.0f rows/s)   ", rows, secs > 0 ? rows / secs : 0.0);
+    int done = json_is_true(json_object_get(pg, "done")) ||
+               !json_is_array(json_object_get(pg, "last"));
+    free(after);
+    after = NULL;
+    if (!done) {
+      char *key = json_dumps(json_object_get(pg, "last"), JSON_COMPACT);
+      after = key ? curl_easy_escape(NULL, key, 0) : NULL;
+      free(key);
+      if (after) { /* curl's allocation into ours */
+        char *copy = strdup(after);
+        curl_free(after);
+        after = copy;
+      }
+    }
+    json_decref(pg);
+    if (done || after == NULL)
+      break;
+  }
+  free(after);
+  clock_gettime(CLOCK_MONOTONIC, &t1);
+  double secs = (double)(t1.tv_sec - t0.tv_sec) + (double)(t1.tv_nsec - t0.tv_nsec) / 1e9;
+  if (f != stdout && fclose(f) != 0 && ex == EX_OK) {
+    fprintf(stderr, "gdx: writing %s failed: %s\n", part, strerror(errno));
+    ex = EX_REFUSED;
+  }
+  if (ex == EX_OK && outfile && rename(part, outfile) != 0) {
+    fprintf(stderr, "gdx: cannot rename %s: %s\n", part, strerror(errno));
+    ex = EX_REFUSED;
+  }
+  if (ex != EX_OK && outfile)
+    unlink(part); /* nothing half-written under the real name */
+  if (ex == EX_OK)
+    fprintf(stderr, "%sfetched %lld rows in %.1f s%s%s\n", tty ? "\r" : "", rows, secs,
+            outfile ? " into " : "", outfile ? outfile : "");
+  return ex;
+}
+
 static const char help[] =
     "Usage: gdx [--broker URL] [--json] [--password-stdin] COMMAND ...\n"
     "\n"
@@ -1243,7 +1580,11 @@ static const char help[] =
     "  demands ...       create, list, decide, fulfil\n"
     "  nodes ...         front-end nodes: enroll, list, status, token, revoke\n"
     "  credentials ...   application credentials: create, list, rotate, revoke\n"
-    "  call RES PATH     call an API resource through the broker\n"
+    "  call RES PATH     call an API resource (or compare records) through the broker\n"
+    "  fetch RES         fetch a table resource's snapshot as CSV or JSON Lines\n"
+    "  subscriptions ..  table subscriptions: list, report, reconcile\n"
+    "  reconciliations   reconciliation runs (对账)\n"
+    "  alarms ...        exchange alarms: list, ack\n"
     "  COMMAND --help    help on one command\n"
     "\n"
     "Options:\n"
@@ -1281,7 +1622,11 @@ int main(int argc, char **argv) {
               {"demands", cmd_demands, help_demands},
               {"nodes", cmd_nodes, help_nodes},
               {"credentials", cmd_credentials, help_credentials},
-              {"call", cmd_call, help_call}};
+              {"call", cmd_call, help_call},
+              {"fetch", cmd_fetch, help_fetch},
+              {"subscriptions", cmd_subscriptions, help_subscriptions},
+              {"reconciliations", cmd_reconciliations, help_reconciliations},
+              {"alarms", cmd_alarms, help_alarms}};
   int want_help = 0;
   while ((c = getopt_long(argc, argv, "+h", opts, NULL)) != -1) {
     switch (c) {

@@ -614,6 +614,103 @@ static void test_compare(void **state) {
   tb_expect(409, "POST", "/api/v1/credentials", cons_admin, sql);
 }
 
+/* Runs the gdx CLI with the session of `token` (HOME under the test's
+ * directory); its standard output into out, the exit status back. */
+static int cli(const char *token, const char *env, const char *args, char *out, size_t n) {
+  char dir[300], cmd[2000];
+  snprintf(dir, sizeof(dir), "%s/cli", B.dir);
+  snprintf(cmd, sizeof(cmd), "mkdir -p %s/gdx && printf '{\"broker\":\"http://127.0.0.1:%d\","
+           "\"token\":\"%s\"}' > %s/gdx/session.json", dir, B.port, token, dir);
+  assert_int_equal(system(cmd), 0);
+  snprintf(cmd, sizeof(cmd), "XDG_CONFIG_HOME=%s %s %s %s 2>>%s/cli.err", dir, env, GDX_CLI_BIN,
+           args, B.dir);
+  FILE *p = popen(cmd, "r");
+  assert_non_null(p);
+  size_t len = fread(out, 1, n - 1, p);
+  out[len] = '\0';
+  int st = pclose(p);
+  return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+}
+
+/* The CLI of table exchange: subscriptions, the daily report as a table
+ * and as JSON, reconciliation runs, alarms; and fetch (获取) to CSV and
+ * JSON Lines with the authorized columns only, the same rows as the
+ * provider's table. */
+static void test_cli_tables(void **state) {
+  (void)state;
+  static char out[1 << 20];
+  char args[600], want[100], got[100];
+  assert_int_equal(cli(cons_admin, "", "subscriptions", out, sizeof(out)), 0);
+  assert_non_null(strstr(out, "ledger_copy"));
+  assert_non_null(strstr(out, "ROWS APPLIED"));
+  snprintf(args, sizeof(args), "subscriptions report %lld", auth_ledger);
+  assert_int_equal(cli(cons_admin, "", args, out, sizeof(out)), 0);
+  assert_non_null(strstr(out, "Verdict"));
+  assert_non_null(strstr(out, "Reconciliation runs"));
+  snprintf(args, sizeof(args), "--json subscriptions report %lld", auth_ledger);
+  assert_int_equal(cli(cons_admin, "", args, out, sizeof(out)), 0);
+  json_t *j = json_loads(out, 0, NULL);
+  assert_non_null(j);
+  assert_int_equal(jint(j, "authorization_id"), auth_ledger);
+  assert_non_null(json_string_value(json_object_get(j, "verdict")));
+  json_decref(j);
+  assert_int_equal(cli(cons_admin, "", "alarms --all", out, sizeof(out)), 0);
+  assert_non_null(strstr(out, "reconciliation_differences"));
+  snprintf(args, sizeof(args), "reconciliations --authorization %lld", auth_ledger);
+  assert_int_equal(cli(cons_admin, "", args, out, sizeof(out)), 0);
+  assert_non_null(strstr(out, "repaired"));
+  /* another unit's subscription report is not shown */
+  snprintf(args, sizeof(args), "subscriptions report %lld", auth_ledger);
+  assert_int_not_equal(cli(cons2_admin, "", args, out, sizeof(out)), 0);
+
+  /* fetch under the fetch authorization (items id, name) */
+  char client[40], secret[64], env[200];
+  tn_credential(cons2_admin, auth_fetch, client, secret);
+  snprintf(env, sizeof(env), "GDX_CLIENT_SECRET=%s", secret);
+  char csv[300], jsonl[300];
+  snprintf(csv, sizeof(csv), "%s/fetched.csv", B.dir);
+  snprintf(jsonl, sizeof(jsonl), "%s/fetched.jsonl", B.dir);
+  snprintf(args, sizeof(args), "fetch --client-id %s --page 700 -o %s %s", client, csv,
+           code_ledger);
+  assert_int_equal(cli(cons2_admin, env, args, out, sizeof(out)), 0);
+  char cmd[600];
+  snprintf(cmd, sizeof(cmd), "md5sum < %s | cut -c1-32 > %s/csv.md5", csv, B.dir);
+  assert_int_equal(system(cmd), 0);
+  fscalar(PF, "SET STATEMENT group_concat_max_len = 1073741824 FOR SELECT MD5(CONCAT('id,name\\n',"
+              " GROUP_CONCAT(CONCAT(id, ',', name, '\\n') ORDER BY id SEPARATOR ''))) FROM "
+              "ledger_src", want, sizeof(want));
+  snprintf(cmd, sizeof(cmd), "%s/csv.md5", B.dir);
+  FILE *f = fopen(cmd, "r");
+  assert_non_null(f);
+  assert_non_null(fgets(got, sizeof(got), f));
+  fclose(f);
+  got[strcspn(got, "\n")] = '\0';
+  assert_string_equal(got, want);
+  snprintf(args, sizeof(args), "fetch --client-id %s --format jsonl -o %s %s", client, jsonl,
+           code_ledger);
+  assert_int_equal(cli(cons2_admin, env, args, out, sizeof(out)), 0);
+  f = fopen(jsonl, "r");
+  assert_non_null(f);
+  long lines = 0;
+  char line[400];
+  while (fgets(line, sizeof(line), f)) {
+    json_t *row = json_loads(line, 0, NULL);
+    assert_non_null(row);
+    assert_int_equal(json_object_size(row), 2); /* id and name: nothing unauthorized */
+    assert_non_null(json_object_get(row, "name"));
+    json_decref(row);
+    lines++;
+  }
+  fclose(f);
+  fscalar(PF, "SELECT COUNT(*) FROM ledger_src", want, sizeof(want));
+  assert_int_equal(lines, atol(want));
+  /* a wrong secret: refused, and no file left behind */
+  snprintf(args, sizeof(args), "fetch --client-id %s -o %s.bad %s", client, csv, code_ledger);
+  assert_int_equal(cli(cons2_admin, "GDX_CLIENT_SECRET=wrong", args, out, sizeof(out)), 4);
+  snprintf(cmd, sizeof(cmd), "test ! -e %s.bad && test ! -e %s.bad.part", csv, csv);
+  assert_int_equal(system(cmd), 0);
+}
+
 /* The fault test: during the initial load of 40,000 rows with concurrent
  * inserts, updates and deletes at the provider, kill -9 the consumer's
  * node, the provider's node and the broker, and restart the front-end
@@ -742,6 +839,7 @@ int main(void) {
       cmocka_unit_test(test_purged_position_reloads),
       cmocka_unit_test(test_fetch_once),
       cmocka_unit_test(test_compare),
+      cmocka_unit_test(test_cli_tables),
       cmocka_unit_test(test_faults_during_load),
   };
   return cmocka_run_group_tests(tests, setup, teardown);
