@@ -805,7 +805,8 @@ static const char help_requests[] =
     "       gdx requests approve ID [--items a] [--until DATE] [--quota N] [--opinion TEXT]\n"
     "       gdx requests reject ID --opinion TEXT\n"
     "       gdx requests cancel ID\n"
-    "Methods: fetch, subscribe, compare (tables and files), call (APIs, with --quota).\n"
+    "Methods: fetch, subscribe (tables and files), compare (tables, with --quota: records\n"
+    "compared), call (APIs, with --quota: calls).\n"
     "Approval may be narrower than asked: fewer items, an earlier end, a lower quota.\n";
 
 static int cmd_requests(int argc, char **argv) {

@@ -98,6 +98,7 @@ static void apply_rules(void **state) {
       {"unknown item", "cs", 0, "[\"salary\"]", "fetch", "Y", "", 400, "invalid_field"},
       {"API method on a table", "cs", 0, "[\"uscc\"]", "call", "Y", ",\"call_quota\":10", 400, "invalid_field"},
       {"quota on a table", "cs", 0, "[\"uscc\"]", "fetch", "Y", ",\"call_quota\":10", 400, "invalid_field"},
+      {"compare without a quota", "cs", 0, "[\"uscc\"]", "compare", "Y", "", 400, "invalid_field"},
       {"API without quota", "cs", 1, "[\"uscc\"]", "call", "Y", "", 400, "invalid_field"},
       {"past end", "cs", 0, "[\"uscc\"]", "fetch", "2020-01-01", "", 400, "invalid_field"},
       {"impossible date", "cs", 0, "[\"uscc\"]", "fetch", "2027-02-30", "", 400, "invalid_field"},
@@ -187,7 +188,7 @@ static void reject_and_cancel(void **state) {
   assert_string_equal(json_string_value(json_object_get(j, "opinion")), "用途与条件不符");
   assert_true(json_is_null(json_object_get(j, "authorization_id")));
   json_decref(j);
-  id = apply(t_cs, apply_body(e_table, "[\"name\"]", "compare", next_year, ""), NULL);
+  id = apply(t_cs, apply_body(e_table, "[\"name\"]", "compare", next_year, ",\"call_quota\":1000"), NULL);
   snprintf(p, sizeof(p), "/api/v1/requests/%lld/cancel", id);
   tb_expect(403, "POST", p, t_ps, NULL);
   tb_expect(200, "POST", p, t_cs, NULL);
