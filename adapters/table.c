@@ -662,6 +662,31 @@ static int purged_floor(gdx_db_conn *c, const char *table, long long *floor) {
   return rc;
 }
 
+/* The row of one key (text values) as it is now, or *row NULL. */
+static int row_by_key(read_job *j, gdx_db_conn *c, json_t *tk, json_t **row) {
+  const tschema *s = &j->s;
+  gdx_buf sql;
+  gdx_buf_init(&sql, 64 * 1024);
+  gdx_buf_appends(&sql, "SELECT ");
+  sel_sql(j, &sql);
+  gdx_buf_appendf(&sql, " FROM `%s` WHERE ", j->r->table);
+  gdx_db_param kp[KEY_MAX];
+  for (int k = 0; k < s->npk; k++) {
+    gdx_buf_appendf(&sql, "%s`%s` = ?", k ? " AND " : "", s->cols[s->pk[k]].name);
+    kp[k] = GDX_DB_P_STR(json_string_value(json_array_get(tk, (size_t)k)));
+  }
+  gdx_db_result res = {0};
+  int rc = gdx_db_query(c, sql.data, kp, (size_t)s->npk, 1, &res);
+  gdx_buf_free(&sql);
+  *row = NULL;
+  if (rc)
+    return rc;
+  if (res.nrows == 1)
+    *row = row_json(&res, 0, j->nsel);
+  gdx_db_result_free(&res);
+  return GDX_OK;
+}
+
 static int changes_work(read_job *j, gdx_db_conn *c, json_t *out) {
   const tschema *s = &j->s;
   long long floor = 0;
@@ -710,60 +735,122 @@ static int changes_work(read_job *j, gdx_db_conn *c, json_t *out) {
     pos = seq;
   }
   /* this table's entries, the last per key (the row is read as it is now) */
-  json_t *changes = json_array();
-  for (size_t i = 0; i < upto; i++) {
+  json_t *changes = json_array(), *seen = json_object();
+  size_t *pick = malloc((upto ? upto : 1) * sizeof(size_t)), npick = 0;
+  json_t **keys = calloc(upto ? upto : 1, sizeof(json_t *));
+  if (pick == NULL || keys == NULL) {
+    free(pick);
+    free(keys);
+    json_decref(changes);
+    json_decref(seen);
+    gdx_db_result_free(&log);
+    return read_fail(j, c, "out of memory");
+  }
+  for (size_t i = upto; i-- > 0;) {
     if (strcmp(gdx_db_get(&log, i, 1), j->r->table) != 0)
       continue;
     const char *pk = gdx_db_get(&log, i, 3);
-    int later = 0;
-    for (size_t k = i + 1; k < upto && !later; k++)
-      later = strcmp(gdx_db_get(&log, k, 1), j->r->table) == 0 &&
-              strcmp(gdx_db_get(&log, k, 3), pk) == 0;
-    if (later)
+    if (json_object_get(seen, pk))
       continue;
+    json_object_set_new(seen, pk, json_true());
     json_t *key = json_loads(pk, 0, NULL);
-    if (!json_is_array(key) || json_array_size(key) != (size_t)s->npk) {
-      json_decref(key);
-      continue; /* written before a key change: reconciliation covers it */
-    }
-    json_t *ch = json_pack("{s:I}", "seq", (json_int_t)atoll(gdx_db_get(&log, i, 0)));
-    json_t *row = NULL;
-    json_t *tk = text_key(key);
+    if (json_is_array(key) && json_array_size(key) == (size_t)s->npk) {
+      keys[npick] = text_key(key);
+      pick[npick++] = i;
+    } /* else written before a key change: reconciliation covers it */
     json_decref(key);
-    if (strcmp(gdx_db_get(&log, i, 2), "D") != 0) {
-      gdx_buf sql;
-      gdx_buf_init(&sql, 64 * 1024);
-      gdx_buf_appends(&sql, "SELECT ");
-      sel_sql(j, &sql);
-      gdx_buf_appendf(&sql, " FROM `%s` WHERE ", j->r->table);
-      gdx_db_param kp[KEY_MAX];
-      for (int k = 0; k < s->npk; k++) {
+  }
+  json_decref(seen);
+  /* the rows of the keys not deleted, a few queries for the whole batch */
+  json_t *found = json_object(); /* text key -> row */
+  int rc = GDX_OK;
+  for (size_t from = 0; rc == GDX_OK && from < npick;) {
+    enum { CHUNK = 1000 };
+    size_t idx[CHUNK], n = 0;
+    for (; from < npick && n < CHUNK; from++)
+      if (strcmp(gdx_db_get(&log, pick[from], 2), "D") != 0)
+        idx[n++] = from;
+    if (n == 0)
+      break;
+    size_t padded = 16;
+    while (padded < n)
+      padded = padded * 4 > CHUNK ? CHUNK : padded * 4;
+    gdx_db_param *kp = calloc(padded * (size_t)s->npk, sizeof(*kp));
+    if (kp == NULL) {
+      rc = GDX_ENOMEM;
+      break;
+    }
+    for (size_t x = 0; x < padded; x++) /* padded with the last key again */
+      for (int k = 0; k < s->npk; k++)
+        kp[x * (size_t)s->npk + (size_t)k] = GDX_DB_P_STR(
+            json_string_value(json_array_get(keys[idx[x < n ? x : n - 1]], (size_t)k)));
+    gdx_buf sql;
+    gdx_buf_init(&sql, 1 << 20);
+    gdx_buf_appends(&sql, "SELECT ");
+    sel_sql(j, &sql);
+    gdx_buf_appendf(&sql, " FROM `%s` WHERE ", j->r->table);
+    for (size_t x = 0; x < padded; x++) {
+      if (s->npk == 1) {
+        gdx_buf_appendf(&sql, x ? ", ?" : "`%s` IN (?", s->cols[s->pk[0]].name);
+        continue;
+      }
+      gdx_buf_appends(&sql, x ? " OR (" : "(");
+      for (int k = 0; k < s->npk; k++)
         gdx_buf_appendf(&sql, "%s`%s` = ?", k ? " AND " : "", s->cols[s->pk[k]].name);
-        kp[k] = GDX_DB_P_STR(json_string_value(json_array_get(tk, (size_t)k)));
-      }
-      gdx_db_result res = {0};
-      int rc = gdx_db_query(c, sql.data, kp, (size_t)s->npk, 1, &res);
-      gdx_buf_free(&sql);
-      if (rc) {
-        json_decref(ch);
-        json_decref(tk);
-        json_decref(changes);
-        gdx_db_result_free(&log);
-        return read_fail(j, c, "reading a changed row failed");
-      }
-      if (res.nrows == 1)
-        row = row_json(&res, 0, j->nsel);
+      gdx_buf_appends(&sql, ")");
+    }
+    if (s->npk == 1)
+      gdx_buf_appends(&sql, ")");
+    gdx_db_result res = {0};
+    rc = gdx_db_query(c, sql.data, kp, padded * (size_t)s->npk, padded, &res);
+    gdx_buf_free(&sql);
+    free(kp);
+    for (size_t r = 0; rc == GDX_OK && r < res.nrows; r++) {
+      json_t *row = row_json(&res, r, j->nsel), *tk = json_array();
+      for (int k = 0; k < s->npk; k++)
+        json_array_append(tk, json_array_get(row, (size_t)k));
+      char *t = json_dumps(tk, JSON_COMPACT);
+      if (t)
+        json_object_set_new(found, t, row);
+      else
+        json_decref(row);
+      free(t);
+      json_decref(tk);
+    }
+    if (rc == GDX_OK)
       gdx_db_result_free(&res);
+  }
+  for (size_t x = npick; rc == GDX_OK && x-- > 0;) { /* in log order */
+    size_t i = pick[x];
+    json_t *ch = json_pack("{s:I}", "seq", (json_int_t)atoll(gdx_db_get(&log, i, 0)));
+    char *t = json_dumps(keys[x], JSON_COMPACT);
+    int del = strcmp(gdx_db_get(&log, i, 2), "D") == 0;
+    json_t *row = t && !del ? json_incref(json_object_get(found, t)) : NULL;
+    free(t);
+    if (row == NULL && !del) /* not matched as text (a collation's equal): look it up */
+      rc = row_by_key(j, c, keys[x], &row);
+    if (rc) {
+      json_decref(ch);
+      break;
     }
     if (row) {
       json_object_set_new(ch, "op", json_string("U"));
       json_object_set_new(ch, "row", row);
-      json_decref(tk);
     } else { /* deleted, or gone again since: the key as text, like row values */
       json_object_set_new(ch, "op", json_string("D"));
-      json_object_set_new(ch, "key", tk);
+      json_object_set(ch, "key", keys[x]);
     }
     json_array_append_new(changes, ch);
+  }
+  for (size_t x = 0; x < npick; x++)
+    json_decref(keys[x]);
+  free(keys);
+  free(pick);
+  json_decref(found);
+  if (rc != GDX_OK) {
+    json_decref(changes);
+    gdx_db_result_free(&log);
+    return read_fail(j, c, "reading the changed rows failed");
   }
   j->empty = pos == j->after_seq;
   json_object_set_new(out, "changes", changes);
