@@ -15,9 +15,13 @@
  * itself; an update that changes the key is logged as a delete of the old
  * key and an upsert of the new. The log's seq orders the changes; a
  * provider keeps a row until every subscriber has passed it. With capture =
- * "timestamp" nothing is installed: changes are found by a change-timestamp
- * column plus the key, which cannot see rows deleted outright (use it only
- * where triggers are not allowed).
+ * "timestamp" nothing is installed: changes are the rows whose change-time
+ * column (a timestamp or datetime the database sets, ON UPDATE
+ * CURRENT_TIMESTAMP(6)) is at or after the position, a moment in
+ * microseconds, and before the oldest open transaction; rows deleted
+ * outright are not seen - a reconciliation run finds them as extra rows
+ * and removes them - and there is no long poll (the consumer polls). Use it
+ * only where triggers are not allowed.
  *
  * Schema. At start the adapter reads the table's columns and primary key
  * from information_schema, checks that the configured items are columns and
@@ -391,9 +395,14 @@ static void check_items(table_res *r, tschema *s) {
       snprintf(s->error, sizeof(s->error), "column %s is %s: binary columns are not supported "
                "yet", s->cols[i].name, s->cols[i].type);
   }
-  if (!r->triggers && !s->error[0] && col_index(s, r->ts_col) < 0)
+  int tc = r->triggers ? -1 : col_index(s, r->ts_col);
+  if (!r->triggers && !s->error[0] && tc < 0)
     snprintf(s->error, sizeof(s->error), "timestamp_column %s is not a column of table %s",
              r->ts_col, r->table);
+  else if (!r->triggers && !s->error[0] && strncmp(s->cols[tc].type, "timestamp", 9) != 0 &&
+           strncmp(s->cols[tc].type, "datetime", 8) != 0)
+    snprintf(s->error, sizeof(s->error), "timestamp_column %s is %s: capture = \"timestamp\" "
+             "needs a timestamp or datetime column", r->ts_col, s->cols[tc].type);
 }
 
 static void inspect_done(int status, void *arg) {
@@ -538,6 +547,23 @@ static void key_sql(const tschema *s, gdx_buf *b) {
   gdx_buf_appends(b, ")");
 }
 
+/* "<key> IN (?, …)" for n keys (npk parameters each); a composite key as
+ * "(a = ? AND b = ?) OR …", which the range optimizer handles as well. */
+static void keys_in_sql(const tschema *s, size_t n, gdx_buf *b) {
+  for (size_t i = 0; i < n; i++) {
+    if (s->npk == 1) {
+      gdx_buf_appendf(b, i ? ", ?" : "`%s` IN (?", s->cols[s->pk[0]].name);
+      continue;
+    }
+    gdx_buf_appends(b, i ? " OR (" : "(");
+    for (int k = 0; k < s->npk; k++)
+      gdx_buf_appendf(b, "%s`%s` = ?", k ? " AND " : "", s->cols[s->pk[k]].name);
+    gdx_buf_appends(b, ")");
+  }
+  if (s->npk == 1)
+    gdx_buf_appends(b, ")");
+}
+
 /* WHERE (key) > (after) AND (key) <= (upto), either part when given. */
 static size_t range_sql(const read_job *j, gdx_buf *b, gdx_db_param *p) {
   const tschema *s = &j->s;
@@ -588,6 +614,101 @@ static int read_fail(read_job *j, gdx_db_conn *c, const char *what) {
   return GDX_OK;
 }
 
+/* ---- capture = "timestamp" ---- */
+
+/* The moment before which every change to the table is committed, in
+ * microseconds since the epoch: now, or the start of the oldest open
+ * transaction (it may still commit rows stamped after it), cut down to the
+ * column's fractional digits so that no row stamped later in the same unit
+ * of time is passed. Positions are such moments: a read after P serves the
+ * rows stamped at or after P and before the bound. */
+static int ts_bound(read_job *j, gdx_db_conn *c, long long *bound) {
+  gdx_db_result t = {0};
+  int rc = gdx_db_query(c,
+                        "SELECT CAST(UNIX_TIMESTAMP(LEAST(NOW(6), IFNULL((SELECT "
+                        "MIN(trx_started) FROM information_schema.INNODB_TRX WHERE "
+                        "trx_mysql_thread_id <> CONNECTION_ID()), NOW(6)))) * 1000000 AS SIGNED)",
+                        NULL, 0, 1, &t);
+  if (rc)
+    return rc;
+  long long b = atoll(gdx_db_get(&t, 0, 0));
+  gdx_db_result_free(&t);
+  const char *type = j->s.cols[col_index(&j->s, j->r->ts_col)].type;
+  const char *paren = strchr(type, '(');
+  int digits = paren ? atoi(paren + 1) : 0;
+  long long unit = 1;
+  for (int i = digits; i < 6; i++)
+    unit *= 10;
+  *bound = b / unit * unit;
+  return GDX_OK;
+}
+
+/* "`col` >= <moment ?>" with the microseconds bound as two integers (a
+ * division would round them). */
+#define TS_AT "FROM_UNIXTIME(? DIV 1000000) + INTERVAL (? MOD 1000000) MICROSECOND"
+
+/* Changes by timestamp: the rows stamped in [after, bound), oldest first,
+ * each as it is now ("U"). Rows deleted outright are not seen (a
+ * reconciliation run finds them as extra rows and removes them). A batch
+ * that fills up within one instant reads that whole instant (at most
+ * 100,000 rows), so a position always moves on. */
+static int ts_changes_work(read_job *j, gdx_db_conn *c, json_t *out) {
+  long long bound, after = j->after_seq;
+  if (ts_bound(j, c, &bound) != GDX_OK)
+    return read_fail(j, c, "reading the time failed (the node's user needs PROCESS)");
+  json_t *changes = json_array();
+  long long pos = after > bound ? after : bound;
+  int more = 0;
+  if (after < bound) {
+    gdx_buf sql;
+    gdx_buf_init(&sql, 64 * 1024);
+    gdx_buf_appends(&sql, "SELECT ");
+    sel_sql(j, &sql);
+    gdx_buf_appendf(&sql, ", CAST(UNIX_TIMESTAMP(`%s`) * 1000000 AS SIGNED) FROM `%s` WHERE "
+                    "`%s` >= " TS_AT " AND `%s` < " TS_AT " ORDER BY `%s` LIMIT ?",
+                    j->r->ts_col, j->r->table, j->r->ts_col, j->r->ts_col, j->r->ts_col);
+    gdx_db_param p[] = {GDX_DB_P_INT(after), GDX_DB_P_INT(after), GDX_DB_P_INT(bound),
+                        GDX_DB_P_INT(bound), GDX_DB_P_INT(j->limit)};
+    gdx_db_result res = {0};
+    int rc = gdx_db_query(c, sql.data, p, 5, (size_t)j->limit, &res);
+    size_t ts = (size_t)j->nsel;
+    if (!rc && res.nrows == (size_t)j->limit &&
+        strcmp(gdx_db_get(&res, 0, ts), gdx_db_get(&res, res.nrows - 1, ts)) == 0) {
+      /* one instant fills the batch: all of that instant, then past it */
+      long long at = atoll(gdx_db_get(&res, 0, ts));
+      gdx_db_result_free(&res);
+      gdx_buf_reset(&sql);
+      gdx_buf_appends(&sql, "SELECT ");
+      sel_sql(j, &sql);
+      gdx_buf_appendf(&sql, ", CAST(UNIX_TIMESTAMP(`%s`) * 1000000 AS SIGNED) FROM `%s` WHERE "
+                      "`%s` = " TS_AT, j->r->ts_col, j->r->table, j->r->ts_col);
+      gdx_db_param pa[] = {GDX_DB_P_INT(at), GDX_DB_P_INT(at)};
+      rc = gdx_db_query(c, sql.data, pa, 2, 100000, &res);
+      pos = at + 1;
+      more = 1;
+    } else if (!rc && res.nrows == (size_t)j->limit) {
+      pos = atoll(gdx_db_get(&res, res.nrows - 1, ts)); /* that instant again next time */
+      more = 1;
+    }
+    gdx_buf_free(&sql);
+    if (rc) {
+      json_decref(changes);
+      return read_fail(j, c, rc == GDX_ETOOBIG ? "more than 100000 rows share one timestamp"
+                                               : "reading the changed rows failed");
+    }
+    for (size_t i = 0; i < res.nrows; i++)
+      json_array_append_new(changes, json_pack("{s:I, s:s, s:o}", "seq",
+                                               (json_int_t)atoll(gdx_db_get(&res, i, ts)), "op",
+                                               "U", "row", row_json(&res, i, j->nsel)));
+    gdx_db_result_free(&res);
+  }
+  j->empty = json_array_size(changes) == 0;
+  json_object_set_new(out, "changes", changes);
+  json_object_set_new(out, "position", json_integer(pos));
+  json_object_set_new(out, "more", json_boolean(more));
+  return GDX_OK;
+}
+
 static int snapshot_work(read_job *j, gdx_db_conn *c, json_t *out) {
   const tschema *s = &j->s;
   gdx_buf sql;
@@ -605,6 +726,11 @@ static int snapshot_work(read_job *j, gdx_db_conn *c, json_t *out) {
       return read_fail(j, c, "reading the change-log position failed");
     json_object_set_new(out, "position", json_integer(atoll(gdx_db_get(&pos, 0, 0))));
     gdx_db_result_free(&pos);
+  } else if (!j->has_after) { /* timestamp capture: replayed from the moment before */
+    long long bound;
+    if (ts_bound(j, c, &bound) != GDX_OK)
+      return read_fail(j, c, "reading the time failed (the node's user needs PROCESS)");
+    json_object_set_new(out, "position", json_integer(bound));
   }
   gdx_buf_appends(&sql, "SELECT ");
   sel_sql(j, &sql);
@@ -789,18 +915,7 @@ static int changes_work(read_job *j, gdx_db_conn *c, json_t *out) {
     gdx_buf_appends(&sql, "SELECT ");
     sel_sql(j, &sql);
     gdx_buf_appendf(&sql, " FROM `%s` WHERE ", j->r->table);
-    for (size_t x = 0; x < padded; x++) {
-      if (s->npk == 1) {
-        gdx_buf_appendf(&sql, x ? ", ?" : "`%s` IN (?", s->cols[s->pk[0]].name);
-        continue;
-      }
-      gdx_buf_appends(&sql, x ? " OR (" : "(");
-      for (int k = 0; k < s->npk; k++)
-        gdx_buf_appendf(&sql, "%s`%s` = ?", k ? " AND " : "", s->cols[s->pk[k]].name);
-      gdx_buf_appends(&sql, ")");
-    }
-    if (s->npk == 1)
-      gdx_buf_appends(&sql, ")");
+    keys_in_sql(s, padded, &sql);
     gdx_db_result res = {0};
     rc = gdx_db_query(c, sql.data, kp, padded * (size_t)s->npk, padded, &res);
     gdx_buf_free(&sql);
@@ -869,6 +984,20 @@ static json_t *key_of(const gdx_db_result *res, size_t row, int npk) {
   return k;
 }
 
+/* SELECT <key>, <row hash> FROM t <range> ORDER BY <key>: the rows'
+ * hashes of reconciliation; the parameters' count back. */
+static size_t hashes_sql(const read_job *j, gdx_buf *sql, gdx_db_param *params) {
+  const tschema *s = &j->s;
+  gdx_buf_appends(sql, "SELECT ");
+  for (int k = 0; k < s->npk; k++)
+    gdx_buf_appendf(sql, "`%s`, ", s->cols[s->pk[k]].name);
+  rowhash_sql(j, sql);
+  gdx_buf_appendf(sql, " FROM `%s`", j->r->table);
+  size_t np = range_sql(j, sql, params);
+  order_sql(s, sql);
+  return np;
+}
+
 /* Chunks of `chunk` rows in key order after `after`: each with the key
  * range (after, last], its row count and the XOR of its row hashes. The
  * last chunk of the table has no upper bound ("last": null), so rows a
@@ -878,13 +1007,7 @@ static int checksums_work(read_job *j, gdx_db_conn *c, json_t *out) {
   gdx_buf sql;
   gdx_buf_init(&sql, 64 * 1024);
   gdx_db_param params[2 * KEY_MAX + 1];
-  gdx_buf_appends(&sql, "SELECT ");
-  for (int k = 0; k < s->npk; k++)
-    gdx_buf_appendf(&sql, "`%s`, ", s->cols[s->pk[k]].name);
-  rowhash_sql(j, &sql);
-  gdx_buf_appendf(&sql, " FROM `%s`", j->r->table);
-  size_t np = range_sql(j, &sql, params);
-  order_sql(s, &sql);
+  size_t np = hashes_sql(j, &sql, params);
   long long want = j->chunk * j->limit;
   gdx_buf_appends(&sql, " LIMIT ?");
   params[np++] = GDX_DB_P_INT(want);
@@ -931,13 +1054,7 @@ static int rowsums_work(read_job *j, gdx_db_conn *c, json_t *out) {
   gdx_buf sql;
   gdx_buf_init(&sql, 64 * 1024);
   gdx_db_param params[2 * KEY_MAX + 1];
-  gdx_buf_appends(&sql, "SELECT ");
-  for (int k = 0; k < s->npk; k++)
-    gdx_buf_appendf(&sql, "`%s`, ", s->cols[s->pk[k]].name);
-  rowhash_sql(j, &sql);
-  gdx_buf_appendf(&sql, " FROM `%s`", j->r->table);
-  size_t np = range_sql(j, &sql, params);
-  order_sql(s, &sql);
+  size_t np = hashes_sql(j, &sql, params);
   gdx_buf_appendf(&sql, " LIMIT %d", READ_MAX_ROWS + 1);
   gdx_db_result res = {0};
   int rc = gdx_db_query(c, sql.data, params, np, READ_MAX_ROWS + 1, &res);
@@ -973,6 +1090,24 @@ static int rowsums_work(read_job *j, gdx_db_conn *c, json_t *out) {
         json_array_append_new(pending, text_key(key));
       json_decref(key);
     }
+    json_object_set_new(out, "pending", pending);
+    json_object_set_new(out, "pending_overflow", json_boolean(res.nrows > 10000));
+    gdx_db_result_free(&res);
+  } else if (j->has_seq) { /* timestamp capture: the rows stamped since */
+    gdx_buf_init(&sql, 64 * 1024);
+    gdx_buf_appends(&sql, "SELECT ");
+    for (int k = 0; k < s->npk; k++)
+      gdx_buf_appendf(&sql, "%s`%s`", k ? ", " : "", s->cols[s->pk[k]].name);
+    gdx_buf_appendf(&sql, " FROM `%s` WHERE `%s` >= " TS_AT " LIMIT 10001", j->r->table,
+                    j->r->ts_col);
+    gdx_db_param p[] = {GDX_DB_P_INT(j->after_seq), GDX_DB_P_INT(j->after_seq)};
+    rc = gdx_db_query(c, sql.data, p, 2, 10001, &res);
+    gdx_buf_free(&sql);
+    if (rc)
+      return read_fail(j, c, "reading the changed keys failed");
+    json_t *pending = json_array();
+    for (size_t i = 0; i < res.nrows && i < 10000; i++)
+      json_array_append_new(pending, key_of(&res, i, s->npk));
     json_object_set_new(out, "pending", pending);
     json_object_set_new(out, "pending_overflow", json_boolean(res.nrows > 10000));
     gdx_db_result_free(&res);
@@ -1056,18 +1191,7 @@ static int compare_work(read_job *j, gdx_db_conn *c, json_t *out) {
   gdx_buf_appends(&b, "SELECT ");
   sel_sql(j, &b);
   gdx_buf_appendf(&b, " FROM `%s` WHERE ", j->r->table);
-  for (size_t i = 0; i < padded; i++) {
-    if (s->npk == 1) {
-      gdx_buf_appendf(&b, i ? ", ?" : "`%s` IN (?", s->cols[s->pk[0]].name);
-      continue;
-    }
-    gdx_buf_appends(&b, i ? " OR (" : "(");
-    for (int k = 0; k < s->npk; k++)
-      gdx_buf_appendf(&b, "%s`%s` = ?", k ? " AND " : "", s->cols[s->pk[k]].name);
-    gdx_buf_appends(&b, ")");
-  }
-  if (s->npk == 1)
-    gdx_buf_appends(&b, ")");
+  keys_in_sql(s, padded, &b);
   gdx_db_result res;
   int rc = gdx_db_query(c, b.data, p, padded * (size_t)s->npk, padded, &res);
   gdx_buf_free(&b);
@@ -1131,8 +1255,10 @@ static int read_work(gdx_db_conn *c, void *arg) {
   json_object_set_new(out, "fingerprint", json_string(j->s.fingerprint));
   j->status = 200;
   j->empty = 0;
-  if (j->op == OP_CHANGES)
+  if (j->op == OP_CHANGES && j->r->triggers)
     changes_work(j, c, out);
+  else if (j->op == OP_CHANGES)
+    ts_changes_work(j, c, out);
   else if (j->op == OP_SNAPSHOT)
     snapshot_work(j, c, out);
   else if (j->op == OP_CHECKSUMS)
@@ -1224,7 +1350,7 @@ static void read_done(int status, void *arg) {
   read_job *j = arg;
   j->in_db = 0;
   if (status == GDX_OK && j->status == 200 && j->op == OP_CHANGES && j->empty &&
-      j->wait_ms > 0 && uv_now(j->r->self->env->loop) < j->deadline && live_reqs(j) > 0 &&
+      j->wait_ms > 0 && j->r->triggers && uv_now(j->r->self->env->loop) < j->deadline && live_reqs(j) > 0 &&
       j->r->wake) {
     j->parked = 1; /* nothing new yet: answer when there is, or at the deadline */
     wake_start(j->r);
@@ -1651,12 +1777,6 @@ static void table_serve(gdx_adapter *a, gdx_http_req *req, const char *rest) {
   }
   if (op == OP_COMPARE) {
     serve_compare(r, req, j);
-    return;
-  }
-  if (op == OP_CHANGES && !r->triggers) {
-    gdx_relay_error(req, 501, "node", "not_implemented",
-                    "changes by timestamp_column are not served yet; use capture = \"triggers\"");
-    read_job_free(j);
     return;
   }
   j->limit = op == OP_CHECKSUMS ? 100 : 1000;

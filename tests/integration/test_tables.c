@@ -38,7 +38,7 @@ static char fdir[300], fsock[200]; /* the front-end MariaDB */
 static pid_t prov_pid, cons_pid;
 static char prov_conf[256], prov_state[256], cons_conf[256], cons_state[256];
 static long long prov_row, cons_row, auth_ledger, auth_fault, auth_fetch;
-static char code_ledger[48], code_fault[48];
+static char code_ledger[48], code_fault[48], code_stamped[48];
 
 #define PF "prov_front"
 #define CF "cons_front"
@@ -125,6 +125,22 @@ static pid_t restart_node(const char *conf, const char *id) {
   return tn_spawn(log, argv);
 }
 
+/* Starts node `id` of the second consumer unit with one subscription:
+ * authorization auth into `table`, with more settings; its state folder
+ * into st (256 bytes). */
+static pid_t start_cons2(const char *id, long long auth, const char *table, const char *more,
+                         char *st) {
+  snprintf(tn_extra_conf, sizeof(tn_extra_conf),
+           "frontdb = { socket = \"%s\"; user = \"root\"; name = \"" CF "\"; };\n"
+           "subscriptions = ( { authorization = %lld; table = \"%s\"; %s } );",
+           fsock, auth, table, more);
+  char conf[256];
+  long long row;
+  pid_t pid = tn_start_node(cons2_admin, CONS2, id, "", conf, st, &row);
+  tn_extra_conf[0] = '\0';
+  return pid;
+}
+
 /* ------------------------------------------------------------------ */
 
 static int setup(void **state) {
@@ -176,6 +192,13 @@ static int setup(void **state) {
   assert_int_equal(fexec(PF, "INSERT INTO fault_src SELECT seq, 0, REPEAT(CHAR(65 + seq % 26), "
                              "150) FROM seq_1_to_40000"),
                    0);
+  assert_int_equal(fexec(PF, "CREATE TABLE ts_src (id INT PRIMARY KEY, name VARCHAR(60) NOT "
+                             "NULL, updated_at TIMESTAMP(6) NOT NULL DEFAULT CURRENT_TIMESTAMP(6) "
+                             "ON UPDATE CURRENT_TIMESTAMP(6)) DEFAULT CHARSET=utf8mb4"),
+                   0);
+  assert_int_equal(fexec(PF, "INSERT INTO ts_src (id, name) SELECT seq, CONCAT('单位', seq) FROM "
+                             "seq_1_to_3000"),
+                   0);
   snprintf(tn_extra_conf, sizeof(tn_extra_conf),
            "frontdb = { socket = \"%s\"; user = \"root\"; name = \"" PF "\"; pool_size = 4; };\n"
            "admin = { port = %d; };",
@@ -183,7 +206,9 @@ static int setup(void **state) {
   prov_pid = tn_start_node(prov_admin, PROV, "prov-tnode",
                            "{ name = \"ledger\"; kind = \"table\"; table = \"ledger_src\"; "
                            "items = [\"id\", \"name\", \"amount\", \"note\", \"day\"]; },"
-                           "{ name = \"fault\"; kind = \"table\"; table = \"fault_src\"; }",
+                           "{ name = \"fault\"; kind = \"table\"; table = \"fault_src\"; },"
+                           "{ name = \"stamped\"; kind = \"table\"; table = \"ts_src\"; "
+                           "capture = \"timestamp\"; timestamp_column = \"updated_at\"; }",
                            prov_conf, prov_state, &prov_row);
   tn_wait_health(prov_row, "ledger", "up", "key (id)");
   tn_wait_health(prov_row, "fault", "up", "key (id)");
@@ -199,6 +224,13 @@ static int setup(void **state) {
                    "{\"name\":\"v\",\"type\":\"integer\",\"sharing_type\":\"unconditional\"},"
                    "{\"name\":\"payload\",\"type\":\"string\",\"sharing_type\":\"unconditional\"}",
                    code_fault, sizeof(code_fault));
+  tn_wait_health(prov_row, "stamped", "up", "key (id)");
+  tn_publish_table(prov_admin, "prov-tnode", "stamped",
+                   "{\"name\":\"id\",\"type\":\"integer\",\"sharing_type\":\"unconditional\"},"
+                   "{\"name\":\"name\",\"type\":\"string\",\"sharing_type\":\"unconditional\"},"
+                   "{\"name\":\"updated_at\",\"type\":\"datetime\",\"sharing_type\":"
+                   "\"unconditional\"}",
+                   code_stamped, sizeof(code_stamped));
   auth_ledger = tn_authorize(cons_admin, code_ledger,
                              "\"id\",\"name\",\"amount\",\"note\",\"day\"", "subscribe", NULL, NULL);
   auth_fault = tn_authorize(cons_admin, code_fault, "\"id\",\"v\",\"payload\"", "subscribe", NULL,
@@ -473,15 +505,9 @@ static void test_purged_position_reloads(void **state) {
  * a fetch authorization cannot read changes. */
 static void test_fetch_once(void **state) {
   (void)state;
-  snprintf(tn_extra_conf, sizeof(tn_extra_conf),
-           "frontdb = { socket = \"%s\"; user = \"root\"; name = \"" CF "\"; };\n"
-           "subscriptions = ( { authorization = %lld; table = \"ledger_fetched\"; once = true; "
-           "batch = 700; } );",
-           fsock, auth_fetch);
-  char conf[256], st[256];
-  long long row;
-  pid_t pid = tn_start_node(cons2_admin, CONS2, "cons2-tnode", "", conf, st, &row);
-  tn_extra_conf[0] = '\0';
+  char st[256];
+  pid_t pid = start_cons2("cons2-tnode", auth_fetch, "ledger_fetched", "once = true; batch = 700;",
+                          st);
   char cell[100], want[100];
   digest(PF, "ledger_src", "id, name", want, sizeof(want));
   uint64_t end = th_now_ms() + 30000;
@@ -711,6 +737,39 @@ static void test_cli_tables(void **state) {
   assert_int_equal(system(cmd), 0);
 }
 
+/* capture = "timestamp": the snapshot, then updates and inserts found by
+ * the change-time column; a row deleted outright is not seen (documented)
+ * until a reconciliation run finds it as an extra row and removes it. */
+static void test_timestamp_capture(void **state) {
+  (void)state;
+  long long auth = tn_authorize(cons2_admin, code_stamped, "\"id\",\"name\",\"updated_at\"",
+                                "subscribe", NULL, NULL);
+  char st[256];
+  pid_t pid = start_cons2("cons2-ts", auth, "stamped_copy",
+                          "batch = 700; poll_ms = 100; reconcile_every_s = 0; chunk = 500;", st);
+  wait_same("ts_src", "stamped_copy", "id, name, updated_at", 30);
+  /* many rows in one instant (one statement), more than a batch */
+  assert_int_equal(fexec(PF, "UPDATE ts_src SET name = CONCAT(name, '-改') WHERE id <= 1500"), 0);
+  assert_int_equal(fexec(PF, "INSERT INTO ts_src (id, name) VALUES (5001, '新单位')"), 0);
+  wait_same("ts_src", "stamped_copy", "id, name, updated_at", 30);
+  /* a hard delete is not seen by timestamp capture ... */
+  assert_int_equal(fexec(PF, "DELETE FROM ts_src WHERE id = 7"), 0);
+  assert_int_equal(fexec(PF, "UPDATE ts_src SET name = '之后' WHERE id = 8"), 0);
+  char cell[100];
+  if (!tn_wait_scalar(fsock, CF, "SELECT name FROM stamped_copy WHERE id = 8", "之后", 30, cell,
+                      sizeof(cell)))
+    fail_msg("the update after the delete did not arrive: %s", cell);
+  fscalar(CF, "SELECT COUNT(*) FROM stamped_copy WHERE id = 7", cell, sizeof(cell));
+  assert_string_equal(cell, "1");
+  /* ... until reconciliation removes it */
+  json_t *run = reconcile(auth, cons2_admin);
+  assert_string_equal(json_string_value(json_object_get(run, "status")), "repaired");
+  assert_int_equal(jint(run, "rows_extra"), 1);
+  json_decref(run);
+  wait_same("ts_src", "stamped_copy", "id, name, updated_at", 30);
+  tn_stop(pid);
+}
+
 /* The fault test: during the initial load of 40,000 rows with concurrent
  * inserts, updates and deletes at the provider, kill -9 the consumer's
  * node, the provider's node and the broker, and restart the front-end
@@ -840,6 +899,7 @@ int main(void) {
       cmocka_unit_test(test_fetch_once),
       cmocka_unit_test(test_compare),
       cmocka_unit_test(test_cli_tables),
+      cmocka_unit_test(test_timestamp_capture),
       cmocka_unit_test(test_faults_during_load),
   };
   return cmocka_run_group_tests(tests, setup, teardown);
