@@ -709,11 +709,12 @@ static int ts_changes_work(read_job *j, gdx_db_conn *c, json_t *out) {
   return GDX_OK;
 }
 
-static int snapshot_work(read_job *j, gdx_db_conn *c, json_t *out) {
+/* A snapshot page, written straight as JSON text into j->body (a page is
+ * up to 10,000 rows: no tree of JSON values is built for it), with its
+ * count and checksum for the ledger. */
+static int snapshot_work(read_job *j, gdx_db_conn *c) {
   const tschema *s = &j->s;
-  gdx_buf sql;
-  gdx_buf_init(&sql, 64 * 1024);
-  gdx_db_param params[2 * KEY_MAX + 1];
+  long long position = -1;
   if (!j->has_after && j->r->triggers) {
     /* where the change log stands before the first page: replayed after
      * the last one, so nothing committed meanwhile is missed */
@@ -724,14 +725,15 @@ static int snapshot_work(read_job *j, gdx_db_conn *c, json_t *out) {
                         "(SELECT COALESCE(MAX(upto), 0) FROM gdx_changelog_purged))",
                      NULL, 0, 1, &pos))
       return read_fail(j, c, "reading the change-log position failed");
-    json_object_set_new(out, "position", json_integer(atoll(gdx_db_get(&pos, 0, 0))));
+    position = atoll(gdx_db_get(&pos, 0, 0));
     gdx_db_result_free(&pos);
   } else if (!j->has_after) { /* timestamp capture: replayed from the moment before */
-    long long bound;
-    if (ts_bound(j, c, &bound) != GDX_OK)
+    if (ts_bound(j, c, &position) != GDX_OK)
       return read_fail(j, c, "reading the time failed (the node's user needs PROCESS)");
-    json_object_set_new(out, "position", json_integer(bound));
   }
+  gdx_buf sql;
+  gdx_buf_init(&sql, 64 * 1024);
+  gdx_db_param params[2 * KEY_MAX + 1];
   gdx_buf_appends(&sql, "SELECT ");
   sel_sql(j, &sql);
   gdx_buf_appendf(&sql, " FROM `%s`", j->r->table);
@@ -744,19 +746,61 @@ static int snapshot_work(read_job *j, gdx_db_conn *c, json_t *out) {
   gdx_buf_free(&sql);
   if (rc)
     return read_fail(j, c, "reading the table failed");
-  json_t *rows = json_array();
-  for (size_t i = 0; i < res.nrows; i++)
-    json_array_append_new(rows, row_json(&res, i, j->nsel));
-  json_t *last = json_null();
-  if (res.nrows > 0) {
-    last = json_array();
-    for (int k = 0; k < s->npk; k++)
-      json_array_append(last, json_array_get(json_array_get(rows, res.nrows - 1), (size_t)k));
+  gdx_buf b;
+  gdx_buf_init(&b, (size_t)1 << 30);
+  gdx_buf_appends(&b, "{\"columns\":[");
+  for (int i = 0; i < j->nsel; i++) {
+    gdx_buf_appends(&b, i ? ",\"" : "\"");
+    gdx_buf_appends(&b, s->cols[j->sel[i]].name); /* checked identifiers */
+    gdx_buf_appends(&b, "\"");
   }
-  json_object_set_new(out, "rows", rows);
-  json_object_set_new(out, "last", last);
-  json_object_set_new(out, "done", json_boolean(res.nrows < (size_t)j->limit));
+  gdx_buf_appendf(&b, "],\"key_columns\":%d,\"fingerprint\":\"%s\"", s->npk, s->fingerprint);
+  if (position >= 0)
+    gdx_buf_appendf(&b, ",\"position\":%lld", position);
+  gdx_buf_appends(&b, ",\"rows\":[");
+  uint64_t h = GDX_ROWSUM_INIT;
+  for (size_t r = 0; r < res.nrows; r++) {
+    gdx_buf_appends(&b, r ? ",[" : "[");
+    for (int col = 0; col < j->nsel; col++) {
+      const char *v = gdx_db_get(&res, r, (size_t)col);
+      size_t n = v ? res.lens[r * res.ncols + (size_t)col] : 0;
+      if (col)
+        gdx_buf_append(&b, ",", 1);
+      if (v) {
+        gdx_buf_append(&b, "\"", 1);
+        gdx_buf_append_json_str(&b, v, n);
+        gdx_buf_append(&b, "\"", 1);
+      } else {
+        gdx_buf_append(&b, "null", 4);
+      }
+      h = gdx_rowsum_value(h, v, n);
+    }
+    h = gdx_rowsum_end_row(h);
+    gdx_buf_append(&b, "]", 1);
+  }
+  gdx_buf_appends(&b, "],\"last\":");
+  if (res.nrows > 0) {
+    gdx_buf_appends(&b, "[");
+    for (int k = 0; k < s->npk; k++) {
+      const char *v = gdx_db_get(&res, res.nrows - 1, (size_t)k);
+      gdx_buf_appends(&b, k ? ",\"" : "\"");
+      gdx_buf_append_json_str(&b, v ? v : "", v ? res.lens[(res.nrows - 1) * res.ncols + (size_t)k] : 0);
+      gdx_buf_appends(&b, "\"");
+    }
+    gdx_buf_appends(&b, "]");
+  } else {
+    gdx_buf_appends(&b, "null");
+  }
+  char hex[17];
+  gdx_rowsum_hex(h, hex);
+  rc = gdx_buf_appendf(&b, ",\"done\":%s,\"count\":%zu,\"checksum\":\"%s\"}",
+                       res.nrows < (size_t)j->limit ? "true" : "false", res.nrows, hex);
   gdx_db_result_free(&res);
+  if (rc) {
+    gdx_buf_free(&b);
+    return read_fail(j, c, "the page is too large");
+  }
+  j->body = gdx_buf_detach(&b, NULL);
   return GDX_OK;
 }
 
@@ -1247,6 +1291,9 @@ static int compare_work(read_job *j, gdx_db_conn *c, json_t *out) {
 
 static int read_work(gdx_db_conn *c, void *arg) {
   read_job *j = arg;
+  j->status = 200;
+  if (j->op == OP_SNAPSHOT)
+    return snapshot_work(j, c);
   json_t *out = json_object(), *cols = json_array();
   for (int i = 0; i < j->nsel; i++)
     json_array_append_new(cols, json_string(j->s.cols[j->sel[i]].name));
@@ -1259,15 +1306,13 @@ static int read_work(gdx_db_conn *c, void *arg) {
     changes_work(j, c, out);
   else if (j->op == OP_CHANGES)
     ts_changes_work(j, c, out);
-  else if (j->op == OP_SNAPSHOT)
-    snapshot_work(j, c, out);
   else if (j->op == OP_CHECKSUMS)
     checksums_work(j, c, out);
   else if (j->op == OP_ROWSUMS)
     rowsums_work(j, c, out);
   else
     compare_work(j, c, out);
-  if (j->status == 200 && (j->op == OP_SNAPSHOT || j->op == OP_CHANGES)) {
+  if (j->status == 200 && j->op == OP_CHANGES) {
     /* for the ledger: what was sent, to compare with what is applied */
     size_t n = 0;
     char hex[17];

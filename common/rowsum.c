@@ -17,19 +17,24 @@ static uint64_t fnv(uint64_t h, const void *data, size_t n) {
 
 static uint64_t byte(uint64_t h, unsigned char b) { return fnv(h, &b, 1); }
 
+uint64_t gdx_rowsum_value(uint64_t h, const char *v, size_t n) {
+  if (v) {
+    h = byte(h, 0x01);
+    h = fnv(h, v, n);
+  } else {
+    h = byte(h, 0x02);
+  }
+  return byte(h, 0x1f);
+}
+
+uint64_t gdx_rowsum_end_row(uint64_t h) { return byte(h, 0x1e); }
+
 uint64_t gdx_rowsum_row(uint64_t h, const json_t *row) {
   size_t i;
   const json_t *v;
-  json_array_foreach(row, i, v) {
-    if (json_is_string(v)) {
-      h = byte(h, 0x01);
-      h = fnv(h, json_string_value(v), json_string_length(v));
-    } else {
-      h = byte(h, 0x02);
-    }
-    h = byte(h, 0x1f);
-  }
-  return byte(h, 0x1e);
+  json_array_foreach(row, i, v) h = gdx_rowsum_value(
+      h, json_is_string(v) ? json_string_value(v) : NULL, json_string_length(v));
+  return gdx_rowsum_end_row(h);
 }
 
 uint64_t gdx_rowsum_batch(const json_t *batch, size_t *nrows) {
