@@ -46,7 +46,7 @@ struct gdx_sync {
   gdx_buf body;
   /* the next snapshot page, read while the last one is applied */
   gdx_buf abody;
-  json_t *ahead;
+  gdx_page *ahead;        /* the next snapshot page, read while the last is applied */
   char ahead_after[2048];
   int ahead_busy, want_ahead;
   uint64_t backoff_ms;
@@ -77,7 +77,8 @@ struct gdx_sync {
 
 typedef struct sync_job_ {
   gdx_sync *s;
-  json_t *batch;
+  json_t *batch;          /* changes and reconciliation reads */
+  gdx_page *page;         /* a snapshot page (kind 1) */
   int kind;               /* 0 load, 1 page, 2 changes, 3 reset, 4 chunks, 5 rows, 6 repair */
   int prepare;
   char after[2048];
@@ -95,6 +96,31 @@ static void submit(gdx_sync *s, struct sync_job_ *j);
 static int take_ahead(gdx_sync *s);
 static void apply_async(gdx_sync *s, struct sync_job_ *job);
 static void ack_start(gdx_sync *s);
+
+static void page_free(gdx_page *p) {
+  if (p)
+    gdx_page_free(p);
+  free(p);
+}
+
+/* A snapshot page out of the body just read (which it takes), or NULL
+ * with why. */
+static gdx_page *page_take(gdx_buf *body, char *why, size_t n) {
+  size_t len = 0;
+  char *text = gdx_buf_detach(body, &len);
+  gdx_page *p = calloc(1, sizeof(*p));
+  if (text == NULL || p == NULL) {
+    snprintf(why, n, text ? "out of memory" : "an empty page");
+    free(text);
+    free(p);
+    return NULL;
+  }
+  if (gdx_page_parse(p, text, len, why, n) != GDX_OK) {
+    free(p);
+    return NULL;
+  }
+  return p;
+}
 
 static long long wall_ms(void) {
   struct timespec ts;
@@ -123,7 +149,7 @@ static void rc_clear(gdx_sync *s) {
 static void maybe_stopped(gdx_sync *s) {
   if (!s->stopping || s->busy || s->ahead_busy || s->ack_busy || !s->timer_closed)
     return;
-  json_decref(s->ahead);
+  page_free(s->ahead);
   gdx_buf_free(&s->abody);
   gdx_buf_free(&s->ack_resp);
   free(s->ack_body);
@@ -175,7 +201,7 @@ static int job_work(gdx_db_conn *c, void *arg) {
   if (j->prepare)
     rc = gdx_tsync_prepare(c, &s->t, s->schema, j->err, sizeof(j->err));
   if (!rc && j->kind == 1)
-    rc = gdx_tsync_apply_page(c, &s->t, j->after, j->batch, j->err, sizeof(j->err));
+    rc = gdx_tsync_apply_page(c, &s->t, j->after, j->page, j->err, sizeof(j->err));
   if (!rc && j->kind == 2)
     rc = gdx_tsync_apply_changes(c, &s->t, j->after_pos, j->batch, j->err, sizeof(j->err));
   if (!rc && j->kind == 3)
@@ -204,6 +230,7 @@ static void recon_job_done(gdx_sync *s, sync_job *j, int status);
 static void job_free(sync_job *j) {
   diff_free(&j->diff);
   json_decref(j->batch);
+  page_free(j->page);
   json_decref(j->chunk);
   json_decref(j->differing);
   free(j);
@@ -222,10 +249,10 @@ static void job_done(int status, void *arg) {
     recon_job_done(s, j, status);
     return;
   }
-  size_t applied = j->batch ? json_array_size(json_object_get(j->batch, j->kind == 1 ? "rows"
-                                                                                   : "changes"))
-                            : 0;
-  int more = j->batch && (j->kind == 1 || json_is_true(json_object_get(j->batch, "more")));
+  size_t applied = j->page    ? j->page->nrows
+                   : j->batch ? json_array_size(json_object_get(j->batch, "changes"))
+                              : 0;
+  int more = j->page || (j->batch && json_is_true(json_object_get(j->batch, "more")));
   int kind = j->kind;
   if (j->found) {
     s->st = j->st;
@@ -308,6 +335,22 @@ static void on_read(gdx_httpc_req *r, int status, long http, void *ud) {
     maybe_stopped(s);
     return;
   }
+  if (status == GDX_OK && http == 200 && s->ph == S_READ &&
+      (!s->have_state || !s->st.snapshot_done)) { /* a snapshot page */
+    char why[300];
+    sync_job *job = calloc(1, sizeof(*job));
+    gdx_page *pg = job ? page_take(&s->body, why, sizeof(why)) : NULL;
+    if (pg == NULL) {
+      free(job);
+      fail(s, "reading from the broker failed: %s", job ? why : "out of memory");
+      return;
+    }
+    job->page = pg;
+    job->kind = 1;
+    snprintf(job->after, sizeof(job->after), "%s", s->have_state ? s->st.snapshot_after : "");
+    apply_async(s, job);
+    return;
+  }
   json_t *j = status == GDX_OK ? json_loadb(s->body.data ? s->body.data : "", s->body.len, 0,
                                             NULL)
                                : NULL;
@@ -358,13 +401,8 @@ static void on_read(gdx_httpc_req *r, int status, long http, void *ud) {
     return;
   }
   job->batch = j;
-  if (!s->have_state || !s->st.snapshot_done) {
-    job->kind = 1;
-    snprintf(job->after, sizeof(job->after), "%s", s->have_state ? s->st.snapshot_after : "");
-  } else {
-    job->kind = 2;
-    job->after_pos = s->st.position;
-  }
+  job->kind = 2;
+  job->after_pos = s->st.position;
   apply_async(s, job);
 }
 
@@ -395,12 +433,12 @@ static int start_read(gdx_sync *s, const char *what, const char *const *params, 
   return rc;
 }
 
-static void start_ahead(gdx_sync *s, const json_t *page);
+static void start_ahead(gdx_sync *s, const json_t *meta);
 
 /* Applies a read batch; a snapshot page that is not the last has the next
  * one read meanwhile. */
 static void apply_async(gdx_sync *s, sync_job *job) {
-  json_t *j = job->batch;
+  json_t *j = job->page ? job->page->meta : job->batch;
   if (!s->prepared) {
     /* the target's columns are those the broker lets through */
     json_t *cols = json_object_get(j, "columns");
@@ -434,10 +472,9 @@ static void on_ahead(gdx_httpc_req *r, int status, long http, void *ud) {
     maybe_stopped(s);
     return;
   }
-  json_t *j = status == GDX_OK && http == 200
-                  ? json_loadb(s->abody.data ? s->abody.data : "", s->abody.len, 0, NULL)
-                  : NULL;
-  s->ahead = j; /* NULL: read again the ordinary way */
+  char why[300];
+  /* NULL: read again the ordinary way */
+  s->ahead = status == GDX_OK && http == 200 ? page_take(&s->abody, why, sizeof(why)) : NULL;
   if (s->want_ahead) {
     s->want_ahead = 0;
     if (!take_ahead(s))
@@ -445,8 +482,8 @@ static void on_ahead(gdx_httpc_req *r, int status, long http, void *ud) {
   }
 }
 
-static void start_ahead(gdx_sync *s, const json_t *page) {
-  json_t *last = json_object_get(page, "last");
+static void start_ahead(gdx_sync *s, const json_t *meta) {
+  json_t *last = json_object_get(meta, "last");
   char *after = json_is_array(last) ? json_dumps(last, JSON_COMPACT) : NULL;
   if (after == NULL || strlen(after) >= sizeof(s->ahead_after)) {
     free(after);
@@ -463,19 +500,19 @@ static void start_ahead(gdx_sync *s, const json_t *page) {
 
 /* The page read ahead, when it is the one after the stored state. */
 static int take_ahead(gdx_sync *s) {
-  json_t *page = s->ahead;
+  gdx_page *page = s->ahead;
   s->ahead = NULL;
   if (page == NULL || s->busy || !s->have_state || s->st.snapshot_done ||
       strcmp(s->ahead_after, s->st.snapshot_after) != 0) {
-    json_decref(page);
+    page_free(page);
     return 0;
   }
   sync_job *job = calloc(1, sizeof(*job));
   if (job == NULL) {
-    json_decref(page);
+    page_free(page);
     return 0;
   }
-  job->batch = page;
+  job->page = page;
   job->kind = 1;
   snprintf(job->after, sizeof(job->after), "%s", s->st.snapshot_after);
   apply_async(s, job);

@@ -150,42 +150,35 @@ int gdx_tsync_load(gdx_db_conn *c, const char *sub, gdx_tsync_state *out) {
 }
 
 /* rows[from, from+n) as one INSERT … ON DUPLICATE KEY UPDATE. */
-static int upsert(gdx_db_conn *c, const gdx_tsync_target *t, json_t *const *rows, size_t n,
-                  char *err, size_t errlen) {
+/* n rows of t->ncols values each (v NULL: null) in one INSERT … ON
+ * DUPLICATE KEY UPDATE, the values bound as they are. */
+static int upsert_values(gdx_db_conn *c, const gdx_tsync_target *t, const char *const *v,
+                         const size_t *len, size_t n, char *err, size_t errlen) {
   gdx_buf b;
   gdx_buf_init(&b, 1024 * 1024);
   gdx_buf_appendf(&b, "INSERT %sINTO `%s` (", t->ncols == t->nkey ? "IGNORE " : "", t->table);
   for (int i = 0; i < t->ncols; i++)
     gdx_buf_appendf(&b, "%s`%s`", i ? ", " : "", t->cols[i]);
   gdx_buf_appends(&b, ") VALUES ");
-  gdx_db_param *p = calloc(n * (size_t)t->ncols, sizeof(*p));
+  size_t nv = n * (size_t)t->ncols;
+  gdx_db_param *p = calloc(nv ? nv : 1, sizeof(*p));
   if (p == NULL) {
     gdx_buf_free(&b);
     return GDX_ENOMEM;
   }
   int rc = GDX_OK;
-  for (size_t r = 0; r < n && !rc; r++) {
-    if (!json_is_array(rows[r]) || json_array_size(rows[r]) != (size_t)t->ncols) {
-      snprintf(err, errlen, "a row has %zu values, the target %d columns",
-               json_array_size(rows[r]), t->ncols);
-      rc = GDX_EINVAL;
-      break;
-    }
+  for (size_t r = 0; r < n; r++) {
     gdx_buf_appends(&b, r ? ", (" : "(");
-    for (int i = 0; i < t->ncols; i++) {
-      json_t *v = json_array_get(rows[r], (size_t)i);
-      if (!json_is_string(v) && !(json_is_null(v) && i >= t->nkey)) {
-        snprintf(err, errlen, "column %s: a value is neither text nor (outside the key) null",
-                 t->cols[i]);
-        rc = GDX_EINVAL;
-        break;
-      }
-      p[r * (size_t)t->ncols + (size_t)i] =
-          json_is_null(v) ? GDX_DB_P_NULL
-                          : GDX_DB_P_BIN(json_string_value(v), json_string_length(v));
+    for (int i = 0; i < t->ncols; i++)
       gdx_buf_appends(&b, i ? ", ?" : "?");
-    }
     gdx_buf_appends(&b, ")");
+  }
+  for (size_t k = 0; k < nv && !rc; k++) {
+    if (v[k] == NULL && (int)(k % (size_t)t->ncols) < t->nkey) {
+      snprintf(err, errlen, "column %s: a key value is null", t->cols[k % (size_t)t->ncols]);
+      rc = GDX_EINVAL;
+    }
+    p[k] = v[k] ? GDX_DB_P_BIN(v[k], len[k]) : GDX_DB_P_NULL;
   }
   if (!rc && t->ncols > t->nkey) {
     gdx_buf_appends(&b, " ON DUPLICATE KEY UPDATE ");
@@ -193,10 +186,41 @@ static int upsert(gdx_db_conn *c, const gdx_tsync_target *t, json_t *const *rows
       gdx_buf_appendf(&b, "%s`%s` = VALUES(`%s`)", i > t->nkey ? ", " : "", t->cols[i],
                       t->cols[i]);
   }
-  if (!rc && (rc = gdx_db_exec(c, b.data, p, n * (size_t)t->ncols, NULL, NULL)) != GDX_OK)
+  if (!rc && (rc = gdx_db_exec(c, b.data, p, nv, NULL, NULL)) != GDX_OK)
     snprintf(err, errlen, "writing rows into %s failed: %s", t->table, gdx_db_error(c));
   free(p);
   gdx_buf_free(&b);
+  return rc;
+}
+
+/* The same for rows as JSON arrays of text (changes and repairs). */
+static int upsert(gdx_db_conn *c, const gdx_tsync_target *t, json_t *const *rows, size_t n,
+                  char *err, size_t errlen) {
+  size_t nv = n * (size_t)t->ncols;
+  const char **v = calloc(nv ? nv : 1, sizeof(*v));
+  size_t *len = calloc(nv ? nv : 1, sizeof(*len));
+  int rc = v && len ? GDX_OK : GDX_ENOMEM;
+  for (size_t r = 0; r < n && !rc; r++) {
+    if (!json_is_array(rows[r]) || json_array_size(rows[r]) != (size_t)t->ncols) {
+      snprintf(err, errlen, "a row has %zu values, the target %d columns",
+               json_array_size(rows[r]), t->ncols);
+      rc = GDX_EINVAL;
+      break;
+    }
+    for (int i = 0; i < t->ncols && !rc; i++) {
+      json_t *x = json_array_get(rows[r], (size_t)i);
+      if (!json_is_string(x) && !json_is_null(x)) {
+        snprintf(err, errlen, "column %s: a value is neither text nor null", t->cols[i]);
+        rc = GDX_EINVAL;
+      }
+      v[r * (size_t)t->ncols + (size_t)i] = json_string_value(x);
+      len[r * (size_t)t->ncols + (size_t)i] = json_string_length(x);
+    }
+  }
+  if (!rc)
+    rc = upsert_values(c, t, v, len, n, err, errlen);
+  free(v);
+  free(len);
   return rc;
 }
 
@@ -230,15 +254,17 @@ static int delete_key(gdx_db_conn *c, const gdx_tsync_target *t, const json_t *k
 
 /* The batch's ledger entry, in the transaction that applies it: what the
  * provider says it sent (count, checksum) and what was applied here. */
+/* The ledger entry of a batch: rows and checksum as sent (the batch's
+ * "count" and "checksum" in meta), as applied (applied, sum). */
 static int ledger(gdx_db_conn *c, const gdx_tsync_target *t, const char *kind, const char *from,
-                  const char *to, const json_t *batch, size_t applied, char *err, size_t errlen) {
-  size_t n = 0;
+                  const char *to, const json_t *meta, uint64_t applied_sum, size_t applied,
+                  char *err, size_t errlen) {
   char sum[17], sent_sum[17] = "0000000000000000";
-  gdx_rowsum_hex(gdx_rowsum_batch(batch, &n), sum);
-  const char *ss = json_string_value(json_object_get(batch, "checksum"));
+  gdx_rowsum_hex(applied_sum, sum);
+  const char *ss = json_string_value(json_object_get(meta, "checksum"));
   if (ss && strlen(ss) == 16 && strspn(ss, "0123456789abcdef") == 16)
     memcpy(sent_sum, ss, 17);
-  json_t *cnt = json_object_get(batch, "count");
+  json_t *cnt = json_object_get(meta, "count");
   long long sent = json_is_integer(cnt) ? json_integer_value(cnt) : -1;
   struct timespec ts;
   clock_gettime(CLOCK_REALTIME, &ts);
@@ -265,10 +291,10 @@ static int finish(gdx_db_conn *c, int rc) {
 }
 
 int gdx_tsync_apply_page(gdx_db_conn *c, const gdx_tsync_target *t, const char *after,
-                         const json_t *page, char *err, size_t errlen) {
-  json_t *rows = json_object_get(page, "rows");
-  if (!json_is_array(rows)) {
-    snprintf(err, errlen, "the page has no rows");
+                         const gdx_page *pg, char *err, size_t errlen) {
+  const json_t *page = pg->meta;
+  if (pg->nrows > 0 && pg->ncols != t->ncols) {
+    snprintf(err, errlen, "a row has %d values, the target %d columns", pg->ncols, t->ncols);
     return GDX_EINVAL;
   }
   gdx_tsync_state st;
@@ -281,13 +307,11 @@ int gdx_tsync_apply_page(gdx_db_conn *c, const gdx_tsync_target *t, const char *
              st.snapshot_done ? "" : (st.snapshot_after[0] ? st.snapshot_after : "the start"));
     rc = GDX_ECONFLICT;
   }
-  size_t n = json_array_size(rows);
+  size_t n = pg->nrows;
   for (size_t i = 0; !rc && i < n; i += UPSERT_ROWS) {
-    json_t *chunk[UPSERT_ROWS];
     size_t m = n - i < UPSERT_ROWS ? n - i : UPSERT_ROWS;
-    for (size_t k = 0; k < m; k++)
-      chunk[k] = json_array_get(rows, i + k);
-    rc = upsert(c, t, chunk, m, err, errlen);
+    rc = upsert_values(c, t, pg->v + i * (size_t)t->ncols, pg->len + i * (size_t)t->ncols, m,
+                       err, errlen);
   }
   if (!rc) {
     json_t *last = json_object_get(page, "last");
@@ -305,7 +329,8 @@ int gdx_tsync_apply_page(gdx_db_conn *c, const gdx_tsync_target *t, const char *
     if (rc)
       snprintf(err, errlen, "storing the position failed: %s", gdx_db_error(c));
     if (!rc)
-      rc = ledger(c, t, "page", after, next ? next : after, page, n, err, errlen);
+      rc = ledger(c, t, "page", after, next ? next : after, page, gdx_page_rowsum(pg), n, err,
+                  errlen);
     free(next);
   }
   return finish(c, rc);
@@ -368,7 +393,8 @@ int gdx_tsync_apply_changes(gdx_db_conn *c, const gdx_tsync_target *t, long long
     snprintf(from, sizeof(from), "%lld", after);
     snprintf(to, sizeof(to), "%lld", (long long)json_integer_value(pos));
     if (!rc)
-      rc = ledger(c, t, "changes", from, to, batch, n, err, errlen);
+      rc = ledger(c, t, "changes", from, to, batch, gdx_rowsum_batch(batch, NULL), n, err,
+                  errlen);
   }
   return finish(c, rc);
 }
@@ -706,12 +732,14 @@ int gdx_tsync_repair(gdx_db_conn *c, const gdx_tsync_target *t, const json_t *ch
     json_t *batch = json_pack("{s:O}", "rows", fixed);
     size_t cnt = 0;
     char hex[17];
-    gdx_rowsum_hex(gdx_rowsum_batch(batch, &cnt), hex);
+    uint64_t sum = gdx_rowsum_batch(batch, &cnt);
+    gdx_rowsum_hex(sum, hex);
     json_object_set_new(batch, "count", json_integer((json_int_t)cnt));
     json_object_set_new(batch, "checksum", json_string(hex));
     char *from = json_dumps(json_object_get(chunk, "after"), JSON_COMPACT | JSON_ENCODE_ANY);
     char *to = json_dumps(json_object_get(chunk, "last"), JSON_COMPACT | JSON_ENCODE_ANY);
-    rc = ledger(c, t, "repair", from ? from : "null", to ? to : "null", batch, cnt, err, errlen);
+    rc = ledger(c, t, "repair", from ? from : "null", to ? to : "null", batch, sum, cnt, err,
+                errlen);
     free(from);
     free(to);
     json_decref(batch);

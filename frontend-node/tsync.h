@@ -22,6 +22,7 @@
 #include <jansson.h>
 
 #include "db.h"
+#include "page.h"
 
 typedef struct {
   char sub[65];        /* the subscription's id */
@@ -46,9 +47,10 @@ int gdx_tsync_prepare(gdx_db_conn *c, const gdx_tsync_target *t, const json_t *s
                       size_t errlen);
 /* GDX_ENOTFOUND before prepare. */
 int gdx_tsync_load(gdx_db_conn *c, const char *sub, gdx_tsync_state *out);
-/* A snapshot page that was asked for after `after` ("" for the first). */
+/* A snapshot page (common/page.h) that was asked for after `after` (""
+ * for the first). */
 int gdx_tsync_apply_page(gdx_db_conn *c, const gdx_tsync_target *t, const char *after,
-                         const json_t *page, char *err, size_t errlen);
+                         const gdx_page *page, char *err, size_t errlen);
 /* A change batch that was asked for after position `after`. */
 int gdx_tsync_apply_changes(gdx_db_conn *c, const gdx_tsync_target *t, long long after,
                             const json_t *batch, char *err, size_t errlen);

@@ -37,9 +37,17 @@ static int w_prepare(gdx_db_conn *c, void *arg) {
   job *j = arg;
   return gdx_tsync_prepare(c, &T, schema, j->err, sizeof(j->err));
 }
+/* The page as the node gets it: JSON text, parsed by gdx_page_parse. */
 static int w_page(gdx_db_conn *c, void *arg) {
   job *j = arg;
-  return gdx_tsync_apply_page(c, &T, j->after, j->batch, j->err, sizeof(j->err));
+  char *text = json_dumps(j->batch, JSON_COMPACT);
+  gdx_page pg;
+  int rc = gdx_page_parse(&pg, text, strlen(text), j->err, sizeof(j->err));
+  if (rc)
+    return rc;
+  rc = gdx_tsync_apply_page(c, &T, j->after, &pg, j->err, sizeof(j->err));
+  gdx_page_free(&pg);
+  return rc;
 }
 static int w_changes(gdx_db_conn *c, void *arg) {
   job *j = arg;
