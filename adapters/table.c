@@ -72,6 +72,7 @@
 #include <string.h>
 
 #include "adapter.h"
+#include "compress.h"
 #include "error.h"
 #include "log.h"
 #include "relay.h"
@@ -518,6 +519,9 @@ typedef struct read_job {
   long long quota_left;     /* compare: -1 when the broker set no limit */
   size_t nrecords;
   char *body;
+  char *zbody;              /* body compressed with zstd, for readers that accept it */
+  size_t zlen;
+  int want_zstd;            /* the first reader accepts zstd: compress in the worker */
   int status;
   char code[40], msg[300];
 } read_job;
@@ -530,6 +534,7 @@ static void read_job_free(read_job *j) {
   free(j->reqs);
   free(j->key);
   free(j->body);
+  free(j->zbody);
   gdx_buf_free(&j->in);
   json_decref(j->records);
   free(j);
@@ -1289,8 +1294,21 @@ static int compare_work(read_job *j, gdx_db_conn *c, json_t *out) {
   return GDX_OK;
 }
 
+#define ZSTD_MIN 4096 /* smaller bodies go as they are */
+
+static int read_work_plain(gdx_db_conn *c, read_job *j);
+
 static int read_work(gdx_db_conn *c, void *arg) {
   read_job *j = arg;
+  int rc = read_work_plain(c, j);
+  if (rc == GDX_OK && j->status == 200 && j->body && j->want_zstd &&
+      strlen(j->body) >= ZSTD_MIN && gdx_zstd_compress(j->body, strlen(j->body), &j->zbody,
+                                                       &j->zlen) != GDX_OK)
+    j->zbody = NULL; /* sent as it is */
+  return rc;
+}
+
+static int read_work_plain(gdx_db_conn *c, read_job *j) {
   j->status = 200;
   if (j->op == OP_SNAPSHOT)
     return snapshot_work(j, c);
@@ -1374,7 +1392,17 @@ static void answer(read_job *j, int db_status) {
         snprintf(n, sizeof(n), "%zu", j->nrecords);
         gdx_http_add_header(req, "X-Gdx-Records", n);
       }
-      gdx_http_respond(req, 200, "application/json", j->body, strlen(j->body));
+      size_t len = strlen(j->body);
+      int z = len >= ZSTD_MIN && (j->op == OP_SNAPSHOT || j->op == OP_CHANGES) &&
+              gdx_accepts_zstd(gdx_http_req_header(req, "Accept-Encoding"));
+      if (z && j->zbody == NULL && gdx_zstd_compress(j->body, len, &j->zbody, &j->zlen))
+        j->zbody = NULL; /* a reader that joined late: compressed here, once */
+      if (z && j->zbody) {
+        gdx_http_add_header(req, "Content-Encoding", "zstd");
+        gdx_http_respond(req, 200, "application/json", j->zbody, j->zlen);
+      } else {
+        gdx_http_respond(req, 200, "application/json", j->body, len);
+      }
     }
   }
   read_job_free(j);
@@ -1435,7 +1463,8 @@ static void wake_scan(table_res *r, long long max) {
       answer(j, GDX_OK);
     } else if (max > j->after_seq) {
       free(j->body);
-      j->body = NULL;
+      free(j->zbody);
+      j->body = j->zbody = NULL;
       if (submit_read(j) != GDX_OK)
         answer(j, GDX_OK); /* the empty answer it has: the consumer asks again */
     }
@@ -1851,6 +1880,8 @@ static void table_serve(gdx_adapter *a, gdx_http_req *req, const char *rest) {
     read_job_free(j);
     return;
   }
+  j->want_zstd = (op == OP_SNAPSHOT || op == OP_CHANGES) &&
+                 gdx_accepts_zstd(gdx_http_req_header(req, "Accept-Encoding"));
   j->key = strdup(key);
   j->reqs = malloc(4 * sizeof(*j->reqs));
   if (j->key == NULL || j->reqs == NULL) {

@@ -5,8 +5,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <time.h>
 
+#include "compress.h"
 #include "error.h"
 #include "http.h"
 #include "log.h"
@@ -47,6 +49,7 @@ struct gdx_sync {
   /* the next snapshot page, read while the last one is applied */
   gdx_buf abody;
   gdx_page *ahead;        /* the next snapshot page, read while the last is applied */
+  int body_zstd, abody_zstd; /* the read's answer came with Content-Encoding: zstd */
   char ahead_after[2048];
   int ahead_busy, want_ahead;
   uint64_t backoff_ms;
@@ -96,6 +99,7 @@ static void submit(gdx_sync *s, struct sync_job_ *j);
 static int take_ahead(gdx_sync *s);
 static void apply_async(gdx_sync *s, struct sync_job_ *job);
 static void ack_start(gdx_sync *s);
+static int unzstd(gdx_buf *body, int zstd, char *why, size_t n);
 
 static void page_free(gdx_page *p) {
   if (p)
@@ -335,6 +339,11 @@ static void on_read(gdx_httpc_req *r, int status, long http, void *ud) {
     maybe_stopped(s);
     return;
   }
+  char zwhy[100];
+  if (status == GDX_OK && unzstd(&s->body, s->body_zstd, zwhy, sizeof(zwhy)) != GDX_OK) {
+    fail(s, "reading from the broker failed: %s", zwhy);
+    return;
+  }
   if (status == GDX_OK && http == 200 && s->ph == S_READ &&
       (!s->have_state || !s->st.snapshot_done)) { /* a snapshot page */
     char why[300];
@@ -408,6 +417,50 @@ static void on_read(gdx_httpc_req *r, int status, long http, void *ud) {
 
 /* GET <broker>/node/v1/tables/<authorization>/<what>[&<name>=<value>]…
  * into body, as this node (its platform certificate). */
+static int zstd_header(const char *line, size_t len) {
+  static const char h[] = "content-encoding:";
+  if (len < sizeof(h) - 1 || strncasecmp(line, h, sizeof(h) - 1) != 0)
+    return 0;
+  const char *v = line + sizeof(h) - 1;
+  while (*v == ' ')
+    v++;
+  return (size_t)(v - line) + 4 <= len && strncasecmp(v, "zstd", 4) == 0;
+}
+
+static void on_read_header(gdx_httpc_req *r, const char *line, size_t len, void *ud) {
+  (void)r;
+  gdx_sync *s = ud;
+  s->body_zstd |= zstd_header(line, len);
+}
+
+static void on_ahead_header(gdx_httpc_req *r, const char *line, size_t len, void *ud) {
+  (void)r;
+  gdx_sync *s = ud;
+  s->abody_zstd |= zstd_header(line, len);
+}
+
+/* A compressed answer replaced by what it holds (at most the buffer's cap). */
+static int unzstd(gdx_buf *body, int zstd, char *why, size_t n) {
+  if (!zstd)
+    return GDX_OK;
+  char *out;
+  size_t len;
+  int rc = gdx_zstd_decompress(body->data ? body->data : "", body->len, body->cap, &out, &len);
+  if (rc) {
+    snprintf(why, n, "the compressed answer %s", rc == GDX_ETOOBIG ? "is too large"
+                                                  : rc == GDX_ENOMEM ? "does not fit in memory"
+                                                                     : "is corrupt");
+    return rc;
+  }
+  size_t cap = body->cap;
+  gdx_buf_free(body);
+  body->data = out;
+  body->len = len;
+  body->alloc = len + 1;
+  body->cap = cap;
+  return GDX_OK;
+}
+
 static int start_read(gdx_sync *s, const char *what, const char *const *params, gdx_buf *body,
                       int (*on_data_cb)(gdx_httpc_req *, const char *, size_t, void *),
                       void (*on_done_cb)(gdx_httpc_req *, int, long, void *)) {
@@ -423,10 +476,14 @@ static int start_read(gdx_sync *s, const char *what, const char *const *params, 
       rc = gdx_url_encode(&url, params[i + 1]);
   }
   gdx_buf_reset(body);
-  gdx_httpc_opts ho = {.url = url.data, .on_data = on_data_cb, .on_done = on_done_cb,
-                       .data = s, .timeout_ms = 120000, .ca_file = s->env->ca_file,
-                       .cert_file = s->env->cert_file, .key_file = s->env->key_file,
-                       .native = 1};
+  int ahead = body == &s->abody;
+  *(ahead ? &s->abody_zstd : &s->body_zstd) = 0;
+  static const char *const accept[] = {"Accept-Encoding: zstd", NULL};
+  gdx_httpc_opts ho = {.url = url.data, .headers = accept, .on_data = on_data_cb,
+                       .on_header = ahead ? on_ahead_header : on_read_header,
+                       .on_done = on_done_cb, .data = s, .timeout_ms = 120000,
+                       .ca_file = s->env->ca_file, .cert_file = s->env->cert_file,
+                       .key_file = s->env->key_file, .native = 1};
   if (!rc)
     rc = gdx_httpc_request(s->env->client, &ho, NULL);
   gdx_buf_free(&url);
@@ -474,7 +531,10 @@ static void on_ahead(gdx_httpc_req *r, int status, long http, void *ud) {
   }
   char why[300];
   /* NULL: read again the ordinary way */
-  s->ahead = status == GDX_OK && http == 200 ? page_take(&s->abody, why, sizeof(why)) : NULL;
+  s->ahead = status == GDX_OK && http == 200 &&
+                     unzstd(&s->abody, s->abody_zstd, why, sizeof(why)) == GDX_OK
+                 ? page_take(&s->abody, why, sizeof(why))
+                 : NULL;
   if (s->want_ahead) {
     s->want_ahead = 0;
     if (!take_ahead(s))

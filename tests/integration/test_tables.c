@@ -23,6 +23,8 @@
 #include <unistd.h>
 
 #include "apiclient.h"
+#include "compress.h"
+#include "error.h"
 #include "harness.h"
 #include "nodes.h"
 
@@ -534,6 +536,34 @@ static void test_fetch_once(void **state) {
   assert_int_equal(code, 403);
   assert_string_equal(tb_err_code(j), "wrong_method");
   json_decref(j);
+  /* pages travel compressed for a reader that accepts zstd, and hold the
+   * same as for one that does not */
+  snprintf(path, sizeof(path), "/node/v1/tables/%lld/snapshot?limit=1000", auth_fetch);
+  json_t *plain = tn_broker_get_as(st, path, &code);
+  assert_int_equal(code, 200);
+  char cmd[1500], zfile[300];
+  snprintf(zfile, sizeof(zfile), "%s/page.zst", B.dir);
+  snprintf(cmd, sizeof(cmd),
+           "curl -gsk --cert %s/node.crt --key %s/node.key -H 'Accept-Encoding: zstd' "
+           "-D %s.head -o %s 'https://127.0.0.1:%d%s' && grep -qi '^content-encoding: zstd' "
+           "%s.head",
+           st, st, zfile, zfile, nodes_port, path, zfile);
+  assert_int_equal(system(cmd), 0);
+  FILE *f = fopen(zfile, "rb");
+  assert_non_null(f);
+  static char zbuf[1 << 20];
+  size_t zn = fread(zbuf, 1, sizeof(zbuf), f);
+  fclose(f);
+  char *text;
+  size_t tn;
+  assert_int_equal(gdx_zstd_decompress(zbuf, zn, 64 << 20, &text, &tn), GDX_OK);
+  assert_true(zn < tn / 2);
+  json_t *unz = json_loadb(text, tn, 0, NULL);
+  free(text);
+  assert_non_null(unz);
+  assert_true(json_equal(plain, unz));
+  json_decref(plain);
+  json_decref(unz);
   tn_stop(pid);
 }
 

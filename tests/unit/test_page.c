@@ -11,6 +11,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "compress.h"
 #include "error.h"
 #include "page.h"
 #include "rowsum.h"
@@ -89,8 +90,39 @@ static void malformed_pages(void **state) {
   }
 }
 
+/* common/compress.c: what pages travel in between the nodes. */
+static void zstd_between_hops(void **state) {
+  (void)state;
+  assert_true(gdx_accepts_zstd("zstd"));
+  assert_true(gdx_accepts_zstd("gzip, zstd"));
+  assert_true(gdx_accepts_zstd("zstd;q=0.5, gzip"));
+  assert_false(gdx_accepts_zstd("zstd;q=0"));
+  assert_false(gdx_accepts_zstd("gzip, deflate"));
+  assert_false(gdx_accepts_zstd("xzstd"));
+  assert_false(gdx_accepts_zstd(NULL));
+  char in[20000];
+  for (size_t i = 0; i < sizeof(in); i++)
+    in[i] = (char)('a' + i % 7);
+  char *z, *back;
+  size_t zn, bn;
+  assert_int_equal(gdx_zstd_compress(in, sizeof(in), &z, &zn), GDX_OK);
+  assert_true(zn < sizeof(in) / 10);
+  assert_int_equal(gdx_zstd_decompress(z, zn, sizeof(in), &back, &bn), GDX_OK);
+  assert_int_equal(bn, sizeof(in));
+  assert_memory_equal(back, in, sizeof(in));
+  assert_int_equal(back[bn], '\0');
+  free(back);
+  /* the cap holds before anything is allocated; garbage is refused */
+  assert_int_equal(gdx_zstd_decompress(z, zn, sizeof(in) - 1, &back, &bn), GDX_ETOOBIG);
+  assert_int_equal(gdx_zstd_decompress("not zstd", 8, 1 << 20, &back, &bn), GDX_EINVAL);
+  z[zn - 1] ^= 0x55;
+  assert_int_equal(gdx_zstd_decompress(z, zn - 3, 1 << 20, &back, &bn), GDX_EINVAL);
+  free(z);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
+      cmocka_unit_test(zstd_between_hops),
       cmocka_unit_test(values_and_members),
       cmocka_unit_test(malformed_pages),
   };
