@@ -113,7 +113,9 @@ typedef struct {
   uv_timer_t *wake;      /* parked reads look for news */
   int waking, closing, purging;
   long long purged;      /* the change log is purged up to here */
-  unsigned long long coalesced;
+  unsigned long long coalesced, cache_hits;
+  struct read_job *cache; /* answers just given, newest first (READ_CACHE_MS) */
+  int ncache;
 } table_res;
 
 typedef struct {
@@ -485,6 +487,8 @@ static void table_health(gdx_adapter *a, void (*done)(gdx_adapter *a)) {
 #define CHECKSUM_MAX_ROWS 200000 /* rows behind one checksums answer */
 #define WAIT_MAX_MS 30000
 #define WAKE_MS 50               /* how often parked change reads look for news */
+#define READ_CACHE_MS 2000       /* answers kept for readers a little behind */
+#define READ_CACHE_MAX 8
 
 #define COMPARE_MAX_RECORDS 1000
 #define COMPARE_MAX_BYTES (1 << 20)
@@ -513,6 +517,7 @@ typedef struct read_job {
   long long wait_ms;
   uint64_t deadline;        /* loop time when a parked read answers empty */
   int in_db, parked;
+  uint64_t cached_at;       /* in r->cache since (loop time) */
   int empty;                /* changes: nothing after the position yet */
   gdx_buf in;               /* compare: the request body */
   json_t *records;          /* compare: the records, checked */
@@ -1372,7 +1377,68 @@ static int live_reqs(const read_job *j) {
   return n;
 }
 
-/* Answers everyone waiting and frees the job. */
+/* A successful answer to one reader: compressed when it accepts zstd. */
+static void respond_ok(read_job *j, gdx_http_req *req) {
+  if (j->op == OP_COMPARE) { /* the broker counts them against the quota */
+    char n[24];
+    snprintf(n, sizeof(n), "%zu", j->nrecords);
+    gdx_http_add_header(req, "X-Gdx-Records", n);
+  }
+  size_t len = strlen(j->body);
+  int z = len >= ZSTD_MIN && (j->op == OP_SNAPSHOT || j->op == OP_CHANGES) &&
+          gdx_accepts_zstd(gdx_http_req_header(req, "Accept-Encoding"));
+  if (z && j->zbody == NULL && gdx_zstd_compress(j->body, len, &j->zbody, &j->zlen))
+    j->zbody = NULL; /* a reader that joined late: compressed here, once */
+  if (z && j->zbody) {
+    gdx_http_add_header(req, "Content-Encoding", "zstd");
+    gdx_http_respond(req, 200, "application/json", j->zbody, j->zlen);
+  } else {
+    gdx_http_respond(req, 200, "application/json", j->body, len);
+  }
+}
+
+/* Drops cached answers older than READ_CACHE_MS (all of them with all). */
+static void cache_expire(table_res *r, int all) {
+  uint64_t now = all ? 0 : uv_now(r->self->env->loop);
+  for (read_job **p = &r->cache; *p;) {
+    read_job *j = *p;
+    if (all || now - j->cached_at > READ_CACHE_MS) {
+      *p = j->next;
+      r->ncache--;
+      read_job_free(j);
+    } else {
+      p = &j->next;
+    }
+  }
+}
+
+/* Keeps a non-empty change batch for READ_CACHE_MS: subscribers a little
+ * behind one another get it without another query. A kept batch is never
+ * wrong, only older - a prefix of what a fresh read would give, the rest
+ * follows from its position. Snapshot pages are not kept: a fetch must
+ * see what was committed before it began. */
+static int cache_keep(read_job *j) {
+  table_res *r = j->r;
+  if (r->closing || j->body == NULL || j->key == NULL || j->empty || j->op != OP_CHANGES)
+    return 0;
+  cache_expire(r, 0);
+  if (r->ncache >= READ_CACHE_MAX) { /* the oldest goes */
+    read_job **p = &r->cache;
+    while ((*p)->next)
+      p = &(*p)->next;
+    read_job_free(*p);
+    *p = NULL;
+    r->ncache--;
+  }
+  j->nreqs = 0;
+  j->cached_at = uv_now(r->self->env->loop);
+  j->next = r->cache;
+  r->cache = j;
+  r->ncache++;
+  return 1;
+}
+
+/* Answers everyone waiting and frees (or keeps) the job. */
 static void answer(read_job *j, int db_status) {
   unlink_job(j);
   for (int i = 0; i < j->nreqs; i++) {
@@ -1386,26 +1452,11 @@ static void answer(read_job *j, int db_status) {
     else if (j->status != 200)
       gdx_relay_error(req, j->status, j->status == 503 ? "node" : "client", j->code, "%s",
                       j->msg);
-    else {
-      if (j->op == OP_COMPARE) { /* the broker counts them against the quota */
-        char n[24];
-        snprintf(n, sizeof(n), "%zu", j->nrecords);
-        gdx_http_add_header(req, "X-Gdx-Records", n);
-      }
-      size_t len = strlen(j->body);
-      int z = len >= ZSTD_MIN && (j->op == OP_SNAPSHOT || j->op == OP_CHANGES) &&
-              gdx_accepts_zstd(gdx_http_req_header(req, "Accept-Encoding"));
-      if (z && j->zbody == NULL && gdx_zstd_compress(j->body, len, &j->zbody, &j->zlen))
-        j->zbody = NULL; /* a reader that joined late: compressed here, once */
-      if (z && j->zbody) {
-        gdx_http_add_header(req, "Content-Encoding", "zstd");
-        gdx_http_respond(req, 200, "application/json", j->zbody, j->zlen);
-      } else {
-        gdx_http_respond(req, 200, "application/json", j->body, len);
-      }
-    }
+    else
+      respond_ok(j, req);
   }
-  read_job_free(j);
+  if (db_status != GDX_OK || j->status != 200 || !cache_keep(j))
+    read_job_free(j);
 }
 
 static void read_done(int status, void *arg);
@@ -1812,6 +1863,15 @@ static void table_serve(gdx_adapter *a, gdx_http_req *req, const char *rest) {
   /* the same read in flight or parked: wait for its answer */
   char key[8192];
   int kn = snprintf(key, sizeof(key), "%s?%s", rest, q ? q : "");
+  if (!is_schema && op != OP_COMPARE && kn > 0 && (size_t)kn < sizeof(key)) {
+    cache_expire(r, 0);
+    for (read_job *j = r->cache; j; j = j->next)
+      if (strcmp(j->key, key) == 0) { /* answered a moment ago */
+        r->cache_hits++;
+        respond_ok(j, req);
+        return;
+      }
+  }
   if (!is_schema && op != OP_COMPARE && kn > 0 && (size_t)kn < sizeof(key))
     for (read_job *j = r->jobs; j; j = j->next)
       if (j->key && strcmp(j->key, key) == 0 && (j->in_db || j->parked)) {
@@ -1922,6 +1982,7 @@ static void table_close(gdx_adapter *a) {
   /* the database pool has stopped: what is left is parked */
   while (r->jobs)
     answer(r->jobs, GDX_ECLOSED);
+  cache_expire(r, 1);
   if (r->wake)
     uv_close((uv_handle_t *)r->wake, on_wake_closed);
   for (int i = 0; i < r->nitems; i++)
@@ -1937,6 +1998,8 @@ static void table_metrics(gdx_adapter *a, gdx_buf *out) {
     parked += j->parked;
   gdx_buf_appendf(out, "gdx_node_table_reads_coalesced_total{resource=\"%s\"} %llu\n", a->name,
                   (unsigned long long)r->coalesced);
+  gdx_buf_appendf(out, "gdx_node_table_reads_cached_total{resource=\"%s\"} %llu\n", a->name,
+                  (unsigned long long)r->cache_hits);
   gdx_buf_appendf(out, "gdx_node_table_reads_waiting{resource=\"%s\"} %d\n", a->name, parked);
   gdx_buf_appendf(out, "gdx_node_table_changelog_backlog{resource=\"%s\"} %lld\n", a->name,
                   r->s.backlog);
