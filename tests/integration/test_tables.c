@@ -567,6 +567,17 @@ static void test_fetch_once(void **state) {
   tn_stop(pid);
 }
 
+/* A call through /svc that must be refused with status and code. */
+static void refused(const char *method, const char *path, const char *tok, const char *body,
+                    long status, const char *code) {
+  json_t *j = NULL;
+  long st = tb_call(method, path, tok, body, &j);
+  if (st != status || tb_err_code(j) == NULL || strcmp(tb_err_code(j), code) != 0)
+    fail_msg("%s %s -> %ld %s, expected %ld %s", method, path, st,
+             tb_err_code(j) ? tb_err_code(j) : "", status, code);
+  json_decref(j);
+}
+
 /* Compare (比对): per record match, mismatch (which fields) or not_found,
  * never the provider's values; only authorized items; every record counts
  * against the quota, and a batch larger than what is left is refused
@@ -613,45 +624,26 @@ static void test_compare(void **state) {
   free(text);
   json_decref(j);
   /* only authorized items; the key is required; malformed bodies */
-  st = tb_call("POST", path, tok, "{\"records\":[{\"id\":900001,\"note\":\"备注\"}]}", &j);
-  assert_int_equal(st, 403);
-  assert_string_equal(tb_err_code(j), "item_not_offered");
-  json_decref(j);
-  st = tb_call("POST", path, tok, "{\"records\":[{\"id\":900001,\"secret\":\"s1\"}]}", &j);
-  assert_int_equal(st, 403);
-  json_decref(j);
-  st = tb_call("POST", path, tok, "{\"records\":[{\"name\":\"张三\"}]}", &j);
-  assert_int_equal(st, 400);
-  assert_string_equal(tb_err_code(j), "invalid_body");
-  json_decref(j);
-  st = tb_call("POST", path, tok, "[1,2", &j);
-  assert_int_equal(st, 400);
-  json_decref(j);
+  refused("POST", path, tok, "{\"records\":[{\"id\":900001,\"note\":\"备注\"}]}", 403,
+          "item_not_offered");
+  refused("POST", path, tok, "{\"records\":[{\"id\":900001,\"secret\":\"s1\"}]}", 403,
+          "item_not_offered");
+  refused("POST", path, tok, "{\"records\":[{\"name\":\"张三\"}]}", 400, "invalid_body");
+  refused("POST", path, tok, "[1,2", 400, "invalid_body");
   /* a compare authorization is for compare only */
   snprintf(path, sizeof(path), "/svc/%s/snapshot", code_ledger);
-  st = tb_call("GET", path, tok, NULL, &j);
-  assert_int_equal(st, 404);
-  assert_string_equal(tb_err_code(j), "path_not_allowed");
-  json_decref(j);
+  refused("GET", path, tok, NULL, 404, "path_not_allowed");
   snprintf(path, sizeof(path), "/svc/%s/compare", code_ledger);
-  st = tb_call("GET", path, tok, NULL, &j);
-  assert_int_equal(st, 405);
-  json_decref(j);
+  refused("GET", path, tok, NULL, 405, "method_not_allowed");
   /* quota 6, 4 used: 3 records are refused whole, 2 pass, then nothing */
-  static const char three[] = "{\"records\":[{\"id\":1},{\"id\":2},{\"id\":3}]}";
-  st = tb_call("POST", path, tok, three, &j);
-  assert_int_equal(st, 429);
-  assert_string_equal(tb_err_code(j), "quota_exhausted");
-  json_decref(j);
+  refused("POST", path, tok, "{\"records\":[{\"id\":1},{\"id\":2},{\"id\":3}]}", 429,
+          "quota_exhausted");
   st = tb_call("POST", path, tok, "{\"records\":[{\"id\":1},{\"id\":900002,\"amount\":7.001}]}",
                &j);
   assert_int_equal(st, 200);
   assert_int_equal(jint(json_object_get(j, "counts"), "mismatch"), 1);
   json_decref(j);
-  st = tb_call("POST", path, tok, "{\"records\":[{\"id\":1}]}", &j);
-  assert_int_equal(st, 429);
-  assert_string_equal(tb_err_code(j), "quota_exhausted");
-  json_decref(j);
+  refused("POST", path, tok, "{\"records\":[{\"id\":1}]}", 429, "quota_exhausted");
   /* the record of each batch, with its record count; usage is 6 */
   char sql[300], cell[100];
   snprintf(sql, sizeof(sql),
