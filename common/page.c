@@ -176,9 +176,156 @@ static int grow(gdx_page *p, size_t *cap, size_t need) {
   return GDX_OK;
 }
 
+/* One value (text or null) appended to p->v. */
+static int value(cursor *c, gdx_page *p, size_t *cap, size_t *nv) {
+  if (grow(p, cap, *nv + 1) != GDX_OK)
+    return GDX_ENOMEM;
+  if (c->p < c->end && *c->p == '"') {
+    int rc = string(c, &p->v[*nv], &p->len[*nv]);
+    if (rc)
+      return rc;
+  } else if (c->end - c->p >= 4 && memcmp(c->p, "null", 4) == 0) {
+    p->v[*nv] = NULL;
+    p->len[*nv] = 0;
+    c->p += 4;
+  } else {
+    return fail(c, "a value is neither text nor null");
+  }
+  (*nv)++;
+  return GDX_OK;
+}
+
+/* An array of values: [<string or null>, …], at least one; their count. */
+static int values(cursor *c, gdx_page *p, size_t *cap, size_t *nv, int *count) {
+  ws(c);
+  if (c->p >= c->end || *c->p != '[')
+    return fail(c, "a row is not an array");
+  c->p++;
+  ws(c);
+  if (c->p < c->end && *c->p == ']')
+    return fail(c, "an empty row");
+  *count = 0;
+  for (;;) {
+    ws(c);
+    int rc = value(c, p, cap, nv);
+    if (rc)
+      return rc;
+    (*count)++;
+    ws(c);
+    if (c->p < c->end && *c->p == ',') {
+      c->p++;
+      continue;
+    }
+    if (c->p < c->end && *c->p == ']') {
+      c->p++;
+      return GDX_OK;
+    }
+    return fail(c, "a row does not continue");
+  }
+}
+
+static int grow_changes(gdx_page *p, size_t *cap) {
+  if (p->nchanges < *cap)
+    return GDX_OK;
+  size_t n = *cap ? *cap * 2 : 1024;
+  char *ops = realloc(p->ops, n);
+  if (ops == NULL)
+    return GDX_ENOMEM;
+  p->ops = ops;
+  size_t *first = realloc(p->first, n * sizeof(*first));
+  if (first == NULL)
+    return GDX_ENOMEM;
+  p->first = first;
+  int *width = realloc(p->width, n * sizeof(*width));
+  if (width == NULL)
+    return GDX_ENOMEM;
+  p->width = width;
+  *cap = n;
+  return GDX_OK;
+}
+
+/* "changes": [{"seq": N, "op": "U", "row": […]} | {… "op": "D", "key": […]}, …]
+ * (members in any order; seq is not needed to apply). */
+static int changes(cursor *c, gdx_page *p, size_t *vcap, size_t *nv) {
+  size_t ccap = 0;
+  ws(c);
+  if (c->p >= c->end || *c->p != '[')
+    return fail(c, "changes is not an array");
+  c->p++;
+  ws(c);
+  if (c->p < c->end && *c->p == ']') {
+    c->p++;
+    return GDX_OK;
+  }
+  for (;;) {
+    ws(c);
+    if (c->p >= c->end || *c->p != '{')
+      return fail(c, "a change is not an object");
+    c->p++;
+    if (grow_changes(p, &ccap) != GDX_OK)
+      return GDX_ENOMEM;
+    char op = 0;
+    int got_values = 0;
+    for (;;) {
+      ws(c);
+      const char *key;
+      size_t klen;
+      if (c->p >= c->end || *c->p != '"')
+        return fail(c, "a change's member has no name");
+      int rc = string(c, &key, &klen);
+      if (rc)
+        return rc;
+      ws(c);
+      if (c->p >= c->end || *c->p != ':')
+        return fail(c, "a change's member has no value");
+      c->p++;
+      ws(c);
+      if (strcmp(key, "op") == 0) {
+        const char *v;
+        size_t n;
+        if (c->p >= c->end || *c->p != '"' || (rc = string(c, &v, &n)) != GDX_OK)
+          return rc ? rc : fail(c, "op is not text");
+        if (n != 1 || (v[0] != 'U' && v[0] != 'D'))
+          return fail(c, "op is neither U nor D");
+        op = v[0];
+      } else if ((strcmp(key, "row") == 0 || strcmp(key, "key") == 0) && !got_values) {
+        p->first[p->nchanges] = *nv;
+        if ((rc = values(c, p, vcap, nv, &p->width[p->nchanges])) != GDX_OK)
+          return rc;
+        got_values = key[0];
+      } else if ((rc = skip(c)) != GDX_OK) {
+        return rc;
+      }
+      ws(c);
+      if (c->p < c->end && *c->p == ',') {
+        c->p++;
+        continue;
+      }
+      if (c->p < c->end && *c->p == '}') {
+        c->p++;
+        break;
+      }
+      return fail(c, "a change does not continue");
+    }
+    if (op == 0 || (op == 'U' && got_values != 'r') || (op == 'D' && got_values != 'k'))
+      return fail(c, "a change needs op with its row (U) or key (D)");
+    p->ops[p->nchanges++] = op;
+    ws(c);
+    if (c->p < c->end && *c->p == ',') {
+      c->p++;
+      continue;
+    }
+    if (c->p < c->end && *c->p == ']') {
+      c->p++;
+      return GDX_OK;
+    }
+    return fail(c, "the changes do not continue");
+  }
+}
+
 /* "rows": [[<string or null>, …], …], every row as long as the first. */
-static int rows(cursor *c, gdx_page *p) {
-  size_t cap = 0, nv = 0;
+static int rows(cursor *c, gdx_page *p, size_t *vcap, size_t *nvp) {
+  size_t cap = *vcap, nv = *nvp;
   ws(c);
   if (c->p >= c->end || *c->p != '[')
     return fail(c, "rows is not an array");
@@ -189,42 +336,9 @@ static int rows(cursor *c, gdx_page *p) {
     return GDX_OK;
   }
   for (;;) {
-    ws(c);
-    if (c->p >= c->end || *c->p != '[')
-      return fail(c, "a row is not an array");
-    c->p++;
-    int cols = 0;
-    ws(c);
-    if (c->p < c->end && *c->p == ']')
-      return fail(c, "an empty row");
-    for (;;) {
-      ws(c);
-      if (grow(p, &cap, nv + 1) != GDX_OK)
-        return GDX_ENOMEM;
-      if (c->p < c->end && *c->p == '"') {
-        int rc = string(c, &p->v[nv], &p->len[nv]);
-        if (rc)
-          return rc;
-      } else if (c->end - c->p >= 4 && memcmp(c->p, "null", 4) == 0) {
-        p->v[nv] = NULL;
-        p->len[nv] = 0;
-        c->p += 4;
-      } else {
-        return fail(c, "a row value is neither text nor null");
-      }
-      nv++;
-      cols++;
-      ws(c);
-      if (c->p < c->end && *c->p == ',') {
-        c->p++;
-        continue;
-      }
-      if (c->p < c->end && *c->p == ']') {
-        c->p++;
-        break;
-      }
-      return fail(c, "a row does not continue");
-    }
+    int cols = 0, rc = values(c, p, &cap, &nv, &cols);
+    if (rc)
+      return rc;
     if (p->nrows == 0)
       p->ncols = cols;
     else if (cols != p->ncols)
@@ -237,6 +351,8 @@ static int rows(cursor *c, gdx_page *p) {
     }
     if (c->p < c->end && *c->p == ']') {
       c->p++;
+      *vcap = cap;
+      *nvp = nv;
       return GDX_OK;
     }
     return fail(c, "the rows do not continue");
@@ -249,7 +365,8 @@ int gdx_page_parse(gdx_page *p, char *text, size_t len, char *err, size_t errlen
   p->meta = json_object();
   cursor c = {text, text + len, text, err, errlen};
   int rc = p->meta ? GDX_OK : GDX_ENOMEM;
-  int have_rows = 0;
+  int have_rows = 0, have_changes = 0;
+  size_t vcap = 0, nv = 0;
   ws(&c);
   if (!rc && (c.p >= c.end || *c.p != '{'))
     rc = fail(&c, "not an object");
@@ -274,11 +391,15 @@ int gdx_page_parse(gdx_page *p, char *text, size_t len, char *err, size_t errlen
       break;
     }
     c.p++;
-    if (strcmp(key, "rows") == 0 && have_rows) {
-      rc = fail(&c, "rows twice");
+    if ((strcmp(key, "rows") == 0 || strcmp(key, "changes") == 0) &&
+        (have_rows || have_changes)) {
+      rc = fail(&c, "rows or changes twice");
     } else if (strcmp(key, "rows") == 0) {
-      rc = rows(&c, p);
+      rc = rows(&c, p, &vcap, &nv);
       have_rows = 1;
+    } else if (strcmp(key, "changes") == 0) {
+      rc = changes(&c, p, &vcap, &nv);
+      have_changes = 1;
     } else {
       ws(&c);
       char *start = c.p;
@@ -306,8 +427,8 @@ int gdx_page_parse(gdx_page *p, char *text, size_t len, char *err, size_t errlen
   ws(&c);
   if (!rc && c.p != c.end)
     rc = fail(&c, "text after the object");
-  if (!rc && !have_rows)
-    rc = fail(&c, "no rows");
+  if (!rc && !have_rows && !have_changes)
+    rc = fail(&c, "no rows and no changes");
   if (rc == GDX_ENOMEM)
     snprintf(err, errlen, "out of memory");
   if (rc)
@@ -319,6 +440,9 @@ void gdx_page_free(gdx_page *p) {
   free(p->text);
   free(p->v);
   free(p->len);
+  free(p->ops);
+  free(p->first);
+  free(p->width);
   json_decref(p->meta);
   memset(p, 0, sizeof(*p));
 }
@@ -330,6 +454,12 @@ uint64_t gdx_page_rowsum(const gdx_page *p) {
       size_t k = r * (size_t)p->ncols + (size_t)i;
       h = gdx_rowsum_value(h, p->v[k], p->len[k]);
     }
+    h = gdx_rowsum_end_row(h);
+  }
+  for (size_t x = 0; x < p->nchanges; x++) {
+    h = gdx_rowsum_op(h, p->ops[x]);
+    for (int i = 0; i < p->width[x]; i++)
+      h = gdx_rowsum_value(h, p->v[p->first[x] + (size_t)i], p->len[p->first[x] + (size_t)i]);
     h = gdx_rowsum_end_row(h);
   }
   return h;

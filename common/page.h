@@ -1,4 +1,5 @@
-/* A snapshot page of the table exchange as the consumer's node applies it.
+/* A snapshot page or change batch of the table exchange as the consumer's
+ * node applies it.
  *
  * A page is up to 10,000 rows of JSON text ({"columns": …, "rows": [[…],
  * …], "last": …, "done": …, …}). Parsed into a jansson tree it costs one
@@ -21,16 +22,26 @@ typedef struct {
   char *text;     /* owned: the page's bytes, which the values point into */
   size_t nrows;
   int ncols;      /* values per row (0 when there are no rows) */
-  const char **v; /* nrows * ncols, row by row; NULL for a null */
+  const char **v; /* row values (nrows * ncols, row by row), then change
+                     values; NULL for a null */
   size_t *len;    /* their lengths */
-  json_t *meta;   /* every member but "rows" */
+  /* A change batch ("changes": [{"seq": N, "op": "U", "row": […]} or
+   * {"seq": N, "op": "D", "key": […]}, …]): per change its op, the index
+   * of its first value in v and how many it has. */
+  size_t nchanges;
+  char *ops;
+  size_t *first;
+  int *width;
+  json_t *meta;   /* every member but "rows" and "changes" */
 } gdx_page;
 
 /* Takes over text (malloc'd, len bytes, NUL-terminated) whatever happens.
- * GDX_EINVAL with err filled when it is not such a page. */
+ * It must hold "rows" or "changes" (not both). GDX_EINVAL with err filled
+ * when it is not such a page. */
 int gdx_page_parse(gdx_page *p, char *text, size_t len, char *err, size_t errlen);
 void gdx_page_free(gdx_page *p);
-/* The ledger's checksum of the page's rows (common/rowsum.h). */
+/* The ledger's checksum of the page's rows or changes (common/rowsum.h,
+ * the same as gdx_rowsum_batch over the page as JSON). */
 uint64_t gdx_page_rowsum(const gdx_page *p);
 
 #endif

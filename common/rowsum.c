@@ -29,6 +29,8 @@ uint64_t gdx_rowsum_value(uint64_t h, const char *v, size_t n) {
 
 uint64_t gdx_rowsum_end_row(uint64_t h) { return byte(h, 0x1e); }
 
+uint64_t gdx_rowsum_op(uint64_t h, char op) { return byte(h, (unsigned char)op); }
+
 uint64_t gdx_rowsum_row(uint64_t h, const json_t *row) {
   size_t i;
   const json_t *v;
@@ -49,7 +51,7 @@ uint64_t gdx_rowsum_batch(const json_t *batch, size_t *nrows) {
   const json_t *changes = json_object_get(batch, "changes");
   json_array_foreach(changes, i, x) {
     const char *op = json_string_value(json_object_get(x, "op"));
-    h = byte(h, op ? (unsigned char)op[0] : 0);
+    h = gdx_rowsum_op(h, op ? op[0] : 0);
     const json_t *r = json_object_get(x, "row");
     h = gdx_rowsum_row(h, r ? r : json_object_get(x, "key"));
     n++;

@@ -17,6 +17,7 @@ uint64_t gdx_rowsum_row(uint64_t h, const json_t *row);
 /* The same value by value, for rows that are not JSON: v NULL is a null. */
 uint64_t gdx_rowsum_value(uint64_t h, const char *v, size_t n);
 uint64_t gdx_rowsum_end_row(uint64_t h);
+uint64_t gdx_rowsum_op(uint64_t h, char op); /* a change's op, before its values */
 /* A snapshot page ({"rows": …}) or a change batch ({"changes": …}). */
 uint64_t gdx_rowsum_batch(const json_t *batch, size_t *nrows);
 void gdx_rowsum_hex(uint64_t h, char out[17]);

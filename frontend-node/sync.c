@@ -207,7 +207,7 @@ static int job_work(gdx_db_conn *c, void *arg) {
   if (!rc && j->kind == 1)
     rc = gdx_tsync_apply_page(c, &s->t, j->after, j->page, j->err, sizeof(j->err));
   if (!rc && j->kind == 2)
-    rc = gdx_tsync_apply_changes(c, &s->t, j->after_pos, j->batch, j->err, sizeof(j->err));
+    rc = gdx_tsync_apply_changes(c, &s->t, j->after_pos, j->page, j->err, sizeof(j->err));
   if (!rc && j->kind == 3)
     rc = gdx_tsync_reset(c, &s->t, j->err, sizeof(j->err));
   if (j->kind == 4)
@@ -253,10 +253,9 @@ static void job_done(int status, void *arg) {
     recon_job_done(s, j, status);
     return;
   }
-  size_t applied = j->page    ? j->page->nrows
-                   : j->batch ? json_array_size(json_object_get(j->batch, "changes"))
-                              : 0;
-  int more = j->page || (j->batch && json_is_true(json_object_get(j->batch, "more")));
+  size_t applied = j->page ? j->page->nrows + j->page->nchanges : 0;
+  int more = j->kind == 1 ||
+             (j->page && json_is_true(json_object_get(j->page->meta, "more")));
   int kind = j->kind;
   if (j->found) {
     s->st = j->st;
@@ -344,8 +343,7 @@ static void on_read(gdx_httpc_req *r, int status, long http, void *ud) {
     fail(s, "reading from the broker failed: %s", zwhy);
     return;
   }
-  if (status == GDX_OK && http == 200 && s->ph == S_READ &&
-      (!s->have_state || !s->st.snapshot_done)) { /* a snapshot page */
+  if (status == GDX_OK && http == 200 && s->ph == S_READ) { /* a page or a change batch */
     char why[300];
     sync_job *job = calloc(1, sizeof(*job));
     gdx_page *pg = job ? page_take(&s->body, why, sizeof(why)) : NULL;
@@ -355,8 +353,13 @@ static void on_read(gdx_httpc_req *r, int status, long http, void *ud) {
       return;
     }
     job->page = pg;
-    job->kind = 1;
-    snprintf(job->after, sizeof(job->after), "%s", s->have_state ? s->st.snapshot_after : "");
+    if (!s->have_state || !s->st.snapshot_done) {
+      job->kind = 1;
+      snprintf(job->after, sizeof(job->after), "%s", s->have_state ? s->st.snapshot_after : "");
+    } else {
+      job->kind = 2;
+      job->after_pos = s->st.position;
+    }
     apply_async(s, job);
     return;
   }
@@ -403,16 +406,8 @@ static void on_read(gdx_httpc_req *r, int status, long http, void *ud) {
     submit(s, job); /* kind 0: load the state */
     return;
   }
-  sync_job *job = calloc(1, sizeof(*job));
-  if (job == NULL) {
-    json_decref(j);
-    fail(s, "out of memory");
-    return;
-  }
-  job->batch = j;
-  job->kind = 2;
-  job->after_pos = s->st.position;
-  apply_async(s, job);
+  json_decref(j); /* S_READ answers are pages and batches, taken above */
+  fail(s, "an answer arrived in no phase that reads");
 }
 
 /* GET <broker>/node/v1/tables/<authorization>/<what>[&<name>=<value>]…

@@ -224,25 +224,20 @@ static int upsert(gdx_db_conn *c, const gdx_tsync_target *t, json_t *const *rows
   return rc;
 }
 
-static int delete_key(gdx_db_conn *c, const gdx_tsync_target *t, const json_t *key, char *err,
-                      size_t errlen) {
-  if (!json_is_array(key) || json_array_size(key) != (size_t)t->nkey) {
-    snprintf(err, errlen, "a delete carries %zu key values, the key has %d",
-             json_array_size(key), t->nkey);
-    return GDX_EINVAL;
-  }
+/* Deletes the row of one key (t->nkey values, text). */
+static int delete_values(gdx_db_conn *c, const gdx_tsync_target *t, const char *const *v,
+                         const size_t *len, char *err, size_t errlen) {
   gdx_buf b;
   gdx_buf_init(&b, 64 * 1024);
   gdx_db_param p[16];
   gdx_buf_appendf(&b, "DELETE FROM `%s` WHERE ", t->table);
   for (int i = 0; i < t->nkey && i < 16; i++) {
-    json_t *v = json_array_get(key, (size_t)i);
-    if (!json_is_string(v)) {
+    if (v[i] == NULL) {
       gdx_buf_free(&b);
-      snprintf(err, errlen, "a key value is not text");
+      snprintf(err, errlen, "a key value is null");
       return GDX_EINVAL;
     }
-    p[i] = GDX_DB_P_BIN(json_string_value(v), json_string_length(v));
+    p[i] = GDX_DB_P_BIN(v[i], len[i]);
     gdx_buf_appendf(&b, "%s`%s` = ?", i ? " AND " : "", t->cols[i]);
   }
   int rc = gdx_db_exec(c, b.data, p, (size_t)t->nkey, NULL, NULL);
@@ -250,6 +245,28 @@ static int delete_key(gdx_db_conn *c, const gdx_tsync_target *t, const json_t *k
     snprintf(err, errlen, "deleting from %s failed: %s", t->table, gdx_db_error(c));
   gdx_buf_free(&b);
   return rc;
+}
+
+/* The same for a key as a JSON array of text (repairs). */
+static int delete_key(gdx_db_conn *c, const gdx_tsync_target *t, const json_t *key, char *err,
+                      size_t errlen) {
+  if (!json_is_array(key) || json_array_size(key) != (size_t)t->nkey || t->nkey > 16) {
+    snprintf(err, errlen, "a delete carries %zu key values, the key has %d",
+             json_array_size(key), t->nkey);
+    return GDX_EINVAL;
+  }
+  const char *v[16];
+  size_t len[16];
+  for (int i = 0; i < t->nkey; i++) {
+    json_t *x = json_array_get(key, (size_t)i);
+    if (!json_is_string(x)) {
+      snprintf(err, errlen, "a key value is not text");
+      return GDX_EINVAL;
+    }
+    v[i] = json_string_value(x);
+    len[i] = json_string_length(x);
+  }
+  return delete_values(c, t, v, len, err, errlen);
 }
 
 /* The batch's ledger entry, in the transaction that applies it: what the
@@ -337,10 +354,9 @@ int gdx_tsync_apply_page(gdx_db_conn *c, const gdx_tsync_target *t, const char *
 }
 
 int gdx_tsync_apply_changes(gdx_db_conn *c, const gdx_tsync_target *t, long long after,
-                            const json_t *batch, char *err, size_t errlen) {
-  json_t *changes = json_object_get(batch, "changes");
-  json_t *pos = json_object_get(batch, "position");
-  if (!json_is_array(changes) || !json_is_integer(pos) || json_integer_value(pos) < after) {
+                            const gdx_page *pg, char *err, size_t errlen) {
+  json_t *pos = json_object_get(pg->meta, "position");
+  if (pg->nrows > 0 || !json_is_integer(pos) || json_integer_value(pos) < after) {
     snprintf(err, errlen, "the batch has no changes or no position");
     return GDX_EINVAL;
   }
@@ -353,32 +369,27 @@ int gdx_tsync_apply_changes(gdx_db_conn *c, const gdx_tsync_target *t, long long
              st.snapshot_done ? "at" : "snapshot not done,", st.position);
     rc = GDX_ECONFLICT;
   }
-  size_t n = json_array_size(changes);
+  size_t n = pg->nchanges;
   for (size_t i = 0; !rc && i < n;) {
-    json_t *ch = json_array_get(changes, i);
-    const char *op = json_string_value(json_object_get(ch, "op"));
-    if (op && strcmp(op, "D") == 0) {
-      rc = delete_key(c, t, json_object_get(ch, "key"), err, errlen);
-      i++;
-      continue;
-    }
-    if (op == NULL || strcmp(op, "U") != 0) {
-      snprintf(err, errlen, "change %zu: op must be U or D", i);
+    int want = pg->ops[i] == 'D' ? t->nkey : t->ncols;
+    if (pg->width[i] != want) {
+      snprintf(err, errlen, "change %zu carries %d values, %s %d", i, pg->width[i],
+               pg->ops[i] == 'D' ? "the key has" : "the target has", want);
       rc = GDX_EINVAL;
       break;
     }
-    /* a run of upserts in one statement */
-    json_t *chunk[UPSERT_ROWS];
-    size_t m = 0;
-    while (i < n && m < UPSERT_ROWS) {
-      json_t *x = json_array_get(changes, i);
-      const char *o = json_string_value(json_object_get(x, "op"));
-      if (o == NULL || strcmp(o, "U") != 0)
-        break;
-      chunk[m++] = json_object_get(x, "row");
+    if (pg->ops[i] == 'D') {
+      rc = delete_values(c, t, pg->v + pg->first[i], pg->len + pg->first[i], err, errlen);
       i++;
+      continue;
     }
-    rc = upsert(c, t, chunk, m, err, errlen);
+    /* a run of upserts in one statement: their values are consecutive */
+    size_t m = 1;
+    while (i + m < n && m < UPSERT_ROWS && pg->ops[i + m] == 'U' &&
+           pg->width[i + m] == t->ncols)
+      m++;
+    rc = upsert_values(c, t, pg->v + pg->first[i], pg->len + pg->first[i], m, err, errlen);
+    i += m;
   }
   if (!rc) {
     gdx_db_param p[] = {GDX_DB_P_INT(json_integer_value(pos)), GDX_DB_P_INT(n),
@@ -393,8 +404,7 @@ int gdx_tsync_apply_changes(gdx_db_conn *c, const gdx_tsync_target *t, long long
     snprintf(from, sizeof(from), "%lld", after);
     snprintf(to, sizeof(to), "%lld", (long long)json_integer_value(pos));
     if (!rc)
-      rc = ledger(c, t, "changes", from, to, batch, gdx_rowsum_batch(batch, NULL), n, err,
-                  errlen);
+      rc = ledger(c, t, "changes", from, to, pg->meta, gdx_page_rowsum(pg), n, err, errlen);
   }
   return finish(c, rc);
 }

@@ -51,9 +51,9 @@ int gdx_tsync_load(gdx_db_conn *c, const char *sub, gdx_tsync_state *out);
  * for the first). */
 int gdx_tsync_apply_page(gdx_db_conn *c, const gdx_tsync_target *t, const char *after,
                          const gdx_page *page, char *err, size_t errlen);
-/* A change batch that was asked for after position `after`. */
+/* A change batch (common/page.h) that was asked for after position `after`. */
 int gdx_tsync_apply_changes(gdx_db_conn *c, const gdx_tsync_target *t, long long after,
-                            const json_t *batch, char *err, size_t errlen);
+                            const gdx_page *batch, char *err, size_t errlen);
 
 /* The ledger rows not yet reported (at most max), as the broker's
  * POST /node/v1/ledger wants them, and their highest id. */

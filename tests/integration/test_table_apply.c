@@ -37,22 +37,21 @@ static int w_prepare(gdx_db_conn *c, void *arg) {
   job *j = arg;
   return gdx_tsync_prepare(c, &T, schema, j->err, sizeof(j->err));
 }
-/* The page as the node gets it: JSON text, parsed by gdx_page_parse. */
-static int w_page(gdx_db_conn *c, void *arg) {
-  job *j = arg;
+/* Pages and batches as the node gets them: JSON text, parsed by
+ * gdx_page_parse. */
+static int w_apply(gdx_db_conn *c, job *j, int changes) {
   char *text = json_dumps(j->batch, JSON_COMPACT);
   gdx_page pg;
   int rc = gdx_page_parse(&pg, text, strlen(text), j->err, sizeof(j->err));
   if (rc)
     return rc;
-  rc = gdx_tsync_apply_page(c, &T, j->after, &pg, j->err, sizeof(j->err));
+  rc = changes ? gdx_tsync_apply_changes(c, &T, j->after_pos, &pg, j->err, sizeof(j->err))
+               : gdx_tsync_apply_page(c, &T, j->after, &pg, j->err, sizeof(j->err));
   gdx_page_free(&pg);
   return rc;
 }
-static int w_changes(gdx_db_conn *c, void *arg) {
-  job *j = arg;
-  return gdx_tsync_apply_changes(c, &T, j->after_pos, j->batch, j->err, sizeof(j->err));
-}
+static int w_page(gdx_db_conn *c, void *arg) { return w_apply(c, arg, 0); }
+static int w_changes(gdx_db_conn *c, void *arg) { return w_apply(c, arg, 1); }
 static int w_load(gdx_db_conn *c, void *arg) {
   job *j = arg;
   return gdx_tsync_load(c, T.sub, &j->st);

@@ -56,13 +56,48 @@ static void values_and_members(void **state) {
   gdx_page_free(&p);
 }
 
+static void change_batches(void **state) {
+  (void)state;
+  static const char text[] =
+      "{\"columns\":[\"id\",\"name\"],\"changes\":[{\"seq\":5,\"op\":\"U\",\"row\":[\"1\","
+      "\"甲\"]},{\"op\":\"D\",\"seq\":6,\"key\":[\"2\"]},{\"seq\":7,\"op\":\"U\",\"row\":"
+      "[\"3\",null]}],\"position\":7,\"more\":false,\"count\":3,\"checksum\":\"x\"}";
+  gdx_page p;
+  char err[200] = "";
+  assert_int_equal(parse(text, &p, err, sizeof(err)), GDX_OK);
+  assert_int_equal(p.nrows, 0);
+  assert_int_equal(p.nchanges, 3);
+  assert_memory_equal(p.ops, "UDU", 3);
+  assert_int_equal(p.width[0], 2);
+  assert_int_equal(p.width[1], 1);
+  assert_string_equal(p.v[p.first[0] + 1], "甲");
+  assert_string_equal(p.v[p.first[1]], "2");
+  assert_null(p.v[p.first[2] + 1]);
+  assert_int_equal(json_integer_value(json_object_get(p.meta, "position")), 7);
+  json_t *tree = json_loads(text, 0, NULL);
+  assert_true(gdx_page_rowsum(&p) == gdx_rowsum_batch(tree, NULL));
+  json_decref(tree);
+  gdx_page_free(&p);
+  static const char *const bad[] = {
+      "{\"changes\":[{\"op\":\"X\",\"row\":[\"1\"]}]}",
+      "{\"changes\":[{\"op\":\"U\",\"key\":[\"1\"]}]}",
+      "{\"changes\":[{\"op\":\"D\",\"row\":[\"1\"]}]}",
+      "{\"changes\":[{\"row\":[\"1\"]}]}",
+      "{\"changes\":[[\"1\"]]}",
+      "{\"changes\":[],\"rows\":[]}",
+  };
+  for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
+    if (parse(bad[i], &p, err, sizeof(err)) != GDX_EINVAL)
+      fail_msg("batch %zu was not refused: %s", i, bad[i]);
+}
+
 static void malformed_pages(void **state) {
   (void)state;
   static const char *const bad[] = {
       "",
       "[]",
       "{}",
-      "{\"done\":true}",                              /* no rows */
+      "{\"done\":true}",                              /* no rows, no changes */
       "{\"rows\":[[\"1\",\"a\"],[\"2\"]]}",           /* rows of different lengths */
       "{\"rows\":[[1,\"a\"]]}",                       /* a number as a value */
       "{\"rows\":[[\"1\",{\"x\":1}]]}",               /* an object as a value */
@@ -124,6 +159,7 @@ int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(zstd_between_hops),
       cmocka_unit_test(values_and_members),
+      cmocka_unit_test(change_batches),
       cmocka_unit_test(malformed_pages),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
