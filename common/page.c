@@ -176,6 +176,18 @@ static int grow(gdx_page *p, size_t *cap, size_t need) {
   return GDX_OK;
 }
 
+/* After an element of a list closed by `close`: 1 when another follows
+ * (the comma is passed), 0 at the end (the bracket is passed), or an
+ * error naming `what`. */
+static int more(cursor *c, char close, const char *what) {
+  ws(c);
+  if (c->p < c->end && (*c->p == ',' || *c->p == close))
+    return *c->p++ == ',';
+  char why[64];
+  snprintf(why, sizeof(why), "%s do%s not continue", what, what[0] == 'a' ? "es" : "");
+  return fail(c, why);
+}
+
 /* One value (text or null) appended to p->v. */
 static int value(cursor *c, gdx_page *p, size_t *cap, size_t *nv) {
   if (grow(p, cap, *nv + 1) != GDX_OK)
@@ -211,16 +223,8 @@ static int values(cursor *c, gdx_page *p, size_t *cap, size_t *nv, int *count) {
     if (rc)
       return rc;
     (*count)++;
-    ws(c);
-    if (c->p < c->end && *c->p == ',') {
-      c->p++;
-      continue;
-    }
-    if (c->p < c->end && *c->p == ']') {
-      c->p++;
-      return GDX_OK;
-    }
-    return fail(c, "a row does not continue");
+    if ((rc = more(c, ']', "a row")) <= 0)
+      return rc;
   }
 }
 
@@ -296,30 +300,17 @@ static int changes(cursor *c, gdx_page *p, size_t *vcap, size_t *nv) {
       } else if ((rc = skip(c)) != GDX_OK) {
         return rc;
       }
-      ws(c);
-      if (c->p < c->end && *c->p == ',') {
-        c->p++;
-        continue;
-      }
-      if (c->p < c->end && *c->p == '}') {
-        c->p++;
+      if ((rc = more(c, '}', "a change")) < 0)
+        return rc;
+      if (rc == 0)
         break;
-      }
-      return fail(c, "a change does not continue");
     }
     if (op == 0 || (op == 'U' && got_values != 'r') || (op == 'D' && got_values != 'k'))
       return fail(c, "a change needs op with its row (U) or key (D)");
     p->ops[p->nchanges++] = op;
-    ws(c);
-    if (c->p < c->end && *c->p == ',') {
-      c->p++;
-      continue;
-    }
-    if (c->p < c->end && *c->p == ']') {
-      c->p++;
-      return GDX_OK;
-    }
-    return fail(c, "the changes do not continue");
+    int rc = more(c, ']', "the changes");
+    if (rc <= 0)
+      return rc;
   }
 }
 
@@ -344,18 +335,10 @@ static int rows(cursor *c, gdx_page *p, size_t *vcap, size_t *nvp) {
     else if (cols != p->ncols)
       return fail(c, "rows of different lengths");
     p->nrows++;
-    ws(c);
-    if (c->p < c->end && *c->p == ',') {
-      c->p++;
-      continue;
-    }
-    if (c->p < c->end && *c->p == ']') {
-      c->p++;
-      *vcap = cap;
-      *nvp = nv;
-      return GDX_OK;
-    }
-    return fail(c, "the rows do not continue");
+    *vcap = cap; /* the arrays may have moved */
+    *nvp = nv;
+    if ((rc = more(c, ']', "the rows")) <= 0)
+      return rc;
   }
 }
 
@@ -411,18 +394,9 @@ int gdx_page_parse(gdx_page *p, char *text, size_t len, char *err, size_t errlen
           json_object_set_new(p->meta, key, v);
       }
     }
-    if (rc)
+    if (rc || (rc = more(&c, '}', "the object")) <= 0)
       break;
-    ws(&c);
-    if (c.p < c.end && *c.p == ',') {
-      c.p++;
-      continue;
-    }
-    if (c.p < c.end && *c.p == '}') {
-      c.p++;
-      break;
-    }
-    rc = fail(&c, "the object does not continue");
+    rc = GDX_OK; /* another member */
   }
   ws(&c);
   if (!rc && c.p != c.end)
