@@ -311,3 +311,14 @@ void tn_token(const char *client, const char *secret, char *out, size_t n) {
   snprintf(out, n, "%s", json_string_value(json_object_get(j, "access_token")));
   json_decref(j);
 }
+
+void tn_make_units(const char *ops_token, char *rev, char *prov, char *cons, char *cons2) {
+  tb_create_unit(ops_token, MGMT, "市大数据管理局", "management");
+  tb_create_unit(ops_token, PROV, "市市场监督管理局", "provider,consumer");
+  tb_create_unit(ops_token, CONS, "市公安局", "consumer");
+  tb_create_unit(ops_token, CONS2, "市税务局", "consumer");
+  tb_make_user(ops_token, "rev", "mgmt_reviewer", MGMT, rev, 80);
+  tb_make_user(ops_token, "prov.admin", "unit_admin", PROV, prov, 80);
+  tb_make_user(ops_token, "cons.admin", "unit_admin", CONS, cons, 80);
+  tb_make_user(ops_token, "cons2.admin", "unit_admin", CONS2, cons2, 80);
+}

@@ -14,6 +14,16 @@
  * (tn_authorize). The strings must live as long as the tests. */
 void tn_init(tb_broker *b, int nodes_port, const char *node_bin, const char *ops,
              const char *reviewer, const char *prov_admin);
+/* The units of the exchange tests: management, a provider, two consumers. */
+#define PROV "91310115MA1H7GXY1E"
+#define CONS "121000004000000010"
+#define CONS2 "91440300MA5FXXXX0U"
+#define MGMT "91110000MA01ABCD2Q"
+/* Registers those four units (as the operations admin ops) and their
+ * admins: the reviewer, prov.admin, cons.admin, cons2.admin, whose session
+ * tokens land in the 80-byte buffers. */
+void tn_make_units(const char *ops, char *reviewer, char *prov_admin, char *cons_admin,
+                   char *cons2_admin);
 /* Forks argv[0] with stdout and stderr appended to log; remembered so
  * tn_reap_all can stop what a failed test left running. */
 pid_t tn_spawn(const char *log, char *const argv[]);

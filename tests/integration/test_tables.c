@@ -28,10 +28,6 @@
 #include "harness.h"
 #include "nodes.h"
 
-#define PROV "91310115MA1H7GXY1E"
-#define CONS "121000004000000010"
-#define CONS2 "91440300MA5FXXXX0U"
-#define MGMT "91110000MA01ABCD2Q"
 
 static tb_broker B;
 static char ops[80], reviewer[80], prov_admin[80], cons_admin[80], cons2_admin[80];
@@ -158,14 +154,7 @@ static int setup(void **state) {
   tn_init(&B, nodes_port, GDX_NODE_BIN, ops, reviewer, prov_admin);
   if (tb_start_ex(&B, "tables", GDX_BROKER_BIN, extra, ops, sizeof(ops)) != 0)
     return -1;
-  tb_create_unit(ops, MGMT, "市大数据管理局", "management");
-  tb_create_unit(ops, PROV, "市市场监督管理局", "provider,consumer");
-  tb_create_unit(ops, CONS, "市公安局", "consumer");
-  tb_create_unit(ops, CONS2, "市税务局", "consumer");
-  tb_make_user(ops, "rev", "mgmt_reviewer", MGMT, reviewer, sizeof(reviewer));
-  tb_make_user(ops, "prov.admin", "unit_admin", PROV, prov_admin, sizeof(prov_admin));
-  tb_make_user(ops, "cons.admin", "unit_admin", CONS, cons_admin, sizeof(cons_admin));
-  tb_make_user(ops, "cons2.admin", "unit_admin", CONS2, cons2_admin, sizeof(cons2_admin));
+  tn_make_units(ops, reviewer, prov_admin, cons_admin, cons2_admin);
 
   /* the units' front-end databases, on a server of their own */
   snprintf(fdir, sizeof(fdir), "%s/frontdb", B.dir);
