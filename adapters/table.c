@@ -524,6 +524,7 @@ typedef struct read_job {
   long long quota_left;     /* compare: -1 when the broker set no limit */
   size_t nrecords;
   char *body;
+  size_t blen;
   char *zbody;              /* body compressed with zstd, for readers that accept it */
   size_t zlen;
   int want_zstd;            /* the first reader accepts zstd: compress in the worker */
@@ -810,7 +811,7 @@ static int snapshot_work(read_job *j, gdx_db_conn *c) {
     gdx_buf_free(&b);
     return read_fail(j, c, "the page is too large");
   }
-  j->body = gdx_buf_detach(&b, NULL);
+  j->body = gdx_buf_detach(&b, &j->blen);
   return GDX_OK;
 }
 
@@ -1301,29 +1302,39 @@ static int compare_work(read_job *j, gdx_db_conn *c, json_t *out) {
 
 #define ZSTD_MIN 4096 /* smaller bodies go as they are */
 
-static int read_work_plain(gdx_db_conn *c, read_job *j);
+/* Pages and change batches of some size travel compressed. */
+static int compressible(const read_job *j) {
+  return j->body && j->blen >= ZSTD_MIN && (j->op == OP_SNAPSHOT || j->op == OP_CHANGES);
+}
+
+/* The body once, compressed (or left as it is when that fails). */
+static void compress_body(read_job *j) {
+  if (j->zbody == NULL && gdx_zstd_compress(j->body, j->blen, &j->zbody, &j->zlen) != GDX_OK)
+    j->zbody = NULL;
+}
+
+static void read_body(gdx_db_conn *c, read_job *j);
 
 static int read_work(gdx_db_conn *c, void *arg) {
   read_job *j = arg;
-  int rc = read_work_plain(c, j);
-  if (rc == GDX_OK && j->status == 200 && j->body && j->want_zstd &&
-      strlen(j->body) >= ZSTD_MIN && gdx_zstd_compress(j->body, strlen(j->body), &j->zbody,
-                                                       &j->zlen) != GDX_OK)
-    j->zbody = NULL; /* sent as it is */
-  return rc;
+  j->status = 200;
+  read_body(c, j);
+  if (j->status == 200 && j->want_zstd && compressible(j))
+    compress_body(j); /* here in the worker, not on the loop */
+  return GDX_OK;
 }
 
-static int read_work_plain(gdx_db_conn *c, read_job *j) {
-  j->status = 200;
-  if (j->op == OP_SNAPSHOT)
-    return snapshot_work(j, c);
+static void read_body(gdx_db_conn *c, read_job *j) {
+  if (j->op == OP_SNAPSHOT) {
+    snapshot_work(j, c);
+    return;
+  }
   json_t *out = json_object(), *cols = json_array();
   for (int i = 0; i < j->nsel; i++)
     json_array_append_new(cols, json_string(j->s.cols[j->sel[i]].name));
   json_object_set_new(out, "columns", cols);
   json_object_set_new(out, "key_columns", json_integer(j->s.npk));
   json_object_set_new(out, "fingerprint", json_string(j->s.fingerprint));
-  j->status = 200;
   j->empty = 0;
   if (j->op == OP_CHANGES && j->r->triggers)
     changes_work(j, c, out);
@@ -1343,10 +1354,9 @@ static int read_work_plain(gdx_db_conn *c, read_job *j) {
     json_object_set_new(out, "count", json_integer((json_int_t)n));
     json_object_set_new(out, "checksum", json_string(hex));
   }
-  if (j->status == 200)
-    j->body = json_dumps(out, JSON_COMPACT);
+  if (j->status == 200 && (j->body = json_dumps(out, JSON_COMPACT)) != NULL)
+    j->blen = strlen(j->body);
   json_decref(out);
-  return GDX_OK;
 }
 
 /* ---- answering, coalescing, long polls ---- */
@@ -1384,16 +1394,14 @@ static void respond_ok(read_job *j, gdx_http_req *req) {
     snprintf(n, sizeof(n), "%zu", j->nrecords);
     gdx_http_add_header(req, "X-Gdx-Records", n);
   }
-  size_t len = strlen(j->body);
-  int z = len >= ZSTD_MIN && (j->op == OP_SNAPSHOT || j->op == OP_CHANGES) &&
-          gdx_accepts_zstd(gdx_http_req_header(req, "Accept-Encoding"));
-  if (z && j->zbody == NULL && gdx_zstd_compress(j->body, len, &j->zbody, &j->zlen))
-    j->zbody = NULL; /* a reader that joined late: compressed here, once */
+  int z = compressible(j) && gdx_accepts_zstd(gdx_http_req_header(req, "Accept-Encoding"));
+  if (z)
+    compress_body(j); /* a reader that joined late: compressed here, once */
   if (z && j->zbody) {
     gdx_http_add_header(req, "Content-Encoding", "zstd");
     gdx_http_respond(req, 200, "application/json", j->zbody, j->zlen);
   } else {
-    gdx_http_respond(req, 200, "application/json", j->body, len);
+    gdx_http_respond(req, 200, "application/json", j->body, j->blen);
   }
 }
 

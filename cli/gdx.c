@@ -106,6 +106,17 @@ static size_t collect(char *p, size_t s, size_t n, void *ud) {
   return s * n;
 }
 
+/* The exit status of a refusal with this HTTP status. */
+static int exit_for(long status) {
+  switch (status) {
+  case 401: return EX_AUTH;
+  case 403: return EX_FORBIDDEN;
+  case 404: return EX_NOTFOUND;
+  case 409: return EX_CONFLICT;
+  default: return EX_REFUSED;
+  }
+}
+
 /* Calls the API (taking over `body`); on success returns EX_OK and *out;
  * otherwise prints the error and returns the exit status. */
 static int call(const char *method, const char *path, json_t *body, json_t **out) {
@@ -171,13 +182,7 @@ static int call(const char *method, const char *path, json_t *body, json_t **out
   if (code && strcmp(code, "password_change_required") == 0)
     fprintf(stderr, "gdx: change it with: gdx passwd\n");
   json_decref(j);
-  switch (status) {
-  case 401: return EX_AUTH;
-  case 403: return EX_FORBIDDEN;
-  case 404: return EX_NOTFOUND;
-  case 409: return EX_CONFLICT;
-  default: return EX_REFUSED;
-  }
+  return exit_for(status);
 }
 
 /* ------------------------------------------------------------------ */
@@ -1120,6 +1125,36 @@ static int access_token(const char *client, char *out, size_t n) {
   return EX_OK;
 }
 
+/* One request to /svc (headers h, the bearer token among them): the body
+ * into b, the request id and failing hop into meta. With decode, curl asks
+ * for compressed answers and inflates them (table reads; API calls pass
+ * what the caller asked for, since the broker may filter their bodies). */
+static CURLcode svc_perform(const char *method, const char *url, struct curl_slist *h,
+                            const char *body, size_t blen, int decode, buf *b,
+                            call_meta *meta, long *status) {
+  CURL *e = curl_easy_init();
+  curl_easy_setopt(e, CURLOPT_URL, url);
+  curl_easy_setopt(e, CURLOPT_CUSTOMREQUEST, method);
+  curl_easy_setopt(e, CURLOPT_HTTPHEADER, h);
+  curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, collect);
+  curl_easy_setopt(e, CURLOPT_WRITEDATA, b);
+  curl_easy_setopt(e, CURLOPT_HEADERFUNCTION, call_header);
+  curl_easy_setopt(e, CURLOPT_HEADERDATA, meta);
+  curl_easy_setopt(e, CURLOPT_TIMEOUT, 120L);
+  if (decode)
+    curl_easy_setopt(e, CURLOPT_ACCEPT_ENCODING, ""); /* whatever curl can decode */
+  if (strcmp(method, "HEAD") == 0)
+    curl_easy_setopt(e, CURLOPT_NOBODY, 1L);
+  if (body) {
+    curl_easy_setopt(e, CURLOPT_POSTFIELDS, body);
+    curl_easy_setopt(e, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)blen);
+  }
+  CURLcode cr = curl_easy_perform(e);
+  curl_easy_getinfo(e, CURLINFO_RESPONSE_CODE, status);
+  curl_easy_cleanup(e);
+  return cr;
+}
+
 static int cmd_call(int argc, char **argv) {
   const char *method = "GET", *data = NULL, *data_file = NULL, *client = NULL, *token = NULL;
   const char *pos[2] = {NULL, NULL};
@@ -1181,27 +1216,10 @@ static int cmd_call(int argc, char **argv) {
     body = strdup(data);
     blen = strlen(data);
   }
-  CURL *e = curl_easy_init();
   buf b = {0};
   call_meta meta = {"", ""};
-  curl_easy_setopt(e, CURLOPT_URL, url);
-  curl_easy_setopt(e, CURLOPT_CUSTOMREQUEST, method);
-  curl_easy_setopt(e, CURLOPT_HTTPHEADER, h);
-  curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, collect);
-  curl_easy_setopt(e, CURLOPT_WRITEDATA, &b);
-  curl_easy_setopt(e, CURLOPT_HEADERFUNCTION, call_header);
-  curl_easy_setopt(e, CURLOPT_HEADERDATA, &meta);
-  curl_easy_setopt(e, CURLOPT_TIMEOUT, 120L);
-  if (strcmp(method, "HEAD") == 0)
-    curl_easy_setopt(e, CURLOPT_NOBODY, 1L);
-  if (body) {
-    curl_easy_setopt(e, CURLOPT_POSTFIELDS, body);
-    curl_easy_setopt(e, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)blen);
-  }
-  CURLcode cr = curl_easy_perform(e);
   long status = 0;
-  curl_easy_getinfo(e, CURLINFO_RESPONSE_CODE, &status);
-  curl_easy_cleanup(e);
+  CURLcode cr = svc_perform(method, url, h, body, blen, 0, &b, &meta, &status);
   curl_slist_free_all(h);
   free(body);
   if (cr != CURLE_OK) {
@@ -1224,15 +1242,7 @@ static int cmd_call(int argc, char **argv) {
             meta.error_type, meta.request_id);
   }
   free(b.data);
-  if (status >= 200 && status < 300)
-    return EX_OK;
-  switch (status) {
-  case 401: return EX_AUTH;
-  case 403: return EX_FORBIDDEN;
-  case 404: return EX_NOTFOUND;
-  case 409: return EX_CONFLICT;
-  default: return EX_REFUSED;
-  }
+  return status >= 200 && status < 300 ? EX_OK : exit_for(status);
 }
 
 /* ------------------------------------------------------------------ */
@@ -1395,24 +1405,13 @@ static void csv_field(FILE *f, json_t *v) {
 
 /* GET url with a bearer token: the JSON, or NULL after printing why. */
 static json_t *svc_get(const char *url, const char *token, int *ex) {
-  CURL *e = curl_easy_init();
   char auth[600];
   snprintf(auth, sizeof(auth), "Authorization: Bearer %s", token);
   struct curl_slist *h = curl_slist_append(NULL, auth);
   buf b = {0};
   call_meta meta = {"", ""};
-  curl_easy_setopt(e, CURLOPT_URL, url);
-  curl_easy_setopt(e, CURLOPT_HTTPHEADER, h);
-  curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, collect);
-  curl_easy_setopt(e, CURLOPT_WRITEDATA, &b);
-  curl_easy_setopt(e, CURLOPT_HEADERFUNCTION, call_header);
-  curl_easy_setopt(e, CURLOPT_HEADERDATA, &meta);
-  curl_easy_setopt(e, CURLOPT_TIMEOUT, 120L);
-  curl_easy_setopt(e, CURLOPT_ACCEPT_ENCODING, "");
-  CURLcode cr = curl_easy_perform(e);
   long status = 0;
-  curl_easy_getinfo(e, CURLINFO_RESPONSE_CODE, &status);
-  curl_easy_cleanup(e);
+  CURLcode cr = svc_perform("GET", url, h, NULL, 0, 1, &b, &meta, &status);
   curl_slist_free_all(h);
   json_t *j = cr == CURLE_OK && b.data ? json_loads(b.data, 0, NULL) : NULL;
   free(b.data);
@@ -1429,8 +1428,7 @@ static json_t *svc_get(const char *url, const char *token, int *ex) {
                 ? json_string_value(json_object_get(err, "code"))
                 : "?",
             status, meta.error_type[0] ? ", failed at: " : "", meta.error_type, meta.request_id);
-    *ex = status == 401 ? EX_AUTH : status == 403 ? EX_FORBIDDEN
-          : status == 404 ? EX_NOTFOUND : EX_REFUSED;
+    *ex = exit_for(status);
   } else {
     return j;
   }

@@ -188,6 +188,38 @@ static int more(cursor *c, char close, const char *what) {
   return fail(c, why);
 }
 
+/* The opening bracket of a list: 1 when elements follow, 0 when it is
+ * empty (the closing bracket is passed too), or an error naming `what`. */
+static int open_list(cursor *c, char open, char close, const char *what) {
+  ws(c);
+  if (c->p >= c->end || *c->p != open)
+    return fail(c, what);
+  c->p++;
+  ws(c);
+  if (c->p < c->end && *c->p == close) {
+    c->p++;
+    return 0;
+  }
+  return 1;
+}
+
+/* A member's name and the colon after it. */
+static int member_name(cursor *c, const char **key) {
+  size_t n;
+  ws(c);
+  if (c->p >= c->end || *c->p != '"')
+    return fail(c, "a member has no name");
+  int rc = string(c, key, &n);
+  if (rc)
+    return rc;
+  ws(c);
+  if (c->p >= c->end || *c->p != ':')
+    return fail(c, "a member has no value");
+  c->p++;
+  ws(c);
+  return GDX_OK;
+}
+
 /* One value (text or null) appended to p->v. */
 static int value(cursor *c, gdx_page *p, size_t *cap, size_t *nv) {
   if (grow(p, cap, *nv + 1) != GDX_OK)
@@ -209,18 +241,13 @@ static int value(cursor *c, gdx_page *p, size_t *cap, size_t *nv) {
 
 /* An array of values: [<string or null>, …], at least one; their count. */
 static int values(cursor *c, gdx_page *p, size_t *cap, size_t *nv, int *count) {
-  ws(c);
-  if (c->p >= c->end || *c->p != '[')
-    return fail(c, "a row is not an array");
-  c->p++;
-  ws(c);
-  if (c->p < c->end && *c->p == ']')
-    return fail(c, "an empty row");
+  int rc = open_list(c, '[', ']', "a row is not an array");
+  if (rc <= 0)
+    return rc < 0 ? rc : fail(c, "an empty row");
   *count = 0;
   for (;;) {
     ws(c);
-    int rc = value(c, p, cap, nv);
-    if (rc)
+    if ((rc = value(c, p, cap, nv)) != GDX_OK)
       return rc;
     (*count)++;
     if ((rc = more(c, ']', "a row")) <= 0)
@@ -252,38 +279,20 @@ static int grow_changes(gdx_page *p, size_t *cap) {
  * (members in any order; seq is not needed to apply). */
 static int changes(cursor *c, gdx_page *p, size_t *vcap, size_t *nv) {
   size_t ccap = 0;
-  ws(c);
-  if (c->p >= c->end || *c->p != '[')
-    return fail(c, "changes is not an array");
-  c->p++;
-  ws(c);
-  if (c->p < c->end && *c->p == ']') {
-    c->p++;
-    return GDX_OK;
-  }
+  int rc = open_list(c, '[', ']', "changes is not an array");
+  if (rc <= 0)
+    return rc;
   for (;;) {
-    ws(c);
-    if (c->p >= c->end || *c->p != '{')
-      return fail(c, "a change is not an object");
-    c->p++;
+    if ((rc = open_list(c, '{', '}', "a change is not an object")) <= 0)
+      return rc < 0 ? rc : fail(c, "an empty change");
     if (grow_changes(p, &ccap) != GDX_OK)
       return GDX_ENOMEM;
     char op = 0;
     int got_values = 0;
     for (;;) {
-      ws(c);
       const char *key;
-      size_t klen;
-      if (c->p >= c->end || *c->p != '"')
-        return fail(c, "a change's member has no name");
-      int rc = string(c, &key, &klen);
-      if (rc)
+      if ((rc = member_name(c, &key)) != GDX_OK)
         return rc;
-      ws(c);
-      if (c->p >= c->end || *c->p != ':')
-        return fail(c, "a change's member has no value");
-      c->p++;
-      ws(c);
       if (strcmp(key, "op") == 0) {
         const char *v;
         size_t n;
@@ -308,35 +317,25 @@ static int changes(cursor *c, gdx_page *p, size_t *vcap, size_t *nv) {
     if (op == 0 || (op == 'U' && got_values != 'r') || (op == 'D' && got_values != 'k'))
       return fail(c, "a change needs op with its row (U) or key (D)");
     p->ops[p->nchanges++] = op;
-    int rc = more(c, ']', "the changes");
-    if (rc <= 0)
+    if ((rc = more(c, ']', "the changes")) <= 0)
       return rc;
   }
 }
 
 /* "rows": [[<string or null>, …], …], every row as long as the first. */
-static int rows(cursor *c, gdx_page *p, size_t *vcap, size_t *nvp) {
-  size_t cap = *vcap, nv = *nvp;
-  ws(c);
-  if (c->p >= c->end || *c->p != '[')
-    return fail(c, "rows is not an array");
-  c->p++;
-  ws(c);
-  if (c->p < c->end && *c->p == ']') {
-    c->p++;
-    return GDX_OK;
-  }
+static int rows(cursor *c, gdx_page *p, size_t *vcap, size_t *nv) {
+  int rc = open_list(c, '[', ']', "rows is not an array");
+  if (rc <= 0)
+    return rc;
   for (;;) {
-    int cols = 0, rc = values(c, p, &cap, &nv, &cols);
-    if (rc)
+    int cols = 0;
+    if ((rc = values(c, p, vcap, nv, &cols)) != GDX_OK)
       return rc;
     if (p->nrows == 0)
       p->ncols = cols;
     else if (cols != p->ncols)
       return fail(c, "rows of different lengths");
     p->nrows++;
-    *vcap = cap; /* the arrays may have moved */
-    *nvp = nv;
     if ((rc = more(c, ']', "the rows")) <= 0)
       return rc;
   }
@@ -350,30 +349,14 @@ int gdx_page_parse(gdx_page *p, char *text, size_t len, char *err, size_t errlen
   int rc = p->meta ? GDX_OK : GDX_ENOMEM;
   int have_rows = 0, have_changes = 0;
   size_t vcap = 0, nv = 0;
-  ws(&c);
-  if (!rc && (c.p >= c.end || *c.p != '{'))
-    rc = fail(&c, "not an object");
-  if (!rc)
-    c.p++;
-  ws(&c);
-  if (!rc && c.p < c.end && *c.p == '}')
+  if (!rc && (rc = open_list(&c, '{', '}', "not an object")) == 0)
     rc = fail(&c, "an empty object");
+  if (rc == 1)
+    rc = GDX_OK;
   while (!rc) {
-    ws(&c);
     const char *key;
-    size_t klen;
-    if (c.p >= c.end || *c.p != '"') {
-      rc = fail(&c, "a member has no name");
+    if ((rc = member_name(&c, &key)) != GDX_OK)
       break;
-    }
-    if ((rc = string(&c, &key, &klen)) != GDX_OK)
-      break;
-    ws(&c);
-    if (c.p >= c.end || *c.p != ':') {
-      rc = fail(&c, "a member has no value");
-      break;
-    }
-    c.p++;
     if ((strcmp(key, "rows") == 0 || strcmp(key, "changes") == 0) &&
         (have_rows || have_changes)) {
       rc = fail(&c, "rows or changes twice");
@@ -384,7 +367,6 @@ int gdx_page_parse(gdx_page *p, char *text, size_t len, char *err, size_t errlen
       rc = changes(&c, p, &vcap, &nv);
       have_changes = 1;
     } else {
-      ws(&c);
       char *start = c.p;
       if ((rc = skip(&c)) == GDX_OK) {
         json_t *v = json_loadb(start, (size_t)(c.p - start), JSON_DECODE_ANY, NULL);
