@@ -46,9 +46,8 @@ struct gdx_sync {
   int waited;             /* the read in flight is a long poll */
   uint64_t read_started;
   gdx_buf body;
-  /* the next snapshot page, read while the last one is applied */
-  gdx_buf abody;
-  gdx_page *ahead;        /* the next snapshot page, read while the last is applied */
+  gdx_buf abody;          /* the next snapshot page, read while the last one is applied */
+  gdx_page *ahead;        /* … and parsed */
   int body_zstd, abody_zstd; /* the read's answer came with Content-Encoding: zstd */
   char ahead_after[2048];
   int ahead_busy, want_ahead;
@@ -80,8 +79,8 @@ struct gdx_sync {
 
 typedef struct sync_job_ {
   gdx_sync *s;
-  json_t *batch;          /* changes and reconciliation reads */
-  gdx_page *page;         /* a snapshot page (kind 1) */
+  json_t *batch;          /* reconciliation reads */
+  gdx_page *page;         /* a snapshot page (kind 1) or a change batch (kind 2) */
   int kind;               /* 0 load, 1 page, 2 changes, 3 reset, 4 chunks, 5 rows, 6 repair */
   int prepare;
   char after[2048];
@@ -107,8 +106,8 @@ static void page_free(gdx_page *p) {
   free(p);
 }
 
-/* A snapshot page out of the body just read (which it takes), or NULL
- * with why. */
+/* A snapshot page or change batch out of the body just read (which it
+ * takes), or NULL with why. */
 static gdx_page *page_take(gdx_buf *body, char *why, size_t n) {
   size_t len = 0;
   char *text = gdx_buf_detach(body, &len);

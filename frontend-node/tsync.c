@@ -193,7 +193,7 @@ static int upsert_values(gdx_db_conn *c, const gdx_tsync_target *t, const char *
   return rc;
 }
 
-/* The same for rows as JSON arrays of text (changes and repairs). */
+/* The same for rows as JSON arrays of text (repairs). */
 static int upsert(gdx_db_conn *c, const gdx_tsync_target *t, json_t *const *rows, size_t n,
                   char *err, size_t errlen) {
   size_t nv = n * (size_t)t->ncols;
