@@ -7,7 +7,7 @@
 #include "error.h"
 
 const gdx_adapter_ops *gdx_adapter_find(const char *kind) {
-  static const gdx_adapter_ops *const all[] = {&gdx_adapter_api, &gdx_adapter_table, NULL};
+  static const gdx_adapter_ops *const all[] = {&gdx_adapter_api, &gdx_adapter_table, &gdx_adapter_file, NULL};
   for (int i = 0; all[i]; i++)
     if (strcmp(all[i]->kind, kind) == 0)
       return all[i];

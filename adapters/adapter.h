@@ -3,7 +3,7 @@
  * A node exposes resources; each is served by an adapter of one kind:
  *   api    an internal HTTP service (this issue)
  *   table  a table in the unit's front-end database (table exchange)
- *   file   a folder (file exchange)
+ *   file   a folder (file exchange, file.c)
  * The node reads each resource's settings from its configuration file and
  * hands them to the adapter's open(); requests from the broker for
  * /r/<resource>/<rest> go to serve(); health() runs before each heartbeat
@@ -30,6 +30,7 @@ typedef struct {
   uv_loop_t *loop;
   gdx_httpc *httpc;     /* shared client: pooled upstream connections */
   gdx_db_pool *frontdb; /* the unit's front-end database, or NULL */
+  const char *state_dir; /* the node's state folder (a file resource's index) */
 } gdx_adapter_env;
 
 typedef struct {
@@ -44,6 +45,9 @@ typedef struct {
   /* Optional: the broker's heartbeat answer (a table purges its change
    * log below its slowest subscriber). */
   void (*hint)(gdx_adapter *a, const json_t *heartbeat);
+  /* Optional: moves the events the broker must hear of (a refused file)
+   * into out, a JSON array; they go with the next heartbeat. */
+  void (*events)(gdx_adapter *a, json_t *out);
   /* Optional: Prometheus lines of the resource. */
   void (*metrics)(gdx_adapter *a, gdx_buf *out);
   /* After the database pool has stopped. */
@@ -72,5 +76,6 @@ long gdx_adapter_int(const config_setting_t *s, const char *key, long def, long 
 
 extern const gdx_adapter_ops gdx_adapter_api;
 extern const gdx_adapter_ops gdx_adapter_table;
+extern const gdx_adapter_ops gdx_adapter_file;
 
 #endif

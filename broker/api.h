@@ -145,5 +145,7 @@ extern const size_t api_ledger_nroutes;
  * subscribers) and "reconcile" (authorizations asked for a run) to a
  * node's heartbeat answer. */
 int ledger_heartbeat(gdx_db_conn *c, long long node_row, const char *node_name, json_t *out);
+/* The events of a node's heartbeat (a refused file): audit records and alarms. */
+int ledger_node_events(gdx_db_conn *c, api_ctx *x, const json_t *events);
 
 #endif

@@ -202,6 +202,153 @@ static int work_ledger(gdx_db_conn *c, api_ctx *x) {
   return GDX_OK;
 }
 
+/* POST /node/v1/files/<authorization>: the files of a folder subscription
+ * its consumer's node delivered or quarantined. A quarantined file raises
+ * an alarm and writes an audit record for each side (the consumer's node
+ * stopped it; the provider's unit published it). */
+static int work_files(gdx_db_conn *c, api_ctx *x) {
+  long long aid;
+  subinfo s;
+  int rc = node_sub(c, x, &aid, &s);
+  if (rc || x->status)
+    return rc;
+  json_t *entries = json_object_get(x->in, "entries");
+  const char *folder = json_string_value(json_object_get(x->in, "folder"));
+  long long quarantined = 0;
+  size_t i;
+  json_t *e;
+  json_array_foreach(entries, i, e) {
+    const char *path = json_string_value(json_object_get(e, "path"));
+    const char *status = json_string_value(json_object_get(e, "status"));
+    const char *sm3s = json_string_value(json_object_get(e, "sm3_sent"));
+    const char *sm3r = json_string_value(json_object_get(e, "sm3_received"));
+    const char *detail = json_string_value(json_object_get(e, "detail"));
+    const char *sha = json_string_value(json_object_get(e, "sha256"));
+    int delivered = strcmp(status, "delivered") == 0;
+    int verified = delivered && strcmp(sm3s, sm3r) == 0;
+    gdx_db_param p[] = {GDX_DB_P_INT(aid),
+                        GDX_DB_P_STR(path),
+                        GDX_DB_P_INT(json_integer_value(json_object_get(e, "size"))),
+                        GDX_DB_P_STR(sha),
+                        GDX_DB_P_STR(sm3s),
+                        GDX_DB_P_STR(sm3r),
+                        GDX_DB_P_INT(json_integer_value(json_object_get(e, "bytes_received"))),
+                        GDX_DB_P_INT(json_integer_value(json_object_get(e, "resumed_from"))),
+                        GDX_DB_P_STR(status),
+                        GDX_DB_P_INT(verified),
+                        GDX_DB_P_INT(json_is_true(json_object_get(e, "version_kept"))),
+                        GDX_DB_P_STR(detail),
+                        GDX_DB_P_INT(json_integer_value(json_object_get(e, "received_at"))),
+                        GDX_DB_P_INT(json_integer_value(json_object_get(e, "verified_at")))};
+    rc = gdx_db_exec(c,
+                     "INSERT INTO file_ledger (authorization_id, path, size, sha256, sm3_sent, "
+                     "sm3_received, bytes_received, resumed_from, status, verified, "
+                     "version_kept, detail, received_at, verified_at, recorded_at) VALUES (?, ?, "
+                     "?, ?, ?, ?, ?, ?, ?, ?, ?, ?, FROM_UNIXTIME(? / 1000), "
+                     "FROM_UNIXTIME(? / 1000), UTC_TIMESTAMP(6))",
+                     p, 14, NULL, NULL);
+    if (rc)
+      return rc;
+    char msg[700];
+    if (delivered && !verified) {
+      snprintf(msg, sizeof(msg), "%s was delivered with SM3 %.64s, the provider listed %.64s",
+               path, sm3r, sm3s);
+      rc = raise_alarm(c, "file_mismatch", aid, &s, msg);
+    }
+    if (!delivered) {
+      quarantined++;
+      snprintf(msg, sizeof(msg), "%s (sha256 %.16s…) was quarantined by the consumer's node: %s",
+               path, sha, detail);
+      rc = raise_alarm(c, "file_quarantined", aid, &s, msg);
+      char obj[1100], det[600];
+      snprintf(obj, sizeof(obj), "file:%s/%s", s.resource, path);
+      json_t *d = json_pack("{s:I, s:s, s:s, s:s}", "authorization_id", (json_int_t)aid,
+                            "sha256", sha, "reason", detail, "folder", folder ? folder : "");
+      char *dj = json_dumps(d, JSON_COMPACT);
+      json_decref(d);
+      snprintf(det, sizeof(det), "%s", dj ? dj : "{}");
+      free(dj);
+      if (!rc)
+        rc = api_audit_append(c, x->audit_actor, s.consumer, "file.quarantined", obj, "",
+                              "ok", x->source, x->request_id, det);
+      if (!rc)
+        rc = api_audit_append(c, x->audit_actor, s.provider, "file.quarantined", obj, "",
+                              "ok", x->source, x->request_id, det);
+    }
+    if (rc)
+      return rc;
+  }
+  gdx_db_param p[] = {GDX_DB_P_INT(aid),
+                      GDX_DB_P_INT(s.consumer_id),
+                      GDX_DB_P_INT(s.provider_id),
+                      GDX_DB_P_STR(s.node),
+                      GDX_DB_P_STR(s.resource),
+                      GDX_DB_P_STR(folder ? folder : ""),
+                      GDX_DB_P_INT(json_array_size(entries)),
+                      GDX_DB_P_INT(quarantined)};
+  rc = gdx_db_exec(c,
+                   "INSERT INTO table_subscriptions (authorization_id, consumer_unit_id, "
+                   "provider_unit_id, provider_node, resource, target, phase, position, "
+                   "batches, mismatched_batches, last_ack_at, started_at) VALUES (?, ?, ?, ?, "
+                   "?, ?, 'files', NULL, ?, ?, UTC_TIMESTAMP(6), UTC_TIMESTAMP(6)) "
+                   "ON DUPLICATE KEY UPDATE target = VALUES(target), phase = 'files', "
+                   "batches = batches + VALUES(batches), mismatched_batches = "
+                   "mismatched_batches + VALUES(mismatched_batches), last_ack_at = "
+                   "UTC_TIMESTAMP(6)",
+                   p, 8, NULL, NULL);
+  if (!rc)
+    x->out = json_pack("{s:I}", "recorded", (json_int_t)json_array_size(entries));
+  return rc;
+}
+
+/* Events in a provider node's heartbeat: a file its folder adapter refused
+ * (a disguised or oversized file) - an audit record and an alarm for the
+ * provider's unit, once per path while the alarm is open. */
+int ledger_node_events(gdx_db_conn *c, api_ctx *x, const json_t *events) {
+  size_t i;
+  json_t *e;
+  json_array_foreach(events, i, e) {
+    const char *res = json_string_value(json_object_get(e, "resource"));
+    const char *path = json_string_value(json_object_get(e, "path"));
+    const char *detail = json_string_value(json_object_get(e, "detail"));
+    char msg[1400], obj[1100];
+    snprintf(msg, sizeof(msg), "%s/%s refused by node %s: %s", res, path, x->node_name, detail);
+    snprintf(obj, sizeof(obj), "file:%s/%s", res, path);
+    json_t *d = json_pack("{s:s, s:s, s:I}", "node", x->node_name, "reason", detail, "size",
+                          (json_int_t)json_integer_value(json_object_get(e, "size")));
+    char *dj = json_dumps(d, JSON_COMPACT);
+    json_decref(d);
+    char actor[80];
+    snprintf(actor, sizeof(actor), "node:%s", x->node_name);
+    int rc = api_audit_append(c, actor, x->node_unit, "file.refused", obj, "", "refused",
+                              x->source, x->request_id, dj ? dj : "{}");
+    free(dj);
+    if (rc)
+      return rc;
+    gdx_db_param p[] = {GDX_DB_P_STR(msg), GDX_DB_P_STR(res), GDX_DB_P_STR(msg)};
+    uint64_t n = 0;
+    rc = gdx_db_exec(c,
+                     "UPDATE alarms SET occurrences = occurrences + 1, message = ?, "
+                     "last_seen_at = UTC_TIMESTAMP(6) WHERE kind = 'file_refused' AND "
+                     "authorization_id IS NULL AND resource = ? AND message = ? AND "
+                     "state = 'open'",
+                     p, 3, &n, NULL);
+    if (!rc && n == 0) {
+      gdx_db_param pi[] = {GDX_DB_P_STR(msg), GDX_DB_P_STR(res), GDX_DB_P_INT(x->node_row)};
+      rc = gdx_db_exec(c,
+                       "INSERT INTO alarms (kind, authorization_id, consumer_unit_id, "
+                       "provider_unit_id, message, state, raised_at, last_seen_at, resource) "
+                       "SELECT 'file_refused', NULL, NULL, unit_id, ?, 'open', "
+                       "UTC_TIMESTAMP(6), UTC_TIMESTAMP(6), ? FROM nodes WHERE id = ?",
+                       pi, 3, NULL, NULL);
+      gdx_log_warn("ledger", "alarm file_refused: %s", msg);
+    }
+    if (rc)
+      return rc;
+  }
+  return GDX_OK;
+}
+
 static long long in_int(const api_ctx *x, const char *k) {
   return (long long)json_integer_value(json_object_get(x->in, k));
 }
@@ -546,6 +693,30 @@ static int work_sub_report(gdx_db_conn *c, api_ctx *x) {
                              (json_int_t)atoll(gdx_db_get(&r, 0, 5)));
   long long mismatched = atoll(gdx_db_get(&r, 0, 3));
   gdx_db_result_free(&r);
+  /* a folder subscription's files of the day */
+  rc = gdx_db_query(c,
+                    "SELECT COUNT(*), IFNULL(SUM(status = 'delivered'), 0), "
+                    "IFNULL(SUM(IF(status = 'delivered', size, 0)), 0), "
+                    "IFNULL(SUM(status = 'quarantined'), 0), "
+                    "IFNULL(SUM(status = 'delivered' AND verified = 0), 0), "
+                    "IFNULL(SUM(bytes_received), 0), IFNULL(SUM(resumed_from > 0), 0) "
+                    "FROM file_ledger WHERE authorization_id = ? AND verified_at >= ? AND "
+                    "verified_at < ? + INTERVAL 1 DAY",
+                    pd, 3, 1, &r);
+  if (rc) {
+    json_decref(ledger);
+    return rc;
+  }
+  long long nfiles = atoll(gdx_db_get(&r, 0, 0)), fbad = atoll(gdx_db_get(&r, 0, 4));
+  json_t *files = json_pack("{s:I, s:I, s:I, s:I, s:I, s:I, s:I}", "files", (json_int_t)nfiles,
+                            "delivered", (json_int_t)atoll(gdx_db_get(&r, 0, 1)),
+                            "bytes_delivered", (json_int_t)atoll(gdx_db_get(&r, 0, 2)),
+                            "quarantined", (json_int_t)atoll(gdx_db_get(&r, 0, 3)),
+                            "unverified", (json_int_t)fbad, "bytes_received",
+                            (json_int_t)atoll(gdx_db_get(&r, 0, 5)), "resumed",
+                            (json_int_t)atoll(gdx_db_get(&r, 0, 6)));
+  gdx_db_result_free(&r);
+  json_object_set_new(ledger, "files", files);
   rc = gdx_db_query(c,
                     "SELECT " RECON_COLS " FROM reconciliations r WHERE r.authorization_id = ? "
                     "AND r.finished_at >= ? AND r.finished_at < ? + INTERVAL 1 DAY "
@@ -563,7 +734,8 @@ static int work_sub_report(gdx_db_conn *c, api_ctx *x) {
     last = json_string_value(json_object_get(json_array_get(runs, r.nrows - 1), "status"));
   char verdict[32];
   snprintf(verdict, sizeof(verdict), "%s",
-           mismatched ? "discrepancies"
+           mismatched || fbad ? "discrepancies"
+           : nfiles > 0 && r.nrows == 0 ? "consistent" /* every file verified by hash */
            : r.nrows == 0 ? "not_reconciled"
            : strcmp(last, "clean") == 0 ? "consistent"
            : strcmp(last, "repaired") == 0 ? "repaired"
@@ -596,12 +768,56 @@ static int work_sub_report(gdx_db_conn *c, api_ctx *x) {
   return rc;
 }
 
+/* GET /api/v1/subscriptions/<a>/files?status=: the file ledger, newest first. */
+#define FILE_COLS                                                                             \
+  "id, path, size, sha256, sm3_sent, sm3_received, bytes_received, resumed_from, status, "     \
+  "verified, version_kept, detail, DATE_FORMAT(received_at, '%Y-%m-%dT%H:%i:%s.%fZ'), "         \
+  "DATE_FORMAT(verified_at, '%Y-%m-%dT%H:%i:%s.%fZ')"
+
+static json_t *file_json(const gdx_db_result *r, size_t i) {
+  return json_pack("{s:I, s:s, s:I, s:s, s:s, s:s, s:I, s:I, s:s, s:b, s:b, s:s, s:s, s:s}",
+                   "id", (json_int_t)atoll(gdx_db_get(r, i, 0)), "path", gdx_db_get(r, i, 1),
+                   "size", (json_int_t)atoll(gdx_db_get(r, i, 2)), "sha256",
+                   gdx_db_get(r, i, 3), "sm3_sent", gdx_db_get(r, i, 4), "sm3_received",
+                   gdx_db_get(r, i, 5), "bytes_received",
+                   (json_int_t)atoll(gdx_db_get(r, i, 6)), "resumed_from",
+                   (json_int_t)atoll(gdx_db_get(r, i, 7)), "status", gdx_db_get(r, i, 8),
+                   "verified", atoi(gdx_db_get(r, i, 9)), "version_kept",
+                   atoi(gdx_db_get(r, i, 10)), "detail", gdx_db_get(r, i, 11), "received_at",
+                   gdx_db_get(r, i, 12), "verified_at", gdx_db_get(r, i, 13));
+}
+
+static int work_sub_files(gdx_db_conn *c, api_ctx *x) {
+  long long aid;
+  subinfo s;
+  int rc = person_sub(c, x, &aid, &s);
+  if (rc || x->status)
+    return rc;
+  char buf[16];
+  const char *status = api_query(x, "status", buf, sizeof(buf), "");
+  if (x->status)
+    return GDX_OK;
+  if (*status && strcmp(status, "delivered") != 0 && strcmp(status, "quarantined") != 0)
+    return api_fail(x, 400, "invalid_query", "status is delivered or quarantined");
+  gdx_db_param p[] = {GDX_DB_P_INT(aid), GDX_DB_P_STR(status), GDX_DB_P_STR(status)};
+  return api_list(c, x,
+                  "SELECT " FILE_COLS " FROM file_ledger WHERE authorization_id = ? AND "
+                  "(? = '' OR status = ?) ORDER BY id DESC LIMIT 1000",
+                  p, 3, 1000, file_json);
+}
+
 const api_route api_ledger_routes[] = {
     {"POST", "/node/v1/ledger/{}", NULL, API_NODE, 0, "table_ledger", work_ledger,
      "A consumer node reports applied batches (rows and checksums both sides) and its position"},
     {"POST", "/node/v1/reconciliations/{}", "table.reconcile", API_NODE, 0,
      "table_reconciliation", work_reconciliation,
      "A consumer node reports a reconciliation run (chunked checksums, differing rows, repairs)"},
+    {"POST", "/node/v1/files/{}", NULL, API_NODE, 0, "file_ledger", work_files,
+     "A consumer node's file ledger: files of a folder subscription delivered or quarantined "
+     "(mutual TLS)"},
+    {"GET", "/api/v1/subscriptions/{}/files", NULL, API_SESSION, ROLE_ANY, NULL,
+     work_sub_files, "The file ledger of a folder subscription (path, size, hashes, bytes "
+     "received, delivered or quarantined), newest first"},
     {"GET", "/api/v1/subscriptions", NULL, API_SESSION, ROLE_ANY, NULL, work_sub_list,
      "Table subscriptions of your unit (consumer or provider): phase, position, ledger totals"},
     {"GET", "/api/v1/subscriptions/{}/report", NULL, API_SESSION, ROLE_ANY, NULL,

@@ -507,6 +507,8 @@ static int work_node_heartbeat(gdx_db_conn *c, api_ctx *x) {
     gdx_log_info("nodes", "node %s/%s is now at %s", x->node_unit, x->node_name, address);
     rc = api_invalidate(c, x, "node", x->node_row);
   }
+  if (!rc && json_array_size(json_object_get(x->in, "events")) > 0)
+    rc = ledger_node_events(c, x, json_object_get(x->in, "events"));
   if (rc)
     return rc;
   int renew = current && left < x->cfg->node_renew_before_days * 86400LL;

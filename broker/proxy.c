@@ -1195,6 +1195,16 @@ static int relay_to_node(pcall *k, aentry *e, const char *url, int filter, const
 static void decide_table(pcall *k, aentry *e);
 static void start_table_read(pcall *k, aentry *e);
 
+/* What a fetch authorization may read: a table's schema and snapshot, a
+ * folder's listing, chunk hashes and bytes. */
+static int fetch_op(const char *op) {
+  static const char *const ops[] = {"schema", "snapshot", "files", "chunks", "data", NULL};
+  for (int i = 0; ops[i]; i++)
+    if (strcmp(op, ops[i]) == 0)
+      return 1;
+  return 0;
+}
+
 /* POST /svc/<code>/compare under a compare authorization (比对): relayed to
  * the provider's node with items= set to the authorized items, so only
  * they can be compared, and X-Gdx-Quota-Left so that a batch larger than
@@ -1253,9 +1263,9 @@ static void decide(pcall *k, aentry *e) {
                   "this token is for resource %s, not %s", e->code, k->code);
   char path[1024];
   snprintf(path, sizeof(path), "/%s", k->rest);
-  const char *want = compare ? "compare" : "snapshot";
   int op = !compare && !fetch ? op_allowed(e, gdx_http_req_method(k->req), path)
-           : strcmp(k->rest, want) != 0 && (!fetch || strcmp(k->rest, "schema") != 0) ? 404
+           : compare ? (strcmp(k->rest, "compare") != 0 ? 404 : 0)
+           : !fetch_op(k->rest) ? 404
            : strcmp(gdx_http_req_method(k->req), compare ? "POST" : "GET") != 0 ? 405
            : 0;
   if (op == 404)
@@ -1291,7 +1301,7 @@ static void decide(pcall *k, aentry *e) {
     start_compare(k, e);
     return;
   }
-  if (fetch) { /* GET /svc/<code>/schema, /svc/<code>/snapshot?after=&limit= */
+  if (fetch) { /* GET /svc/<code>/schema, snapshot?after=&limit=, files, chunks, data */
     e->used++;
     copy_str(k->op, sizeof(k->op), k->rest);
     start_table_read(k, e);
@@ -1447,11 +1457,10 @@ static void decide_table(pcall *k, aentry *e) {
   if (strcmp(e->method, "subscribe") != 0 && strcmp(e->method, "fetch") != 0)
     return refuse(k, 403, "wrong_method", R_AUTHZ,
                   "the authorization is for %s, not for reading a table", e->method);
-  if (strcmp(e->method, "fetch") == 0 && strcmp(k->op, "schema") != 0 &&
-      strcmp(k->op, "snapshot") != 0)
+  if (strcmp(e->method, "fetch") == 0 && !fetch_op(k->op))
     return refuse(k, 403, "wrong_method", R_AUTHZ,
-                  "authorization %lld is for fetch: a snapshot of the table, not its %s",
-                  e->id, k->op);
+                  "authorization %lld is for fetch: a snapshot of the table or the folder's "
+                  "files, not its %s", e->id, k->op);
   if (now < e->valid_from || now >= e->valid_end)
     return refuse(k, 403, "authorization_expired", R_EXPIRED,
                   "the authorization is not valid now");
@@ -1468,16 +1477,23 @@ static void decide_table(pcall *k, aentry *e) {
  * authorization's, whatever was asked. */
 static void start_table_read(pcall *k, aentry *e) {
   const char *q = gdx_http_req_query(k->req);
-  char after[2048] = "", upto[2048] = "", num[4][24] = {"", "", "", ""};
-  static const char *const nums[] = {"limit", "chunk", "position", "wait_ms"};
-  int bad = gdx_http_query_param(q, "after", after, sizeof(after)) < 0 ||
-            gdx_http_query_param(q, "upto", upto, sizeof(upto)) < 0;
-  for (int i = 0; i < 4; i++)
+  char num[5][24] = {"", "", "", "", ""};
+  static const char *const nums[] = {"limit", "chunk", "position", "wait_ms", "offset"};
+  /* text parameters: table keys, a file's path, version and listing point */
+  static const char *const texts[] = {"after", "upto", "path", "sha256", "since"};
+  char text[5][2048];
+  int bad = 0;
+  for (int i = 0; i < 5; i++) {
+    text[i][0] = '\0';
+    bad |= gdx_http_query_param(q, texts[i], text[i], sizeof(text[i])) < 0;
+  }
+  for (int i = 0; i < 5; i++)
     bad |= gdx_http_query_param(q, nums[i], num[i], sizeof(num[i])) < 0 ||
            strspn(num[i], "0123456789") != strlen(num[i]) || strlen(num[i]) > 18;
   if (bad)
     return refuse(k, 400, "invalid_query", -1,
-                  "after=, upto=, limit=, chunk=, position= or wait_ms= is malformed");
+                  "after=, upto=, path=, sha256=, since=, limit=, chunk=, position=, "
+                  "wait_ms= or offset= is malformed");
   long long wait_max = k->p->cfg->proxy_head_timeout_ms - 5000;
   if (num[3][0] && atoll(num[3]) > wait_max)
     snprintf(num[3], sizeof(num[3]), "%lld", wait_max > 0 ? wait_max : 0);
@@ -1485,19 +1501,15 @@ static void start_table_read(pcall *k, aentry *e) {
   gdx_buf_init(&u, 16384);
   int rc = gdx_buf_appendf(&u, "%s/r/%s/%s?items=%s", e->node_addr, e->target, k->op,
                            e->items_query ? e->items_query : "");
-  for (int i = 0; i < 4; i++)
+  for (int i = 0; i < 5; i++)
     if (!rc && num[i][0])
       rc = gdx_buf_appendf(&u, "&%s=%s", nums[i], num[i]);
-  if (!rc && after[0]) {
-    rc = gdx_buf_appends(&u, "&after=");
-    if (!rc)
-      rc = gdx_url_encode(&u, after);
-  }
-  if (!rc && upto[0]) {
-    rc = gdx_buf_appends(&u, "&upto=");
-    if (!rc)
-      rc = gdx_url_encode(&u, upto);
-  }
+  for (int i = 0; i < 5; i++)
+    if (!rc && text[i][0]) {
+      rc = gdx_buf_appendf(&u, "&%s=", texts[i]);
+      if (!rc)
+        rc = gdx_url_encode(&u, text[i]);
+    }
   if (rc) {
     gdx_buf_free(&u);
     return refuse(k, 400, "invalid_query", -1, "the read is too long");
@@ -1572,12 +1584,11 @@ static void handle_node_table(gdx_http_req *req, void *data) {
   const char *slash = strchr(s, '/');
   size_t digits = strspn(s, "0123456789");
   if (slash == NULL || digits == 0 || digits > 18 || s + digits != slash ||
-      (strcmp(slash + 1, "schema") != 0 && strcmp(slash + 1, "snapshot") != 0 &&
-       strcmp(slash + 1, "changes") != 0 && strcmp(slash + 1, "checksums") != 0 &&
-       strcmp(slash + 1, "rowsums") != 0))
+      (!fetch_op(slash + 1) && strcmp(slash + 1, "changes") != 0 &&
+       strcmp(slash + 1, "checksums") != 0 && strcmp(slash + 1, "rowsums") != 0))
     return refuse(k, 404, "not_found", -1,
                   "read /node/v1/tables/<authorization>/schema, snapshot, changes, checksums "
-                  "or rowsums");
+                  "or rowsums (a table), files, chunks or data (a folder)");
   copy_str(k->op, sizeof(k->op), slash + 1);
   k->rest = s;
   if (strcmp(gdx_http_req_method(req), "GET") != 0)

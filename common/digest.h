@@ -15,8 +15,8 @@ typedef struct gdx_digest gdx_digest;
 /* algs: GDX_DIGEST_SHA256, GDX_DIGEST_SM3 or both (|). */
 int gdx_digest_new(unsigned algs, gdx_digest **out);
 int gdx_digest_update(gdx_digest *d, const void *data, size_t n);
-/* The lowercase hex digests (65 bytes each; "" for one not asked for); the
- * digest can be updated no more. */
+/* The lowercase hex digests (65 bytes each; "" for one not asked for; a
+ * NULL output is skipped); the digest can be updated no more. */
 int gdx_digest_final(gdx_digest *d, char sha256[65], char sm3[65]);
 void gdx_digest_free(gdx_digest *d);
 /* A whole file: GDX_EIO when it cannot be read. */

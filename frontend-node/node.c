@@ -12,6 +12,8 @@
 #include <unistd.h>
 
 #include "adapter.h"
+#include "fsync.h"
+#include "scan.h"
 #include "sync.h"
 #include "buf.h"
 #include "error.h"
@@ -81,8 +83,13 @@ const gdx_cfg_key gdx_node_config_keys[] = {
     {"frontdb.pool_size", GDX_CFG_INT, C(fdb_pool_size), 0, 1, 64, 2, NULL, NULL,
      "connections to it"},
     {"subscriptions", GDX_CFG_LIST, 0, 0, 0, 0, 0, NULL, NULL,
-     "tables this unit subscribes to: ( { authorization = N; table = \"…\"; }, … ) - see "
-     "docs/config.md, section gdx-node"},
+     "what this unit subscribes to: ( { authorization = N; table = \"…\"; } or { authorization "
+     "= N; folder = \"/…\"; }, … ) - see docs/config.md, section gdx-node"},
+    {"scan.signatures", GDX_CFG_STR, C(scan_signatures), 0, 0, 0, 0, NULL, NULL,
+     "folder of ClamAV signature files (main.cvd, daily.cvd, *.hdb …) that every received "
+     "file is scanned with before it becomes visible; required with a folder subscription"},
+    {"scan.enabled", GDX_CFG_BOOL, C(scan_enabled), 0, 0, 0, 1, NULL, NULL,
+     "false delivers received files unscanned (not for production)"},
     {"resources", GDX_CFG_LIST, 0, 0, 0, 0, 0, NULL, NULL,
      "the node's resources: ( { name = \"…\"; kind = \"api\"; … }, … ) - see docs/config.md, section gdx-node"},
     {"log.level", GDX_CFG_STR, C(log_level), 0, 0, 0, 0, "info", level_words,
@@ -260,6 +267,12 @@ struct gdx_node {
   gdx_sync_env sync_env;
   gdx_sync *subs[MAX_RESOURCES];
   int nsubs;
+  gdx_fsync_env fsync_env;
+  gdx_fsync *fsubs[MAX_RESOURCES];
+  int nfsubs;
+  gdx_scanner *scanner;    /* for folder subscriptions */
+  json_t *events;          /* adapters' events not yet taken by the broker */
+  json_t *events_sent;     /* those in the heartbeat in flight */
   gdx_adapter *res[MAX_RESOURCES];
   int nres;
   uv_timer_t hb_timer;
@@ -366,6 +379,13 @@ static void handle_metrics(gdx_http_req *req, void *data) {
     for (int i = 0; i < n->nsubs; i++)
       gdx_sync_metrics(n->subs[i], &out);
   }
+  if (n->nfsubs > 0) {
+    gdx_metrics_header(&out, "gdx_node_files_delivered_total", "counter",
+                       "Files of folder subscriptions delivered (verified, scanned, renamed into "
+                       "place), quarantined and failed; bytes received and resumed.");
+    for (int i = 0; i < n->nfsubs; i++)
+      gdx_fsync_metrics(n->fsubs[i], &out);
+  }
   gdx_http_respond(req, 200, "text/plain; version=0.0.4; charset=utf-8", out.data, out.len);
   gdx_buf_free(&out);
 }
@@ -460,6 +480,16 @@ static void hb_done(gdx_httpc_req *r, int status, long http, void *ud) {
   free(hb_body);
   hb_body = NULL;
   int ok = status == GDX_OK && http == 200;
+  if (n->events_sent) { /* not taken: sent again with the next heartbeat */
+    if (!ok && json_array_size(n->events) < 1000) {
+      json_array_extend(n->events_sent, n->events);
+      json_decref(n->events);
+      n->events = n->events_sent;
+    } else {
+      json_decref(n->events_sent);
+    }
+    n->events_sent = NULL;
+  }
   if (ok != n->broker_ok)
     gdx_log(ok ? GDX_LOG_INFO : GDX_LOG_WARN, "node", NULL, "broker %s%s%s",
             ok ? "reachable at " : "unreachable: ", ok ? n->nodes_url : "",
@@ -502,6 +532,17 @@ static void send_heartbeat(gdx_node *n) {
   }
   json_t *j = json_pack("{s:s, s:s, s:o}", "version", GDX_VERSION, "address", n->advertise,
                         "resources", res);
+  for (int i = 0; i < n->nres; i++)
+    if (n->res[i]->ops->events)
+      n->res[i]->ops->events(n->res[i], n->events);
+  if (json_array_size(n->events) > 0) { /* up to 100 a heartbeat; the rest next time */
+    n->events_sent = json_array();
+    while (json_array_size(n->events) > 0 && json_array_size(n->events_sent) < 100) {
+      json_array_append(n->events_sent, json_array_get(n->events, 0));
+      json_array_remove(n->events, 0);
+    }
+    json_object_set(j, "events", n->events_sent);
+  }
   hb_body = json_dumps(j, JSON_COMPACT);
   json_decref(j);
   char url[600];
@@ -512,11 +553,17 @@ static void send_heartbeat(gdx_node *n) {
                       .body_len = strlen(hb_body), .on_data = hb_data, .on_done = hb_done,
                       .data = n, .timeout_ms = 10000, .ca_file = n->ca_file,
                       .cert_file = n->cert_file, .key_file = n->key_file};
-  if (gdx_httpc_request(n->broker_c, &o, NULL) == GDX_OK)
+  if (gdx_httpc_request(n->broker_c, &o, NULL) == GDX_OK) {
     n->hb_busy = 1;
-  else {
+  } else {
     free(hb_body);
     hb_body = NULL;
+    if (n->events_sent) {
+      json_array_extend(n->events_sent, n->events);
+      json_decref(n->events);
+      n->events = n->events_sent;
+      n->events_sent = NULL;
+    }
   }
 }
 
@@ -539,28 +586,78 @@ static void on_hb_timer(uv_timer_t *t) {
 
 /* ---- resources ---- */
 
+/* { authorization = 13; folder = "/srv/in"; versions = 5; wait_ms = 20000;
+ *   poll_ms = 2000; once = false; } - see fsync.h */
+static int load_folder_sub(gdx_node *n, const char *file, int i, config_setting_t *s,
+                           const char *folder, gdx_fsync_opts *o, char *err, size_t errlen) {
+  long long auth = 0, versions = 5, wait = 20000, poll = 2000;
+  int once = 0, line = config_setting_source_line(s);
+  const char *table = NULL;
+  if (!config_setting_lookup_int64(s, "authorization", &auth) || auth <= 0 ||
+      folder[0] != '/' || strlen(folder) >= sizeof(o->folder) - 64 ||
+      config_setting_lookup_string(s, "table", &table)) {
+    snprintf(err, errlen, "%s:%d: subscriptions[%d]: a folder subscription has authorization "
+                          "(the id, a number) and folder (an absolute path), and no table",
+             file, line, i);
+    return GDX_ECONFIG;
+  }
+  config_setting_lookup_int64(s, "versions", &versions);
+  config_setting_lookup_int64(s, "wait_ms", &wait);
+  config_setting_lookup_int64(s, "poll_ms", &poll);
+  config_setting_lookup_bool(s, "once", &once);
+  const char *bad = versions < 0 || versions > 1000 ? "versions: 0..1000 (0: replace)"
+                    : wait < 0 || wait > 25000    ? "wait_ms: 0..25000 (0: no long poll)"
+                    : poll < 50 || poll > 600000  ? "poll_ms: 50..600000"
+                                                  : NULL;
+  if (bad) {
+    snprintf(err, errlen, "%s:%d: subscriptions[%d].%s", file, line, i, bad);
+    return GDX_ECONFIG;
+  }
+  if (n->cfg && n->cfg->scan_enabled && n->cfg->scan_signatures == NULL) {
+    snprintf(err, errlen, "%s:%d: subscriptions[%d]: received files are scanned for viruses: "
+                          "set scan.signatures (a folder of ClamAV signatures), or scan.enabled "
+                          "= false", file, line, i);
+    return GDX_ECONFIG;
+  }
+  memset(o, 0, sizeof(*o));
+  o->authorization = auth;
+  snprintf(o->folder, sizeof(o->folder), "%s", folder);
+  o->versions = versions;
+  o->wait_ms = wait;
+  o->poll_ms = poll;
+  o->once = once;
+  return GDX_OK;
+}
+
 /* subscriptions = ( { authorization = 12; table = "ent_copy"; batch = 1000;
  *                     poll_ms = 500; wait_ms = 20000; reconcile_every_s = 86400;
  *                     chunk = 1000; once = false; } ) - see sync.h */
 static int load_subscriptions(gdx_node *n, const char *file, gdx_sync_opts *out, int *nout,
-                              char *err, size_t errlen) {
+                              gdx_fsync_opts *fout, int *nfout, char *err, size_t errlen) {
   config_t *c = gdx_config_open(file, err, errlen);
   if (c == NULL)
     return GDX_ECONFIG;
   config_setting_t *list = config_lookup(c, "subscriptions");
   int count = list ? config_setting_length(list) : 0, rc = GDX_OK;
-  *nout = 0;
+  *nout = *nfout = 0;
   if (count > MAX_RESOURCES) {
     snprintf(err, errlen, "%s: subscriptions: at most %d", file, MAX_RESOURCES);
     rc = GDX_ECONFIG;
   }
-  if (!rc && count > 0 && n->cfg && n->cfg->fdb_name == NULL) {
-    snprintf(err, errlen, "%s: subscriptions need frontdb.name (the front-end database the "
-                          "tables are written to)", file);
-    rc = GDX_ECONFIG;
-  }
   for (int i = 0; !rc && i < count; i++) {
     config_setting_t *s = config_setting_get_elem(list, (unsigned)i);
+    const char *folder = NULL;
+    if (config_setting_is_group(s) && config_setting_lookup_string(s, "folder", &folder)) {
+      rc = load_folder_sub(n, file, i, s, folder, &fout[(*nfout)++], err, errlen);
+      continue;
+    }
+    if (n->cfg && n->cfg->fdb_name == NULL) {
+      snprintf(err, errlen, "%s:%d: subscriptions[%d]: a table subscription needs frontdb.name "
+                            "(the front-end database the table is written to)",
+               file, config_setting_source_line(s), i);
+      rc = GDX_ECONFIG;
+      break;
+    }
     long long auth = 0, batch = 1000, poll = 500, wait = 20000, every = 86400, chunk = 1000;
     int once = 0;
     const char *table = NULL;
@@ -644,7 +741,7 @@ static int load_resources(gdx_node *n, const char *file, char *err, size_t errle
     const gdx_adapter_ops *ops = rc ? NULL : gdx_adapter_find(kind);
     if (!rc && ops == NULL) {
       snprintf(err, errlen, "%s:%d: resources[%d].kind: \"%s\" is not a kind this node knows "
-                            "(api, table)", file, config_setting_source_line(s), i, kind);
+                            "(api, table, file)", file, config_setting_source_line(s), i, kind);
       rc = GDX_ECONFIG;
     }
     if (rc)
@@ -672,11 +769,12 @@ int gdx_node_check(const gdx_node_config *cfg, const char *config_file, char *er
   if (n == NULL)
     return GDX_ENOMEM;
   int rc = load_resources(n, config_file, err, errlen);
-  gdx_sync_opts subs[MAX_RESOURCES];
-  int nsubs = 0;
+  static gdx_sync_opts subs[MAX_RESOURCES];
+  static gdx_fsync_opts fsubs[MAX_RESOURCES];
+  int nsubs = 0, nfsubs = 0;
   n->cfg = cfg;
   if (!rc)
-    rc = load_subscriptions(n, config_file, subs, &nsubs, err, errlen);
+    rc = load_subscriptions(n, config_file, subs, &nsubs, fsubs, &nfsubs, err, errlen);
   for (int i = 0; i < n->nres; i++) {
     n->res[i]->ops->close(n->res[i]);
     free(n->res[i]);
@@ -746,13 +844,29 @@ int gdx_node_start(uv_loop_t *loop, const gdx_node_config *cfg, const char *conf
     }
     n->env.frontdb = n->frontdb;
   }
+  n->env.state_dir = cfg->state_dir;
+  n->events = json_array();
   rc = load_resources(n, config_file, err, errlen);
-  gdx_sync_opts subs[MAX_RESOURCES];
-  int nsubs = 0;
+  static gdx_sync_opts subs[MAX_RESOURCES];
+  static gdx_fsync_opts fsubs[MAX_RESOURCES];
+  int nsubs = 0, nfsubs = 0;
   if (!rc)
-    rc = load_subscriptions(n, config_file, subs, &nsubs, err, errlen);
+    rc = load_subscriptions(n, config_file, subs, &nsubs, fsubs, &nfsubs, err, errlen);
   if (rc)
     return rc;
+  if (nfsubs > 0 && cfg->scan_enabled) {
+    unsigned sigs = 0;
+    char why[300];
+    if (gdx_scanner_new(cfg->scan_signatures, &n->scanner, &sigs, why, sizeof(why)) != GDX_OK) {
+      snprintf(err, errlen, "scan.signatures: %s", why);
+      return GDX_ECONFIG;
+    }
+    gdx_log_info("node", "virus scanner ready: %u signatures from %s", sigs,
+                 cfg->scan_signatures);
+  } else if (nfsubs > 0) {
+    gdx_log_warn("node", "scan.enabled = false: received files are delivered WITHOUT a virus "
+                         "scan");
+  }
 
   gdx_router_new(&n->router);
   gdx_router_add(n->router, "*", "/r/*", handle_resource, n);
@@ -802,6 +916,17 @@ int gdx_node_start(uv_loop_t *loop, const gdx_node_config *cfg, const char *conf
     gdx_log_info("node", "subscription %lld into table %s", subs[i].authorization,
                  subs[i].table);
   }
+  n->fsync_env = (gdx_fsync_env){.loop = loop, .client = n->broker_c, .nodes_url = n->nodes_url,
+                                 .ca_file = n->ca_file, .cert_file = n->cert_file,
+                                 .key_file = n->key_file, .scanner = n->scanner};
+  for (int i = 0; i < nfsubs; i++) {
+    rc = gdx_fsync_start(&n->fsync_env, &fsubs[i], &n->fsubs[n->nfsubs], err, errlen);
+    if (rc != GDX_OK)
+      return rc;
+    n->nfsubs++;
+    gdx_log_info("node", "subscription %lld into folder %s", fsubs[i].authorization,
+                 fsubs[i].folder);
+  }
   return GDX_OK;
 }
 
@@ -818,6 +943,8 @@ static void stop_step(gdx_node *n) {
   if (n->admin_router)
     gdx_router_free(n->admin_router);
   gdx_buf_free(&n->hb_resp);
+  gdx_scanner_free(n->scanner);
+  json_decref(n->events);
   void (*cb)(void *) = n->on_stopped;
   void *data = n->stopped_data;
   free(n);
@@ -851,9 +978,11 @@ void gdx_node_stop(gdx_node *n, void (*on_stopped)(void *), void *data) {
   n->stopping = 1;
   n->on_stopped = on_stopped;
   n->stopped_data = data;
-  n->pending_stops = 1 + n->nsubs; /* the timer, the subscriptions */
+  n->pending_stops = 1 + n->nsubs + n->nfsubs; /* the timer, the subscriptions */
   for (int i = 0; i < n->nsubs; i++)
     gdx_sync_stop(n->subs[i], on_sub_stopped, n); /* before broker_c closes */
+  for (int i = 0; i < n->nfsubs; i++)
+    gdx_fsync_stop(n->fsubs[i], on_sub_stopped, n);
   if (n->http)
     n->pending_stops++;
   if (n->admin)

@@ -27,6 +27,9 @@ typedef struct {
   /* the unit's front-end database (前置库), for table resources */
   char *fdb_socket, *fdb_host, *fdb_user, *fdb_password_file, *fdb_name;
   long long fdb_port, fdb_pool_size;
+  /* virus scanning of received files */
+  char *scan_signatures;
+  int scan_enabled;
 } gdx_node_config;
 
 extern const gdx_cfg_key gdx_node_config_keys[];

@@ -1,0 +1,1151 @@
+/* The file adapter: a folder (recursive) is a file resource (R-EX-2).
+ *
+ *   { name = "reports"; kind = "file"; folder = "/srv/share/reports";
+ *     formats = ["docx", "xls", "csv"];  # of the allowed ten (default: all)
+ *     stable_ms = 2000;     # a file is taken once unchanged this long
+ *     rescan_s = 30;        # full rescan, the safety net under inotify
+ *     chunk_mib = 8;        # the unit of verification and resumption
+ *     max_file_mib = 4096; }
+ *
+ * Finding files. inotify watches every folder of the tree (close-after-
+ * write, rename into place, create, delete, attribute changes); an event
+ * schedules a scan 200 ms later, and a full scan runs every rescan_s
+ * anyway. A scan (in the thread pool) lists regular files - not symbolic
+ * links, not names starting with "." or "~$" and not ending in ".tmp",
+ * ".part" or ".swp", so a writer may write under such a name and rename
+ * into place - with size, mtime, ctime and inode.
+ *
+ * When a file counts. A new or changed file is pending until it has been
+ * seen unchanged for stable_ms and its mtime is that old; then it is
+ * hashed (one file at a time, in the thread pool): its first 64 KiB must
+ * be an allowed format by extension and content (fileguard.h) - a
+ * disguised file is refused, logged, kept out of the listing and reported
+ * to the broker with the next heartbeat (audit record and alarm there) -
+ * and the whole file gives a SHA-256 per chunk, its SHA-256 and its SM3
+ * (for the record). A file that changed while hashed is pending again.
+ * The results are kept in <state_dir>/file-<name>.index, so a restart
+ * does not hash unchanged files again.
+ *
+ * Reads from the broker (/r/<name>/...):
+ *   files?since=<epoch>.<gen>&limit=&wait_ms=  ready files in the order
+ *       they became ready; since= from the last answer gives only newer
+ *       ones (a new epoch - the node restarted - starts over); a caught-up
+ *       read with wait_ms waits for the next file (long poll)
+ *   chunks?path=&sha256=   the chunk hashes of that version of the file
+ *   data?path=&sha256=&offset=  its bytes from offset to the end
+ * A version that is no longer the file on disk is 409 file_changed: the
+ * file is stat'ed when a read opens it (and the read rescans when it
+ * differs); a change during the read is caught by the consumer's chunk
+ * hashes, so nothing half old, half new is ever delivered.
+ */
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <jansson.h>
+#include <openssl/evp.h>
+#include <openssl/rand.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/inotify.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "adapter.h"
+#include "digest.h"
+#include "error.h"
+#include "fileguard.h"
+#include "log.h"
+
+#define HEAD_BYTES 65536
+#define MAX_FILES 200000
+#define MAX_DEPTH 32
+#define READ_BLOCK (1u << 20)
+#define MAX_WAITERS 1000
+#define LIST_MAX 1000
+
+enum { F_PENDING, F_READY, F_REFUSED };
+
+typedef struct {
+  char *path;
+  int64_t size, mtime_ns, ctime_ns;
+  uint64_t ino;
+  int state;
+  uint64_t changed_at; /* loop ms when last seen different */
+  long long gen;
+  char sha256[65], sm3[65], format[8];
+  char *chunks;        /* 64 hex characters per chunk */
+  char why[200];
+} fent;
+
+typedef struct fres fres;
+
+typedef struct waiter {
+  struct waiter *next;
+  gdx_http_req *req;
+  fres *r;
+  long long since;
+  long limit;
+  uint64_t deadline;
+} waiter;
+
+typedef struct stream {
+  fres *r;
+  gdx_http_req *req;
+  uv_fs_t fs;
+  int fd, reading, waiting_drain, gone;
+  int64_t pos, end;
+  char *buf;
+  char path[1100];
+  fent snap; /* the stat the read began with */
+} stream;
+
+struct fres {
+  gdx_adapter *a;
+  char folder[1024], index_file[1100];
+  char formats[10][8];
+  int nformats;
+  long long stable_ms, rescan_s, chunk, max_bytes;
+  fent **ents;
+  size_t n, cap;
+  long long gen;
+  char epoch[17];
+  uv_timer_t timer, wtimer;
+  uv_poll_t ipoll;
+  int ifd, scanning, hashing, scan_again, closing, handles;
+  uint64_t next_full, scan_at;
+  gdx_fileguard *guard;
+  waiter *waiters;
+  int nwaiters, streams;
+  json_t *events;
+  /* metrics */
+  unsigned long long refused_total, hashed_total, bytes_sent, reads, changed_during_read;
+  char last_error[200];
+};
+
+/* ------------------------------------------------------------------ */
+/* names and the index                                                 */
+
+static int skip_name(const char *name) {
+  size_t n = strlen(name);
+  if (name[0] == '.' || strncmp(name, "~$", 2) == 0)
+    return 1;
+  static const char *const tails[] = {".tmp", ".part", ".swp", ".crdownload"};
+  for (size_t i = 0; i < sizeof(tails) / sizeof(tails[0]); i++) {
+    size_t t = strlen(tails[i]);
+    if (n >= t && strcasecmp(name + n - t, tails[i]) == 0)
+      return 1;
+  }
+  return 0;
+}
+
+static int ent_cmp(const void *a, const void *b) {
+  return strcmp((*(fent *const *)a)->path, (*(fent *const *)b)->path);
+}
+
+static fent *find(fres *r, const char *path) {
+  fent key = {.path = (char *)path}, *kp = &key;
+  fent **hit = r->n ? bsearch(&kp, r->ents, r->n, sizeof(*r->ents), ent_cmp) : NULL;
+  return hit ? *hit : NULL;
+}
+
+static void ent_free(fent *e) {
+  if (e) {
+    free(e->path);
+    free(e->chunks);
+    free(e);
+  }
+}
+
+static long long nchunks(const fres *r, int64_t size) {
+  return size == 0 ? 0 : (size + r->chunk - 1) / r->chunk;
+}
+
+static void save_index(fres *r) {
+  json_t *files = json_array();
+  for (size_t i = 0; i < r->n; i++) {
+    fent *e = r->ents[i];
+    if (e->state == F_PENDING)
+      continue;
+    json_array_append_new(
+        files, json_pack("{s:s, s:I, s:I, s:I, s:I, s:s, s:s, s:s, s:s, s:s, s:s}", "path",
+                         e->path, "size", (json_int_t)e->size, "mtime_ns",
+                         (json_int_t)e->mtime_ns, "ctime_ns", (json_int_t)e->ctime_ns, "ino",
+                         (json_int_t)e->ino, "state",
+                         e->state == F_READY ? "ready" : "refused", "sha256", e->sha256, "sm3",
+                         e->sm3, "format", e->format, "chunks", e->chunks ? e->chunks : "",
+                         "why", e->why));
+  }
+  json_t *j = json_pack("{s:I, s:o}", "chunk", (json_int_t)r->chunk, "files", files);
+  char tmp[1200];
+  snprintf(tmp, sizeof(tmp), "%s.tmp", r->index_file);
+  if (json_dump_file(j, tmp, JSON_COMPACT) != 0 || rename(tmp, r->index_file) != 0)
+    gdx_log_warn("file", "%s: cannot write the index %s: %s", r->a->name, r->index_file,
+                 strerror(errno));
+  json_decref(j);
+}
+
+static void load_index(fres *r) {
+  json_t *j = json_load_file(r->index_file, 0, NULL);
+  if (j == NULL)
+    return;
+  if (json_integer_value(json_object_get(j, "chunk")) != r->chunk) { /* chunk size changed */
+    json_decref(j);
+    return;
+  }
+  size_t i;
+  json_t *f;
+  json_array_foreach(json_object_get(j, "files"), i, f) {
+    const char *path = json_string_value(json_object_get(f, "path"));
+    const char *st = json_string_value(json_object_get(f, "state"));
+    const char *sha = json_string_value(json_object_get(f, "sha256"));
+    const char *sm3 = json_string_value(json_object_get(f, "sm3"));
+    const char *fmt = json_string_value(json_object_get(f, "format"));
+    const char *ch = json_string_value(json_object_get(f, "chunks"));
+    const char *why = json_string_value(json_object_get(f, "why"));
+    char w[200];
+    if (!path || !st || !sha || !sm3 || !fmt || !ch || !why || r->n >= MAX_FILES ||
+        gdx_file_name_check(path, w, sizeof(w)) != GDX_OK)
+      continue;
+    fent *e = calloc(1, sizeof(*e));
+    e->path = strdup(path);
+    e->size = json_integer_value(json_object_get(f, "size"));
+    e->mtime_ns = json_integer_value(json_object_get(f, "mtime_ns"));
+    e->ctime_ns = json_integer_value(json_object_get(f, "ctime_ns"));
+    e->ino = (uint64_t)json_integer_value(json_object_get(f, "ino"));
+    e->state = strcmp(st, "ready") == 0 ? F_READY : F_REFUSED;
+    snprintf(e->sha256, sizeof(e->sha256), "%s", sha);
+    snprintf(e->sm3, sizeof(e->sm3), "%s", sm3);
+    snprintf(e->format, sizeof(e->format), "%s", fmt);
+    snprintf(e->why, sizeof(e->why), "%s", why);
+    e->chunks = strdup(ch);
+    if (e->state == F_READY && (long long)strlen(ch) != 64 * nchunks(r, e->size)) {
+      ent_free(e);
+      continue;
+    }
+    e->gen = ++r->gen;
+    if (r->n == r->cap) {
+      r->cap = r->cap ? r->cap * 2 : 64;
+      r->ents = realloc(r->ents, r->cap * sizeof(*r->ents));
+    }
+    r->ents[r->n++] = e;
+  }
+  json_decref(j);
+  qsort(r->ents, r->n, sizeof(*r->ents), ent_cmp);
+}
+
+/* ------------------------------------------------------------------ */
+/* scanning (thread pool)                                              */
+
+typedef struct {
+  uv_work_t w;
+  fres *r;
+  fent **items;
+  size_t n, cap;
+  int ifd, truncated;
+  char err[200];
+} scan_job;
+
+static int64_t ns_of(struct timespec t) { return (int64_t)t.tv_sec * 1000000000 + t.tv_nsec; }
+
+static void walk(scan_job *j, int dfd, const char *rel, int depth) {
+  if (j->ifd >= 0) {
+    char abs[2100];
+    snprintf(abs, sizeof(abs), "%s%s%s", j->r->folder, *rel ? "/" : "", rel);
+    inotify_add_watch(j->ifd, abs,
+                      IN_CLOSE_WRITE | IN_MOVED_TO | IN_MOVED_FROM | IN_CREATE | IN_DELETE |
+                          IN_ATTRIB | IN_DELETE_SELF | IN_ONLYDIR);
+  }
+  DIR *d = fdopendir(dfd);
+  if (d == NULL) {
+    close(dfd);
+    return;
+  }
+  struct dirent *de;
+  while ((de = readdir(d)) != NULL) {
+    if (skip_name(de->d_name))
+      continue;
+    struct stat st;
+    if (fstatat(dirfd(d), de->d_name, &st, AT_SYMLINK_NOFOLLOW) != 0)
+      continue;
+    char sub[1100];
+    int len = snprintf(sub, sizeof(sub), "%s%s%s", rel, *rel ? "/" : "", de->d_name);
+    if (len <= 0 || (size_t)len >= sizeof(sub))
+      continue;
+    if (S_ISDIR(st.st_mode)) {
+      if (depth >= MAX_DEPTH)
+        continue;
+      int fd = openat(dirfd(d), de->d_name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+      if (fd >= 0)
+        walk(j, fd, sub, depth + 1);
+    } else if (S_ISREG(st.st_mode)) {
+      if (j->n >= MAX_FILES) {
+        j->truncated = 1;
+        continue;
+      }
+      if (j->n == j->cap) {
+        j->cap = j->cap ? j->cap * 2 : 256;
+        j->items = realloc(j->items, j->cap * sizeof(*j->items));
+      }
+      fent *e = calloc(1, sizeof(*e));
+      e->path = strdup(sub);
+      e->size = st.st_size;
+      e->mtime_ns = ns_of(st.st_mtim);
+      e->ctime_ns = ns_of(st.st_ctim);
+      e->ino = st.st_ino;
+      j->items[j->n++] = e;
+    }
+  }
+  closedir(d);
+}
+
+static void scan_work(uv_work_t *w) {
+  scan_job *j = w->data;
+  int fd = open(j->r->folder, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  if (fd < 0) {
+    snprintf(j->err, sizeof(j->err), "cannot open the folder %s: %s", j->r->folder,
+             strerror(errno));
+    return;
+  }
+  walk(j, fd, "", 0);
+  if (j->n)
+    qsort(j->items, j->n, sizeof(*j->items), ent_cmp);
+}
+
+static void start_scan(fres *r);
+static void start_hash(fres *r);
+static void notify_waiters(fres *r);
+
+static int same_stat(const fent *a, const fent *b) {
+  return a->size == b->size && a->mtime_ns == b->mtime_ns && a->ctime_ns == b->ctime_ns &&
+         a->ino == b->ino;
+}
+
+/* A scan in ms (the 100 ms timer starts it). */
+static void schedule(fres *r, uint64_t ms) {
+  uint64_t now = uv_now(r->a->env->loop);
+  if (!r->closing && (r->scan_at == 0 || now + ms < r->scan_at))
+    r->scan_at = now + ms;
+}
+
+static void maybe_free(fres *r);
+
+static void scan_done(uv_work_t *w, int status) {
+  scan_job *j = w->data;
+  fres *r = j->r;
+  r->scanning = 0;
+  uint64_t now = uv_now(r->a->env->loop);
+  if (status != 0 || j->err[0] || r->closing) {
+    if (j->err[0] && !r->closing) {
+      if (strcmp(r->last_error, j->err) != 0)
+        gdx_log_error("file", "%s: %s", r->a->name, j->err);
+      snprintf(r->last_error, sizeof(r->last_error), "%s", j->err);
+    }
+    for (size_t i = 0; i < j->n; i++)
+      ent_free(j->items[i]);
+  } else {
+    r->last_error[0] = '\0';
+    if (j->truncated)
+      snprintf(r->last_error, sizeof(r->last_error), "more than %d files: the rest are ignored",
+               MAX_FILES);
+    /* merge the sorted scan into the sorted index */
+    fent **out = malloc((j->n + 1) * sizeof(*out));
+    size_t a = 0, b = 0, k = 0;
+    int removed = 0;
+    while (a < r->n || b < j->n) {
+      int c = a == r->n ? 1 : b == j->n ? -1 : strcmp(r->ents[a]->path, j->items[b]->path);
+      if (c < 0) { /* gone from the folder */
+        ent_free(r->ents[a++]);
+        removed = 1;
+      } else if (c > 0) { /* new */
+        fent *e = j->items[b++];
+        e->state = F_PENDING;
+        e->changed_at = now;
+        out[k++] = e;
+      } else {
+        fent *e = r->ents[a++], *s = j->items[b++];
+        if (!same_stat(e, s)) {
+          e->size = s->size;
+          e->mtime_ns = s->mtime_ns;
+          e->ctime_ns = s->ctime_ns;
+          e->ino = s->ino;
+          e->state = F_PENDING;
+          e->changed_at = now;
+          free(e->chunks);
+          e->chunks = NULL;
+        }
+        ent_free(s);
+        out[k++] = e;
+      }
+    }
+    free(r->ents);
+    r->ents = out;
+    r->n = k;
+    r->cap = j->n + 1;
+    if (removed)
+      save_index(r);
+  }
+  free(j->items);
+  free(j);
+  if (r->closing)
+    return maybe_free(r);
+  start_hash(r);
+  if (r->scan_again) {
+    r->scan_again = 0;
+    schedule(r, 200);
+  }
+  /* a pending file is looked at again when it may have become stable */
+  for (size_t i = 0; i < r->n; i++)
+    if (r->ents[i]->state == F_PENDING) {
+      schedule(r, (uint64_t)r->stable_ms + 50);
+      break;
+    }
+}
+
+static void start_scan(fres *r) {
+  if (r->closing)
+    return;
+  if (r->scanning) {
+    r->scan_again = 1;
+    return;
+  }
+  scan_job *j = calloc(1, sizeof(*j));
+  j->r = r;
+  j->ifd = r->ifd;
+  j->w.data = j;
+  r->scanning = 1;
+  if (uv_queue_work(r->a->env->loop, &j->w, scan_work, scan_done) != 0) {
+    r->scanning = 0;
+    free(j);
+  }
+}
+
+/* ------------------------------------------------------------------ */
+/* hashing (thread pool, one file at a time)                           */
+
+typedef struct {
+  uv_work_t w;
+  fres *r;
+  char *path;
+  fent want;        /* the stat it was taken with */
+  int result;       /* F_READY, F_REFUSED or F_PENDING (changed meanwhile) */
+  char sha256[65], sm3[65], format[8], why[200];
+  char *chunks;
+} hash_job;
+
+static int format_allowed(const fres *r, const char *fmt) {
+  if (r->nformats == 0)
+    return 1;
+  for (int i = 0; i < r->nformats; i++)
+    if (strcmp(r->formats[i], fmt) == 0)
+      return 1;
+  return 0;
+}
+
+static void hash_work(uv_work_t *w) {
+  hash_job *j = w->data;
+  fres *r = j->r;
+  char abs[2200];
+  snprintf(abs, sizeof(abs), "%s/%s", r->folder, j->path);
+  j->result = F_PENDING;
+  int fd = open(abs, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
+  if (fd < 0)
+    return;
+  struct stat st;
+  fent now = {0};
+  if (fstat(fd, &st) != 0)
+    goto out;
+  now.size = st.st_size;
+  now.mtime_ns = ns_of(st.st_mtim);
+  now.ctime_ns = ns_of(st.st_ctim);
+  now.ino = st.st_ino;
+  if (!same_stat(&now, &j->want))
+    goto out;
+  const char *fmt = NULL;
+  char why[200];
+  if (j->want.size > r->max_bytes) {
+    j->result = F_REFUSED;
+    snprintf(j->why, sizeof(j->why), "larger than max_file_mib (%lld MiB)",
+             r->max_bytes >> 20);
+    goto out;
+  }
+  char *buf = malloc(READ_BLOCK);
+  ssize_t got = pread(fd, buf, HEAD_BYTES, 0);
+  if (got < 0) {
+    free(buf);
+    goto out;
+  }
+  if (gdx_fileguard_check(r->guard, j->path, buf, (size_t)got, &fmt, why, sizeof(why)) !=
+      GDX_OK) {
+    j->result = F_REFUSED;
+    snprintf(j->why, sizeof(j->why), "%s", why);
+    free(buf);
+    goto out;
+  }
+  snprintf(j->format, sizeof(j->format), "%s", fmt);
+  if (!format_allowed(r, fmt)) {
+    j->result = F_REFUSED;
+    snprintf(j->why, sizeof(j->why), "%s files are not among this resource's formats", fmt);
+    free(buf);
+    goto out;
+  }
+  long long nc = nchunks(r, j->want.size);
+  j->chunks = calloc((size_t)nc * 64 + 1, 1);
+  gdx_digest *whole = NULL;
+  EVP_MD_CTX *cx = EVP_MD_CTX_new();
+  gdx_digest_new(GDX_DIGEST_SHA256 | GDX_DIGEST_SM3, &whole);
+  int64_t off = 0, in_chunk = 0;
+  long long ci = 0;
+  int ok = whole && cx && EVP_DigestInit_ex(cx, EVP_sha256(), NULL);
+  while (ok && off < j->want.size) {
+    size_t want = READ_BLOCK;
+    if ((int64_t)want > r->chunk - in_chunk)
+      want = (size_t)(r->chunk - in_chunk);
+    ssize_t k = pread(fd, buf, want, off);
+    if (k <= 0) {
+      ok = 0;
+      break;
+    }
+    gdx_digest_update(whole, buf, (size_t)k);
+    EVP_DigestUpdate(cx, buf, (size_t)k);
+    off += k;
+    in_chunk += k;
+    if (in_chunk == r->chunk || off == j->want.size) {
+      unsigned char md[32];
+      unsigned mdlen = 0;
+      EVP_DigestFinal_ex(cx, md, &mdlen);
+      for (int i = 0; i < 32; i++)
+        snprintf(j->chunks + ci * 64 + i * 2, 3, "%02x", md[i]);
+      ci++;
+      in_chunk = 0;
+      EVP_DigestInit_ex(cx, EVP_sha256(), NULL);
+    }
+  }
+  free(buf);
+  EVP_MD_CTX_free(cx);
+  if (ok)
+    ok = gdx_digest_final(whole, j->sha256, j->sm3) == GDX_OK;
+  gdx_digest_free(whole);
+  if (ok && fstat(fd, &st) == 0) {
+    now.size = st.st_size;
+    now.mtime_ns = ns_of(st.st_mtim);
+    now.ctime_ns = ns_of(st.st_ctim);
+    now.ino = st.st_ino;
+    if (same_stat(&now, &j->want) && ci == nc)
+      j->result = F_READY;
+  }
+out:
+  close(fd);
+}
+
+static void hash_done(uv_work_t *w, int status) {
+  hash_job *j = w->data;
+  fres *r = j->r;
+  r->hashing = 0;
+  fent *e = r->closing ? NULL : find(r, j->path);
+  uint64_t now = uv_now(r->a->env->loop);
+  if (e && status == 0 && same_stat(e, &j->want) && e->state == F_PENDING) {
+    if (j->result == F_PENDING) { /* changed while hashed: wait again */
+      e->changed_at = now;
+      schedule(r, (uint64_t)r->stable_ms + 50);
+    } else {
+      e->state = j->result;
+      e->gen = ++r->gen;
+      snprintf(e->sha256, sizeof(e->sha256), "%s", j->sha256);
+      snprintf(e->sm3, sizeof(e->sm3), "%s", j->sm3);
+      snprintf(e->format, sizeof(e->format), "%s", j->format);
+      snprintf(e->why, sizeof(e->why), "%s", j->why);
+      free(e->chunks);
+      e->chunks = j->chunks;
+      j->chunks = NULL;
+      if (e->state == F_READY) {
+        r->hashed_total++;
+        gdx_log_info("file", "%s: %s ready (%lld bytes, %s, sha256 %.16s…)", r->a->name,
+                     e->path, (long long)e->size, e->format, e->sha256);
+        notify_waiters(r);
+      } else {
+        r->refused_total++;
+        gdx_log_warn("file", "%s: %s refused: %s", r->a->name, e->path, e->why);
+        if (json_array_size(r->events) < 1000)
+          json_array_append_new(r->events,
+                                json_pack("{s:s, s:s, s:s, s:s, s:I}", "kind", "file_refused",
+                                          "resource", r->a->name, "path", e->path, "detail",
+                                          e->why, "size", (json_int_t)e->size));
+      }
+      save_index(r);
+    }
+  }
+  free(j->path);
+  free(j->chunks);
+  free(j);
+  if (r->closing)
+    return maybe_free(r);
+  start_hash(r);
+}
+
+static void start_hash(fres *r) {
+  if (r->hashing || r->closing)
+    return;
+  uint64_t now = uv_now(r->a->env->loop);
+  struct timespec ts;
+  clock_gettime(CLOCK_REALTIME, &ts);
+  int64_t wall = ns_of(ts);
+  for (size_t i = 0; i < r->n; i++) {
+    fent *e = r->ents[i];
+    if (e->state != F_PENDING || now - e->changed_at < (uint64_t)r->stable_ms ||
+        wall - e->mtime_ns < r->stable_ms * 1000000LL)
+      continue;
+    hash_job *j = calloc(1, sizeof(*j));
+    j->r = r;
+    j->path = strdup(e->path);
+    j->want = *e;
+    j->want.path = NULL;
+    j->want.chunks = NULL;
+    j->w.data = j;
+    r->hashing = 1;
+    if (uv_queue_work(r->a->env->loop, &j->w, hash_work, hash_done) != 0) {
+      r->hashing = 0;
+      free(j->path);
+      free(j);
+    }
+    return;
+  }
+}
+
+/* ------------------------------------------------------------------ */
+/* timers and inotify                                                  */
+
+static void on_timer(uv_timer_t *t) {
+  fres *r = t->data;
+  uint64_t now = uv_now(r->a->env->loop);
+  if (r->scan_at && now >= r->scan_at) {
+    r->scan_at = 0;
+    start_scan(r);
+  }
+  if (now >= r->next_full) {
+    r->next_full = now + (uint64_t)r->rescan_s * 1000;
+    start_scan(r);
+  }
+  start_hash(r);
+}
+
+static void on_inotify(uv_poll_t *p, int status, int events) {
+  fres *r = p->data;
+  (void)events;
+  if (status < 0)
+    return;
+  char buf[8192];
+  while (read(r->ifd, buf, sizeof(buf)) > 0) {
+  }
+  if (r->scan_at == 0 || r->scan_at > uv_now(r->a->env->loop) + 200)
+    r->scan_at = uv_now(r->a->env->loop) + 200;
+}
+
+/* ------------------------------------------------------------------ */
+/* reads from the broker                                               */
+
+static int gen_cmp(const void *a, const void *b) {
+  long long x = (*(fent *const *)a)->gen, y = (*(fent *const *)b)->gen;
+  return x < y ? -1 : x > y;
+}
+
+static void reply_json(gdx_http_req *req, int status, json_t *j) {
+  char *s = json_dumps(j, JSON_COMPACT);
+  json_decref(j);
+  gdx_http_respond(req, status, "application/json", s, s ? strlen(s) : 0);
+  free(s);
+}
+
+static json_t *file_json(const fres *r, const fent *e) {
+  return json_pack("{s:s, s:I, s:I, s:s, s:s, s:s, s:I, s:I}", "path", e->path, "size",
+                   (json_int_t)e->size, "mtime", (json_int_t)(e->mtime_ns / 1000000), "sha256",
+                   e->sha256, "sm3", e->sm3, "format", e->format, "chunk", (json_int_t)r->chunk,
+                   "gen", (json_int_t)e->gen);
+}
+
+/* The ready files newer than since (all of them for since = -1); NULL
+ * when there are none. */
+static json_t *listing(fres *r, long long since, long limit) {
+  fent **sel = malloc((r->n + 1) * sizeof(*sel));
+  size_t k = 0;
+  for (size_t i = 0; i < r->n; i++)
+    if (r->ents[i]->state == F_READY && r->ents[i]->gen > since)
+      sel[k++] = r->ents[i];
+  if (k == 0) {
+    free(sel);
+    return NULL;
+  }
+  qsort(sel, k, sizeof(*sel), gen_cmp);
+  json_t *files = json_array();
+  size_t m = k < (size_t)limit ? k : (size_t)limit;
+  for (size_t i = 0; i < m; i++)
+    json_array_append_new(files, file_json(r, sel[i]));
+  long long upto = m < k ? sel[m - 1]->gen : r->gen;
+  free(sel);
+  return json_pack("{s:s, s:I, s:b, s:o}", "epoch", r->epoch, "gen", (json_int_t)upto, "more",
+                   m < k, "files", files);
+}
+
+static void waiter_unlink(fres *r, waiter *w) {
+  for (waiter **pp = &r->waiters; *pp; pp = &(*pp)->next)
+    if (*pp == w) {
+      *pp = w->next;
+      r->nwaiters--;
+      break;
+    }
+}
+
+static void waiter_abort(gdx_http_req *req) {
+  waiter *w = gdx_http_req_get_data(req);
+  waiter_unlink(w->r, w);
+  free(w);
+}
+
+static void waiter_answer(fres *r, waiter *w, json_t *j) {
+  waiter_unlink(r, w);
+  gdx_http_req_on(w->req, NULL, NULL, NULL);
+  gdx_http_req_set_data(w->req, NULL);
+  if (j == NULL)
+    j = json_pack("{s:s, s:I, s:b, s:[]}", "epoch", r->epoch, "gen", (json_int_t)r->gen,
+                  "more", 0, "files");
+  reply_json(w->req, 200, j);
+  free(w);
+}
+
+static void notify_waiters(fres *r) {
+  waiter *w = r->waiters;
+  while (w) {
+    waiter *next = w->next;
+    json_t *j = listing(r, w->since, w->limit);
+    if (j)
+      waiter_answer(r, w, j);
+    w = next;
+  }
+}
+
+static void on_wtimer(uv_timer_t *t) {
+  fres *r = t->data;
+  uint64_t now = uv_now(r->a->env->loop);
+  waiter *w = r->waiters;
+  while (w) {
+    waiter *next = w->next;
+    if (now >= w->deadline)
+      waiter_answer(r, w, NULL);
+    w = next;
+  }
+}
+
+static void serve_files(fres *r, gdx_http_req *req, const char *q) {
+  char since[64] = "", lim[16] = "", wait[16] = "";
+  if (gdx_http_query_param(q, "since", since, sizeof(since)) < 0 ||
+      gdx_http_query_param(q, "limit", lim, sizeof(lim)) < 0 ||
+      gdx_http_query_param(q, "wait_ms", wait, sizeof(wait)) < 0 ||
+      strspn(lim, "0123456789") != strlen(lim) || strspn(wait, "0123456789") != strlen(wait))
+    return (void)gdx_http_respond_error(req, 400, "invalid_query",
+                                        "files?since=<epoch>.<gen>&limit=1..1000&wait_ms=N");
+  long limit = lim[0] ? atol(lim) : LIST_MAX;
+  if (limit < 1 || limit > LIST_MAX)
+    limit = LIST_MAX;
+  long long from = -1;
+  char *dot = strchr(since, '.');
+  if (dot && (size_t)(dot - since) == strlen(r->epoch) &&
+      strncmp(since, r->epoch, strlen(r->epoch)) == 0)
+    from = atoll(dot + 1);
+  json_t *j = listing(r, from, limit);
+  long long wait_ms = wait[0] ? atoll(wait) : 0;
+  if (j || wait_ms <= 0 || r->nwaiters >= MAX_WAITERS) {
+    if (j == NULL)
+      j = json_pack("{s:s, s:I, s:b, s:[]}", "epoch", r->epoch, "gen", (json_int_t)r->gen,
+                    "more", 0, "files");
+    return reply_json(req, 200, j);
+  }
+  waiter *w = calloc(1, sizeof(*w));
+  w->req = req;
+  w->r = r;
+  w->since = from;
+  w->limit = limit;
+  w->deadline = uv_now(r->a->env->loop) + (uint64_t)(wait_ms > 60000 ? 60000 : wait_ms);
+  w->next = r->waiters;
+  r->waiters = w;
+  r->nwaiters++;
+  gdx_http_req_set_data(req, w);
+  gdx_http_req_on(req, NULL, NULL, waiter_abort);
+}
+
+/* The version named by path= and sha256=, or an answer already sent. */
+static fent *version(fres *r, gdx_http_req *req, const char *q) {
+  char path[1100], sha[80];
+  char why[200];
+  if (gdx_http_query_param(q, "path", path, sizeof(path)) != 1 ||
+      gdx_http_query_param(q, "sha256", sha, sizeof(sha)) != 1) {
+    gdx_http_respond_error(req, 400, "invalid_query", "path= and sha256= are required");
+    return NULL;
+  }
+  if (gdx_file_name_check(path, why, sizeof(why)) != GDX_OK) {
+    gdx_http_respond_error(req, 400, "invalid_path", why);
+    return NULL;
+  }
+  fent *e = find(r, path);
+  if (e == NULL || e->state == F_REFUSED) {
+    gdx_http_respond_error(req, 404, "file_not_found", "no such file in this resource");
+    return NULL;
+  }
+  if (e->state != F_READY || strcmp(e->sha256, sha) != 0) {
+    gdx_http_respond_error(req, 409, "file_changed",
+                           "the file has changed since it was listed: list it again");
+    return NULL;
+  }
+  return e;
+}
+
+static void serve_chunks(fres *r, gdx_http_req *req, const char *q) {
+  fent *e = version(r, req, q);
+  if (e == NULL)
+    return;
+  json_t *j = file_json(r, e);
+  json_t *list = json_array();
+  for (long long i = 0; i < nchunks(r, e->size); i++)
+    json_array_append_new(list, json_stringn(e->chunks + i * 64, 64));
+  json_object_set_new(j, "chunks", list);
+  reply_json(req, 200, j);
+}
+
+static void stream_free(stream *s) {
+  fres *r = s->r;
+  if (s->fd >= 0)
+    close(s->fd);
+  r->streams--;
+  free(s->buf);
+  free(s);
+  if (r->closing)
+    maybe_free(r);
+}
+
+static void stream_read(stream *s);
+
+static void stream_abort(gdx_http_req *req) {
+  stream *s = gdx_http_req_get_data(req);
+  s->gone = 1;
+  s->req = NULL;
+  if (!s->reading)
+    stream_free(s);
+}
+
+static void stream_drain(gdx_http_req *req) {
+  stream *s = gdx_http_req_get_data(req);
+  s->waiting_drain = 0;
+  stream_read(s);
+}
+
+static void stream_finish(stream *s, int ok) {
+  gdx_http_req *req = s->req;
+  gdx_http_req_on(req, NULL, NULL, NULL);
+  gdx_http_req_on_drain(req, NULL);
+  gdx_http_req_set_data(req, NULL);
+  if (ok) {
+    gdx_http_end(req);
+  } else {
+    gdx_http_abort(req);
+  }
+  /* a change during the read: the consumer's hashes catch it; look again */
+  struct stat st;
+  fent now = {0};
+  if (s->fd >= 0 && fstat(s->fd, &st) == 0) {
+    now.size = st.st_size;
+    now.mtime_ns = ns_of(st.st_mtim);
+    now.ctime_ns = ns_of(st.st_ctim);
+    now.ino = st.st_ino;
+  }
+  if (!same_stat(&now, &s->snap)) {
+    s->r->changed_during_read++;
+    schedule(s->r, 0);
+  }
+  stream_free(s);
+}
+
+static void on_read(uv_fs_t *fs) {
+  stream *s = fs->data;
+  ssize_t got = fs->result;
+  uv_fs_req_cleanup(fs);
+  s->reading = 0;
+  if (s->gone)
+    return stream_free(s);
+  if (got <= 0) {
+    gdx_log_warn("file", "%s: %s became shorter while read", s->r->a->name, s->snap.path);
+    return stream_finish(s, 0);
+  }
+  s->pos += got;
+  s->r->bytes_sent += (unsigned long long)got;
+  int w = gdx_http_write(s->req, s->buf, (size_t)got);
+  if (w < 0)
+    return stream_finish(s, 0);
+  if (s->pos >= s->end)
+    return stream_finish(s, 1);
+  if (w == 1) {
+    s->waiting_drain = 1;
+    return;
+  }
+  stream_read(s);
+}
+
+static void stream_read(stream *s) {
+  size_t want = READ_BLOCK;
+  if ((int64_t)want > s->end - s->pos)
+    want = (size_t)(s->end - s->pos);
+  uv_buf_t b = uv_buf_init(s->buf, (unsigned)want);
+  s->fs.data = s;
+  s->reading = 1;
+  if (uv_fs_read(s->r->a->env->loop, &s->fs, s->fd, &b, 1, s->pos, on_read) != 0) {
+    s->reading = 0;
+    stream_finish(s, 0);
+  }
+}
+
+static void serve_data(fres *r, gdx_http_req *req, const char *q) {
+  fent *e = version(r, req, q);
+  if (e == NULL)
+    return;
+  char off[24] = "";
+  if (gdx_http_query_param(q, "offset", off, sizeof(off)) < 0 ||
+      strspn(off, "0123456789") != strlen(off) || strlen(off) > 18 || atoll(off) > e->size)
+    return (void)gdx_http_respond_error(req, 400, "invalid_query",
+                                        "offset= is a byte offset within the file");
+  char abs[2200];
+  snprintf(abs, sizeof(abs), "%s/%s", r->folder, e->path);
+  int fd = open(abs, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
+  struct stat st;
+  fent now = {0};
+  if (fd >= 0 && fstat(fd, &st) == 0) {
+    now.size = st.st_size;
+    now.mtime_ns = ns_of(st.st_mtim);
+    now.ctime_ns = ns_of(st.st_ctim);
+    now.ino = st.st_ino;
+  }
+  if (fd < 0 || !same_stat(&now, e)) {
+    if (fd >= 0)
+      close(fd);
+    e->state = F_PENDING;
+    e->changed_at = uv_now(r->a->env->loop);
+    schedule(r, 0);
+    return (void)gdx_http_respond_error(req, 409, "file_changed",
+                                        "the file has changed since it was listed: list it "
+                                        "again");
+  }
+  stream *s = calloc(1, sizeof(*s));
+  s->r = r;
+  s->req = req;
+  s->fd = fd;
+  s->pos = off[0] ? atoll(off) : 0;
+  s->end = e->size;
+  s->snap = *e;
+  snprintf(s->path, sizeof(s->path), "%s", e->path);
+  s->snap.path = s->path;
+  s->snap.chunks = NULL;
+  s->buf = malloc(READ_BLOCK);
+  r->streams++;
+  r->reads++;
+  char h[32];
+  snprintf(h, sizeof(h), "%lld", (long long)s->pos);
+  gdx_http_add_header(req, "X-Gdx-Offset", h);
+  gdx_http_add_header(req, "X-Gdx-Sha256", e->sha256);
+  gdx_http_start(req, 200, "application/octet-stream", s->end - s->pos);
+  if (s->pos == s->end) {
+    s->req = req;
+    return stream_finish(s, 1);
+  }
+  gdx_http_req_set_data(req, s);
+  gdx_http_req_on(req, NULL, NULL, stream_abort);
+  gdx_http_req_on_drain(req, stream_drain);
+  stream_read(s);
+}
+
+static void file_serve(gdx_adapter *a, gdx_http_req *req, const char *rest) {
+  fres *r = a->impl;
+  const char *q = gdx_http_req_query(req);
+  if (strcmp(gdx_http_req_method(req), "GET") != 0)
+    return (void)gdx_http_respond_error(req, 405, "method_not_allowed", "file reads are GET");
+  if (strcmp(rest, "files") == 0)
+    return serve_files(r, req, q);
+  if (strcmp(rest, "chunks") == 0)
+    return serve_chunks(r, req, q);
+  if (strcmp(rest, "data") == 0)
+    return serve_data(r, req, q);
+  gdx_http_respond_error(req, 404, "not_found",
+                         "a file resource answers files?since=, chunks?path=&sha256= and "
+                         "data?path=&sha256=&offset=");
+}
+
+/* ------------------------------------------------------------------ */
+/* life cycle                                                          */
+
+static int file_open(gdx_adapter *a, const config_setting_t *s, char *err, size_t errlen) {
+  fres *r = calloc(1, sizeof(*r));
+  if (r == NULL)
+    return GDX_ENOMEM;
+  a->impl = r;
+  r->a = a;
+  r->ifd = -1;
+  r->events = json_array();
+  const char *n = a->name;
+  int bad = 0;
+  int rc = gdx_adapter_str(s, "folder", r->folder, sizeof(r->folder), NULL, n, err, errlen);
+  if (rc)
+    return rc;
+  size_t fl = strlen(r->folder);
+  while (fl > 1 && r->folder[fl - 1] == '/')
+    r->folder[--fl] = '\0';
+  struct stat st;
+  if (r->folder[0] != '/' || stat(r->folder, &st) != 0 || !S_ISDIR(st.st_mode)) {
+    snprintf(err, errlen, "resource %s: folder: \"%s\" is not an absolute path to a folder", n,
+             r->folder);
+    return GDX_ECONFIG;
+  }
+  r->stable_ms = gdx_adapter_int(s, "stable_ms", 2000, 0, 3600000, &bad, err, errlen, n);
+  if (!bad)
+    r->rescan_s = gdx_adapter_int(s, "rescan_s", 30, 1, 86400, &bad, err, errlen, n);
+  if (!bad)
+    r->chunk = gdx_adapter_int(s, "chunk_mib", 8, 1, 64, &bad, err, errlen, n) << 20;
+  if (!bad)
+    r->max_bytes = (long long)gdx_adapter_int(s, "max_file_mib", 4096, 1, 1 << 20, &bad, err,
+                                              errlen, n)
+                   << 20;
+  if (bad)
+    return GDX_ECONFIG;
+  config_setting_t *f = config_setting_get_member(s, "formats");
+  static const char *const known[] = {"wps", "doc", "xml", "txt", "docx",
+                                      "html", "ppt", "et", "xls", "csv"};
+  for (int i = 0; f && i < config_setting_length(f); i++) {
+    const char *v = config_setting_get_string_elem(f, (unsigned)i);
+    int ok = 0;
+    for (size_t k = 0; v && k < sizeof(known) / sizeof(known[0]); k++)
+      ok |= strcmp(v, known[k]) == 0;
+    if (!ok || r->nformats >= 10) {
+      snprintf(err, errlen, "resource %s: formats[%d]: one of wps doc xml txt docx html ppt et "
+                            "xls csv", n, i);
+      return GDX_ECONFIG;
+    }
+    snprintf(r->formats[r->nformats++], 8, "%s", v);
+  }
+  if (gdx_fileguard_new(&r->guard, err, errlen) != GDX_OK)
+    return GDX_ECONFIG;
+  if (a->env == NULL || a->env->loop == NULL) /* --check-config: nothing runs */
+    return GDX_OK;
+  snprintf(r->index_file, sizeof(r->index_file), "%s/file-%s.index",
+           a->env->state_dir ? a->env->state_dir : ".", n);
+  load_index(r);
+  unsigned char rnd[8];
+  RAND_bytes(rnd, sizeof(rnd));
+  for (int i = 0; i < 8; i++)
+    snprintf(r->epoch + i * 2, 3, "%02x", rnd[i]);
+  uv_loop_t *loop = a->env->loop;
+  uv_timer_init(loop, &r->timer);
+  uv_timer_init(loop, &r->wtimer);
+  r->timer.data = r->wtimer.data = r;
+  r->handles = 2;
+  r->ifd = inotify_init1(IN_NONBLOCK | IN_CLOEXEC);
+  if (r->ifd >= 0 && uv_poll_init(loop, &r->ipoll, r->ifd) == 0) {
+    r->ipoll.data = r;
+    uv_poll_start(&r->ipoll, UV_READABLE, on_inotify);
+    r->handles++;
+  } else if (r->ifd >= 0) {
+    close(r->ifd);
+    r->ifd = -1;
+  }
+  uv_timer_start(&r->timer, on_timer, 0, 100);
+  uv_timer_start(&r->wtimer, on_wtimer, 200, 200);
+  snprintf(a->detail, sizeof(a->detail), "folder %s", r->folder);
+  return GDX_OK;
+}
+
+static void file_health(gdx_adapter *a, void (*done)(gdx_adapter *a)) {
+  fres *r = a->impl;
+  size_t count[3] = {0, 0, 0}, ready, pending, refused;
+  for (size_t i = 0; i < r->n; i++)
+    count[r->ents[i]->state]++;
+  ready = count[F_READY];
+  pending = count[F_PENDING];
+  refused = count[F_REFUSED];
+  if (r->last_error[0] && strncmp(r->last_error, "cannot open", 11) == 0) {
+    snprintf(a->health, sizeof(a->health), "down");
+    snprintf(a->detail, sizeof(a->detail), "%s", r->last_error);
+  } else {
+    snprintf(a->health, sizeof(a->health), "up");
+    snprintf(a->detail, sizeof(a->detail), "%zu files ready, %zu pending, %zu refused%s%s",
+             ready, pending, refused, r->last_error[0] ? "; " : "", r->last_error);
+  }
+  done(a);
+}
+
+static void file_events(gdx_adapter *a, json_t *out) {
+  fres *r = a->impl;
+  json_array_extend(out, r->events);
+  json_array_clear(r->events);
+}
+
+static void file_metrics(gdx_adapter *a, gdx_buf *out) {
+  fres *r = a->impl;
+  size_t count[3] = {0, 0, 0}, ready, pending, refused;
+  for (size_t i = 0; i < r->n; i++)
+    count[r->ents[i]->state]++;
+  ready = count[F_READY];
+  pending = count[F_PENDING];
+  refused = count[F_REFUSED];
+  gdx_buf_appendf(out, "gdx_node_files{resource=\"%s\",state=\"ready\"} %zu\n", a->name, ready);
+  gdx_buf_appendf(out, "gdx_node_files{resource=\"%s\",state=\"pending\"} %zu\n", a->name,
+                  pending);
+  gdx_buf_appendf(out, "gdx_node_files{resource=\"%s\",state=\"refused\"} %zu\n", a->name,
+                  refused);
+  gdx_buf_appendf(out, "gdx_node_file_bytes_sent_total{resource=\"%s\"} %llu\n", a->name,
+                  r->bytes_sent);
+  gdx_buf_appendf(out, "gdx_node_file_reads_total{resource=\"%s\"} %llu\n", a->name, r->reads);
+  gdx_buf_appendf(out, "gdx_node_file_changed_during_read_total{resource=\"%s\"} %llu\n",
+                  a->name, r->changed_during_read);
+}
+
+/* Freed when its handles are closed and no scan, hash or read is left. */
+static void maybe_free(fres *r) {
+  if (r->handles > 0 || r->scanning || r->hashing || r->streams > 0)
+    return;
+  if (r->ifd >= 0)
+    close(r->ifd);
+  for (size_t i = 0; i < r->n; i++)
+    ent_free(r->ents[i]);
+  free(r->ents);
+  json_decref(r->events);
+  gdx_fileguard_free(r->guard);
+  free(r);
+}
+
+static void on_closed(uv_handle_t *h) {
+  fres *r = h->data;
+  r->handles--;
+  maybe_free(r);
+}
+
+static void file_close(gdx_adapter *a) {
+  fres *r = a->impl;
+  if (r == NULL)
+    return;
+  r->closing = 1;
+  while (r->waiters) {
+    waiter *w = r->waiters;
+    r->waiters = w->next;
+    free(w);
+  }
+  if (r->handles == 0) /* never started: --check-config */
+    return maybe_free(r);
+  uv_close((uv_handle_t *)&r->timer, on_closed);
+  uv_close((uv_handle_t *)&r->wtimer, on_closed);
+  if (r->ifd >= 0)
+    uv_close((uv_handle_t *)&r->ipoll, on_closed);
+}
+
+const gdx_adapter_ops gdx_adapter_file = {.kind = "file",
+                                          .open = file_open,
+                                          .serve = file_serve,
+                                          .health = file_health,
+                                          .events = file_events,
+                                          .metrics = file_metrics,
+                                          .close = file_close};

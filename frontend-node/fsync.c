@@ -1,0 +1,1181 @@
+#include "fsync.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <jansson.h>
+#include <openssl/evp.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "digest.h"
+#include "error.h"
+#include "fileguard.h"
+#include "http.h"
+#include "log.h"
+
+#define LIST_MAX_BYTES (16u << 20)
+#define META_MAX_BYTES (4u << 20)
+#define QUEUE_MAX 1000
+#define ACK_MAX 500
+#define HEAD_BYTES 65536
+
+typedef enum { S_LIST, S_CHUNKS, S_RESUME, S_DATA, S_FINAL, S_DONE } phase;
+
+typedef struct {
+  char *path;
+  long long size, chunk;
+  char sha256[65], sm3[65];
+} qfile;
+
+/* A chunk buffer: filled by the loop, written and hashed in the pool. */
+typedef struct {
+  uv_work_t w;
+  struct gdx_fsync *s;
+  char *data;
+  size_t len;
+  long long off, index;
+  int busy, ok, werr;
+} cbuf;
+
+struct gdx_fsync {
+  const gdx_fsync_env *env;
+  gdx_fsync_opts o;
+  char dir[1100];           /* <folder>/.gdx */
+  uv_timer_t timer;
+  phase ph;
+  int busy, stopping, timer_closed, works;
+  void (*stop_cb)(void *);
+  void *stop_data;
+  gdx_buf body;
+  char since[64], next_since[64];
+  int more;
+  json_t *delivered;        /* path -> sha256 */
+  json_t *quarantined;      /* sha256 -> reason */
+  qfile *q;
+  size_t nq, qi;
+  /* the file in transfer */
+  char *chunks;             /* 64 hex per chunk */
+  long long nchunks, verified, resumed_from, received;
+  char part[1200];
+  int fd;
+  cbuf cb[2];
+  int cur;                  /* the buffer being filled */
+  long long cb_size;        /* their capacity: the file's chunk size */
+  char *spill;              /* the rest of a slice that found both buffers busy */
+  size_t spill_len;
+  gdx_httpc_req *req;       /* the request in flight (cancelled by a stop) */
+  gdx_httpc_req *data_req;
+  int data_paused, data_done, data_failed, mismatch, data_ok_head;
+  long long received_at;
+  gdx_fileguard *guard;
+  uint64_t backoff_ms;
+  char last_error[300];
+  /* ledger */
+  int ack_busy;
+  char *ack_body;
+  size_t ack_n;
+  gdx_httpc_req *ack_req;
+  gdx_buf ack_resp;
+  /* metrics */
+  unsigned long long delivered_total, quarantined_total, failed_total, bytes_total,
+      resumed_bytes, mismatches;
+};
+
+static void next_step(gdx_fsync *s);
+static void ack_start(gdx_fsync *s);
+
+static long long wall_ms(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_REALTIME, &ts);
+  return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static void maybe_stopped(gdx_fsync *s);
+
+static void on_timer(uv_timer_t *t) { next_step(t->data); }
+
+static void after(gdx_fsync *s, uint64_t ms) {
+  if (!s->stopping)
+    uv_timer_start(&s->timer, on_timer, ms, 0);
+}
+
+static void fail(gdx_fsync *s, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void fail(gdx_fsync *s, const char *fmt, ...) {
+  va_list ap;
+  va_start(ap, fmt);
+  char msg[300];
+  vsnprintf(msg, sizeof(msg), fmt, ap);
+  va_end(ap);
+  if (strcmp(msg, s->last_error) != 0)
+    gdx_log_warn("fsync", "subscription %lld: %s", s->o.authorization, msg);
+  snprintf(s->last_error, sizeof(s->last_error), "%s", msg);
+  s->backoff_ms = s->backoff_ms ? s->backoff_ms * 2 : 1000;
+  if (s->backoff_ms > 30000)
+    s->backoff_ms = 30000;
+  s->ph = S_LIST;
+  after(s, s->backoff_ms);
+}
+
+static int mkdirs(const char *path, mode_t mode) {
+  char tmp[2200];
+  snprintf(tmp, sizeof(tmp), "%s", path);
+  for (char *p = tmp + 1; *p; p++)
+    if (*p == '/') {
+      *p = '\0';
+      if (mkdir(tmp, mode) != 0 && errno != EEXIST)
+        return -1;
+      *p = '/';
+    }
+  return mkdir(tmp, mode) != 0 && errno != EEXIST ? -1 : 0;
+}
+
+static void hex(const unsigned char *md, size_t n, char *out) {
+  for (size_t i = 0; i < n; i++)
+    snprintf(out + i * 2, 3, "%02x", md[i]);
+}
+
+static void sha256_hex(const void *d, size_t n, char out[65]) {
+  unsigned char md[32];
+  unsigned len = 0;
+  EVP_Digest(d, n, md, &len, EVP_sha256(), NULL);
+  hex(md, 32, out);
+}
+
+/* ------------------------------------------------------------------ */
+/* state                                                               */
+
+static void save_state(gdx_fsync *s) {
+  json_t *j = json_pack("{s:s, s:O, s:O}", "since", s->since, "files", s->delivered,
+                        "quarantined", s->quarantined);
+  char path[1200], tmp[1300];
+  snprintf(path, sizeof(path), "%s/state.json", s->dir);
+  snprintf(tmp, sizeof(tmp), "%s.tmp", path);
+  if (json_dump_file(j, tmp, JSON_COMPACT) != 0 || rename(tmp, path) != 0)
+    gdx_log_error("fsync", "subscription %lld: cannot write %s: %s", s->o.authorization, path,
+                  strerror(errno));
+  json_decref(j);
+}
+
+static void load_state(gdx_fsync *s) {
+  char path[1200];
+  snprintf(path, sizeof(path), "%s/state.json", s->dir);
+  json_t *j = json_load_file(path, 0, NULL);
+  json_t *f = json_object_get(j, "files"), *q = json_object_get(j, "quarantined");
+  const char *since = json_string_value(json_object_get(j, "since"));
+  s->delivered = json_is_object(f) ? json_incref(f) : json_object();
+  s->quarantined = json_is_object(q) ? json_incref(q) : json_object();
+  snprintf(s->since, sizeof(s->since), "%s", since ? since : "");
+  json_decref(j);
+}
+
+/* One ledger entry, kept in ledger.jsonl until the broker has it. */
+static void ledger_append(gdx_fsync *s, json_t *e) {
+  char path[1200];
+  snprintf(path, sizeof(path), "%s/ledger.jsonl", s->dir);
+  char *line = json_dumps(e, JSON_COMPACT);
+  json_decref(e);
+  FILE *f = fopen(path, "a");
+  if (f == NULL || line == NULL || fprintf(f, "%s\n", line) < 0)
+    gdx_log_error("fsync", "subscription %lld: cannot append to %s: %s", s->o.authorization,
+                  path, strerror(errno));
+  if (f)
+    fclose(f);
+  free(line);
+  ack_start(s);
+}
+
+/* ------------------------------------------------------------------ */
+/* requests to the broker                                              */
+
+static int on_body(gdx_httpc_req *r, const char *d, size_t n, void *ud) {
+  (void)r;
+  gdx_fsync *s = ud;
+  return gdx_buf_append(&s->body, d, n) == GDX_OK ? 0 : -1;
+}
+
+static void on_data_header(gdx_httpc_req *r, const char *line, size_t len, void *ud);
+
+static int request(gdx_fsync *s, const char *what, const char *const *params,
+                   int (*data_cb)(gdx_httpc_req *, const char *, size_t, void *),
+                   void (*done_cb)(gdx_httpc_req *, int, long, void *), gdx_httpc_req **out) {
+  gdx_buf url;
+  gdx_buf_init(&url, 16384);
+  int rc = gdx_buf_appendf(&url, "%s/node/v1/tables/%lld/%s", s->env->nodes_url,
+                           s->o.authorization, what);
+  for (int i = 0; !rc && params && params[i]; i += 2) {
+    if (params[i + 1] == NULL || params[i + 1][0] == '\0')
+      continue;
+    rc = gdx_buf_appendf(&url, "%c%s=", strchr(url.data, '?') ? '&' : '?', params[i]);
+    if (!rc)
+      rc = gdx_url_encode(&url, params[i + 1]);
+  }
+  gdx_buf_reset(&s->body);
+  gdx_httpc_opts ho = {.url = url.data, .on_data = data_cb, .on_done = done_cb, .data = s,
+                       .on_header = data_cb == on_body ? NULL : on_data_header,
+                       .timeout_ms = data_cb == on_body ? 120000 : 0, .idle_timeout_s = 60,
+                       .ca_file = s->env->ca_file, .cert_file = s->env->cert_file,
+                       .key_file = s->env->key_file, .native = 1};
+  if (!rc)
+    rc = gdx_httpc_request(s->env->client, &ho, &s->req);
+  gdx_buf_free(&url);
+  if (rc == GDX_OK) {
+    s->busy = 1;
+    if (out)
+      *out = s->req;
+  }
+  return rc;
+}
+
+static const char *err_message(gdx_fsync *s) {
+  static char m[300];
+  json_t *j = json_loadb(s->body.data ? s->body.data : "", s->body.len, 0, NULL);
+  const char *msg = json_string_value(json_object_get(json_object_get(j, "error"), "message"));
+  snprintf(m, sizeof(m), "%s", msg ? msg : "no message");
+  json_decref(j);
+  return m;
+}
+
+/* ---- the listing ---- */
+
+static void queue_clear(gdx_fsync *s) {
+  for (size_t i = 0; i < s->nq; i++)
+    free(s->q[i].path);
+  free(s->q);
+  s->q = NULL;
+  s->nq = s->qi = 0;
+}
+
+static void on_list(gdx_httpc_req *r, int status, long http, void *ud) {
+  gdx_fsync *s = ud;
+  s->busy = 0;
+  s->req = NULL;
+  if (s->stopping)
+    return maybe_stopped(s);
+  if (status != GDX_OK)
+    return fail(s, "listing: %s", gdx_httpc_error(r));
+  if (http != 200)
+    return fail(s, "listing refused (%ld): %s", http, err_message(s));
+  json_t *j = json_loadb(s->body.data ? s->body.data : "", s->body.len, 0, NULL);
+  json_t *files = json_object_get(j, "files");
+  const char *epoch = json_string_value(json_object_get(j, "epoch"));
+  if (!json_is_array(files) || epoch == NULL || strlen(epoch) > 32) {
+    json_decref(j);
+    return fail(s, "listing: not a file listing");
+  }
+  snprintf(s->next_since, sizeof(s->next_since), "%s.%lld", epoch,
+           (long long)json_integer_value(json_object_get(j, "gen")));
+  s->more = json_is_true(json_object_get(j, "more"));
+  queue_clear(s);
+  s->q = calloc(json_array_size(files) + 1, sizeof(*s->q));
+  size_t i;
+  json_t *f;
+  json_array_foreach(files, i, f) {
+    const char *path = json_string_value(json_object_get(f, "path"));
+    const char *sha = json_string_value(json_object_get(f, "sha256"));
+    const char *sm3 = json_string_value(json_object_get(f, "sm3"));
+    long long size = json_integer_value(json_object_get(f, "size"));
+    long long chunk = json_integer_value(json_object_get(f, "chunk"));
+    char why[200];
+    if (!path || !sha || !sm3 || strlen(sha) != 64 || strlen(sm3) != 64 || size < 0 ||
+        chunk < 4096 || chunk > (64 << 20) || s->nq >= QUEUE_MAX) {
+      continue;
+    }
+    if (gdx_file_name_check(path, why, sizeof(why)) != GDX_OK) {
+      gdx_log_warn("fsync", "subscription %lld: refusing the name %s: %s", s->o.authorization,
+                   path, why);
+      continue;
+    }
+    const char *have = json_string_value(json_object_get(s->delivered, path));
+    if ((have && strcmp(have, sha) == 0) || json_object_get(s->quarantined, sha))
+      continue;
+    qfile *qf = &s->q[s->nq++];
+    qf->path = strdup(path);
+    qf->size = size;
+    qf->chunk = chunk;
+    snprintf(qf->sha256, sizeof(qf->sha256), "%s", sha);
+    snprintf(qf->sm3, sizeof(qf->sm3), "%s", sm3);
+  }
+  json_decref(j);
+  s->backoff_ms = 0;
+  s->last_error[0] = '\0';
+  s->ph = S_CHUNKS;
+  next_step(s);
+}
+
+/* ---- the chunk list of one version ---- */
+
+static void on_chunks(gdx_httpc_req *r, int status, long http, void *ud) {
+  gdx_fsync *s = ud;
+  s->busy = 0;
+  s->req = NULL;
+  if (s->stopping)
+    return maybe_stopped(s);
+  qfile *f = &s->q[s->qi];
+  if (status != GDX_OK)
+    return fail(s, "%s: chunk list: %s", f->path, gdx_httpc_error(r));
+  if (http == 404 || http == 409) { /* gone or changed since listed: the next listing has it */
+    gdx_log_info("fsync", "subscription %lld: %s changed at the provider; listing again",
+                 s->o.authorization, f->path);
+    s->qi++;
+    s->ph = S_CHUNKS;
+    return next_step(s);
+  }
+  if (http != 200)
+    return fail(s, "%s: chunk list refused (%ld): %s", f->path, http, err_message(s));
+  json_t *j = json_loadb(s->body.data ? s->body.data : "", s->body.len, 0, NULL);
+  json_t *list = json_object_get(j, "chunks");
+  long long want = f->size == 0 ? 0 : (f->size + f->chunk - 1) / f->chunk;
+  if (!json_is_array(list) || (long long)json_array_size(list) != want) {
+    json_decref(j);
+    return fail(s, "%s: the chunk list does not fit the file", f->path);
+  }
+  free(s->chunks);
+  s->chunks = calloc((size_t)want * 64 + 1, 1);
+  s->nchunks = want;
+  size_t i;
+  json_t *c;
+  json_array_foreach(list, i, c) {
+    const char *h = json_string_value(c);
+    if (h == NULL || strlen(h) != 64 || strspn(h, "0123456789abcdef") != 64) {
+      json_decref(j);
+      return fail(s, "%s: a chunk hash is malformed", f->path);
+    }
+    memcpy(s->chunks + i * 64, h, 64);
+  }
+  json_decref(j);
+  s->ph = S_RESUME;
+  next_step(s);
+}
+
+/* ---- resume: the part file's chunks that still match ---- */
+
+typedef struct {
+  uv_work_t w;
+  gdx_fsync *s;
+  char part[1200], ver[1300];
+  char sha256[65];
+  long long size, chunk, verified;
+  int fd;
+  char err[200];
+} resume_job;
+
+static void resume_work(uv_work_t *w) {
+  resume_job *j = w->data;
+  gdx_fsync *s = j->s;
+  j->fd = -1;
+  /* the part file belongs to one version: another one's bytes are dropped */
+  char have[80] = "";
+  FILE *v = fopen(j->ver, "r");
+  if (v) {
+    if (fgets(have, sizeof(have), v) == NULL)
+      have[0] = '\0';
+    fclose(v);
+  }
+  int same = strncmp(have, j->sha256, 64) == 0;
+  j->fd = open(j->part, O_RDWR | O_CREAT | O_CLOEXEC | (same ? 0 : O_TRUNC), 0600);
+  if (j->fd < 0) {
+    snprintf(j->err, sizeof(j->err), "cannot open %s: %s", j->part, strerror(errno));
+    return;
+  }
+  if (!same) {
+    v = fopen(j->ver, "w");
+    if (v == NULL || fprintf(v, "%s\n", j->sha256) < 0) {
+      snprintf(j->err, sizeof(j->err), "cannot write %s", j->ver);
+    }
+    if (v)
+      fclose(v);
+    return;
+  }
+  struct stat st;
+  fstat(j->fd, &st);
+  char *buf = malloc((size_t)j->chunk);
+  long long off = 0;
+  for (long long i = 0; buf && off < st.st_size && off < j->size; i++) {
+    long long want = j->size - off < j->chunk ? j->size - off : j->chunk;
+    ssize_t got = pread(j->fd, buf, (size_t)want, off);
+    if (got != want)
+      break;
+    char h[65];
+    sha256_hex(buf, (size_t)want, h);
+    if (memcmp(h, s->chunks + i * 64, 64) != 0)
+      break;
+    off += want;
+  }
+  free(buf);
+  j->verified = off;
+  if (ftruncate(j->fd, off) != 0)
+    snprintf(j->err, sizeof(j->err), "cannot truncate %s: %s", j->part, strerror(errno));
+}
+
+static void start_data(gdx_fsync *s);
+
+static void resume_done(uv_work_t *w, int status) {
+  resume_job *j = w->data;
+  gdx_fsync *s = j->s;
+  s->works--;
+  s->busy = 0;
+  if (s->stopping || status != 0 || j->err[0]) {
+    if (j->fd >= 0)
+      close(j->fd);
+    if (!s->stopping)
+      fail(s, "%s", j->err[0] ? j->err : "resume cancelled");
+    free(j);
+    return maybe_stopped(s);
+  }
+  s->fd = j->fd;
+  s->verified = s->resumed_from = j->verified;
+  s->received = 0;
+  s->resumed_bytes += (unsigned long long)j->verified;
+  if (j->verified > 0)
+    gdx_log_info("fsync", "subscription %lld: %s resumes at %lld of %lld bytes",
+                 s->o.authorization, s->q[s->qi].path, j->verified, j->size);
+  free(j);
+  start_data(s);
+}
+
+/* ---- the bytes ---- */
+
+static void chunk_done(uv_work_t *w, int status);
+
+static void chunk_work(uv_work_t *w) {
+  cbuf *b = w->data;
+  gdx_fsync *s = b->s;
+  size_t done = 0;
+  while (done < b->len) {
+    ssize_t k = pwrite(s->fd, b->data + done, b->len - done, b->off + (long long)done);
+    if (k <= 0) {
+      b->werr = errno ? errno : EIO;
+      b->ok = 0;
+      return;
+    }
+    done += (size_t)k;
+  }
+  char h[65];
+  sha256_hex(b->data, b->len, h);
+  b->ok = memcmp(h, s->chunks + b->index * 64, 64) == 0;
+}
+
+static int submit_chunk(gdx_fsync *s, cbuf *b) {
+  b->busy = 1;
+  b->s = s;
+  b->w.data = b;
+  if (uv_queue_work(s->env->loop, &b->w, chunk_work, chunk_done) != 0) {
+    b->busy = 0;
+    return -1;
+  }
+  s->works++;
+  return 0;
+}
+
+/* Takes bytes into the chunk buffers, handing each full chunk to the
+ * pool; stops when the buffer to fill is still busy. Returns the bytes
+ * taken, or -1. */
+static long consume(gdx_fsync *s, const char *d, size_t n) {
+  qfile *f = &s->q[s->qi];
+  size_t taken = 0;
+  while (taken < n) {
+    cbuf *b = &s->cb[s->cur];
+    if (b->busy)
+      break;
+    if (b->len == 0) {
+      b->off = s->resumed_from + s->received;
+      b->index = b->off / f->chunk;
+    }
+    long long end = (b->index + 1) * f->chunk < f->size ? (b->index + 1) * f->chunk : f->size;
+    size_t room = (size_t)(end - b->off) - b->len;
+    size_t take = n - taken < room ? n - taken : room;
+    if (room == 0)
+      return -1; /* more bytes than the file has */
+    memcpy(b->data + b->len, d + taken, take);
+    b->len += take;
+    s->received += (long long)take;
+    s->bytes_total += take;
+    taken += take;
+    if (b->off + (long long)b->len == end) {
+      if (submit_chunk(s, b) != 0)
+        return -1;
+      s->cur ^= 1;
+    }
+  }
+  return (long)taken;
+}
+
+static void on_data_header(gdx_httpc_req *r, const char *line, size_t len, void *ud) {
+  (void)r;
+  gdx_fsync *s = ud;
+  if (len > 13 && strncasecmp(line, "X-Gdx-Offset:", 13) == 0)
+    s->data_ok_head = 1;
+}
+
+static int on_data(gdx_httpc_req *r, const char *d, size_t n, void *ud) {
+  gdx_fsync *s = ud;
+  if (!s->data_ok_head) /* an error answer, not the file */
+    return on_body(r, d, n, ud);
+  if (s->mismatch || s->data_failed)
+    return -1;
+  if (s->spill_len > 0 || s->cb[s->cur].busy) { /* both buffers busy: wait */
+    s->data_paused = 1;
+    return 1;
+  }
+  long k = consume(s, d, n);
+  if (k < 0)
+    return -1;
+  if ((size_t)k < n) {
+    s->spill = realloc(s->spill, n - (size_t)k);
+    memcpy(s->spill, d + k, n - (size_t)k);
+    s->spill_len = n - (size_t)k;
+  }
+  return 0;
+}
+
+static void data_finish(gdx_fsync *s);
+
+static void chunk_done(uv_work_t *w, int status) {
+  cbuf *b = w->data;
+  gdx_fsync *s = b->s;
+  s->works--;
+  b->busy = 0;
+  if (status == 0 && b->ok && !s->mismatch && !s->data_failed) {
+    s->verified = b->off + (long long)b->len;
+  } else if (!s->data_failed && !s->mismatch) {
+    if (b->werr || status != 0) {
+      s->data_failed = 1;
+      snprintf(s->last_error, sizeof(s->last_error), "cannot write %s: %s", s->part,
+               strerror(b->werr ? b->werr : ECANCELED));
+    } else {
+      s->mismatch = 1;
+      s->mismatches++;
+    }
+    if (s->data_req)
+      gdx_httpc_cancel(s->data_req);
+  }
+  b->len = 0;
+  if (s->mismatch || s->data_failed || s->stopping) {
+    s->spill_len = 0;
+  } else if (s->spill_len > 0) {
+    long k = consume(s, s->spill, s->spill_len);
+    if (k < 0) {
+      s->data_failed = 1;
+      s->spill_len = 0;
+    } else {
+      memmove(s->spill, s->spill + k, s->spill_len - (size_t)k);
+      s->spill_len -= (size_t)k;
+    }
+  }
+  if (s->data_paused && s->data_req && s->spill_len == 0 && !s->mismatch && !s->data_failed &&
+      !s->cb[s->cur].busy) {
+    s->data_paused = 0;
+    gdx_httpc_resume(s->data_req);
+  }
+  data_finish(s);
+}
+
+static void on_data_done(gdx_httpc_req *r, int status, long http, void *ud) {
+  gdx_fsync *s = ud;
+  s->busy = 0;
+  s->req = NULL;
+  s->data_req = NULL;
+  s->data_done = 1;
+  if (!s->stopping && !s->mismatch && !s->data_failed) {
+    qfile *f = &s->q[s->qi];
+    if (status != GDX_OK) {
+      s->data_failed = 1;
+      snprintf(s->last_error, sizeof(s->last_error), "%s: transfer broke off at %lld bytes: %s",
+               f->path, s->resumed_from + s->received, gdx_httpc_error(r));
+    } else if (http != 200) {
+      s->data_failed = 1;
+      snprintf(s->last_error, sizeof(s->last_error), "%s: transfer refused (%ld): %s", f->path,
+               http, err_message(s));
+      if (http == 409 || http == 404)
+        s->mismatch = 1; /* changed: list again */
+    }
+  }
+  data_finish(s);
+}
+
+static void start_final(gdx_fsync *s);
+
+/* After the transfer ended and every chunk is written: on to the checks,
+ * or back to the listing. */
+static void data_finish(gdx_fsync *s) {
+  if (!s->data_done || s->cb[0].busy || s->cb[1].busy || s->spill_len > 0 || s->ph != S_DATA)
+    return;
+  if (s->stopping) {
+    close(s->fd);
+    s->fd = -1;
+    return maybe_stopped(s);
+  }
+  qfile *f = &s->q[s->qi];
+  if (s->mismatch || s->data_failed || s->verified != f->size) {
+    close(s->fd);
+    s->fd = -1;
+    if (s->mismatch) {
+      gdx_log_warn("fsync", "subscription %lld: %s changed at the provider while sent; listing "
+                   "again", s->o.authorization, f->path);
+      s->ph = S_LIST;
+      return after(s, 500);
+    }
+    s->failed_total++;
+    return fail(s, "%s", s->last_error[0] ? s->last_error : "the transfer is incomplete");
+  }
+  s->ph = S_FINAL;
+  start_final(s);
+}
+
+static void start_data(gdx_fsync *s) {
+  qfile *f = &s->q[s->qi];
+  s->ph = S_DATA;
+  s->mismatch = s->data_failed = s->data_paused = s->data_ok_head = 0;
+  s->data_done = 0;
+  s->cur = 0;
+  s->spill_len = 0;
+  s->cb[0].len = s->cb[1].len = 0;
+  s->received_at = wall_ms();
+  if (s->cb_size != f->chunk) {
+    for (int i = 0; i < 2; i++) {
+      free(s->cb[i].data);
+      s->cb[i].data = malloc((size_t)f->chunk);
+    }
+    s->cb_size = f->chunk;
+  }
+  if (s->verified == f->size) { /* all there already */
+    s->data_done = 1;
+    return data_finish(s);
+  }
+  char off[24];
+  snprintf(off, sizeof(off), "%lld", s->verified);
+  const char *const params[] = {"path", f->path, "sha256", f->sha256, "offset", off, NULL};
+  if (request(s, "data", params, on_data, on_data_done, &s->data_req) != GDX_OK) {
+    close(s->fd);
+    s->fd = -1;
+    return fail(s, "cannot start the transfer of %s", f->path);
+  }
+}
+
+static void start_final(gdx_fsync *s);
+
+/* ---- checks, scan, versions, rename ---- */
+
+typedef struct {
+  uv_work_t w;
+  gdx_fsync *s;
+  int fd;
+  char part[1200], dest[2200], versions_dir[2400], qdir[1300], ver[1300];
+  char sha256[65], sm3_sent[65], sm3[65], path[1100];
+  long long versions, size;
+  int status; /* 0 delivered, 1 quarantined, -1 error */
+  int kept;   /* a previous copy was kept */
+  char detail[300];
+  char format[8];
+} final_job;
+
+static int fsync_dir_of(const char *path) {
+  char d[2300];
+  snprintf(d, sizeof(d), "%s", path);
+  char *slash = strrchr(d, '/');
+  if (slash == NULL)
+    return -1;
+  *slash = '\0';
+  int fd = open(d, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  if (fd < 0)
+    return -1;
+  int rc = fsync(fd);
+  close(fd);
+  return rc;
+}
+
+static int name_cmp(const void *a, const void *b) {
+  return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+/* Keeps the newest n entries of dir. */
+static void prune(const char *dir, long long n) {
+  char **names = NULL;
+  size_t k = 0;
+  DIR *d = opendir(dir);
+  struct dirent *de;
+  while (d && (de = readdir(d)) != NULL) {
+    if (de->d_name[0] == '.')
+      continue;
+    names = realloc(names, (k + 1) * sizeof(*names));
+    names[k++] = strdup(de->d_name);
+  }
+  if (d)
+    closedir(d);
+  qsort(names, k, sizeof(*names), name_cmp);
+  for (size_t i = 0; i < k; i++) {
+    if ((long long)(k - i) > n) {
+      char p[2600];
+      snprintf(p, sizeof(p), "%s/%s", dir, names[i]);
+      unlink(p);
+    }
+    free(names[i]);
+  }
+  free(names);
+}
+
+static void final_work(uv_work_t *w) {
+  final_job *j = w->data;
+  gdx_fsync *s = j->s;
+  j->status = -1;
+  if (fdatasync(j->fd) != 0) {
+    snprintf(j->detail, sizeof(j->detail), "cannot sync %s: %s", j->part, strerror(errno));
+    return;
+  }
+  char head[HEAD_BYTES];
+  ssize_t got = pread(j->fd, head, sizeof(head), 0);
+  const char *fmt = NULL;
+  char why[200] = "";
+  int quarantine = 0;
+  if (got < 0 || gdx_fileguard_check(s->guard, j->path, head, (size_t)got, &fmt, why,
+                                     sizeof(why)) != GDX_OK) {
+    quarantine = 1;
+    snprintf(j->detail, sizeof(j->detail), "format: %s", why[0] ? why : "unreadable");
+  } else {
+    snprintf(j->format, sizeof(j->format), "%s", fmt);
+  }
+  if (!quarantine && s->env->scanner) {
+    char virus[200], err[200];
+    int rc = gdx_scanner_scan(s->env->scanner, j->part, virus, sizeof(virus), err, sizeof(err));
+    if (rc == GDX_SCAN_INFECTED) {
+      quarantine = 1;
+      snprintf(j->detail, sizeof(j->detail), "virus: %s", virus);
+    } else if (rc != GDX_SCAN_CLEAN) {
+      snprintf(j->detail, sizeof(j->detail), "the virus scan failed: %s", err);
+      return; /* retried; never delivered unscanned */
+    }
+  }
+  if (quarantine) {
+    char q[1400];
+    mkdirs(j->qdir, 0700);
+    snprintf(q, sizeof(q), "%s/%s", j->qdir, j->sha256);
+    chmod(j->part, 0600);
+    if (rename(j->part, q) != 0) {
+      snprintf(j->detail, sizeof(j->detail), "cannot quarantine %s: %s", j->part,
+               strerror(errno));
+      return;
+    }
+    unlink(j->ver);
+    j->status = 1;
+    return;
+  }
+  char parent[2300];
+  snprintf(parent, sizeof(parent), "%s", j->dest);
+  *strrchr(parent, '/') = '\0';
+  if (mkdirs(parent, 0755) != 0) {
+    snprintf(j->detail, sizeof(j->detail), "cannot make %s: %s", parent, strerror(errno));
+    return;
+  }
+  struct stat st;
+  if (lstat(j->dest, &st) == 0 && S_ISREG(st.st_mode) && j->versions > 0) {
+    if (mkdirs(j->versions_dir, 0755) == 0) {
+      char stamp[40], old[2600];
+      time_t t = time(NULL);
+      struct tm tm;
+      gmtime_r(&t, &tm);
+      strftime(stamp, sizeof(stamp), "%Y%m%dT%H%M%SZ", &tm);
+      snprintf(old, sizeof(old), "%s/%s", j->versions_dir, stamp);
+      for (int i = 1; access(old, F_OK) == 0 && i < 100; i++)
+        snprintf(old, sizeof(old), "%s/%s-%d", j->versions_dir, stamp, i);
+      if (link(j->dest, old) == 0) {
+        j->kept = 1;
+        prune(j->versions_dir, j->versions);
+      }
+    }
+  }
+  fchmod(j->fd, 0644);
+  if (rename(j->part, j->dest) != 0) {
+    snprintf(j->detail, sizeof(j->detail), "cannot rename into %s: %s", j->dest, strerror(errno));
+    return;
+  }
+  unlink(j->ver);
+  fsync_dir_of(j->dest);
+  j->status = 0;
+}
+
+static void sm3_start(gdx_fsync *s, json_t *entry, const char *dest);
+
+static void final_done(uv_work_t *w, int status) {
+  final_job *j = w->data;
+  gdx_fsync *s = j->s;
+  s->works--;
+  s->busy = 0;
+  close(j->fd);
+  s->fd = -1;
+  if (s->stopping || status != 0) {
+    free(j);
+    return maybe_stopped(s);
+  }
+  qfile *f = &s->q[s->qi];
+  if (j->status < 0) {
+    s->failed_total++;
+    char d[300];
+    snprintf(d, sizeof(d), "%s: %s", f->path, j->detail);
+    free(j);
+    return fail(s, "%s", d);
+  }
+  long long now = wall_ms();
+  json_t *e = json_pack("{s:s, s:I, s:s, s:s, s:I, s:I, s:I, s:I}", "path", f->path, "size",
+                        (json_int_t)f->size, "sha256", f->sha256, "sm3_sent", f->sm3,
+                        "bytes_received", (json_int_t)s->received, "resumed_from",
+                        (json_int_t)s->resumed_from, "received_at", (json_int_t)s->received_at,
+                        "verified_at", (json_int_t)now);
+  if (j->status == 1) {
+    s->quarantined_total++;
+    gdx_log_warn("fsync", "subscription %lld: %s quarantined (%s): not delivered",
+                 s->o.authorization, f->path, j->detail);
+    json_object_set_new(s->quarantined, f->sha256, json_string(j->detail));
+    json_object_set_new(e, "status", json_string("quarantined"));
+    json_object_set_new(e, "detail", json_string(j->detail));
+    json_object_set_new(e, "sm3_received", json_string(""));
+    json_object_set_new(e, "version_kept", json_false());
+    save_state(s);
+    ledger_append(s, e);
+  } else {
+    s->delivered_total++;
+    if (s->resumed_from > 0)
+      gdx_log_info("fsync", "subscription %lld: %s delivered (%lld bytes; resumed at %lld, "
+                   "%lld sent again)", s->o.authorization, f->path, f->size, s->resumed_from,
+                   s->received);
+    else
+      gdx_log_info("fsync", "subscription %lld: %s delivered (%lld bytes)", s->o.authorization,
+                   f->path, f->size);
+    json_object_set_new(s->delivered, f->path, json_string(f->sha256));
+    json_object_set_new(e, "status", json_string("delivered"));
+    json_object_set_new(e, "detail", json_string(""));
+    json_object_set_new(e, "version_kept", json_boolean(j->kept));
+    save_state(s);
+    sm3_start(s, e, j->dest);
+  }
+  free(j);
+  s->backoff_ms = 0;
+  s->qi++;
+  s->ph = S_CHUNKS;
+  next_step(s);
+}
+
+static void start_final(gdx_fsync *s) {
+  qfile *f = &s->q[s->qi];
+  final_job *j = calloc(1, sizeof(*j));
+  j->s = s;
+  j->fd = s->fd;
+  snprintf(j->part, sizeof(j->part), "%s", s->part);
+  snprintf(j->ver, sizeof(j->ver), "%s.version", s->part);
+  snprintf(j->dest, sizeof(j->dest), "%s/%s", s->o.folder, f->path);
+  snprintf(j->versions_dir, sizeof(j->versions_dir), "%s/versions/%s", s->dir, f->path);
+  snprintf(j->qdir, sizeof(j->qdir), "%s/quarantine", s->dir);
+  snprintf(j->path, sizeof(j->path), "%s", f->path);
+  snprintf(j->sha256, sizeof(j->sha256), "%s", f->sha256);
+  j->versions = s->o.versions;
+  j->size = f->size;
+  j->w.data = j;
+  s->busy = 1;
+  if (uv_queue_work(s->env->loop, &j->w, final_work, final_done) != 0) {
+    s->busy = 0;
+    free(j);
+    return fail(s, "cannot queue the checks of %s", f->path);
+  }
+  s->works++;
+}
+
+/* ---- SM3 for the record, off the transfer's path ---- */
+
+typedef struct {
+  uv_work_t w;
+  gdx_fsync *s;
+  json_t *entry;
+  char dest[2200], sm3[65];
+} sm3_job;
+
+static void sm3_work(uv_work_t *w) {
+  sm3_job *j = w->data;
+  if (gdx_digest_file(j->dest, GDX_DIGEST_SM3, NULL, j->sm3) != GDX_OK)
+    j->sm3[0] = '\0';
+}
+
+static void sm3_done(uv_work_t *w, int status) {
+  sm3_job *j = w->data;
+  gdx_fsync *s = j->s;
+  s->works--;
+  (void)status;
+  const char *sent = json_string_value(json_object_get(j->entry, "sm3_sent"));
+  json_object_set_new(j->entry, "sm3_received", json_string(j->sm3));
+  if (sent && strcmp(sent, j->sm3) != 0) {
+    json_object_set_new(j->entry, "detail",
+                        json_string(j->sm3[0] ? "SM3 differs from the provider's"
+                                              : "SM3 could not be computed (file replaced?)"));
+  }
+  ledger_append(s, j->entry);
+  free(j);
+  maybe_stopped(s);
+}
+
+static void sm3_start(gdx_fsync *s, json_t *entry, const char *dest) {
+  sm3_job *j = calloc(1, sizeof(*j));
+  j->s = s;
+  j->entry = entry;
+  snprintf(j->dest, sizeof(j->dest), "%s", dest);
+  j->w.data = j;
+  if (uv_queue_work(s->env->loop, &j->w, sm3_work, sm3_done) != 0) {
+    json_object_set_new(entry, "sm3_received", json_string(""));
+    ledger_append(s, entry);
+    free(j);
+    return;
+  }
+  s->works++;
+}
+
+/* ------------------------------------------------------------------ */
+/* the ledger's report to the broker                                   */
+
+static int ack_data(gdx_httpc_req *r, const char *d, size_t n, void *ud) {
+  (void)r;
+  gdx_fsync *s = ud;
+  return gdx_buf_append(&s->ack_resp, d, n) == GDX_OK ? 0 : -1;
+}
+
+static void ack_sent(gdx_httpc_req *r, int status, long http, void *ud) {
+  gdx_fsync *s = ud;
+  free(s->ack_body);
+  s->ack_body = NULL;
+  s->ack_busy = 0;
+  s->ack_req = NULL;
+  if (status == GDX_OK && http == 200) {
+    /* drop the first ack_n lines */
+    char path[1200], tmp[1300];
+    snprintf(path, sizeof(path), "%s/ledger.jsonl", s->dir);
+    snprintf(tmp, sizeof(tmp), "%s.tmp", path);
+    FILE *in = fopen(path, "r"), *out = fopen(tmp, "w");
+    char *line = NULL;
+    size_t cap = 0, i = 0, left = 0;
+    while (in && out && getline(&line, &cap, in) > 0)
+      if (i++ >= s->ack_n) {
+        fputs(line, out);
+        left++;
+      }
+    free(line);
+    if (in)
+      fclose(in);
+    if (out && fclose(out) == 0)
+      rename(tmp, path);
+    if (left && !s->stopping)
+      ack_start(s);
+  } else if (!s->stopping) {
+    gdx_log_warn("fsync", "subscription %lld: the file ledger was not recorded (%ld): %.*s",
+                 s->o.authorization, http, (int)(s->ack_resp.len > 300 ? 300 : s->ack_resp.len),
+                 status == GDX_OK && s->ack_resp.data ? s->ack_resp.data : gdx_httpc_error(r));
+  }
+  maybe_stopped(s);
+}
+
+static void ack_start(gdx_fsync *s) {
+  if (s->ack_busy || s->stopping)
+    return;
+  char path[1200];
+  snprintf(path, sizeof(path), "%s/ledger.jsonl", s->dir);
+  FILE *f = fopen(path, "r");
+  if (f == NULL)
+    return;
+  json_t *entries = json_array();
+  char *line = NULL;
+  size_t cap = 0;
+  s->ack_n = 0;
+  while (s->ack_n < ACK_MAX && getline(&line, &cap, f) > 0) {
+    s->ack_n++;
+    json_t *e = json_loads(line, 0, NULL);
+    if (json_is_object(e))
+      json_array_append(entries, e);
+    json_decref(e);
+  }
+  free(line);
+  fclose(f);
+  if (s->ack_n == 0) {
+    json_decref(entries);
+    return;
+  }
+  json_t *o = json_pack("{s:s, s:o}", "folder", s->o.folder, "entries", entries);
+  s->ack_body = json_dumps(o, JSON_COMPACT);
+  json_decref(o);
+  char url[600];
+  snprintf(url, sizeof(url), "%s/node/v1/files/%lld", s->env->nodes_url, s->o.authorization);
+  static const char *const hv[] = {"Content-Type: application/json", NULL};
+  gdx_buf_reset(&s->ack_resp);
+  gdx_httpc_opts ho = {.method = "POST", .url = url, .headers = hv, .body = s->ack_body,
+                       .body_len = s->ack_body ? strlen(s->ack_body) : 0, .on_data = ack_data,
+                       .on_done = ack_sent, .data = s, .timeout_ms = 30000,
+                       .ca_file = s->env->ca_file, .cert_file = s->env->cert_file,
+                       .key_file = s->env->key_file, .native = 1};
+  if (s->ack_body && gdx_httpc_request(s->env->client, &ho, &s->ack_req) == GDX_OK) {
+    s->ack_busy = 1;
+  } else {
+    free(s->ack_body);
+    s->ack_body = NULL;
+  }
+}
+
+/* ------------------------------------------------------------------ */
+/* the loop                                                            */
+
+static void start_list(gdx_fsync *s) {
+  s->ph = S_LIST;
+  s->next_since[0] = '\0';
+  char wait[24];
+  snprintf(wait, sizeof(wait), "%lld", s->more || s->o.once ? 0LL : s->o.wait_ms);
+  const char *const params[] = {"since", s->since, "wait_ms", wait, NULL};
+  s->more = 0;
+  if (request(s, "files", params, on_body, on_list, NULL) != GDX_OK)
+    fail(s, "cannot start the listing");
+}
+
+static void next_step(gdx_fsync *s) {
+  if (s->stopping || s->busy || s->ph == S_DONE)
+    return;
+  if (s->ph == S_LIST)
+    return start_list(s);
+  if (s->qi >= s->nq) { /* the listing's files are done: remember where it stood */
+    int empty = s->nq == 0;
+    queue_clear(s);
+    if (s->next_since[0] && strcmp(s->since, s->next_since) != 0) {
+      snprintf(s->since, sizeof(s->since), "%s", s->next_since);
+      save_state(s);
+    }
+    if (s->o.once && !s->more) {
+      s->ph = S_DONE;
+      gdx_log_info("fsync", "subscription %lld: fetched", s->o.authorization);
+      return;
+    }
+    s->ph = S_LIST;
+    if (empty && !s->more && s->o.wait_ms == 0)
+      return after(s, (uint64_t)s->o.poll_ms);
+    return start_list(s);
+  }
+  qfile *f = &s->q[s->qi];
+  if (s->ph == S_CHUNKS) {
+    char ph[65];
+    sha256_hex(f->path, strlen(f->path), ph);
+    snprintf(s->part, sizeof(s->part), "%s/part/%s", s->dir, ph);
+    const char *const params[] = {"path", f->path, "sha256", f->sha256, NULL};
+    if (request(s, "chunks", params, on_body, on_chunks, NULL) != GDX_OK)
+      fail(s, "cannot ask for the chunks of %s", f->path);
+    return;
+  }
+  if (s->ph == S_RESUME) {
+    resume_job *j = calloc(1, sizeof(*j));
+    j->s = s;
+    snprintf(j->part, sizeof(j->part), "%s", s->part);
+    snprintf(j->ver, sizeof(j->ver), "%s.version", s->part);
+    snprintf(j->sha256, sizeof(j->sha256), "%s", f->sha256);
+    j->size = f->size;
+    j->chunk = f->chunk;
+    j->w.data = j;
+    s->busy = 1;
+    if (uv_queue_work(s->env->loop, &j->w, resume_work, resume_done) != 0) {
+      s->busy = 0;
+      free(j);
+      return fail(s, "cannot queue the resume of %s", f->path);
+    }
+    s->works++;
+  }
+}
+
+int gdx_fsync_start(const gdx_fsync_env *env, const gdx_fsync_opts *o, gdx_fsync **out,
+                    char *err, size_t errlen) {
+  gdx_fsync *s = calloc(1, sizeof(*s));
+  if (s == NULL)
+    return GDX_ENOMEM;
+  s->env = env;
+  s->o = *o;
+  s->fd = -1;
+  snprintf(s->dir, sizeof(s->dir), "%s/.gdx", o->folder);
+  char part[1200];
+  snprintf(part, sizeof(part), "%s/part", s->dir);
+  if (mkdirs(part, 0700) != 0) {
+    snprintf(err, errlen, "subscription %lld: cannot make %s: %s", o->authorization, part,
+             strerror(errno));
+    free(s);
+    return GDX_ECONFIG;
+  }
+  if (gdx_fileguard_new(&s->guard, err, errlen) != GDX_OK) {
+    free(s);
+    return GDX_ECONFIG;
+  }
+  load_state(s);
+  gdx_buf_init(&s->body, LIST_MAX_BYTES);
+  gdx_buf_init(&s->ack_resp, 1 << 20);
+  uv_timer_init(env->loop, &s->timer);
+  s->timer.data = s;
+  s->ph = S_LIST;
+  *out = s;
+  after(s, 0);
+  ack_start(s);
+  return GDX_OK;
+}
+
+static void on_timer_closed(uv_handle_t *h) {
+  gdx_fsync *s = h->data;
+  s->timer_closed = 1;
+  maybe_stopped(s);
+}
+
+static void maybe_stopped(gdx_fsync *s) {
+  if (!s->stopping || s->busy || s->works > 0 || s->ack_busy || !s->timer_closed)
+    return;
+  if (s->stop_cb == NULL)
+    return;
+  void (*cb)(void *) = s->stop_cb;
+  void *data = s->stop_data;
+  s->stop_cb = NULL;
+  if (s->fd >= 0)
+    close(s->fd);
+  queue_clear(s);
+  free(s->chunks);
+  free(s->cb[0].data);
+  free(s->cb[1].data);
+  free(s->spill);
+  json_decref(s->delivered);
+  json_decref(s->quarantined);
+  gdx_buf_free(&s->body);
+  gdx_buf_free(&s->ack_resp);
+  gdx_fileguard_free(s->guard);
+  free(s);
+  cb(data);
+}
+
+void gdx_fsync_stop(gdx_fsync *s, void (*cb)(void *), void *data) {
+  s->stopping = 1;
+  s->stop_cb = cb;
+  s->stop_data = data;
+  if (s->req)
+    gdx_httpc_cancel(s->req); /* a long poll would hold the stop */
+  if (s->ack_req)
+    gdx_httpc_cancel(s->ack_req);
+  uv_timer_stop(&s->timer);
+  uv_close((uv_handle_t *)&s->timer, on_timer_closed);
+}
+
+long long gdx_fsync_authorization(const gdx_fsync *s) { return s->o.authorization; }
+
+void gdx_fsync_metrics(gdx_fsync *s, gdx_buf *out) {
+  long long a = s->o.authorization;
+  gdx_buf_appendf(out, "gdx_node_files_delivered_total{authorization=\"%lld\"} %llu\n", a,
+                  s->delivered_total);
+  gdx_buf_appendf(out, "gdx_node_files_quarantined_total{authorization=\"%lld\"} %llu\n", a,
+                  s->quarantined_total);
+  gdx_buf_appendf(out, "gdx_node_files_failed_total{authorization=\"%lld\"} %llu\n", a,
+                  s->failed_total);
+  gdx_buf_appendf(out, "gdx_node_file_bytes_received_total{authorization=\"%lld\"} %llu\n", a,
+                  s->bytes_total);
+  gdx_buf_appendf(out, "gdx_node_file_bytes_resumed_total{authorization=\"%lld\"} %llu\n", a,
+                  s->resumed_bytes);
+  gdx_buf_appendf(out, "gdx_node_file_chunk_mismatches_total{authorization=\"%lld\"} %llu\n", a,
+                  s->mismatches);
+  gdx_buf_appendf(out, "gdx_node_file_transfer_bytes{authorization=\"%lld\"} %lld\n", a,
+                  s->ph == S_DATA ? s->resumed_from + s->received : 0LL);
+}
