@@ -487,6 +487,77 @@ static void test_modified_while_sent(void **state) {
   json_decref(l);
 }
 
+static int cli(const char *token, const char *env, const char *args, char *out, size_t n) {
+  char dir[300], cmd[2000];
+  snprintf(dir, sizeof(dir), "%s/cli", B.dir);
+  snprintf(cmd, sizeof(cmd), "mkdir -p %s/gdx && printf '{\"broker\":\"http://127.0.0.1:%d\","
+           "\"token\":\"%s\"}' > %s/gdx/session.json", dir, B.port, token, dir);
+  assert_int_equal(system(cmd), 0);
+  snprintf(cmd, sizeof(cmd), "cd %s && XDG_CONFIG_HOME=%s %s %s %s 2>>%s/cli.err", B.dir, dir,
+           env, GDX_CLI_BIN, args, B.dir);
+  FILE *p = popen(cmd, "r");
+  assert_non_null(p);
+  size_t len = fread(out, 1, n - 1, p);
+  out[len] = '\0';
+  int st = pclose(p);
+  return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+}
+
+/* Fetch (获取) with the CLI under a fetch authorization: the listing as a
+ * table and as JSON, a download checked chunk by chunk, a download that
+ * resumes after the chunks of a partial file that still match (a wrong
+ * tail is dropped), and a file that is not in the folder. */
+static void test_fetch_cli(void **state) {
+  (void)state;
+  static char out[1 << 16];
+  char client[40], secret[64], env[200], args[1200];
+  tn_credential(cons2_admin, auth_fetch, client, secret);
+  snprintf(env, sizeof(env), "GDX_CLIENT_SECRET=%s", secret);
+  snprintf(args, sizeof(args), "fetch --client-id %s %s --list", client, code_docs);
+  assert_int_equal(cli(cons2_admin, env, args, out, sizeof(out)), 0);
+  assert_non_null(strstr(out, "报表/2026/企业名录.docx"));
+  assert_non_null(strstr(out, "PATH"));
+  assert_null(strstr(out, "申报材料.doc")); /* refused at the provider */
+  snprintf(args, sizeof(args), "--json fetch --client-id %s %s --list", client, code_docs);
+  assert_int_equal(cli(cons2_admin, env, args, out, sizeof(out)), 0);
+  json_t *j = json_loads(out, 0, NULL);
+  assert_true(json_array_size(json_object_get(j, "items")) >= 5);
+  json_decref(j);
+  /* a whole download */
+  char dst[400];
+  snprintf(dst, sizeof(dst), "%s/统计表-下载.xls", B.dir);
+  snprintf(args, sizeof(args), "fetch --client-id %s %s --file 报表/2026/统计表.xls -o '%s'",
+           client, code_docs, dst);
+  assert_int_equal(cli(cons2_admin, env, args, out, sizeof(out)), 0);
+  char a[65], b[65];
+  assert_int_equal(file_sha256(dst, a), 0);
+  assert_int_equal(file_sha256(FIXTURES "/统计表.xls", b), 0);
+  assert_string_equal(a, b);
+  /* resume: 3 good chunks (1 MiB each) and a corrupted 4th in the part file */
+  char src[400];
+  snprintf(src, sizeof(src), "%s/变更.csv", pdir);
+  snprintf(dst, sizeof(dst), "%s/resumed.csv", B.dir);
+  sh("head -c 3M '%s' > '%s.part' && head -c 500000 /dev/zero >> '%s.part'", src, dst, dst);
+  snprintf(args, sizeof(args), "fetch --client-id %s %s --file 变更.csv -o '%s'", client,
+           code_docs, dst);
+  assert_int_equal(cli(cons2_admin, env, args, out, sizeof(out)), 0);
+  assert_int_equal(file_sha256(dst, a), 0);
+  assert_int_equal(file_sha256(src, b), 0);
+  assert_string_equal(a, b);
+  char errf[400], line[400];
+  snprintf(errf, sizeof(errf), "%s/cli.err", B.dir);
+  FILE *f = fopen(errf, "r");
+  int resumed = 0;
+  while (f && fgets(line, sizeof(line), f))
+    resumed |= strstr(line, "resuming 变更.csv at 3145728 of") != NULL;
+  if (f)
+    fclose(f);
+  assert_true(resumed);
+  /* not in the folder: exit status 6 (not found) */
+  snprintf(args, sizeof(args), "fetch --client-id %s %s --file 没有.csv", client, code_docs);
+  assert_int_equal(cli(cons2_admin, env, args, out, sizeof(out)), 6);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_deliver_documents),
@@ -495,6 +566,7 @@ int main(void) {
       cmocka_unit_test(test_versions_kept),
       cmocka_unit_test(test_kill_during_transfer),
       cmocka_unit_test(test_modified_while_sent),
+      cmocka_unit_test(test_fetch_cli),
   };
   return cmocka_run_group_tests(tests, setup, teardown);
 }
