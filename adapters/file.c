@@ -5,7 +5,7 @@
  *     stable_ms = 2000;     # a file is taken once unchanged this long
  *     rescan_s = 30;        # full rescan, the safety net under inotify
  *     chunk_mib = 8;        # the unit of verification and resumption
- *     max_file_mib = 4096; }
+ *     max_file_mib = 2047; } # libclamav scans files up to 2 GiB
  *
  * Finding files. inotify watches every folder of the tree (close-after-
  * write, rename into place, create, delete, attribute changes); an event
@@ -1008,7 +1008,7 @@ static int file_open(gdx_adapter *a, const config_setting_t *s, char *err, size_
   if (!bad)
     r->chunk = gdx_adapter_int(s, "chunk_mib", 8, 1, 64, &bad, err, errlen, n) << 20;
   if (!bad)
-    r->max_bytes = (long long)gdx_adapter_int(s, "max_file_mib", 4096, 1, 1 << 20, &bad, err,
+    r->max_bytes = (long long)gdx_adapter_int(s, "max_file_mib", 2047, 1, 1 << 20, &bad, err,
                                               errlen, n)
                    << 20;
   if (bad)

@@ -1253,11 +1253,14 @@ static const char help_subscriptions[] =
     "Usage: gdx subscriptions [list]\n"
     "       gdx subscriptions report AUTHORIZATION [--date YYYY-MM-DD]\n"
     "       gdx subscriptions reconcile AUTHORIZATION\n"
-    "Table subscriptions of one's unit (as consumer or provider; all of them for the\n"
+    "       gdx subscriptions files AUTHORIZATION [--status delivered|quarantined]\n"
+    "Table and folder subscriptions of one's unit (as consumer or provider; all of them for the\n"
     "operations and management roles): where each stands, its ledger of batches sent and\n"
     "applied, reconciliation runs (对账) and alarms. `report` is the daily report (UTC day,\n"
     "today by default) with a verdict: consistent, repaired, discrepancies or\n"
-    "not_reconciled. `reconcile` asks the consumer's node for a run now.\n";
+    "not_reconciled. `reconcile` asks the consumer's node for a run now. `files` is a folder\n"
+    "subscription's file ledger: each file version with its size, SHA-256, the SM3 listed and\n"
+    "received, bytes received, where a resumed transfer began, delivered or quarantined.\n";
 
 static const char *const sub_cols[] = {
     "authorization_id:AUTH", "resource_code:RESOURCE", "consumer:CONSUMER", "target:TARGET",
@@ -1323,7 +1326,22 @@ static int cmd_subscriptions(int argc, char **argv) {
     static const char *const cols[] = {"authorization_id:Subscription", "note:Note"};
     return item_verb("/api/v1/subscriptions", "reconcile", argv[1], cols, NCOLS(cols));
   }
-  return usage_error("subscriptions takes list, report or reconcile", help_subscriptions);
+  if (argc >= 2 && strcmp(argv[0], "files") == 0) {
+    if (atoll(argv[1]) <= 0)
+      return usage_error("files needs an authorization id", help_subscriptions);
+    const char *st = opt(argc, argv, "--status");
+    if (st && strcmp(st, "delivered") != 0 && strcmp(st, "quarantined") != 0)
+      return usage_error("--status is delivered or quarantined", help_subscriptions);
+    char path[256];
+    snprintf(path, sizeof(path), "/api/v1/subscriptions/%lld/files%s%s", atoll(argv[1]),
+             st ? "?status=" : "", st ? st : "");
+    static const char *const cols[] = {"path:PATH", "size:BYTES", "status:STATUS",
+                                       "verified:VERIFIED", "resumed_from:RESUMED AT",
+                                       "sha256:SHA-256", "verified_at:AT", "detail:DETAIL"};
+    rc = call("GET", path, NULL, &out);
+    return rc ? rc : emit(out, cols, NCOLS(cols), 1);
+  }
+  return usage_error("subscriptions takes list, report, reconcile or files", help_subscriptions);
 }
 
 static const char help_reconciliations[] =

@@ -8,7 +8,7 @@
 
 #include "error.h"
 
-#define SCAN_MAX_BYTES (4000ULL << 20) /* the largest file scanned whole */
+#define SCAN_MAX_BYTES 2147483647LL /* the largest file scanned whole: libclamav stops at 2 GiB */
 
 struct gdx_scanner {
   struct cl_engine *engine;
