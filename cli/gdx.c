@@ -1284,19 +1284,32 @@ static int print_report(json_t *r) {
                                      "consumer:Consumer", "verdict:Verdict"};
   fields(r, head, NCOLS(head));
   json_t *st = json_object_get(r, "state");
-  if (json_is_object(st)) {
-    static const char *const state[] = {"target:Target table", "phase:Phase",
-                                        "position:Position", "rows_applied:Rows applied (all)",
-                                        "last_ack_at:Last report"};
+  const char *phase = json_string_value(json_object_get(st, "phase"));
+  if (phase && strcmp(phase, "files") == 0) { /* a folder subscription */
+    static const char *const state[] = {"target:Folder", "last_ack_at:Last report"};
     fields(st, state, NCOLS(state));
+    static const char *const files[] = {
+        "files:Files today", "delivered:  delivered (hash verified)",
+        "bytes_delivered:  bytes delivered", "quarantined:  quarantined",
+        "unverified:  SM3 not matching", "resumed:  resumed transfers",
+        "bytes_received:Bytes received"};
+    fields(json_object_get(json_object_get(r, "ledger"), "files"), files, NCOLS(files));
+  } else {
+    if (json_is_object(st)) {
+      static const char *const state[] = {"target:Target table", "phase:Phase",
+                                          "position:Position",
+                                          "rows_applied:Rows applied (all)",
+                                          "last_ack_at:Last report"};
+      fields(st, state, NCOLS(state));
+    }
+    static const char *const ledger[] = {
+        "batches:Batches today", "snapshot_pages:  snapshot pages",
+        "change_batches:  change batches", "rows_sent:Rows sent", "rows_applied:Rows applied",
+        "mismatched_batches:Mismatched batches"};
+    fields(json_object_get(r, "ledger"), ledger, NCOLS(ledger));
+    printf("\nReconciliation runs\n");
+    table(json_object_get(r, "reconciliations"), recon_cols, NCOLS(recon_cols));
   }
-  static const char *const ledger[] = {
-      "batches:Batches today", "snapshot_pages:  snapshot pages",
-      "change_batches:  change batches", "rows_sent:Rows sent", "rows_applied:Rows applied",
-      "mismatched_batches:Mismatched batches"};
-  fields(json_object_get(r, "ledger"), ledger, NCOLS(ledger));
-  printf("\nReconciliation runs\n");
-  table(json_object_get(r, "reconciliations"), recon_cols, NCOLS(recon_cols));
   printf("\nAlarms\n");
   table(json_object_get(r, "alarms"), alarm_cols, NCOLS(alarm_cols));
   json_decref(r);

@@ -868,7 +868,23 @@ static void test_node_config_errors(void **state) {
        "resources.t.capture: \"triggers\" or \"timestamp\""},
       {"node = { unit = \"X\"; id = \"y\"; };\nsubscriptions = ( { authorization = 5; "
        "table = \"a\"; } );\n",
-       "subscriptions need frontdb.name"},
+       "a table subscription needs frontdb.name"},
+      {"node = { unit = \"X\"; id = \"y\"; };\nsubscriptions = ( { authorization = 5; "
+       "folder = \"in\"; } );\n",
+       "subscriptions[0]: a folder subscription has authorization (the id, a number) and "
+       "folder (an absolute path)"},
+      {"node = { unit = \"X\"; id = \"y\"; };\nscan = { enabled = false; };\n"
+       "subscriptions = ( { authorization = 5; folder = \"/tmp/in\"; versions = -1; } );\n",
+       "subscriptions[0].versions: 0..1000"},
+      {"node = { unit = \"X\"; id = \"y\"; };\nsubscriptions = ( { authorization = 5; "
+       "folder = \"/tmp/in\"; } );\n",
+       "set scan.signatures"},
+      {"node = { unit = \"X\"; id = \"y\"; };\nresources = ( { name = \"f\"; kind = "
+       "\"file\"; folder = \"/nonexistent-gdx\"; } );\n",
+       "folder: \"/nonexistent-gdx\" is not an absolute path to a folder"},
+      {"node = { unit = \"X\"; id = \"y\"; };\nresources = ( { name = \"f\"; kind = "
+       "\"file\"; folder = \"/tmp\"; formats = [\"exe\"]; } );\n",
+       "formats[0]: one of wps doc xml txt docx html ppt et xls csv"},
       {"node = { unit = \"X\"; id = \"y\"; };\nfrontdb = { name = \"d\"; user = \"u\"; };\n"
        "subscriptions = ( { authorization = 5; table = \"x y\"; } );\n",
        "subscriptions[0]: a group with authorization"},
