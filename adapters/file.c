@@ -5,6 +5,7 @@
  *     stable_ms = 2000;     # a file is taken once unchanged this long
  *     rescan_s = 30;        # full rescan, the safety net under inotify
  *     chunk_mib = 8;        # the unit of verification and resumption
+ *     max_mibps = 0;        # each read's rate limit (0: none)
  *     max_file_mib = 2047; } # libclamav scans files up to 2 GiB
  *
  * Finding files. inotify watches every folder of the tree (close-after-
@@ -95,8 +96,10 @@ typedef struct stream {
   fres *r;
   gdx_http_req *req;
   uv_fs_t fs;
-  int fd, reading, waiting_drain, gone;
-  int64_t pos, end;
+  int fd, reading, waiting_drain, gone, paced;
+  int64_t pos, end, start;
+  uint64_t t0;               /* loop ms the read began (pacing) */
+  struct stream *next_paced; /* waiting for its time under max_mibps */
   char *buf;
   char path[1100];
   fent snap; /* the stat the read began with */
@@ -107,7 +110,8 @@ struct fres {
   char folder[1024], index_file[1100];
   char formats[10][8];
   int nformats;
-  long long stable_ms, rescan_s, chunk, max_bytes;
+  long long stable_ms, rescan_s, chunk, max_bytes, max_mibps;
+  struct stream *paced;      /* reads ahead of max_mibps, resumed by the timer */
   fent **ents;
   size_t n, cap;
   long long gen;
@@ -250,6 +254,14 @@ typedef struct {
 
 static int64_t ns_of(struct timespec t) { return (int64_t)t.tv_sec * 1000000000 + t.tv_nsec; }
 
+/* What tells one version of a file from another. */
+static void stat_into(fent *e, const struct stat *st) {
+  e->size = st->st_size;
+  e->mtime_ns = ns_of(st->st_mtim);
+  e->ctime_ns = ns_of(st->st_ctim);
+  e->ino = st->st_ino;
+}
+
 static void walk(scan_job *j, int dfd, const char *rel, int depth) {
   if (j->ifd >= 0) {
     char abs[2100];
@@ -291,10 +303,7 @@ static void walk(scan_job *j, int dfd, const char *rel, int depth) {
       }
       fent *e = calloc(1, sizeof(*e));
       e->path = strdup(sub);
-      e->size = st.st_size;
-      e->mtime_ns = ns_of(st.st_mtim);
-      e->ctime_ns = ns_of(st.st_ctim);
-      e->ino = st.st_ino;
+      stat_into(e, &st);
       j->items[j->n++] = e;
     }
   }
@@ -316,6 +325,8 @@ static void scan_work(uv_work_t *w) {
 
 static void start_scan(fres *r);
 static void start_hash(fres *r);
+static int pace(struct stream *s);
+static void stream_read(struct stream *s);
 static void notify_waiters(fres *r);
 
 static int same_stat(const fent *a, const fent *b) {
@@ -457,10 +468,7 @@ static void hash_work(uv_work_t *w) {
   fent now = {0};
   if (fstat(fd, &st) != 0)
     goto out;
-  now.size = st.st_size;
-  now.mtime_ns = ns_of(st.st_mtim);
-  now.ctime_ns = ns_of(st.st_ctim);
-  now.ino = st.st_ino;
+  stat_into(&now, &st);
   if (!same_stat(&now, &j->want))
     goto out;
   const char *fmt = NULL;
@@ -529,10 +537,7 @@ static void hash_work(uv_work_t *w) {
     ok = gdx_digest_final(whole, j->sha256, j->sm3) == GDX_OK;
   gdx_digest_free(whole);
   if (ok && fstat(fd, &st) == 0) {
-    now.size = st.st_size;
-    now.mtime_ns = ns_of(st.st_mtim);
-    now.ctime_ns = ns_of(st.st_ctim);
-    now.ino = st.st_ino;
+    stat_into(&now, &st);
     if (same_stat(&now, &j->want) && ci == nc)
       j->result = F_READY;
   }
@@ -629,6 +634,15 @@ static void on_timer(uv_timer_t *t) {
     start_scan(r);
   }
   start_hash(r);
+  stream *paced = r->paced; /* reads whose time has come */
+  r->paced = NULL;
+  while (paced) {
+    stream *s = paced;
+    paced = s->next_paced;
+    s->paced = 0;
+    if (!pace(s))
+      stream_read(s);
+  }
 }
 
 static void on_inotify(uv_poll_t *p, int status, int events) {
@@ -814,6 +828,11 @@ static void serve_chunks(fres *r, gdx_http_req *req, const char *q) {
 
 static void stream_free(stream *s) {
   fres *r = s->r;
+  for (stream **pp = &r->paced; *pp; pp = &(*pp)->next_paced)
+    if (*pp == s) {
+      *pp = s->next_paced;
+      break;
+    }
   if (s->fd >= 0)
     close(s->fd);
   r->streams--;
@@ -823,8 +842,6 @@ static void stream_free(stream *s) {
     maybe_free(r);
 }
 
-static void stream_read(stream *s);
-
 static void stream_abort(gdx_http_req *req) {
   stream *s = gdx_http_req_get_data(req);
   s->gone = 1;
@@ -833,10 +850,26 @@ static void stream_abort(gdx_http_req *req) {
     stream_free(s);
 }
 
+/* max_mibps: a read ahead of its rate waits for the resource's timer
+ * (every 100 ms), so the rate holds on average. 1 when it waits. */
+static int pace(stream *s) {
+  fres *r = s->r;
+  if (r->max_mibps <= 0)
+    return 0;
+  uint64_t due = s->t0 + (uint64_t)((s->pos - s->start) * 1000 / (r->max_mibps << 20));
+  if (uv_now(r->a->env->loop) >= due)
+    return 0;
+  s->paced = 1;
+  s->next_paced = r->paced;
+  r->paced = s;
+  return 1;
+}
+
 static void stream_drain(gdx_http_req *req) {
   stream *s = gdx_http_req_get_data(req);
   s->waiting_drain = 0;
-  stream_read(s);
+  if (!pace(s))
+    stream_read(s);
 }
 
 static void stream_finish(stream *s, int ok) {
@@ -852,12 +885,8 @@ static void stream_finish(stream *s, int ok) {
   /* a change during the read: the consumer's hashes catch it; look again */
   struct stat st;
   fent now = {0};
-  if (s->fd >= 0 && fstat(s->fd, &st) == 0) {
-    now.size = st.st_size;
-    now.mtime_ns = ns_of(st.st_mtim);
-    now.ctime_ns = ns_of(st.st_ctim);
-    now.ino = st.st_ino;
-  }
+  if (s->fd >= 0 && fstat(s->fd, &st) == 0)
+    stat_into(&now, &st);
   if (!same_stat(&now, &s->snap)) {
     s->r->changed_during_read++;
     schedule(s->r, 0);
@@ -887,6 +916,8 @@ static void on_read(uv_fs_t *fs) {
     s->waiting_drain = 1;
     return;
   }
+  if (pace(s))
+    return;
   stream_read(s);
 }
 
@@ -917,12 +948,8 @@ static void serve_data(fres *r, gdx_http_req *req, const char *q) {
   int fd = open(abs, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
   struct stat st;
   fent now = {0};
-  if (fd >= 0 && fstat(fd, &st) == 0) {
-    now.size = st.st_size;
-    now.mtime_ns = ns_of(st.st_mtim);
-    now.ctime_ns = ns_of(st.st_ctim);
-    now.ino = st.st_ino;
-  }
+  if (fd >= 0 && fstat(fd, &st) == 0)
+    stat_into(&now, &st);
   if (fd < 0 || !same_stat(&now, e)) {
     if (fd >= 0)
       close(fd);
@@ -937,7 +964,8 @@ static void serve_data(fres *r, gdx_http_req *req, const char *q) {
   s->r = r;
   s->req = req;
   s->fd = fd;
-  s->pos = off[0] ? atoll(off) : 0;
+  s->pos = s->start = off[0] ? atoll(off) : 0;
+  s->t0 = uv_now(r->a->env->loop);
   s->end = e->size;
   s->snap = *e;
   snprintf(s->path, sizeof(s->path), "%s", e->path);
@@ -1008,6 +1036,8 @@ static int file_open(gdx_adapter *a, const config_setting_t *s, char *err, size_
   if (!bad)
     r->chunk = gdx_adapter_int(s, "chunk_mib", 8, 1, 64, &bad, err, errlen, n) << 20;
   if (!bad)
+    r->max_mibps = gdx_adapter_int(s, "max_mibps", 0, 0, 100000, &bad, err, errlen, n);
+  if (!bad)
     r->max_bytes = (long long)gdx_adapter_int(s, "max_file_mib", 2047, 1, 1 << 20, &bad, err,
                                               errlen, n)
                    << 20;
@@ -1059,14 +1089,17 @@ static int file_open(gdx_adapter *a, const config_setting_t *s, char *err, size_
   return GDX_OK;
 }
 
-static void file_health(gdx_adapter *a, void (*done)(gdx_adapter *a)) {
-  fres *r = a->impl;
-  size_t count[3] = {0, 0, 0}, ready, pending, refused;
+static void count_states(const fres *r, size_t count[3]) {
+  count[F_PENDING] = count[F_READY] = count[F_REFUSED] = 0;
   for (size_t i = 0; i < r->n; i++)
     count[r->ents[i]->state]++;
-  ready = count[F_READY];
-  pending = count[F_PENDING];
-  refused = count[F_REFUSED];
+}
+
+static void file_health(gdx_adapter *a, void (*done)(gdx_adapter *a)) {
+  fres *r = a->impl;
+  size_t count[3];
+  count_states(r, count);
+  size_t ready = count[F_READY], pending = count[F_PENDING], refused = count[F_REFUSED];
   if (r->last_error[0] && strncmp(r->last_error, "cannot open", 11) == 0) {
     snprintf(a->health, sizeof(a->health), "down");
     snprintf(a->detail, sizeof(a->detail), "%s", r->last_error);
@@ -1086,12 +1119,9 @@ static void file_events(gdx_adapter *a, json_t *out) {
 
 static void file_metrics(gdx_adapter *a, gdx_buf *out) {
   fres *r = a->impl;
-  size_t count[3] = {0, 0, 0}, ready, pending, refused;
-  for (size_t i = 0; i < r->n; i++)
-    count[r->ents[i]->state]++;
-  ready = count[F_READY];
-  pending = count[F_PENDING];
-  refused = count[F_REFUSED];
+  size_t count[3];
+  count_states(r, count);
+  size_t ready = count[F_READY], pending = count[F_PENDING], refused = count[F_REFUSED];
   gdx_buf_appendf(out, "gdx_node_files{resource=\"%s\",state=\"ready\"} %zu\n", a->name, ready);
   gdx_buf_appendf(out, "gdx_node_files{resource=\"%s\",state=\"pending\"} %zu\n", a->name,
                   pending);

@@ -202,6 +202,17 @@ static int work_ledger(gdx_db_conn *c, api_ctx *x) {
   return GDX_OK;
 }
 
+/* An audit record for a node's report about a file (detail: taken). */
+static int audit_file(gdx_db_conn *c, const api_ctx *x, const char *actor, const char *unit,
+                      const char *action, const char *obj, const char *result, json_t *detail) {
+  char *dj = json_dumps(detail, JSON_COMPACT);
+  json_decref(detail);
+  int rc = api_audit_append(c, actor, unit, action, obj, "", result, x->source, x->request_id,
+                            dj ? dj : "{}");
+  free(dj);
+  return rc;
+}
+
 /* POST /node/v1/files/<authorization>: the files of a folder subscription
  * its consumer's node delivered or quarantined. A quarantined file raises
  * an alarm and writes an audit record for each side (the consumer's node
@@ -260,20 +271,14 @@ static int work_files(gdx_db_conn *c, api_ctx *x) {
       snprintf(msg, sizeof(msg), "%s (sha256 %.16s…) was quarantined by the consumer's node: %s",
                path, sha, detail);
       rc = raise_alarm(c, "file_quarantined", aid, &s, msg);
-      char obj[1100], det[600];
+      char obj[1100];
       snprintf(obj, sizeof(obj), "file:%s/%s", s.resource, path);
-      json_t *d = json_pack("{s:I, s:s, s:s, s:s}", "authorization_id", (json_int_t)aid,
-                            "sha256", sha, "reason", detail, "folder", folder ? folder : "");
-      char *dj = json_dumps(d, JSON_COMPACT);
-      json_decref(d);
-      snprintf(det, sizeof(det), "%s", dj ? dj : "{}");
-      free(dj);
-      if (!rc)
-        rc = api_audit_append(c, x->audit_actor, s.consumer, "file.quarantined", obj, "",
-                              "ok", x->source, x->request_id, det);
-      if (!rc)
-        rc = api_audit_append(c, x->audit_actor, s.provider, "file.quarantined", obj, "",
-                              "ok", x->source, x->request_id, det);
+      const char *units[] = {s.consumer, s.provider}; /* both sides hear of it */
+      for (int u = 0; u < 2 && !rc; u++)
+        rc = audit_file(c, x, x->audit_actor, units[u], "file.quarantined", obj, "ok",
+                        json_pack("{s:I, s:s, s:s, s:s}", "authorization_id", (json_int_t)aid,
+                                  "sha256", sha, "reason", detail, "folder",
+                                  folder ? folder : ""));
     }
     if (rc)
       return rc;
@@ -314,15 +319,12 @@ int ledger_node_events(gdx_db_conn *c, api_ctx *x, const json_t *events) {
     char msg[1400], obj[1100];
     snprintf(msg, sizeof(msg), "%s/%s refused by node %s: %s", res, path, x->node_name, detail);
     snprintf(obj, sizeof(obj), "file:%s/%s", res, path);
-    json_t *d = json_pack("{s:s, s:s, s:I}", "node", x->node_name, "reason", detail, "size",
-                          (json_int_t)json_integer_value(json_object_get(e, "size")));
-    char *dj = json_dumps(d, JSON_COMPACT);
-    json_decref(d);
     char actor[80];
     snprintf(actor, sizeof(actor), "node:%s", x->node_name);
-    int rc = api_audit_append(c, actor, x->node_unit, "file.refused", obj, "", "refused",
-                              x->source, x->request_id, dj ? dj : "{}");
-    free(dj);
+    int rc = audit_file(c, x, actor, x->node_unit, "file.refused", obj, "refused",
+                        json_pack("{s:s, s:s, s:I}", "node", x->node_name, "reason", detail,
+                                  "size",
+                                  (json_int_t)json_integer_value(json_object_get(e, "size"))));
     if (rc)
       return rc;
     gdx_db_param p[] = {GDX_DB_P_STR(msg), GDX_DB_P_STR(res), GDX_DB_P_STR(msg)};
