@@ -3,6 +3,7 @@
 #include <getopt.h>
 #include <signal.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
@@ -74,6 +75,10 @@ int main(int argc, char **argv) {
       {NULL, 0, NULL, 0}};
   const char *config = NULL, *token = NULL;
   int check_only = 0, c;
+  /* libuv's pool runs file reads, hashing, chunk writes and virus scans (a
+   * scan of a large file holds a thread for many seconds): more than the
+   * default 4 threads, unless the operator chose */
+  setenv("UV_THREADPOOL_SIZE", "16", 0);
   while ((c = getopt_long(argc, argv, "c:Vh", opts, NULL)) != -1) {
     switch (c) {
     case 'c': config = optarg; break;

@@ -559,6 +559,47 @@ static void test_fetch_cli(void **state) {
   assert_int_equal(cli(cons2_admin, env, args, out, sizeof(out)), 6);
 }
 
+/* Fetch (获取) into a folder by a node: a folder subscription with once =
+ * true under the fetch authorization takes what is there and stops; the
+ * refused and the infected files are not among what it takes. */
+static void test_fetch_once_into_folder(void **state) {
+  (void)state;
+  char dir[300], conf[256], st[256];
+  long long row;
+  snprintf(dir, sizeof(dir), "%s/cons2-fetched", B.dir);
+  sh("mkdir -p %s", dir);
+  snprintf(tn_extra_conf, sizeof(tn_extra_conf),
+           "scan = { signatures = \"%s\"; };\n"
+           "subscriptions = ( { authorization = %lld; folder = \"%s\"; once = true; } );", sigs,
+           auth_fetch, dir);
+  pid_t pid = tn_start_node(cons2_admin, CONS2, "cons2-fnode", "", conf, st, &row);
+  tn_extra_conf[0] = '\0';
+  char got[600], ref[600], log[256];
+  snprintf(got, sizeof(got), "%s/报表/2026/企业名录.docx", dir);
+  wait_same(got, FIXTURES "/企业名录.docx", 60);
+  snprintf(got, sizeof(got), "%s/大数据.csv", dir);
+  snprintf(ref, sizeof(ref), "%s/大数据.csv", pdir);
+  wait_same(got, ref, 120);
+  tn_node_log("cons2-fnode", log);
+  int done = 0;
+  for (int i = 0; i < 100 && !done; i++) {
+    FILE *f = fopen(log, "r");
+    char line[600];
+    while (f && fgets(line, sizeof(line), f))
+      done |= strstr(line, "fsync  subscription") && strstr(line, ": fetched");
+    if (f)
+      fclose(f);
+    if (!done)
+      usleep(100000);
+  }
+  assert_true(done);
+  snprintf(got, sizeof(got), "%s/申报材料.doc", dir);
+  assert_int_not_equal(access(got, F_OK), 0);
+  snprintf(got, sizeof(got), "%s/病毒测试.txt", dir);
+  assert_int_not_equal(access(got, F_OK), 0);
+  tn_stop(pid);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_deliver_documents),
@@ -568,6 +609,7 @@ int main(void) {
       cmocka_unit_test(test_kill_during_transfer),
       cmocka_unit_test(test_modified_while_sent),
       cmocka_unit_test(test_fetch_cli),
+      cmocka_unit_test(test_fetch_once_into_folder),
   };
   return cmocka_run_group_tests(tests, setup, teardown);
 }
