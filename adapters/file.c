@@ -97,6 +97,7 @@ typedef struct stream {
   gdx_http_req *req;
   uv_fs_t fs;
   int fd, reading, waiting_drain, gone, paced;
+  size_t held;               /* bytes read ahead, waiting for the drain */
   int64_t pos, end, start;
   uint64_t t0;               /* loop ms the read began (pacing) */
   struct stream *next_paced; /* waiting for its time under max_mibps */
@@ -865,11 +866,16 @@ static int pace(stream *s) {
   return 1;
 }
 
+static void send_block(stream *s, size_t got);
+
 static void stream_drain(gdx_http_req *req) {
   stream *s = gdx_http_req_get_data(req);
   s->waiting_drain = 0;
-  if (!pace(s))
-    stream_read(s);
+  if (s->held) { /* the block read meanwhile */
+    size_t got = s->held;
+    s->held = 0;
+    send_block(s, got);
+  }
 }
 
 static void stream_finish(stream *s, int ok) {
@@ -894,6 +900,25 @@ static void stream_finish(stream *s, int ok) {
   stream_free(s);
 }
 
+/* Sends the block in s->buf and reads the next one at once - ahead of the
+ * drain when the connection is above its high-water mark, so a block is
+ * ready the moment it drains (the buffer is free again: gdx_http_write
+ * copies). */
+static void send_block(stream *s, size_t got) {
+  s->pos += (int64_t)got;
+  s->r->bytes_sent += (unsigned long long)got;
+  int w = gdx_http_write(s->req, s->buf, got);
+  if (w < 0)
+    return stream_finish(s, 0);
+  if (s->pos >= s->end)
+    return stream_finish(s, 1);
+  if (w == 1)
+    s->waiting_drain = 1;
+  else if (pace(s))
+    return;
+  stream_read(s);
+}
+
 static void on_read(uv_fs_t *fs) {
   stream *s = fs->data;
   ssize_t got = fs->result;
@@ -905,20 +930,11 @@ static void on_read(uv_fs_t *fs) {
     gdx_log_warn("file", "%s: %s became shorter while read", s->r->a->name, s->snap.path);
     return stream_finish(s, 0);
   }
-  s->pos += got;
-  s->r->bytes_sent += (unsigned long long)got;
-  int w = gdx_http_write(s->req, s->buf, (size_t)got);
-  if (w < 0)
-    return stream_finish(s, 0);
-  if (s->pos >= s->end)
-    return stream_finish(s, 1);
-  if (w == 1) {
-    s->waiting_drain = 1;
+  if (s->waiting_drain) { /* sent when it drains */
+    s->held = (size_t)got;
     return;
   }
-  if (pace(s))
-    return;
-  stream_read(s);
+  send_block(s, (size_t)got);
 }
 
 static void stream_read(stream *s) {
