@@ -258,6 +258,15 @@ static void queue_clear(gdx_fsync *s) {
   s->nq = s->qi = 0;
 }
 
+/* A path with a part starting with '.': never written (the provider does
+ * not offer such names; one that does must not reach .gdx/). */
+static int hidden_part(const char *path) {
+  for (const char *p = path; p; p = strchr(p, '/') ? strchr(p, '/') + 1 : NULL)
+    if (*p == '.')
+      return 1;
+  return 0;
+}
+
 static void on_list(gdx_httpc_req *r, int status, long http, void *ud) {
   gdx_fsync *s = ud;
   s->busy = 0;
@@ -288,12 +297,14 @@ static void on_list(gdx_httpc_req *r, int status, long http, void *ud) {
     const char *sm3 = json_string_value(json_object_get(f, "sm3"));
     long long size = json_integer_value(json_object_get(f, "size"));
     long long chunk = json_integer_value(json_object_get(f, "chunk"));
-    char why[200];
+    char why[200] = "";
     if (!path || !sha || !sm3 || strlen(sha) != 64 || strlen(sm3) != 64 || size < 0 ||
         chunk < 4096 || chunk > (64 << 20) || s->nq >= QUEUE_MAX) {
       continue;
     }
-    if (gdx_file_name_check(path, why, sizeof(why)) != GDX_OK) {
+    if (gdx_file_name_check(path, why, sizeof(why)) == GDX_OK && hidden_part(path))
+      snprintf(why, sizeof(why), "a hidden name (the node keeps its own state in .gdx)");
+    if (why[0]) {
       gdx_log_warn("fsync", "subscription %lld: refusing the name %s: %s", s->o.authorization,
                    path, why);
       continue;
