@@ -770,7 +770,8 @@ static int work_sub_report(gdx_db_conn *c, api_ctx *x) {
   return rc;
 }
 
-/* GET /api/v1/subscriptions/<a>/files?status=: the file ledger, newest first. */
+/* GET /api/v1/subscriptions/<a>/files?status=&path=: the file ledger, newest
+ * first (the last 1000; path= gives one file's versions). */
 #define FILE_COLS                                                                             \
   "id, path, size, sha256, sm3_sent, sm3_received, bytes_received, resumed_from, status, "     \
   "verified, version_kept, detail, DATE_FORMAT(received_at, '%Y-%m-%dT%H:%i:%s.%fZ'), "         \
@@ -795,17 +796,19 @@ static int work_sub_files(gdx_db_conn *c, api_ctx *x) {
   int rc = person_sub(c, x, &aid, &s);
   if (rc || x->status)
     return rc;
-  char buf[16];
+  char buf[16], pbuf[1025];
   const char *status = api_query(x, "status", buf, sizeof(buf), "");
+  const char *path = x->status ? "" : api_query(x, "path", pbuf, sizeof(pbuf), "");
   if (x->status)
     return GDX_OK;
   if (*status && strcmp(status, "delivered") != 0 && strcmp(status, "quarantined") != 0)
     return api_fail(x, 400, "invalid_query", "status is delivered or quarantined");
-  gdx_db_param p[] = {GDX_DB_P_INT(aid), GDX_DB_P_STR(status), GDX_DB_P_STR(status)};
+  gdx_db_param p[] = {GDX_DB_P_INT(aid), GDX_DB_P_STR(status), GDX_DB_P_STR(status),
+                      GDX_DB_P_STR(path), GDX_DB_P_STR(path)};
   return api_list(c, x,
                   "SELECT " FILE_COLS " FROM file_ledger WHERE authorization_id = ? AND "
-                  "(? = '' OR status = ?) ORDER BY id DESC LIMIT 1000",
-                  p, 3, 1000, file_json);
+                  "(? = '' OR status = ?) AND (? = '' OR path = ?) ORDER BY id DESC LIMIT 1000",
+                  p, 5, 1000, file_json);
 }
 
 const api_route api_ledger_routes[] = {

@@ -1253,7 +1253,7 @@ static const char help_subscriptions[] =
     "Usage: gdx subscriptions [list]\n"
     "       gdx subscriptions report AUTHORIZATION [--date YYYY-MM-DD]\n"
     "       gdx subscriptions reconcile AUTHORIZATION\n"
-    "       gdx subscriptions files AUTHORIZATION [--status delivered|quarantined]\n"
+    "       gdx subscriptions files AUTHORIZATION [--status delivered|quarantined] [--path P]\n"
     "Table and folder subscriptions of one's unit (as consumer or provider; all of them for the\n"
     "operations and management roles): where each stands, its ledger of batches sent and\n"
     "applied, reconciliation runs (对账) and alarms. `report` is the daily report (UTC day,\n"
@@ -1345,9 +1345,12 @@ static int cmd_subscriptions(int argc, char **argv) {
     const char *st = opt(argc, argv, "--status");
     if (st && strcmp(st, "delivered") != 0 && strcmp(st, "quarantined") != 0)
       return usage_error("--status is delivered or quarantined", help_subscriptions);
-    char path[256];
-    snprintf(path, sizeof(path), "/api/v1/subscriptions/%lld/files%s%s", atoll(argv[1]),
-             st ? "?status=" : "", st ? st : "");
+    const char *fp = opt(argc, argv, "--path");
+    char *efp = fp ? curl_easy_escape(NULL, fp, 0) : NULL;
+    char path[4096];
+    snprintf(path, sizeof(path), "/api/v1/subscriptions/%lld/files?status=%s&path=%s",
+             atoll(argv[1]), st ? st : "", efp ? efp : "");
+    curl_free(efp);
     static const char *const cols[] = {"path:PATH", "size:BYTES", "status:STATUS",
                                        "verified:VERIFIED", "resumed_from:RESUMED AT",
                                        "sha256:SHA-256", "verified_at:AT", "detail:DETAIL"};

@@ -157,16 +157,44 @@ static void sha256_hex(const void *d, size_t n, char out[65]) {
 /* ------------------------------------------------------------------ */
 /* state                                                               */
 
+/* state.json holds where the listing stands, what was delivered (path ->
+ * SHA-256) and what was quarantined; it is rewritten when a listing's files
+ * are done, and each file in between is one line of state.jsonl (so a
+ * folder of many files costs a line per file, not the whole state). */
 static void save_state(gdx_fsync *s) {
   json_t *j = json_pack("{s:s, s:O, s:O}", "since", s->since, "files", s->delivered,
                         "quarantined", s->quarantined);
-  char path[1200], tmp[1300];
+  char path[1200], tmp[1300], journal[1200];
   snprintf(path, sizeof(path), "%s/state.json", s->dir);
   snprintf(tmp, sizeof(tmp), "%s.tmp", path);
+  snprintf(journal, sizeof(journal), "%s/state.jsonl", s->dir);
   if (json_dump_file(j, tmp, JSON_COMPACT) != 0 || rename(tmp, path) != 0)
     gdx_log_error("fsync", "subscription %lld: cannot write %s: %s", s->o.authorization, path,
                   strerror(errno));
+  else
+    unlink(journal);
   json_decref(j);
+}
+
+/* One file's outcome: sha256 delivered at path, or quarantined (path NULL). */
+static void note_state(gdx_fsync *s, const char *path, const char *sha256, const char *why) {
+  if (path)
+    json_object_set_new(s->delivered, path, json_string(sha256));
+  else
+    json_object_set_new(s->quarantined, sha256, json_string(why));
+  json_t *l = path ? json_pack("{s:s, s:s}", "path", path, "sha256", sha256)
+                   : json_pack("{s:s, s:s}", "quarantined", sha256, "why", why);
+  char *line = json_dumps(l, JSON_COMPACT);
+  json_decref(l);
+  char journal[1200];
+  snprintf(journal, sizeof(journal), "%s/state.jsonl", s->dir);
+  FILE *f = fopen(journal, "a");
+  if (f == NULL || line == NULL || fprintf(f, "%s\n", line) < 0)
+    gdx_log_error("fsync", "subscription %lld: cannot append to %s: %s", s->o.authorization,
+                  journal, strerror(errno));
+  if (f)
+    fclose(f);
+  free(line);
 }
 
 static void load_state(gdx_fsync *s) {
@@ -179,6 +207,25 @@ static void load_state(gdx_fsync *s) {
   s->quarantined = json_is_object(q) ? json_incref(q) : json_object();
   snprintf(s->since, sizeof(s->since), "%s", since ? since : "");
   json_decref(j);
+  snprintf(path, sizeof(path), "%s/state.jsonl", s->dir); /* files since then */
+  FILE *jf = fopen(path, "r");
+  char *line = NULL;
+  size_t cap = 0;
+  while (jf && getline(&line, &cap, jf) > 0) {
+    json_t *l = json_loads(line, 0, NULL); /* a torn last line is skipped: fetched again */
+    const char *p = json_string_value(json_object_get(l, "path"));
+    const char *h = json_string_value(json_object_get(l, "sha256"));
+    const char *qh = json_string_value(json_object_get(l, "quarantined"));
+    const char *w = json_string_value(json_object_get(l, "why"));
+    if (p && h)
+      json_object_set_new(s->delivered, p, json_string(h));
+    else if (qh && w)
+      json_object_set_new(s->quarantined, qh, json_string(w));
+    json_decref(l);
+  }
+  free(line);
+  if (jf)
+    fclose(jf);
 }
 
 /* One ledger entry, kept in ledger.jsonl until the broker has it. */
@@ -901,12 +948,11 @@ static void final_done(uv_work_t *w, int status) {
     s->quarantined_total++;
     gdx_log_warn("fsync", "subscription %lld: %s quarantined (%s): not delivered",
                  s->o.authorization, f->path, j->detail);
-    json_object_set_new(s->quarantined, f->sha256, json_string(j->detail));
+    note_state(s, NULL, f->sha256, j->detail);
     json_object_set_new(e, "status", json_string("quarantined"));
     json_object_set_new(e, "detail", json_string(j->detail));
     json_object_set_new(e, "sm3_received", json_string(""));
     json_object_set_new(e, "version_kept", json_false());
-    save_state(s);
     ledger_append(s, e);
   } else {
     s->delivered_total++;
@@ -916,11 +962,10 @@ static void final_done(uv_work_t *w, int status) {
     gdx_log_info("fsync", "subscription %lld: %s delivered (%lld bytes%s; received in %lld ms, "
                  "synced in %lld ms, scanned in %lld ms)", s->o.authorization, f->path, f->size,
                  resumed, s->data_end_ms - s->received_at, j->sync_ms, j->scan_ms);
-    json_object_set_new(s->delivered, f->path, json_string(f->sha256));
+    note_state(s, f->path, f->sha256, NULL);
     json_object_set_new(e, "status", json_string("delivered"));
     json_object_set_new(e, "detail", json_string(""));
     json_object_set_new(e, "version_kept", json_boolean(j->kept));
-    save_state(s);
     sm3_start(s, e, j->dest);
   }
   free(j);
@@ -1111,9 +1156,9 @@ static void next_step(gdx_fsync *s) {
   if (s->qi >= s->nq) { /* the listing's files are done: remember where it stood */
     int empty = s->nq == 0;
     queue_clear(s);
-    if (s->next_since[0] && strcmp(s->since, s->next_since) != 0) {
+    if (s->next_since[0] && (strcmp(s->since, s->next_since) != 0 || !empty)) {
       snprintf(s->since, sizeof(s->since), "%s", s->next_since);
-      save_state(s);
+      save_state(s); /* and the journal of the files since the last one goes */
     }
     if (s->o.once && !s->more) {
       s->ph = S_DONE;
@@ -1130,6 +1175,13 @@ static void next_step(gdx_fsync *s) {
     char ph[65];
     sha256_hex(f->path, strlen(f->path), ph);
     snprintf(s->part, sizeof(s->part), "%s/part/%s", s->dir, ph);
+    if (f->size <= f->chunk) { /* one chunk: its hash is the file's, no need to ask */
+      free(s->chunks);
+      s->chunks = strdup(f->sha256);
+      s->nchunks = f->size > 0;
+      s->ph = S_RESUME;
+      return next_step(s);
+    }
     const char *const params[] = {"path", f->path, "sha256", f->sha256, NULL};
     if (request(s, "chunks", params, on_body, on_chunks, NULL) != GDX_OK)
       fail(s, "cannot ask for the chunks of %s", f->path);

@@ -26,8 +26,9 @@
  *      compared with the provider's; the ledger entry (size, hashes, bytes
  *      received, resumed from, delivered/quarantined) is kept in
  *      .gdx/ledger.jsonl until the broker has recorded it.
- * What was delivered is remembered in .gdx/state.json, so a restart lists
- * again and fetches only what is new.
+ * What was delivered is remembered in .gdx/state.json (rewritten when a
+ * listing's files are done) and .gdx/state.jsonl (a line per file in
+ * between), so a restart lists again and fetches only what is new.
  */
 #ifndef GDX_FSYNC_H
 #define GDX_FSYNC_H

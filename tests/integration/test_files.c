@@ -84,8 +84,10 @@ static json_t *api_get(const char *token, const char *path) {
 
 /* The file ledger entries of the subscription for path, newest first. */
 static json_t *ledger_for(const char *path) {
-  char url[200];
-  snprintf(url, sizeof(url), "/api/v1/subscriptions/%lld/files", auth_sub);
+  char url[2000];
+  int n = snprintf(url, sizeof(url), "/api/v1/subscriptions/%lld/files?path=", auth_sub);
+  for (const unsigned char *p = (const unsigned char *)path; *p && n < 1990; p++)
+    n += snprintf(url + n, sizeof(url) - (size_t)n, "%%%02X", *p);
   json_t *j = api_get(cons_admin, url), *out = json_array();
   size_t i;
   json_t *e;
@@ -559,6 +561,41 @@ static void test_fetch_cli(void **state) {
   assert_int_equal(cli(cons2_admin, env, args, out, sizeof(out)), 6);
 }
 
+/* Many small files at once: the listing comes in pages of 1000 and every
+ * file arrives, each with its ledger entry (reported in batches of 500). */
+static void test_many_files(void **state) {
+  (void)state;
+  sh("mkdir -p %s/.many && cd %s/.many && for i in $(seq 1 1500); do "
+     "printf '编号,值\\n%%d,%%d\\n' $i $((i * 7)) > 表$i.csv; done && mv %s/.many %s/批量",
+     B.dir, B.dir, B.dir, pdir);
+  uint64_t t0 = th_now_ms(), end = t0 + 180000;
+  char last[400];
+  snprintf(last, sizeof(last), "%s/批量/表1500.csv", cdir);
+  int n = 0;
+  while (th_now_ms() < end) {
+    char cmd[600], out[32] = "";
+    snprintf(cmd, sizeof(cmd), "ls %s/批量 2>/dev/null | wc -l", cdir);
+    FILE *p = popen(cmd, "r");
+    if (fgets(out, sizeof(out), p) == NULL)
+      out[0] = '\0';
+    pclose(p);
+    n = atoi(out);
+    if (n == 1500)
+      break;
+    usleep(200000);
+  }
+  assert_int_equal(n, 1500);
+  printf("1500 small files delivered in %.1f s\n", (double)(th_now_ms() - t0) / 1000);
+  char ref[400];
+  snprintf(ref, sizeof(ref), "%s/批量/表777.csv", pdir);
+  snprintf(last, sizeof(last), "%s/批量/表777.csv", cdir);
+  wait_same(last, ref, 5);
+  json_t *e = wait_ledger("批量/表1500.csv", "delivered", 60);
+  json_decref(e);
+  e = wait_ledger("批量/表1.csv", "delivered", 60);
+  json_decref(e);
+}
+
 /* Fetch (获取) into a folder by a node: a folder subscription with once =
  * true under the fetch authorization takes what is there and stops; the
  * refused and the infected files are not among what it takes. */
@@ -609,6 +646,7 @@ int main(void) {
       cmocka_unit_test(test_kill_during_transfer),
       cmocka_unit_test(test_modified_while_sent),
       cmocka_unit_test(test_fetch_cli),
+      cmocka_unit_test(test_many_files),
       cmocka_unit_test(test_fetch_once_into_folder),
   };
   return cmocka_run_group_tests(tests, setup, teardown);
