@@ -76,6 +76,7 @@ struct gdx_fsync {
   char *spill;              /* the rest of a slice that found both buffers busy */
   size_t spill_len;
   int data_paused;
+  long long written_ahead;  /* end of a chunk written while the one before it was not */
   gdx_httpc_req *req;       /* the request in flight (cancelled by a stop) */
   gdx_httpc_req *data_req;
   int data_done, data_failed, mismatch, data_ok_head;
@@ -650,7 +651,18 @@ static void chunk_done(uv_work_t *w, int status) {
   s->works--;
   b->busy = 0;
   if (status == 0 && b->werr == 0 && !s->data_failed) {
-    s->verified = b->off + (long long)b->len;
+    /* the verified prefix only grows over written chunks: a chunk written
+     * before the one ahead of it waits for it */
+    cbuf *o = &s->cb[b == &s->cb[0]];
+    long long end = b->off + (long long)b->len;
+    if (o->busy && o->off < b->off) {
+      s->written_ahead = end;
+    } else {
+      s->verified = end;
+      if (s->written_ahead > s->verified)
+        s->verified = s->written_ahead;
+      s->written_ahead = 0;
+    }
   } else if (!s->data_failed) {
     s->data_failed = 1;
     snprintf(s->last_error, sizeof(s->last_error), "cannot write %s: %s", s->part,
@@ -739,6 +751,7 @@ static void start_data(gdx_fsync *s) {
   qfile *f = &s->q[s->qi];
   s->ph = S_DATA;
   s->mismatch = s->data_failed = s->data_ok_head = s->data_paused = 0;
+  s->written_ahead = 0;
   s->data_done = 0;
   s->pos = s->verified;
   s->cur = 0;
