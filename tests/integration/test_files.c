@@ -625,7 +625,7 @@ static void test_fetch_once_into_folder(void **state) {
   wait_same(got, ref, 120);
   tn_node_log("cons2-fnode", log);
   int done = 0;
-  for (int i = 0; i < 100 && !done; i++) {
+  for (int i = 0; i < 3000 && !done; i++) { /* up to 300 s: 1,500 small files too */
     FILE *f = fopen(log, "r");
     char line[600];
     while (f && fgets(line, sizeof(line), f))
