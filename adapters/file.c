@@ -24,8 +24,9 @@
  * to the broker with the next heartbeat (audit record and alarm there) -
  * and the whole file gives a SHA-256 per chunk, its SHA-256 and its SM3
  * (for the record). A file that changed while hashed is pending again.
- * The results are kept in <state_dir>/file-<name>.index, so a restart
- * does not hash unchanged files again.
+ * The results are kept in <state_dir>/file-<name>.index (written at most
+ * once a second, and at the end), so a restart does not hash unchanged
+ * files again.
  *
  * Reads from the broker (/r/<name>/...):
  *   files?since=<epoch>.<gen>&limit=&wait_ms=  ready files in the order
@@ -120,6 +121,8 @@ struct fres {
   uv_timer_t timer, wtimer;
   uv_poll_t ipoll;
   int ifd, scanning, hashing, scan_again, closing, handles;
+  int index_dirty;           /* saved by the timer, at most once a second */
+  uint64_t index_saved;
   uint64_t next_full, scan_at;
   gdx_fileguard *guard;
   waiter *waiters;
@@ -397,7 +400,7 @@ static void scan_done(uv_work_t *w, int status) {
     r->n = k;
     r->cap = j->n + 1;
     if (removed)
-      save_index(r);
+      r->index_dirty = 1;
   }
   free(j->items);
   free(j);
@@ -580,7 +583,7 @@ static void hash_done(uv_work_t *w, int status) {
                                           "resource", r->a->name, "path", e->path, "detail",
                                           e->why, "size", (json_int_t)e->size));
       }
-      save_index(r);
+      r->index_dirty = 1;
     }
   }
   free(j->path);
@@ -626,6 +629,11 @@ static void start_hash(fres *r) {
 static void on_timer(uv_timer_t *t) {
   fres *r = t->data;
   uint64_t now = uv_now(r->a->env->loop);
+  if (r->index_dirty && now - r->index_saved >= 1000) { /* not once per file */
+    r->index_dirty = 0;
+    r->index_saved = now;
+    save_index(r);
+  }
   if (r->scan_at && now >= r->scan_at) {
     r->scan_at = 0;
     start_scan(r);
@@ -1174,6 +1182,8 @@ static void file_close(gdx_adapter *a) {
   fres *r = a->impl;
   if (r == NULL)
     return;
+  if (r->index_dirty)
+    save_index(r);
   r->closing = 1;
   while (r->waiters) {
     waiter *w = r->waiters;
