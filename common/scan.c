@@ -8,7 +8,6 @@
 
 #include "error.h"
 
-#define SCAN_MAX_BYTES 2147483647LL /* the largest file scanned whole: libclamav stops at 2 GiB */
 
 struct gdx_scanner {
   struct cl_engine *engine;
@@ -32,8 +31,8 @@ int gdx_scanner_new(const char *dbdir, gdx_scanner **out, unsigned *signatures, 
     return GDX_ENOMEM;
   }
   unsigned sigs = 0;
-  cl_engine_set_num(s->engine, CL_ENGINE_MAX_FILESIZE, (long long)SCAN_MAX_BYTES);
-  cl_engine_set_num(s->engine, CL_ENGINE_MAX_SCANSIZE, (long long)SCAN_MAX_BYTES);
+  cl_engine_set_num(s->engine, CL_ENGINE_MAX_FILESIZE, GDX_SCAN_MAX_BYTES);
+  cl_engine_set_num(s->engine, CL_ENGINE_MAX_SCANSIZE, GDX_SCAN_MAX_BYTES);
   cl_error_t rc = cl_load(dbdir, s->engine, &sigs, CL_DB_STDOPT);
   if (rc == CL_SUCCESS && sigs == 0) {
     snprintf(err, n, "%s: no virus signatures there", dbdir);

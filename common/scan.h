@@ -21,6 +21,8 @@ int gdx_scanner_new(const char *dbdir, gdx_scanner **out, unsigned *signatures, 
 void gdx_scanner_free(gdx_scanner *s);
 
 enum { GDX_SCAN_CLEAN = 0, GDX_SCAN_INFECTED = 1 };
+/* The largest file scanned whole (libclamav stops at 2 GiB). */
+#define GDX_SCAN_MAX_BYTES 2147483647LL
 /* Scans the file at path: GDX_SCAN_CLEAN, GDX_SCAN_INFECTED with the
  * signature's name in name, or a GDX_E* failure with why in err (a file
  * that could not be scanned is never clean). */

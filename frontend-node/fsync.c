@@ -352,8 +352,11 @@ static void on_list(gdx_httpc_req *r, int status, long http, void *ud) {
     }
     if (gdx_file_name_check(path, why, sizeof(why)) == GDX_OK && hidden_part(path))
       snprintf(why, sizeof(why), "a hidden name (the node keeps its own state in .gdx)");
+    if (!why[0] && s->env->scanner && size > GDX_SCAN_MAX_BYTES) /* not fetched to be refused */
+      snprintf(why, sizeof(why), "%lld bytes: larger than the virus scanner can scan (2 GiB)",
+               size);
     if (why[0]) {
-      gdx_log_warn("fsync", "subscription %lld: refusing the name %s: %s", s->o.authorization,
+      gdx_log_warn("fsync", "subscription %lld: not taking %s: %s", s->o.authorization,
                    path, why);
       continue;
     }
