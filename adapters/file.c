@@ -33,7 +33,7 @@
  *       they became ready; since= from the last answer gives only newer
  *       ones (a new epoch - the node restarted - starts over); a caught-up
  *       read with wait_ms waits for the next file (long poll)
- *   chunks?path=&sha256=   the chunk hashes of that version of the file
+ *   chunks?path=[&sha256=] the chunk hashes of that version (or the current)
  *   data?path=&sha256=&offset=  its bytes from offset to the end
  * A version that is no longer the file on disk is 409 file_changed: the
  * file is stat'ed when a read opens it (and the read rescans when it
@@ -116,6 +116,9 @@ struct fres {
   struct stream *paced;      /* reads ahead of max_mibps, resumed by the timer */
   fent **ents;
   size_t n, cap;
+  fent **by_gen;             /* the ready files in gen order, for listings; */
+  size_t nby;
+  int by_gen_stale;          /* rebuilt when a file's state changed */
   long long gen;
   char epoch[17];
   uv_timer_t timer, wtimer;
@@ -397,6 +400,7 @@ static void scan_done(uv_work_t *w, int status) {
     }
     free(r->ents);
     r->ents = out;
+    r->by_gen_stale = 1;
     r->n = k;
     r->cap = j->n + 1;
     if (removed)
@@ -528,8 +532,9 @@ static void hash_work(uv_work_t *w) {
       unsigned char md[32];
       unsigned mdlen = 0;
       EVP_DigestFinal_ex(cx, md, &mdlen);
-      for (int i = 0; i < 32; i++)
-        snprintf(j->chunks + ci * 64 + i * 2, 3, "%02x", md[i]);
+      char h[65];
+      gdx_hex(md, 32, h);
+      memcpy(j->chunks + ci * 64, h, 64);
       ci++;
       in_chunk = 0;
       EVP_DigestInit_ex(cx, EVP_sha256(), NULL);
@@ -561,6 +566,7 @@ static void hash_done(uv_work_t *w, int status) {
       schedule(r, (uint64_t)r->stable_ms + 50);
     } else {
       e->state = j->result;
+      r->by_gen_stale = 1;
       e->gen = ++r->gen;
       snprintf(e->sha256, sizeof(e->sha256), "%s", j->sha256);
       snprintf(e->sm3, sizeof(e->sm3), "%s", j->sm3);
@@ -691,22 +697,33 @@ static json_t *file_json(const fres *r, const fent *e) {
 /* The ready files newer than since (all of them for since = -1); NULL
  * when there are none. */
 static json_t *listing(fres *r, long long since, long limit) {
-  fent **sel = malloc((r->n + 1) * sizeof(*sel));
-  size_t k = 0;
-  for (size_t i = 0; i < r->n; i++)
-    if (r->ents[i]->state == F_READY && r->ents[i]->gen > since)
-      sel[k++] = r->ents[i];
-  if (k == 0) {
-    free(sel);
-    return NULL;
+  if (r->by_gen_stale) { /* once per change, not once per read or waiter */
+    free(r->by_gen);
+    r->by_gen = malloc((r->n + 1) * sizeof(*r->by_gen));
+    r->nby = 0;
+    for (size_t i = 0; i < r->n; i++)
+      if (r->ents[i]->state == F_READY)
+        r->by_gen[r->nby++] = r->ents[i];
+    qsort(r->by_gen, r->nby, sizeof(*r->by_gen), gen_cmp);
+    r->by_gen_stale = 0;
   }
-  qsort(sel, k, sizeof(*sel), gen_cmp);
+  size_t lo = 0, hi = r->nby; /* the first newer than since */
+  while (lo < hi) {
+    size_t mid = lo + (hi - lo) / 2;
+    if (r->by_gen[mid]->gen > since)
+      hi = mid;
+    else
+      lo = mid + 1;
+  }
+  fent **sel = r->by_gen + lo;
+  size_t k = r->nby - lo;
+  if (k == 0)
+    return NULL;
   json_t *files = json_array();
   size_t m = k < (size_t)limit ? k : (size_t)limit;
   for (size_t i = 0; i < m; i++)
     json_array_append_new(files, file_json(r, sel[i]));
   long long upto = m < k ? sel[m - 1]->gen : r->gen;
-  free(sel);
   return json_pack("{s:s, s:I, s:b, s:o}", "epoch", r->epoch, "gen", (json_int_t)upto, "more",
                    m < k, "files", files);
 }
@@ -797,13 +814,17 @@ static void serve_files(fres *r, gdx_http_req *req, const char *q) {
   gdx_http_req_on(req, NULL, NULL, waiter_abort);
 }
 
-/* The version named by path= and sha256=, or an answer already sent. */
-static fent *version(fres *r, gdx_http_req *req, const char *q) {
-  char path[1100], sha[80];
+/* The version named by path= and sha256= (without sha256, when any_version
+ * is set: the current one), or NULL with an answer already sent. */
+static fent *version(fres *r, gdx_http_req *req, const char *q, int any_version) {
+  char path[1100], sha[80] = "";
   char why[200];
-  if (gdx_http_query_param(q, "path", path, sizeof(path)) != 1 ||
-      gdx_http_query_param(q, "sha256", sha, sizeof(sha)) != 1) {
-    gdx_http_respond_error(req, 400, "invalid_query", "path= and sha256= are required");
+  int has_sha = gdx_http_query_param(q, "sha256", sha, sizeof(sha));
+  if (gdx_http_query_param(q, "path", path, sizeof(path)) != 1 || has_sha < 0 ||
+      (has_sha == 0 && !any_version)) {
+    gdx_http_respond_error(req, 400, "invalid_query",
+                           any_version ? "path= is required (sha256= optional)"
+                                       : "path= and sha256= are required");
     return NULL;
   }
   if (gdx_file_name_check(path, why, sizeof(why)) != GDX_OK) {
@@ -815,7 +836,7 @@ static fent *version(fres *r, gdx_http_req *req, const char *q) {
     gdx_http_respond_error(req, 404, "file_not_found", "no such file in this resource");
     return NULL;
   }
-  if (e->state != F_READY || strcmp(e->sha256, sha) != 0) {
+  if (e->state != F_READY || (has_sha && strcmp(e->sha256, sha) != 0)) {
     gdx_http_respond_error(req, 409, "file_changed",
                            "the file has changed since it was listed: list it again");
     return NULL;
@@ -824,7 +845,7 @@ static fent *version(fres *r, gdx_http_req *req, const char *q) {
 }
 
 static void serve_chunks(fres *r, gdx_http_req *req, const char *q) {
-  fent *e = version(r, req, q);
+  fent *e = version(r, req, q, 1);
   if (e == NULL)
     return;
   json_t *j = file_json(r, e);
@@ -959,7 +980,7 @@ static void stream_read(stream *s) {
 }
 
 static void serve_data(fres *r, gdx_http_req *req, const char *q) {
-  fent *e = version(r, req, q);
+  fent *e = version(r, req, q, 0);
   if (e == NULL)
     return;
   char off[24] = "";
@@ -978,6 +999,7 @@ static void serve_data(fres *r, gdx_http_req *req, const char *q) {
     if (fd >= 0)
       close(fd);
     e->state = F_PENDING;
+    r->by_gen_stale = 1;
     e->changed_at = uv_now(r->a->env->loop);
     schedule(r, 0);
     return (void)gdx_http_respond_error(req, 409, "file_changed",
@@ -1089,6 +1111,7 @@ static int file_open(gdx_adapter *a, const config_setting_t *s, char *err, size_
   snprintf(r->index_file, sizeof(r->index_file), "%s/file-%s.index",
            a->env->state_dir ? a->env->state_dir : ".", n);
   load_index(r);
+  r->by_gen_stale = 1;
   unsigned char rnd[8];
   RAND_bytes(rnd, sizeof(rnd));
   for (int i = 0; i < 8; i++)
@@ -1167,6 +1190,7 @@ static void maybe_free(fres *r) {
   for (size_t i = 0; i < r->n; i++)
     ent_free(r->ents[i]);
   free(r->ents);
+  free(r->by_gen);
   json_decref(r->events);
   gdx_fileguard_free(r->guard);
   free(r);

@@ -114,6 +114,38 @@ static int raise_alarm(gdx_db_conn *c, const char *kind, long long aid, const su
 /* ------------------------------------------------------------------ */
 /* from consumer nodes                                                 */
 
+/* Where a subscription stands, after a report of its consumer's node: the
+ * batches (or files), rows and mismatches add up; position -1 is none (a
+ * snapshot not acknowledged yet, or a folder). */
+static int record_standing(gdx_db_conn *c, long long aid, const subinfo *s, const char *target,
+                           const char *phase, long long position, long long batches,
+                           long long sent, long long applied, long long mismatched) {
+  gdx_db_param p[] = {GDX_DB_P_INT(aid),
+                      GDX_DB_P_INT(s->consumer_id),
+                      GDX_DB_P_INT(s->provider_id),
+                      GDX_DB_P_STR(s->node),
+                      GDX_DB_P_STR(s->resource),
+                      GDX_DB_P_STR(target),
+                      GDX_DB_P_STR(phase),
+                      position >= 0 ? GDX_DB_P_INT(position) : GDX_DB_P_NULL,
+                      GDX_DB_P_INT(batches),
+                      GDX_DB_P_INT(sent),
+                      GDX_DB_P_INT(applied),
+                      GDX_DB_P_INT(mismatched)};
+  return gdx_db_exec(c,
+                     "INSERT INTO table_subscriptions (authorization_id, consumer_unit_id, "
+                     "provider_unit_id, provider_node, resource, target, phase, position, "
+                     "batches, rows_sent, rows_applied, mismatched_batches, last_ack_at, "
+                     "started_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, UTC_TIMESTAMP(6), "
+                     "UTC_TIMESTAMP(6)) ON DUPLICATE KEY UPDATE target = VALUES(target), "
+                     "phase = VALUES(phase), position = VALUES(position), "
+                     "batches = batches + VALUES(batches), rows_sent = rows_sent + "
+                     "VALUES(rows_sent), rows_applied = rows_applied + VALUES(rows_applied), "
+                     "mismatched_batches = mismatched_batches + VALUES(mismatched_batches), "
+                     "last_ack_at = UTC_TIMESTAMP(6)",
+                     p, 12, NULL, NULL);
+}
+
 static int work_ledger(gdx_db_conn *c, api_ctx *x) {
   long long aid;
   subinfo s;
@@ -163,30 +195,9 @@ static int work_ledger(gdx_db_conn *c, api_ctx *x) {
         return rc;
     }
   }
-  gdx_db_param p[] = {GDX_DB_P_INT(aid),
-                      GDX_DB_P_INT(s.consumer_id),
-                      GDX_DB_P_INT(s.provider_id),
-                      GDX_DB_P_STR(s.node),
-                      GDX_DB_P_STR(s.resource),
-                      GDX_DB_P_STR(target ? target : ""),
-                      GDX_DB_P_STR(phase),
-                      json_is_integer(pos) ? GDX_DB_P_INT(json_integer_value(pos)) : GDX_DB_P_NULL,
-                      GDX_DB_P_INT(json_array_size(entries)),
-                      GDX_DB_P_INT(sent),
-                      GDX_DB_P_INT(applied),
-                      GDX_DB_P_INT(mismatched)};
-  rc = gdx_db_exec(c,
-                   "INSERT INTO table_subscriptions (authorization_id, consumer_unit_id, "
-                   "provider_unit_id, provider_node, resource, target, phase, position, "
-                   "batches, rows_sent, rows_applied, mismatched_batches, last_ack_at, "
-                   "started_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, UTC_TIMESTAMP(6), "
-                   "UTC_TIMESTAMP(6)) ON DUPLICATE KEY UPDATE target = VALUES(target), "
-                   "phase = VALUES(phase), position = VALUES(position), "
-                   "batches = batches + VALUES(batches), rows_sent = rows_sent + "
-                   "VALUES(rows_sent), rows_applied = rows_applied + VALUES(rows_applied), "
-                   "mismatched_batches = mismatched_batches + VALUES(mismatched_batches), "
-                   "last_ack_at = UTC_TIMESTAMP(6)",
-                   p, 12, NULL, NULL);
+  rc = record_standing(c, aid, &s, target ? target : "", phase,
+                       json_is_integer(pos) ? json_integer_value(pos) : -1,
+                       (long long)json_array_size(entries), sent, applied, mismatched);
   if (rc)
     return rc;
   gdx_db_param pq[] = {GDX_DB_P_INT(aid)};
@@ -283,24 +294,8 @@ static int work_files(gdx_db_conn *c, api_ctx *x) {
     if (rc)
       return rc;
   }
-  gdx_db_param p[] = {GDX_DB_P_INT(aid),
-                      GDX_DB_P_INT(s.consumer_id),
-                      GDX_DB_P_INT(s.provider_id),
-                      GDX_DB_P_STR(s.node),
-                      GDX_DB_P_STR(s.resource),
-                      GDX_DB_P_STR(folder ? folder : ""),
-                      GDX_DB_P_INT(json_array_size(entries)),
-                      GDX_DB_P_INT(quarantined)};
-  rc = gdx_db_exec(c,
-                   "INSERT INTO table_subscriptions (authorization_id, consumer_unit_id, "
-                   "provider_unit_id, provider_node, resource, target, phase, position, "
-                   "batches, mismatched_batches, last_ack_at, started_at) VALUES (?, ?, ?, ?, "
-                   "?, ?, 'files', NULL, ?, ?, UTC_TIMESTAMP(6), UTC_TIMESTAMP(6)) "
-                   "ON DUPLICATE KEY UPDATE target = VALUES(target), phase = 'files', "
-                   "batches = batches + VALUES(batches), mismatched_batches = "
-                   "mismatched_batches + VALUES(mismatched_batches), last_ack_at = "
-                   "UTC_TIMESTAMP(6)",
-                   p, 8, NULL, NULL);
+  rc = record_standing(c, aid, &s, folder ? folder : "", "files", -1,
+                       (long long)json_array_size(entries), 0, 0, quarantined);
   if (!rc)
     x->out = json_pack("{s:I}", "recorded", (json_int_t)json_array_size(entries));
   return rc;

@@ -1508,6 +1508,12 @@ static json_t *list_files(const char *base, const char *token, int *ex) {
   return json_pack("{s:o}", "items", all);
 }
 
+/* A SHA-256 digest as the provider's hex. */
+static void md_hex(const unsigned char md[32], char hex[65]) {
+  for (int i = 0; i < 32; i++)
+    snprintf(hex + 2 * i, 3, "%02x", md[i]);
+}
+
 typedef struct {
   FILE *f;
   EVP_MD_CTX *md;
@@ -1551,8 +1557,7 @@ static size_t dl_write(char *p, size_t size, size_t n, void *ud) {
       unsigned ml = 0;
       char hex[65];
       EVP_DigestFinal_ex(d->md, md, &ml);
-      for (int i = 0; i < 32; i++)
-        snprintf(hex + 2 * i, 3, "%02x", md[i]);
+      md_hex(md, hex);
       if (memcmp(hex, d->chunks + (d->pos - 1) / d->chunk * 64, 64) != 0) {
         d->mismatch = 1;
         return 0;
@@ -1571,35 +1576,26 @@ static size_t dl_write(char *p, size_t size, size_t n, void *ud) {
 
 static int fetch_file(const char *base, const char *token, const char *path,
                       const char *outfile) {
+  /* the current version's size, SHA-256 and chunk hashes in one read */
   int ex = EX_OK;
-  json_t *list = list_files(base, token, &ex);
-  if (list == NULL)
-    return ex;
-  json_t *file = NULL, *e;
-  size_t i;
-  json_array_foreach(json_object_get(list, "items"), i, e)
-    if (strcmp(json_string_value(json_object_get(e, "path")), path) == 0)
-      file = e;
-  if (file == NULL) {
-    fprintf(stderr, "gdx: %s is not among the resource's files (gdx fetch RES --list)\n", path);
-    json_decref(list);
-    return EX_NOTFOUND;
-  }
-  char sha[65], *esc_path = curl_easy_escape(NULL, path, 0);
-  snprintf(sha, sizeof(sha), "%s", json_string_value(json_object_get(file, "sha256")));
-  long long size = json_integer_value(json_object_get(file, "size"));
-  json_decref(list);
+  char *esc_path = curl_easy_escape(NULL, path, 0);
   char url[8192];
-  snprintf(url, sizeof(url), "%s/chunks?path=%s&sha256=%s", base, esc_path, sha);
+  snprintf(url, sizeof(url), "%s/chunks?path=%s", base, esc_path);
   json_t *meta = svc_get(url, token, &ex);
   if (meta == NULL) {
     curl_free(esc_path);
     return ex;
   }
+  json_t *e;
+  size_t i;
+  char sha[65];
+  snprintf(sha, sizeof(sha), "%s", json_string_value(json_object_get(meta, "sha256")) ?
+           json_string_value(json_object_get(meta, "sha256")) : "");
+  long long size = json_integer_value(json_object_get(meta, "size"));
   long long chunk = json_integer_value(json_object_get(meta, "chunk"));
   json_t *cl = json_object_get(meta, "chunks");
   long long n = chunk > 0 ? (size + chunk - 1) / chunk : -1;
-  if (chunk <= 0 || (long long)json_array_size(cl) != n) {
+  if (chunk <= 0 || strlen(sha) != 64 || size < 0 || (long long)json_array_size(cl) != n) {
     fprintf(stderr, "gdx: the provider's chunk list does not fit the file\n");
     json_decref(meta);
     curl_free(esc_path);
@@ -1635,8 +1631,7 @@ static int fetch_file(const char *base, const char *token, const char *path,
     unsigned ml = 0;
     char hex[65];
     EVP_Digest(blk, (size_t)want, md, &ml, EVP_sha256(), NULL);
-    for (int b = 0; b < 32; b++)
-      snprintf(hex + 2 * b, 3, "%02x", md[b]);
+    md_hex(md, hex);
     if (memcmp(hex, chunks + k * 64, 64) != 0)
       break;
     have += want;

@@ -53,9 +53,24 @@ static int finish(EVP_MD_CTX *ctx, char hex[65]) {
   unsigned len = 0;
   if (EVP_DigestFinal_ex(ctx, md, &len) != 1 || len != 32)
     return GDX_EIO;
-  for (unsigned i = 0; i < len; i++)
-    snprintf(hex + 2 * i, 3, "%02x", md[i]);
+  gdx_hex(md, len, hex);
   return GDX_OK;
+}
+
+void gdx_hex(const unsigned char *b, size_t n, char *out) {
+  static const char digits[] = "0123456789abcdef";
+  for (size_t i = 0; i < n; i++) {
+    out[2 * i] = digits[b[i] >> 4];
+    out[2 * i + 1] = digits[b[i] & 15];
+  }
+  out[2 * n] = '\0';
+}
+
+void gdx_sha256_hex(const void *d, size_t n, char out[65]) {
+  unsigned char md[32];
+  unsigned len = 0;
+  EVP_Digest(d, n, md, &len, EVP_sha256(), NULL);
+  gdx_hex(md, 32, out);
 }
 
 int gdx_digest_final(gdx_digest *d, char sha256[65], char sm3[65]) {

@@ -21,5 +21,9 @@ int gdx_digest_final(gdx_digest *d, char sha256[65], char sm3[65]);
 void gdx_digest_free(gdx_digest *d);
 /* A whole file: GDX_EIO when it cannot be read. */
 int gdx_digest_file(const char *path, unsigned algs, char sha256[65], char sm3[65]);
+/* n bytes as 2n lowercase hex digits and a NUL. */
+void gdx_hex(const unsigned char *b, size_t n, char *out);
+/* The SHA-256 of [d, d+n) in hex. */
+void gdx_sha256_hex(const void *d, size_t n, char out[65]);
 
 #endif

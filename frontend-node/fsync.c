@@ -64,7 +64,7 @@ struct gdx_fsync {
   size_t nq, qi;
   /* the file in transfer */
   char *chunks;             /* 64 hex per chunk */
-  long long nchunks, verified, resumed_from, received;
+  long long verified, resumed_from; /* bytes received this attempt: pos - resumed_from */
   char part[1200];
   int fd;
   EVP_MD_CTX *md;           /* SHA-256 of the chunk being received */
@@ -143,17 +143,6 @@ static int mkdirs(const char *path, mode_t mode) {
   return mkdir(tmp, mode) != 0 && errno != EEXIST ? -1 : 0;
 }
 
-static void hex(const unsigned char *md, size_t n, char *out) {
-  for (size_t i = 0; i < n; i++)
-    snprintf(out + i * 2, 3, "%02x", md[i]);
-}
-
-static void sha256_hex(const void *d, size_t n, char out[65]) {
-  unsigned char md[32];
-  unsigned len = 0;
-  EVP_Digest(d, n, md, &len, EVP_sha256(), NULL);
-  hex(md, 32, out);
-}
 
 /* ------------------------------------------------------------------ */
 /* state                                                               */
@@ -406,7 +395,6 @@ static void on_chunks(gdx_httpc_req *r, int status, long http, void *ud) {
   }
   free(s->chunks);
   s->chunks = calloc((size_t)want * 64 + 1, 1);
-  s->nchunks = want;
   size_t i;
   json_t *c;
   json_array_foreach(list, i, c) {
@@ -471,7 +459,7 @@ static void resume_work(uv_work_t *w) {
     if (got != want)
       break;
     char h[65];
-    sha256_hex(buf, (size_t)want, h);
+    gdx_sha256_hex(buf, (size_t)want, h);
     if (memcmp(h, s->chunks + i * 64, 64) != 0)
       break;
     off += want;
@@ -502,7 +490,6 @@ static void resume_done(uv_work_t *w, int status) {
     close(s->dfd);
   s->dfd = open(j->part, O_WRONLY | O_DIRECT | O_CLOEXEC); /* -1: buffered writes */
   s->verified = s->resumed_from = j->verified;
-  s->received = 0;
   s->resumed_bytes += (unsigned long long)j->verified;
   if (j->verified > 0)
     gdx_log_info("fsync", "subscription %lld: %s resumes at %lld of %lld bytes",
@@ -582,7 +569,6 @@ static long consume(gdx_fsync *s, const char *d, size_t n) {
     EVP_DigestUpdate(s->md, d + taken, take);
     b->len += take;
     s->pos += (long long)take;
-    s->received += (long long)take;
     s->bytes_total += take;
     taken += take;
     if (s->pos == end) {
@@ -590,7 +576,7 @@ static long consume(gdx_fsync *s, const char *d, size_t n) {
       unsigned mdlen = 0;
       char h[65];
       EVP_DigestFinal_ex(s->md, md, &mdlen);
-      hex(md, 32, h);
+      gdx_hex(md, 32, h);
       EVP_DigestInit_ex(s->md, EVP_sha256(), NULL);
       if (memcmp(h, s->chunks + b->index * 64, 64) != 0) {
         s->mismatch = 1;
@@ -706,7 +692,7 @@ static void on_data_done(gdx_httpc_req *r, int status, long http, void *ud) {
     if (status != GDX_OK) {
       s->data_failed = 1;
       snprintf(s->last_error, sizeof(s->last_error), "%s: transfer broke off at %lld bytes: %s",
-               f->path, s->resumed_from + s->received, gdx_httpc_error(r));
+               f->path, s->pos, gdx_httpc_error(r));
     } else if (http != 200) {
       s->data_failed = 1;
       snprintf(s->last_error, sizeof(s->last_error), "%s: transfer refused (%ld): %s", f->path,
@@ -957,7 +943,7 @@ static void final_done(uv_work_t *w, int status) {
   long long now = wall_ms();
   json_t *e = json_pack("{s:s, s:I, s:s, s:s, s:I, s:I, s:I, s:I}", "path", f->path, "size",
                         (json_int_t)f->size, "sha256", f->sha256, "sm3_sent", f->sm3,
-                        "bytes_received", (json_int_t)s->received, "resumed_from",
+                        "bytes_received", (json_int_t)(s->pos - s->resumed_from), "resumed_from",
                         (json_int_t)s->resumed_from, "received_at", (json_int_t)s->received_at,
                         "verified_at", (json_int_t)now);
   if (j->status == 1) {
@@ -1189,12 +1175,11 @@ static void next_step(gdx_fsync *s) {
   qfile *f = &s->q[s->qi];
   if (s->ph == S_CHUNKS) {
     char ph[65];
-    sha256_hex(f->path, strlen(f->path), ph);
+    gdx_sha256_hex(f->path, strlen(f->path), ph);
     snprintf(s->part, sizeof(s->part), "%s/part/%s", s->dir, ph);
     if (f->size <= f->chunk) { /* one chunk: its hash is the file's, no need to ask */
       free(s->chunks);
       s->chunks = strdup(f->sha256);
-      s->nchunks = f->size > 0;
       s->ph = S_RESUME;
       return next_step(s);
     }
@@ -1315,5 +1300,5 @@ void gdx_fsync_metrics(gdx_fsync *s, gdx_buf *out) {
   gdx_buf_appendf(out, "gdx_node_file_chunk_mismatches_total{authorization=\"%lld\"} %llu\n", a,
                   s->mismatches);
   gdx_buf_appendf(out, "gdx_node_file_transfer_bytes{authorization=\"%lld\"} %lld\n", a,
-                  s->ph == S_DATA ? s->resumed_from + s->received : 0LL);
+                  s->ph == S_DATA ? s->pos : 0LL);
 }
