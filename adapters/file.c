@@ -1047,7 +1047,7 @@ static void file_serve(gdx_adapter *a, gdx_http_req *req, const char *rest) {
   if (strcmp(rest, "data") == 0)
     return serve_data(r, req, q);
   gdx_http_respond_error(req, 404, "not_found",
-                         "a file resource answers files?since=, chunks?path=&sha256= and "
+                         "a file resource answers files?since=, chunks?path=[&sha256=] and "
                          "data?path=&sha256=&offset=");
 }
 
