@@ -9,6 +9,7 @@
 
 #include "error.h"
 #include "log.h"
+#include "num.h"
 
 #define STMT_CACHE 64
 
@@ -236,6 +237,60 @@ const char *gdx_db_get(const gdx_db_result *r, size_t row, size_t col) {
   if (row >= r->nrows || col >= r->ncols)
     return NULL;
   return r->cells[row * r->ncols + col];
+}
+
+gdx_db_row gdx_db_row_at(const gdx_db_result *r, size_t row) {
+  gdx_db_row w = {r, row, GDX_OK, -1};
+  if (row >= r->nrows) {
+    w.rc = GDX_EINVAL;
+    w.bad_col = 0;
+  }
+  return w;
+}
+
+static void row_bad(gdx_db_row *w, size_t col) {
+  if (w->rc == GDX_OK) {
+    w->rc = GDX_EINVAL;
+    w->bad_col = (int)col;
+  }
+}
+
+long long gdx_db_i64_or(gdx_db_row *w, size_t col, long long min, long long max,
+                        long long if_null) {
+  if (w->rc != GDX_OK)
+    return min;
+  if (col >= w->res->ncols) {
+    row_bad(w, col);
+    return min;
+  }
+  const char *v = gdx_db_get(w->res, w->row, col);
+  if (v == NULL)
+    return if_null;
+  long long n;
+  if (gdx_num_parse_n(v, w->res->lens[w->row * w->res->ncols + col], min, max, &n) != GDX_OK) {
+    row_bad(w, col);
+    return min;
+  }
+  return n;
+}
+
+long long gdx_db_i64(gdx_db_row *w, size_t col, long long min, long long max) {
+  if (w->rc == GDX_OK && gdx_db_get(w->res, w->row, col) == NULL) {
+    row_bad(w, col);
+    return min;
+  }
+  return gdx_db_i64_or(w, col, min, max, min);
+}
+
+int gdx_db_flag(gdx_db_row *w, size_t col) { return (int)gdx_db_i64(w, col, 0, 1); }
+
+int gdx_db_row_fail(const gdx_db_row *w, const char *what) {
+  const char *name = w->bad_col >= 0 && (size_t)w->bad_col < w->res->ncols && w->res->names
+                         ? w->res->names[w->bad_col]
+                         : "?";
+  gdx_log_error("db", "%s: row %zu, column %d (%s) is not the number it must be", what, w->row,
+                w->bad_col, name ? name : "?");
+  return GDX_EDB;
 }
 
 static int fetch_rows(gdx_db_conn *c, MYSQL_STMT *st, size_t max_rows, gdx_db_result *out) {

@@ -83,8 +83,44 @@ int gdx_db_exec(gdx_db_conn *c, const char *sql, const gdx_db_param *params, siz
 /* At most max_rows rows are kept (GDX_ETOOBIG beyond). */
 int gdx_db_query(gdx_db_conn *c, const char *sql, const gdx_db_param *params, size_t n,
                  size_t max_rows, gdx_db_result *out);
+/* The text of (row, col), NULL for SQL NULL or outside the result. */
 const char *gdx_db_get(const gdx_db_result *r, size_t row, size_t col);
 void gdx_db_result_free(gdx_db_result *r);
+
+/* Typed reading of one row. Every value arrives as text; a getter converts
+ * one column (common/num.h: the whole text, within [min, max]). The first
+ * failure - SQL NULL where a value is needed, text that is not a number, a
+ * value out of range - sticks in `rc` (GDX_EINVAL) with the column in
+ * `bad_col`, so a caller reads every column it needs and checks once:
+ *
+ *   gdx_db_row w = gdx_db_row_at(&r, 0);
+ *   long long id = gdx_db_i64(&w, 0, 1, GDX_DB_ID_MAX);
+ *   int must_change = gdx_db_flag(&w, 8);
+ *   if (w.rc) return gdx_db_row_fail(&w, "accounts");
+ *
+ * A schema typed column that does not convert is a bug or a damaged row,
+ * never user input, so callers fail the job (a logged 500). */
+typedef struct {
+  const gdx_db_result *res;
+  size_t row;
+  int rc;       /* GDX_OK, or GDX_EINVAL since the first bad column */
+  int bad_col;  /* that column, -1 while rc is GDX_OK */
+} gdx_db_row;
+
+#define GDX_DB_ID_MAX 9223372036854775807LL /* BIGINT ids */
+#define GDX_DB_INT_MAX 2147483647LL          /* INT columns */
+
+gdx_db_row gdx_db_row_at(const gdx_db_result *r, size_t row);
+/* The column as an integer in [min, max]; min after a failure. */
+long long gdx_db_i64(gdx_db_row *w, size_t col, long long min, long long max);
+/* The same, with SQL NULL read as if_null (which need not be in range). */
+long long gdx_db_i64_or(gdx_db_row *w, size_t col, long long min, long long max,
+                        long long if_null);
+/* A 0/1 column (TINYINT, a comparison): 0 or 1. */
+int gdx_db_flag(gdx_db_row *w, size_t col);
+/* Logs which column of `what` did not convert and returns GDX_EDB, for a
+ * job to return. */
+int gdx_db_row_fail(const gdx_db_row *w, const char *what);
 /* A statement without any value in it - DDL such as CREATE TRIGGER, which
  * MariaDB will not prepare - whose identifiers the caller has checked
  * (gdx_db_ident_ok) and quoted. Never for data: that goes through

@@ -42,8 +42,8 @@ int gdx_digest_update(gdx_digest *d, const void *data, size_t n) {
   return GDX_OK;
 }
 
-static int finish(EVP_MD_CTX *ctx, char hex[65]) {
-  char scratch[65];
+static int finish(EVP_MD_CTX *ctx, char hex[GDX_SHA256_HEX_SIZE]) {
+  char scratch[GDX_SHA256_HEX_SIZE];
   if (hex == NULL) /* not wanted */
     hex = scratch;
   hex[0] = '\0';
@@ -66,14 +66,15 @@ void gdx_hex(const unsigned char *b, size_t n, char *out) {
   out[2 * n] = '\0';
 }
 
-void gdx_sha256_hex(const void *d, size_t n, char out[65]) {
+void gdx_sha256_hex(const void *d, size_t n, char out[GDX_SHA256_HEX_SIZE]) {
   unsigned char md[32];
   unsigned len = 0;
   EVP_Digest(d, n, md, &len, EVP_sha256(), NULL);
   gdx_hex(md, 32, out);
 }
 
-int gdx_digest_final(gdx_digest *d, char sha256[65], char sm3[65]) {
+int gdx_digest_final(gdx_digest *d, char sha256[GDX_SHA256_HEX_SIZE],
+                     char sm3[GDX_SHA256_HEX_SIZE]) {
   if (d->done)
     return GDX_EINVAL;
   d->done = 1;
@@ -89,7 +90,8 @@ void gdx_digest_free(gdx_digest *d) {
   free(d);
 }
 
-int gdx_digest_file(const char *path, unsigned algs, char sha256[65], char sm3[65]) {
+int gdx_digest_file(const char *path, unsigned algs, char sha256[GDX_SHA256_HEX_SIZE],
+                    char sm3[GDX_SHA256_HEX_SIZE]) {
   FILE *f = fopen(path, "rb");
   if (f == NULL)
     return GDX_EIO;

@@ -37,6 +37,7 @@
 #include "error.h"
 #include "httpc_int.h"
 #include "log.h"
+#include "num.h"
 #include "pki.h"
 
 #define H1_READ_BUF (64 * 1024)  /* plaintext waiting for the parser */
@@ -1005,9 +1006,10 @@ static int conn_connect(gdx_httpc *c, gdx_httpc_req *r) {
   k->deadline = r->opts.timeout_ms > 0 ? now + (uint64_t)r->opts.timeout_ms : 0;
   uv_tcp_nodelay(&k->tcp, 1);
   struct sockaddr_storage ss;
-  int port = atoi(r->h1.port);
-  if (uv_ip4_addr(r->h1.host, port, (struct sockaddr_in *)&ss) == 0 ||
-      uv_ip6_addr(r->h1.host, port, (struct sockaddr_in6 *)&ss) == 0) {
+  long long port = 0; /* checked by parse_url */
+  gdx_num_parse(r->h1.port, 1, 65535, &port);
+  if (uv_ip4_addr(r->h1.host, (int)port, (struct sockaddr_in *)&ss) == 0 ||
+      uv_ip6_addr(r->h1.host, (int)port, (struct sockaddr_in6 *)&ss) == 0) {
     conn_start_connect(k, (struct sockaddr *)&ss);
   } else {
     struct addrinfo hints = {.ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM};
@@ -1076,7 +1078,8 @@ static int parse_url(gdx_httpc_req *r) {
   snprintf(at, n - (size_t)(at - arena), "%s|%s|%s|%s|%s|%s|%s", h->tls ? "https" : "http",
            h->host, h->port, o->ca_file ? o->ca_file : "", o->cert_file ? o->cert_file : "",
            o->key_file ? o->key_file : "", o->pinned_key ? o->pinned_key : "");
-  if (strpbrk(h->target, " \r\n\t") != NULL || atoi(h->port) <= 0 || atoi(h->port) > 65535)
+  long long port;
+  if (strpbrk(h->target, " \r\n\t") != NULL || gdx_num_parse(h->port, 1, 65535, &port) != GDX_OK)
     return GDX_EINVAL;
   return GDX_OK;
 }

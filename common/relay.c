@@ -1,5 +1,6 @@
 #include "relay.h"
 
+#include <limits.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -8,6 +9,7 @@
 
 #include "error.h"
 #include "log.h"
+#include "num.h"
 
 #define MAX_RESP_HEADERS 64
 #define MAX_RESP_HEADER_BYTES (16 * 1024)
@@ -247,8 +249,13 @@ static void on_head_timeout(uv_timer_t *t) {
 static void up_header(gdx_httpc_req *u, const char *line, size_t len, void *data) {
   relay *r = data;
   if (len >= 5 && memcmp(line, "HTTP/", 5) == 0) {
+    /* "HTTP/1.1 200 OK": three digits after the first space, else 0 */
     const char *sp = memchr(line, ' ', len);
-    r->status = sp ? atoi(sp + 1) : 0;
+    long long st = 0;
+    if (sp == NULL || (size_t)(line + len - (sp + 1)) < 3 ||
+        gdx_num_parse_n(sp + 1, 3, 100, 599, &st) != GDX_OK)
+      st = 0;
+    r->status = (int)st;
     for (int i = 0; i < r->nhdrs; i++)
       free(r->hdrs[i]);
     r->nhdrs = 0;
@@ -271,6 +278,8 @@ static void up_header(gdx_httpc_req *u, const char *line, size_t len, void *data
   while (v < line + len && (*v == ' ' || *v == '\t'))
     v++;
   size_t vlen = (size_t)(line + len - v);
+  while (vlen > 0 && (v[vlen - 1] == ' ' || v[vlen - 1] == '\t'))
+    vlen--;
   char name[64];
   if (nlen >= sizeof(name))
     return;
@@ -281,15 +290,21 @@ static void up_header(gdx_httpc_req *u, const char *line, size_t len, void *data
     return;
   }
   if (strcasecmp(name, "Content-Length") == 0) {
-    r->clen = strtoll(v, NULL, 10);
+    long long n;
+    r->clen = gdx_num_parse_n(v, vlen, 0, LLONG_MAX, &n) == GDX_OK ? n : -1;
     return;
   }
+  /* the next hop's own figures: a value that is not a plain number in
+   * range counts as not sent */
   if (strcasecmp(name, "X-Gdx-Upstream-Ms") == 0) {
-    r->res.peer_upstream_ms = atol(v);
+    long long n;
+    r->res.peer_upstream_ms = gdx_num_parse_n(v, vlen, 0, 86400000, &n) == GDX_OK ? (long)n : -1;
     return;
   }
-  if (strcasecmp(name, "X-Gdx-Records") == 0)
-    r->res.peer_records = atol(v); /* and passed on */
+  if (strcasecmp(name, "X-Gdx-Records") == 0) {
+    long long n;
+    r->res.peer_records = gdx_num_parse_n(v, vlen, 0, 1000000, &n) == GDX_OK ? (long)n : -1;
+  } /* and passed on */
   if (strcasecmp(name, "X-Gdx-Error-Type") == 0)
     snprintf(r->res.error_type, sizeof(r->res.error_type), "%.*s", (int)vlen, v);
   if (gdx_relay_hop_header(name))
