@@ -8,13 +8,18 @@
 
 #include <openssl/rand.h>
 
+#include "audit_chain.h"
+#include "catalog.h"
+#include "digest.h"
 #include "error.h"
-#include "log.h"
-#include "api.h"
-#include "auth.h"
 #include "exchange.h"
 #include "ids.h"
+#include "log.h"
 #include "migrate.h"
+#include "parts.h"
+#include "passwords.h"
+#include "platform_pki.h"
+#include "rest.h"
 
 #ifndef GDX_VERSION
 #define GDX_VERSION "0.0.0"
@@ -27,8 +32,8 @@ struct gdx_broker {
   uv_loop_t *loop;
   gdx_http_server *http;
   gdx_router *router;
-  api *api;
-  proxy *proxy;
+  rest *rest;
+  exchange *exchange;
   broker_pki pki;
   int nodes_listener; /* index of the node listener, -1: none */
   gdx_db_pool *db;
@@ -52,6 +57,21 @@ typedef struct {
   gdx_broker *b;
   char error[256];
 } health_job;
+
+/* The parts of the API, in the order their routes are matched; pki: the
+ * part works with the platform PKI (rest_ctx.part). */
+static const struct {
+  const rest_part *part;
+  int pki;
+} parts[] = {
+    {&sessions_part, 0}, {&units_part, 0},    {&accounts_part, 0}, {&audit_part, 0},
+    {&catalog_part, 0},  {&requests_part, 0}, {&nodes_part, 1},    {&credentials_part, 1},
+    {&ledger_part, 0},   {&reports_part, 0},
+};
+
+const rest_part *gdx_broker_part(size_t i) {
+  return i < sizeof(parts) / sizeof(parts[0]) ? parts[i].part : NULL;
+}
 
 int gdx_broker_config_load(const char *file, gdx_broker_config *cfg, char *err,
                            size_t errlen) {
@@ -173,8 +193,8 @@ static void handle_metrics(gdx_http_req *req, void *data) {
                      "Start time of the process since the Unix epoch.");
   gdx_buf_appendf(&out, "gdx_process_start_time_seconds %lld\n", (long long)b->started);
   gdx_http_server_metrics(b->http, &out);
-  if (b->proxy)
-    proxy_metrics(b->proxy, &out);
+  if (b->exchange)
+    exchange_metrics(b->exchange, &out);
   gdx_metrics_header(&out, "gdx_db_up", "gauge", "1 when the last database check succeeded.");
   gdx_buf_appendf(&out, "gdx_db_up %d\n", b->db_up);
   gdx_metrics_header(&out, "gdx_db_pool_size", "gauge", "Database worker threads.");
@@ -266,8 +286,7 @@ int gdx_broker_start(uv_loop_t *loop, const gdx_broker_config *cfg, gdx_broker *
   unsigned char rnd[16];
   if (RAND_bytes(rnd, sizeof(rnd)) != 1)
     memset(rnd, 0, sizeof(rnd));
-  for (int i = 0; i < 16; i++)
-    snprintf(b->instance_id + 2 * i, 3, "%02x", rnd[i]);
+  gdx_hex(rnd, sizeof(rnd), b->instance_id);
   if (gethostname(b->host, sizeof(b->host) - 1) != 0)
     snprintf(b->host, sizeof(b->host), "unknown");
   render_health(b);
@@ -285,19 +304,21 @@ int gdx_broker_start(uv_loop_t *loop, const gdx_broker_config *cfg, gdx_broker *
   gdx_router_add(b->router, "GET", "/healthz", handle_healthz, b);
   gdx_router_add(b->router, "GET", "/metrics", handle_metrics, b);
   b->nodes_listener = -1;
-  /* the proxy's routes first: the node listener's table reads
-   * (/node/v1/tables/...) are its, the rest of /node/v1/ the API's (the
-   * router takes the first match) */
-  rc = nodes_pki_boot(loop, b->db, cfg, b->instance_id, &b->pki, err, errlen);
+  /* the exchange's routes first: the node listener's table reads
+   * (/node/v1/tables/...) are its, the rest of /node/v1/ the REST core's
+   * (the router takes the first match) */
+  rc = platform_pki_boot(loop, b->db, cfg, b->instance_id, &b->pki, err, errlen);
   if (!rc)
-    rc = proxy_new(loop, cfg, &b->pki, b->db, b->router, &b->proxy, err, errlen);
+    rc = exchange_new(loop, cfg, &b->pki, b->db, b->router, &b->exchange, err, errlen);
   if (!rc)
-    rc = api_new(b, cfg, b->db, b->router, &b->api, err, errlen);
+    rc = rest_new(cfg, b->db, b->router, &b->rest);
+  for (size_t i = 0; !rc && i < sizeof(parts) / sizeof(parts[0]); i++)
+    rc = rest_add_part(b->rest, parts[i].part, parts[i].pki ? &b->pki : NULL, err, errlen);
   if (rc) {
     *out = b;
     return rc;
   }
-  api_set_exchange(b->api, &b->pki, proxy_poke, b->proxy);
+  rest_on_invalidate(b->rest, exchange_poke, b->exchange);
 
   gdx_http_server_options so = {
       .loop = loop,
@@ -345,16 +366,16 @@ static void on_health_timer_closed(uv_handle_t *h) {
   void (*cb)(void *) = b->on_stopped;
   void *data = b->stopped_data;
   gdx_router_free(b->router);
-  api_free(b->api);
-  nodes_pki_free(&b->pki);
+  rest_free(b->rest);
+  platform_pki_free(&b->pki);
   free(b);
   if (cb)
     cb(data);
 }
 
-static void on_proxy_stopped(void *data) {
+static void on_exchange_stopped(void *data) {
   gdx_broker *b = data;
-  b->proxy = NULL;
+  b->exchange = NULL;
   gdx_db_pool_stop(b->db); /* finishes queued jobs, e.g. a health check */
   uv_close((uv_handle_t *)&b->health_timer, on_health_timer_closed);
 }
@@ -362,21 +383,21 @@ static void on_proxy_stopped(void *data) {
 static void on_http_stopped(gdx_http_server *srv, void *data) {
   gdx_broker *b = data;
   b->http = NULL;
-  if (b->proxy) {
-    proxy_stop(b->proxy, on_proxy_stopped, b); /* writes the queued call records */
+  if (b->exchange) {
+    exchange_stop(b->exchange, on_exchange_stopped, b); /* writes the queued call records */
     return;
   }
-  on_proxy_stopped(b);
+  on_exchange_stopped(b);
 }
 
 void gdx_broker_stop(gdx_broker *b, void (*on_stopped)(void *), void *data) {
   b->on_stopped = on_stopped;
   b->stopped_data = data;
   if (b->http == NULL) { /* start-up failed before the server existed */
-    if (b->proxy) {
-      proxy *p = b->proxy;
-      b->proxy = NULL;
-      proxy_stop(p, NULL, NULL);
+    if (b->exchange) {
+      exchange *x = b->exchange;
+      b->exchange = NULL;
+      exchange_stop(x, NULL, NULL);
       uv_run(b->loop, UV_RUN_DEFAULT);
     }
     gdx_db_pool_stop(b->db);
@@ -410,7 +431,7 @@ static int init_work(gdx_db_conn *c, void *arg) {
                      "VALUES (?, ?, 'operations', 'active', UTC_TIMESTAMP(6), UTC_TIMESTAMP(6))",
                      pu, 2, NULL, NULL);
   if (!rc)
-    rc = auth_hash_password(j->cfg, j->password, enc, sizeof(enc));
+    rc = password_hash(j->cfg, j->password, enc, sizeof(enc));
   gdx_db_param pa[] = {GDX_DB_P_STR(j->user), GDX_DB_P_STR(enc), GDX_DB_P_STR(j->unit_code)};
   uint64_t n = 0;
   if (!rc)
@@ -430,9 +451,9 @@ static int init_work(gdx_db_conn *c, void *arg) {
   if (!rc) {
     char object[128];
     snprintf(object, sizeof(object), "account:%s", j->user);
-    rc = api_audit_append(c, "gdx-broker --init-admin", j->unit_code, "account.create", object,
-                          "initial operations admin", "success", "local", "-",
-                          "{\"role\":\"ops_admin\"}");
+    rc = audit_append(c, "gdx-broker --init-admin", j->unit_code, "account.create", object,
+                      "initial operations admin", "success", "local", "-",
+                      "{\"role\":\"ops_admin\"}");
   }
   if (rc) {
     snprintf(j->err, sizeof(j->err), "%s", gdx_db_error(c));
@@ -451,7 +472,7 @@ int gdx_broker_init_admin(const gdx_broker_config *cfg, const char *user, const 
     snprintf(err, errlen, "--unit-code %s: %s", unit_code, why);
     return GDX_EINVAL;
   }
-  if (auth_password_policy(password, user, &code, &why)) {
+  if (password_policy_check(password, user, &code, &why)) {
     snprintf(err, errlen, "initial password: %s", why);
     return GDX_EINVAL;
   }

@@ -1,7 +1,7 @@
-/* gdx-broker: the central service. This issue's broker serves its health and
- * metrics over the common HTTP server, keeps a MariaDB pool and applies its
- * schema migrations; later components (catalog, exchange) register their
- * routes on the same router.
+/* gdx-broker: the central service. It serves /healthz and /metrics, keeps a
+ * MariaDB pool and applies its schema migrations, boots the platform PKI,
+ * and puts its parts on one router: the data plane (exchange.h) and the
+ * REST core (rest.h) with every part of the API registered on it.
  */
 #ifndef GDX_BROKER_H
 #define GDX_BROKER_H
@@ -57,6 +57,10 @@ void gdx_broker_stop(gdx_broker *b, void (*on_stopped)(void *), void *data);
 int gdx_broker_port(gdx_broker *b);
 /* The port of the node listener (mutual TLS), -1 when there is none. */
 int gdx_broker_nodes_port(gdx_broker *b);
+/* The i-th part of the REST API (rest.h), NULL past the last: for the
+ * route listing and the test that keeps docs/openapi.yaml true. */
+struct rest_part;
+const struct rest_part *gdx_broker_part(size_t i);
 /* Creates the operations unit (if missing) and its first operations admin,
  * who must change `password` at the first login. Blocking; for set-up. */
 int gdx_broker_init_admin(const gdx_broker_config *cfg, const char *user, const char *unit_code,

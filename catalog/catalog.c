@@ -12,15 +12,17 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "api.h"
 #include "catalog.h"
+
+#include <limits.h>
+
 #include "error.h"
 
 typedef struct {
   long long id, provider_unit_id;
   int version;
   char status[16];
-  char provider_code[19], provider_name[201];
+  char provider_code[GDX_UNIT_CODE_SIZE], provider_name[201];
 } entry_row;
 
 static int load_entry(gdx_db_conn *c, const char *code, entry_row *e, int *found, int lock) {
@@ -38,9 +40,14 @@ static int load_entry(gdx_db_conn *c, const char *code, entry_row *e, int *found
     return rc;
   *found = r.nrows == 1;
   if (*found) {
-    e->id = atoll(gdx_db_get(&r, 0, 0));
-    e->provider_unit_id = atoll(gdx_db_get(&r, 0, 1));
-    e->version = atoi(gdx_db_get(&r, 0, 2));
+    gdx_db_row w = gdx_db_row_at(&r, 0);
+    e->id = gdx_db_i64(&w, 0, 1, GDX_DB_ID_MAX);
+    e->provider_unit_id = gdx_db_i64(&w, 1, 1, GDX_DB_ID_MAX);
+    e->version = (int)gdx_db_i64(&w, 2, 0, INT_MAX);
+    if (w.rc) {
+      gdx_db_result_free(&r);
+      return gdx_db_row_fail(&w, "catalog_entries");
+    }
     snprintf(e->status, sizeof(e->status), "%s", gdx_db_get(&r, 0, 3));
     snprintf(e->provider_code, sizeof(e->provider_code), "%s", gdx_db_get(&r, 0, 4));
     snprintf(e->provider_name, sizeof(e->provider_name), "%s", gdx_db_get(&r, 0, 5));
@@ -51,25 +58,25 @@ static int load_entry(gdx_db_conn *c, const char *code, entry_row *e, int *found
 
 /* The entry named by the path's two segments ("101001/000001"): sets the
  * audit object, and a 404 result when there is none. */
-static int path_entry(gdx_db_conn *c, api_ctx *x, entry_row *e, char *code, size_t n, int lock) {
+static int path_entry(gdx_db_conn *c, rest_ctx *x, entry_row *e, char *code, size_t n, int lock) {
   snprintf(code, n, "%s/%s", x->params[0], x->params[1]);
   snprintf(x->audit_object, sizeof(x->audit_object), "catalog:%s", code);
   int found = 0, rc = load_entry(c, code, e, &found, lock);
   if (!rc && !found)
-    api_fail(x, 404, "not_found", "no catalog entry %s", code);
+    rest_fail(x, 404, "not_found", "no catalog entry %s", code);
   return rc;
 }
 
-static int is_provider_of(const api_ctx *x, const entry_row *e) {
+static int is_provider_of(const rest_ctx *x, const entry_row *e) {
   return (x->who.role == ROLE_UNIT_ADMIN || x->who.role == ROLE_STAFF) &&
          x->who.unit_id == e->provider_unit_id;
 }
 
-static int may_see_drafts(const api_ctx *x, const entry_row *e) {
+static int may_see_drafts(const rest_ctx *x, const entry_row *e) {
   return is_provider_of(x, e) || x->who.role == ROLE_MGMT || x->who.role == ROLE_OPS;
 }
 
-static int event(gdx_db_conn *c, api_ctx *x, long long entry, const char *what, int version,
+static int event(gdx_db_conn *c, rest_ctx *x, long long entry, const char *what, int version,
                  const char *opinion) {
   gdx_db_param p[] = {GDX_DB_P_INT(entry), GDX_DB_P_STR(x->who.username), GDX_DB_P_STR(what),
                       GDX_DB_P_INT(version), GDX_DB_P_STR(opinion ? opinion : "")};
@@ -121,7 +128,7 @@ static int index_grams(gdx_db_conn *c, long long entry, const char *name, const 
 }
 
 /* Rules that tie fields together (the schema checks each field alone). */
-static int check_entry(api_ctx *x) {
+static int check_entry(rest_ctx *x) {
   json_t *in = x->in, *att = json_object_get(in, "attachment");
   const char *share = json_string_value(json_object_get(in, "sharing_type"));
   const char *cond = json_string_value(json_object_get(in, "sharing_condition"));
@@ -130,51 +137,52 @@ static int check_entry(api_ctx *x) {
   const char *kind = json_string_value(json_object_get(att, "kind"));
   int open = json_is_true(json_object_get(in, "open_to_public"));
   if (strcmp(share, "conditional") == 0 && (cond == NULL || *cond == '\0'))
-    return api_fail(x, 400, "invalid_field",
-                    "sharing_condition: conditional sharing must state its condition");
+    return rest_fail(x, 400, "invalid_field",
+                     "sharing_condition: conditional sharing must state its condition");
   if (json_is_true(json_object_get(in, "auto_approve")) && strcmp(share, "unconditional") != 0)
-    return api_fail(x, 400, "invalid_field",
-                    "auto_approve: only unconditionally shared resources can be approved "
-                    "automatically");
+    return rest_fail(x, 400, "invalid_field",
+                     "auto_approve: only unconditionally shared resources can be approved "
+                     "automatically");
   if (open && strcmp(share, "none") == 0)
-    return api_fail(x, 400, "invalid_field",
-                    "open_to_public: a resource that is not shared cannot be open to the public");
+    return rest_fail(x, 400, "invalid_field",
+                     "open_to_public: a resource that is not shared cannot be open to the public");
   /* R-CAT-1/2: the kind of resource decides how its data is attached */
   int fits = (strcmp(type, "service") == 0 && strcmp(kind, "api") == 0) ||
              (strcmp(type, "structured") == 0 && (strcmp(kind, "table") == 0 || strcmp(kind, "file") == 0)) ||
              (strcmp(type, "unstructured") == 0 && strcmp(kind, "file") == 0);
   if (!fits)
-    return api_fail(x, 400, "invalid_field",
-                    "attachment.kind: a %s resource cannot be attached as %s", type, kind);
+    return rest_fail(x, 400, "invalid_field",
+                     "attachment.kind: a %s resource cannot be attached as %s", type, kind);
   if (strcmp(method, kind) != 0)
-    return api_fail(x, 400, "invalid_field", "sharing_method: must be \"%s\" for a %s attachment",
-                    kind, kind);
+    return rest_fail(x, 400, "invalid_field", "sharing_method: must be \"%s\" for a %s attachment",
+                     kind, kind);
   json_t *formats = json_object_get(att, "formats");
   if (strcmp(kind, "file") == 0 && formats == NULL)
-    return api_fail(x, 400, "invalid_field",
-                    "attachment.formats: a file resource lists its formats (R-CAT-6)");
+    return rest_fail(x, 400, "invalid_field",
+                     "attachment.formats: a file resource lists its formats (R-CAT-6)");
   if (strcmp(kind, "file") != 0 && formats != NULL)
-    return api_fail(x, 400, "invalid_field", "attachment.formats: only for file resources");
+    return rest_fail(x, 400, "invalid_field", "attachment.formats: only for file resources");
   if (json_object_get(att, "openapi") && strcmp(kind, "api") != 0)
-    return api_fail(x, 400, "invalid_field", "attachment.openapi: only for API resources");
+    return rest_fail(x, 400, "invalid_field", "attachment.openapi: only for API resources");
   json_t *items = json_object_get(in, "data_items"), *it;
   size_t i;
   json_array_foreach(items, i, it) {
     const char *name = json_string_value(json_object_get(it, "name"));
     for (size_t k = 0; k < i; k++)
       if (strcmp(name, json_string_value(json_object_get(json_array_get(items, k), "name"))) == 0)
-        return api_fail(x, 400, "invalid_field", "data_items[%zu].name: %s appears twice", i, name);
+        return rest_fail(x, 400, "invalid_field", "data_items[%zu].name: %s appears twice", i,
+                         name);
   }
   return GDX_OK;
 }
 
-static int provider_unit_ok(api_ctx *x) {
-  if (strstr(x->who.unit_roles, "provider") == NULL)
-    return api_fail(x, 403, "forbidden", "only provider units catalog resources");
+static int provider_unit_ok(rest_ctx *x) {
+  if (!rest_unit_has_role(x, "provider"))
+    return rest_fail(x, 403, "forbidden", "only provider units catalog resources");
   return GDX_OK;
 }
 
-static int work_create(gdx_db_conn *c, api_ctx *x) {
+static int work_create(gdx_db_conn *c, rest_ctx *x) {
   if (provider_unit_ok(x) || x->status || check_entry(x) || x->status)
     return GDX_OK;
   const char *cat = json_string_value(json_object_get(x->in, "category"));
@@ -187,10 +195,14 @@ static int work_create(gdx_db_conn *c, api_ctx *x) {
                       1, 1, &r);
   if (rc)
     return rc;
-  long long seq = atoll(gdx_db_get(&r, 0, 0));
+  gdx_db_row w = gdx_db_row_at(&r, 0);
+  long long seq = gdx_db_i64(&w, 0, 1, LLONG_MAX);
+  rc = w.rc ? gdx_db_row_fail(&w, "catalog_sequences") : GDX_OK;
   gdx_db_result_free(&r);
+  if (rc)
+    return rc;
   if (seq > 999999)
-    return api_fail(x, 409, "conflict", "category %s has no resource codes left", cat);
+    return rest_fail(x, 409, "conflict", "category %s has no resource codes left", cat);
   rc = gdx_db_exec(c, "UPDATE catalog_sequences SET next = next + 1 WHERE category = ?", pc, 1,
                    NULL, NULL);
   if (rc)
@@ -219,27 +231,27 @@ static int work_create(gdx_db_conn *c, api_ctx *x) {
 
 /* The entry named in the path, checked for existence and for the caller
  * being its provider. */
-static int provider_target(gdx_db_conn *c, api_ctx *x, entry_row *e) {
+static int provider_target(gdx_db_conn *c, rest_ctx *x, entry_row *e) {
   char code[64];
   int rc = path_entry(c, x, e, code, sizeof(code), 1);
   if (rc || x->status)
     return rc;
   if (!is_provider_of(x, e))
-    return api_fail(x, 403, "forbidden", "only the provider unit edits entry %s", code);
+    return rest_fail(x, 403, "forbidden", "only the provider unit edits entry %s", code);
   return GDX_OK;
 }
 
-static int work_update(gdx_db_conn *c, api_ctx *x) {
+static int work_update(gdx_db_conn *c, rest_ctx *x) {
   entry_row e;
   int rc = provider_target(c, x, &e);
   if (rc || x->status || check_entry(x) || x->status)
     return rc;
   if (strcmp(e.status, "submitted") == 0)
-    return api_fail(x, 409, "under_review", "the entry is being reviewed; wait for the decision");
+    return rest_fail(x, 409, "under_review", "the entry is being reviewed; wait for the decision");
   if (strcmp(e.status, "withdrawn") == 0)
-    return api_fail(x, 409, "withdrawn", "a withdrawn entry cannot be edited");
+    return rest_fail(x, 409, "withdrawn", "a withdrawn entry cannot be edited");
   if (strcmp(json_string_value(json_object_get(x->in, "category")), x->params[0]) != 0)
-    return api_fail(x, 400, "invalid_field", "category: cannot change (it is part of the code)");
+    return rest_fail(x, 400, "invalid_field", "category: cannot change (it is part of the code)");
   char *body = json_dumps(x->in, JSON_COMPACT | JSON_SORT_KEYS);
   gdx_db_param p[] = {GDX_DB_P_STR(body), GDX_DB_P_INT(e.id)};
   rc = gdx_db_exec(c,
@@ -255,14 +267,14 @@ static int work_update(gdx_db_conn *c, api_ctx *x) {
   return rc;
 }
 
-static int work_submit(gdx_db_conn *c, api_ctx *x) {
+static int work_submit(gdx_db_conn *c, rest_ctx *x) {
   entry_row e;
   int rc = provider_target(c, x, &e);
   if (rc || x->status)
     return rc;
   if (strcmp(e.status, "draft") != 0)
-    return api_fail(x, 409, "wrong_state", "only a draft can be submitted (this one is %s)",
-                    e.status);
+    return rest_fail(x, 409, "wrong_state", "only a draft can be submitted (this one is %s)",
+                     e.status);
   gdx_db_param p[] = {GDX_DB_P_INT(e.id)};
   rc = gdx_db_exec(c,
                    "UPDATE catalog_entries SET status = 'submitted', updated_at = "
@@ -275,7 +287,7 @@ static int work_submit(gdx_db_conn *c, api_ctx *x) {
   return rc;
 }
 
-static int work_review(gdx_db_conn *c, api_ctx *x) {
+static int work_review(gdx_db_conn *c, rest_ctx *x) {
   const char *decision = json_string_value(json_object_get(x->in, "decision"));
   const char *opinion = json_string_value(json_object_get(x->in, "opinion"));
   x->audit_detail = json_pack("{s:s}", "decision", decision);
@@ -285,12 +297,12 @@ static int work_review(gdx_db_conn *c, api_ctx *x) {
   if (rc || x->status)
     return rc;
   if (strcmp(e.status, "submitted") != 0)
-    return api_fail(x, 409, "wrong_state", "only a submitted entry is reviewed (this one is %s)",
-                    e.status);
+    return rest_fail(x, 409, "wrong_state", "only a submitted entry is reviewed (this one is %s)",
+                     e.status);
   gdx_db_param pid[] = {GDX_DB_P_INT(e.id)};
   if (strcmp(decision, "return") == 0) {
     if (opinion == NULL || *opinion == '\0')
-      return api_fail(x, 400, "invalid_field", "opinion: say why the entry is returned");
+      return rest_fail(x, 400, "invalid_field", "opinion: say why the entry is returned");
     gdx_db_param p[] = {GDX_DB_P_STR(opinion), GDX_DB_P_INT(e.id)};
     rc = gdx_db_exec(c,
                      "UPDATE catalog_entries SET status = 'draft', review_opinion = ?, "
@@ -347,7 +359,7 @@ static int work_review(gdx_db_conn *c, api_ctx *x) {
   return rc;
 }
 
-static int work_withdraw(gdx_db_conn *c, api_ctx *x) {
+static int work_withdraw(gdx_db_conn *c, rest_ctx *x) {
   const char *opinion = json_string_value(json_object_get(x->in, "opinion"));
   char code[64];
   entry_row e;
@@ -356,10 +368,10 @@ static int work_withdraw(gdx_db_conn *c, api_ctx *x) {
     return rc;
   if (!(x->who.role == ROLE_MGMT ||
         (x->who.role == ROLE_UNIT_ADMIN && x->who.unit_id == e.provider_unit_id)))
-    return api_fail(x, 403, "forbidden",
-                    "entries are withdrawn by their provider's unit admin or a reviewer");
+    return rest_fail(x, 403, "forbidden",
+                     "entries are withdrawn by their provider's unit admin or a reviewer");
   if (e.version == 0 || strcmp(e.status, "withdrawn") == 0)
-    return api_fail(x, 409, "wrong_state", "only a published entry can be withdrawn");
+    return rest_fail(x, 409, "wrong_state", "only a published entry can be withdrawn");
   gdx_db_param p[] = {GDX_DB_P_STR(opinion), GDX_DB_P_INT(e.id)};
   rc = gdx_db_exec(c,
                    "UPDATE catalog_entries SET status = 'withdrawn', review_opinion = ?, "
@@ -374,7 +386,7 @@ static int work_withdraw(gdx_db_conn *c, api_ctx *x) {
   return rc;
 }
 
-static int work_get(gdx_db_conn *c, api_ctx *x) {
+static int work_get(gdx_db_conn *c, rest_ctx *x) {
   char code[64];
   entry_row e;
   int rc = path_entry(c, x, &e, code, sizeof(code), 0);
@@ -382,7 +394,7 @@ static int work_get(gdx_db_conn *c, api_ctx *x) {
     return rc;
   int drafts = may_see_drafts(x, &e);
   if (!drafts && (e.version == 0 || strcmp(e.status, "withdrawn") == 0))
-    return api_fail(x, 404, "not_found", "no catalog entry %s", code);
+    return rest_fail(x, 404, "not_found", "no catalog entry %s", code);
   gdx_db_param p[] = {GDX_DB_P_INT(e.id)};
   gdx_db_result r;
   rc = gdx_db_query(c,
@@ -404,14 +416,14 @@ static int work_get(gdx_db_conn *c, api_ctx *x) {
   return GDX_OK;
 }
 
-static int work_history(gdx_db_conn *c, api_ctx *x) {
+static int work_history(gdx_db_conn *c, rest_ctx *x) {
   char code[64];
   entry_row e;
   int rc = path_entry(c, x, &e, code, sizeof(code), 0);
   if (rc || x->status)
     return rc;
   if (!may_see_drafts(x, &e) && e.version == 0)
-    return api_fail(x, 404, "not_found", "no catalog entry %s", code);
+    return rest_fail(x, 404, "not_found", "no catalog entry %s", code);
   gdx_db_param p[] = {GDX_DB_P_INT(e.id)};
   gdx_db_result v, ev;
   rc = gdx_db_query(c,
@@ -430,17 +442,15 @@ static int work_history(gdx_db_conn *c, api_ctx *x) {
   }
   json_t *versions = json_array(), *events = json_array();
   for (size_t i = 0; i < v.nrows; i++)
-    json_array_append_new(versions,
-                          json_pack("{s:i, s:o, s:s, s:s}", "version", atoi(gdx_db_get(&v, i, 0)),
-                                    "entry", json_loads(gdx_db_get(&v, i, 1), 0, NULL),
-                                    "published_at", gdx_db_get(&v, i, 2), "published_by",
-                                    gdx_db_get(&v, i, 3)));
+    json_array_append_new(
+        versions, json_pack("{s:o, s:o, s:s, s:s}", "version", rest_json_int(&v, i, 0), "entry",
+                            json_loads(gdx_db_get(&v, i, 1), 0, NULL), "published_at",
+                            gdx_db_get(&v, i, 2), "published_by", gdx_db_get(&v, i, 3)));
   for (size_t i = 0; i < ev.nrows; i++)
-    json_array_append_new(events, json_pack("{s:s, s:s, s:s, s:i, s:s}", "ts",
-                                            gdx_db_get(&ev, i, 0), "actor", gdx_db_get(&ev, i, 1),
-                                            "event", gdx_db_get(&ev, i, 2), "version",
-                                            atoi(gdx_db_get(&ev, i, 3)), "opinion",
-                                            gdx_db_get(&ev, i, 4)));
+    json_array_append_new(
+        events, json_pack("{s:s, s:s, s:s, s:o, s:s}", "ts", gdx_db_get(&ev, i, 0), "actor",
+                          gdx_db_get(&ev, i, 1), "event", gdx_db_get(&ev, i, 2), "version",
+                          rest_json_int(&ev, i, 3), "opinion", gdx_db_get(&ev, i, 4)));
   gdx_db_result_free(&v);
   gdx_db_result_free(&ev);
   x->out = json_pack("{s:s, s:o, s:o}", "resource_code", code, "versions", versions, "events",
@@ -452,13 +462,13 @@ static int work_history(gdx_db_conn *c, api_ctx *x) {
  * category, type, format, sharing, version, status, publish date. */
 static json_t *search_item(const gdx_db_result *r, size_t i) {
   const char *name = gdx_db_get(r, i, 2), *summary = gdx_db_get(r, i, 3);
-  return json_pack("{s:s, s:s, s:s, s:s, s:s, s:s, s:s, s:s, s:s, s:i, s:s, s:s}",
-                   "resource_code", gdx_db_get(r, i, 1), "name", name ? name : "", "summary",
-                   summary ? summary : "", "provider_code", gdx_db_get(r, i, 4), "provider_name",
-                   gdx_db_get(r, i, 5), "category", gdx_db_get(r, i, 6), "resource_type",
-                   gdx_db_get(r, i, 7), "format", gdx_db_get(r, i, 8), "sharing_type",
-                   gdx_db_get(r, i, 9), "version", atoi(gdx_db_get(r, i, 10)), "status",
-                   gdx_db_get(r, i, 11), "publish_date", gdx_db_get(r, i, 12));
+  return json_pack("{s:s, s:s, s:s, s:s, s:s, s:s, s:s, s:s, s:s, s:o, s:s, s:s}", "resource_code",
+                   gdx_db_get(r, i, 1), "name", name ? name : "", "summary", summary ? summary : "",
+                   "provider_code", gdx_db_get(r, i, 4), "provider_name", gdx_db_get(r, i, 5),
+                   "category", gdx_db_get(r, i, 6), "resource_type", gdx_db_get(r, i, 7), "format",
+                   gdx_db_get(r, i, 8), "sharing_type", gdx_db_get(r, i, 9), "version",
+                   rest_json_int(r, i, 10), "status", gdx_db_get(r, i, 11), "publish_date",
+                   gdx_db_get(r, i, 12));
 }
 
 /* Escapes LIKE wildcards so the text is matched literally. */
@@ -476,30 +486,30 @@ static void like_pattern(const char *q, char *out, size_t n) {
   out[o] = '\0';
 }
 
-static int work_search(gdx_db_conn *c, api_ctx *x) {
+static int work_search(gdx_db_conn *c, rest_ctx *x) {
   int bad = 0;
-  long long limit = api_query_int(x, "limit", 20, 1, 100, &bad);
-  long long offset = api_query_int(x, "offset", 0, 0, 100000, &bad);
+  long long limit = rest_query_int(x, "limit", 20, 1, 100, &bad);
+  long long offset = rest_query_int(x, "offset", 0, 0, 100000, &bad);
   if (bad)
-    return api_fail(x, 400, "invalid_query", "limit must be 1 to 100 and offset 0 to 100000");
+    return rest_fail(x, 400, "invalid_query", "limit must be 1 to 100 and offset 0 to 100000");
   char q[256], provider[32], category[32], type[32], sharing[32], format[32], sort[16], order[8],
       mine[8];
-  const char *fq = api_query(x, "q", q, sizeof(q), "");
-  const char *fp = api_query(x, "provider", provider, sizeof(provider), "");
-  const char *fc = api_query(x, "category", category, sizeof(category), "");
-  const char *ft = api_query(x, "type", type, sizeof(type), "");
-  const char *fs = api_query(x, "sharing", sharing, sizeof(sharing), "");
-  const char *ff = api_query(x, "format", format, sizeof(format), "");
-  const char *so = api_query(x, "sort", sort, sizeof(sort), "newest");
-  const char *or = api_query(x, "order", order, sizeof(order), "asc");
-  const char *mi = api_query(x, "mine", mine, sizeof(mine), "0");
+  const char *fq = rest_query(x, "q", q, sizeof(q), "");
+  const char *fp = rest_query(x, "provider", provider, sizeof(provider), "");
+  const char *fc = rest_query(x, "category", category, sizeof(category), "");
+  const char *ft = rest_query(x, "type", type, sizeof(type), "");
+  const char *fs = rest_query(x, "sharing", sharing, sizeof(sharing), "");
+  const char *ff = rest_query(x, "format", format, sizeof(format), "");
+  const char *so = rest_query(x, "sort", sort, sizeof(sort), "newest");
+  const char * or = rest_query(x, "order", order, sizeof(order), "asc");
+  const char *mi = rest_query(x, "mine", mine, sizeof(mine), "0");
   if (x->status)
     return GDX_OK;
   /* ORDER BY cannot be bound: pick from fixed strings only */
   const char *order_by;
   int desc = strcmp(or, "desc") == 0;
   if (strcmp(or, "asc") != 0 && !desc)
-    return api_fail(x, 400, "invalid_query", "order must be asc or desc");
+    return rest_fail(x, 400, "invalid_query", "order must be asc or desc");
   if (strcmp(so, "newest") == 0)
     order_by = NULL; /* below: follows the index, so a page stops early */
   else if (strcmp(so, "name") == 0)
@@ -509,16 +519,16 @@ static int work_search(gdx_db_conn *c, api_ctx *x) {
   else if (strcmp(so, "publish_date") == 0)
     order_by = desc ? "e.publish_date DESC, e.resource_code" : "e.publish_date, e.resource_code";
   else
-    return api_fail(x, 400, "invalid_query", "sort must be newest, name, code or publish_date");
+    return rest_fail(x, 400, "invalid_query", "sort must be newest, name, code or publish_date");
   int own = strcmp(mi, "1") == 0;
   if (strlen(fq) > 100)
-    return api_fail(x, 400, "invalid_query", "q is at most 100 characters");
+    return rest_fail(x, 400, "invalid_query", "q is at most 100 characters");
   char like[256], cat_like[40];
   like_pattern(fq, like, sizeof(like));
   snprintf(cat_like, sizeof(cat_like), "%s%%", fc);
   for (const char *p = fc; *p; p++)
     if (*p < '0' || *p > '9')
-      return api_fail(x, 400, "invalid_query", "category is a classification code (digits)");
+      return rest_fail(x, 400, "invalid_query", "category is a classification code (digits)");
   /* A provider's own entries are searched in their working copies; everyone
    * else searches published versions (the columns repeat them). Fixed
    * strings only: nothing from the request goes into the SQL text. */
@@ -595,7 +605,13 @@ static int work_search(gdx_db_conn *c, api_ctx *x) {
                                    "SELECT %s FROM catalog_entries e JOIN units u ON "
                                    "u.id = e.provider_unit_id WHERE e.id IN (", cols);
     for (size_t i = first; i < last; i++, nids++) {
-      ids[nids] = GDX_DB_P_INT(atoll(gdx_db_get(&r, i, 0)));
+      gdx_db_row w = gdx_db_row_at(&r, i);
+      ids[nids] = GDX_DB_P_INT(gdx_db_i64(&w, 0, 1, GDX_DB_ID_MAX));
+      if (w.rc) {
+        rc = gdx_db_row_fail(&w, "catalog search");
+        gdx_db_result_free(&r);
+        goto fail;
+      }
       used += (size_t)snprintf(sql + used, sizeof(sql) - used, nids ? ",?" : "?");
     }
     snprintf(sql + used, sizeof(sql) - used, ")");
@@ -607,9 +623,14 @@ static int work_search(gdx_db_conn *c, api_ctx *x) {
       rc = gdx_db_query(c, sql, ids, nids, 100, &r);
       if (rc)
         goto fail;
+      long long row_ids[100];
+      for (size_t i = 0; i < r.nrows; i++) {
+        gdx_db_row w = gdx_db_row_at(&r, i);
+        row_ids[i] = gdx_db_i64(&w, 0, 0, GDX_DB_ID_MAX); /* 0 if it fails: matches no id */
+      }
       for (size_t k = 0; k < nids; k++) /* in the scan's order */
         for (size_t i = 0; i < r.nrows; i++)
-          if (atoll(gdx_db_get(&r, i, 0)) == page_ids[k])
+          if (row_ids[i] == page_ids[k])
             json_array_append_new(items, search_item(&r, i));
       gdx_db_result_free(&r);
     }
@@ -620,8 +641,12 @@ static int work_search(gdx_db_conn *c, api_ctx *x) {
     rc = gdx_db_query(c, sql, pp, np, 1, &r);
     if (rc)
       goto fail;
-    total = atoll(gdx_db_get(&r, 0, 0));
+    gdx_db_row w = gdx_db_row_at(&r, 0);
+    total = gdx_db_i64(&w, 0, 0, LLONG_MAX);
+    rc = w.rc ? gdx_db_row_fail(&w, "catalog search") : GDX_OK;
     gdx_db_result_free(&r);
+    if (rc)
+      goto fail;
     snprintf(sql, sizeof(sql), "SELECT %s %s ORDER BY %s LIMIT ? OFFSET ?", cols, where,
              order_by);
     rc = gdx_db_query(c, sql, pp, np + 2, 100, &r);
@@ -643,23 +668,22 @@ fail:
 
 #define PROVIDERS (ROLE_UNIT_ADMIN | ROLE_STAFF)
 
-const api_route api_catalog_routes[] = {
-    {"POST", "/api/v1/catalog", "catalog.create", API_SESSION, PROVIDERS, "catalog_entry",
+static const rest_route routes[] = {
+    {"POST", "/api/v1/catalog", "catalog.create", REST_SESSION, PROVIDERS, "catalog_entry",
      work_create, "Create a catalog entry (draft) for the caller's provider unit"},
-    {"GET", "/api/v1/catalog", NULL, API_SESSION, ROLE_ANY, NULL, work_search,
+    {"GET", "/api/v1/catalog", NULL, REST_SESSION, ROLE_ANY, NULL, work_search,
      "Search published entries (mine=1: the caller unit's entries in any state)"},
-    {"GET", "/api/v1/catalog/{}/{}", NULL, API_SESSION, ROLE_ANY, NULL, work_get,
+    {"GET", "/api/v1/catalog/{}/{}", NULL, REST_SESSION, ROLE_ANY, NULL, work_get,
      "One entry: its published version, and for its provider and management the working copy"},
-    {"PUT", "/api/v1/catalog/{}/{}", "catalog.update", API_SESSION, PROVIDERS, "catalog_entry",
+    {"PUT", "/api/v1/catalog/{}/{}", "catalog.update", REST_SESSION, PROVIDERS, "catalog_entry",
      work_update, "Replace the working copy (the published version stays until republished)"},
-    {"POST", "/api/v1/catalog/{}/{}/submit", "catalog.submit", API_SESSION, PROVIDERS, NULL,
+    {"POST", "/api/v1/catalog/{}/{}/submit", "catalog.submit", REST_SESSION, PROVIDERS, NULL,
      work_submit, "Submit the working copy for review"},
-    {"POST", "/api/v1/catalog/{}/{}/review", "catalog.review", API_SESSION, ROLE_MGMT,
+    {"POST", "/api/v1/catalog/{}/{}/review", "catalog.review", REST_SESSION, ROLE_MGMT,
      "catalog_review", work_review, "Publish a submitted entry, or return it with an opinion"},
-    {"POST", "/api/v1/catalog/{}/{}/withdraw", "catalog.withdraw", API_SESSION,
-     ROLE_UNIT_ADMIN | ROLE_MGMT, "catalog_withdraw", work_withdraw,
-     "Withdraw a published entry"},
-    {"GET", "/api/v1/catalog/{}/{}/history", NULL, API_SESSION, ROLE_ANY, NULL, work_history,
+    {"POST", "/api/v1/catalog/{}/{}/withdraw", "catalog.withdraw", REST_SESSION,
+     ROLE_UNIT_ADMIN | ROLE_MGMT, "catalog_withdraw", work_withdraw, "Withdraw a published entry"},
+    {"GET", "/api/v1/catalog/{}/{}/history", NULL, REST_SESSION, ROLE_ANY, NULL, work_history,
      "Every published version and every lifecycle event"},
 };
-const size_t api_catalog_nroutes = sizeof(api_catalog_routes) / sizeof(api_catalog_routes[0]);
+const rest_part catalog_part = REST_PART("catalog", routes);

@@ -1,21 +1,19 @@
-/* The catalog component: search grams shared by the broker's catalog
- * endpoints and the catalog benchmark's seeding tool.
+/* The catalog component: two parts of the broker's API, on its REST core
+ * (rest.h, the only broker header the catalog uses).
  *
- * Search finds entries whose name or summary contains the query as a
- * substring, in Chinese or Latin script. A LIKE '%q%' scan of 100,000 entries
- * is too slow for interactive search, so every published entry is indexed by
- * grams: bigrams of consecutive CJK characters and trigrams of lower-cased
- * Latin letters and digits. An entry that contains the query contains all of
- * the query's grams, so the grams narrow the candidates and LIKE confirms.
+ * catalog_part (catalog.c): the resource catalog (R-CAT) - entries with the
+ * national catalog fields, their review lifecycle, every published version,
+ * search (grams.h).
+ * requests_part (requests.c): requests, demands and authorizations on it
+ * (R-AUTH).
  */
 #ifndef GDX_CATALOG_H
 #define GDX_CATALOG_H
 
-#include <stddef.h>
+#include "grams.h"
+#include "rest.h"
 
-#define GDX_GRAM_MAX 13 /* bytes of one gram with its NUL */
-
-/* Splits text into its distinct grams (at most max). Returns the count. */
-size_t gdx_catalog_grams(const char *text, char (*grams)[GDX_GRAM_MAX], size_t max);
+extern const rest_part catalog_part;
+extern const rest_part requests_part;
 
 #endif

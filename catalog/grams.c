@@ -1,4 +1,4 @@
-#include "catalog.h"
+#include "grams.h"
 
 #include <string.h>
 

@@ -9,11 +9,12 @@
  * resource not in the catalog goes to the management unit first (R-AUTH-3).
  * Management sees and supervises everything (R-AUTH-4).
  */
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-#include "api.h"
+#include "catalog.h"
 #include "error.h"
 
 #define REQ_COLS                                                                               \
@@ -27,24 +28,17 @@
   "LEFT JOIN authorizations a ON a.request_id = r.id "
 
 static json_t *request_json(const gdx_db_result *r, size_t i) {
-  const char *quota = gdx_db_get(r, i, 10), *auth = gdx_db_get(r, i, 15);
   json_t *items = json_loads(gdx_db_get(r, i, 7), 0, NULL);
-  return json_pack("{s:I, s:s, s:s, s:s, s:s, s:s, s:s, s:o, s:s, s:s, s:o, s:s, s:s, s:s, "
+  return json_pack("{s:o, s:s, s:s, s:s, s:s, s:s, s:s, s:o, s:s, s:s, s:o, s:s, s:s, s:s, "
                    "s:s, s:o}",
-                   "id", (json_int_t)atoll(gdx_db_get(r, i, 0)), "resource_code",
-                   gdx_db_get(r, i, 1), "resource_name", gdx_db_get(r, i, 2), "provider_code",
-                   gdx_db_get(r, i, 3), "consumer_code", gdx_db_get(r, i, 4), "applicant",
-                   gdx_db_get(r, i, 5), "purpose", gdx_db_get(r, i, 6), "data_items",
-                   items ? items : json_array(), "method", gdx_db_get(r, i, 8), "valid_until",
-                   gdx_db_get(r, i, 9), "call_quota",
-                   quota ? json_integer(atoll(quota)) : json_null(), "status",
-                   gdx_db_get(r, i, 11), "decided_by", gdx_db_get(r, i, 12), "opinion",
-                   gdx_db_get(r, i, 13), "created_at", gdx_db_get(r, i, 14), "authorization_id",
-                   auth ? json_integer(atoll(auth)) : json_null());
-}
-
-static int in_unit_roles(const api_ctx *x, const char *role) {
-  return strstr(x->who.unit_roles, role) != NULL;
+                   "id", rest_json_int(r, i, 0), "resource_code", gdx_db_get(r, i, 1),
+                   "resource_name", gdx_db_get(r, i, 2), "provider_code", gdx_db_get(r, i, 3),
+                   "consumer_code", gdx_db_get(r, i, 4), "applicant", gdx_db_get(r, i, 5),
+                   "purpose", gdx_db_get(r, i, 6), "data_items", items ? items : json_array(),
+                   "method", gdx_db_get(r, i, 8), "valid_until", gdx_db_get(r, i, 9), "call_quota",
+                   rest_json_int(r, i, 10), "status", gdx_db_get(r, i, 11), "decided_by",
+                   gdx_db_get(r, i, 12), "opinion", gdx_db_get(r, i, 13), "created_at",
+                   gdx_db_get(r, i, 14), "authorization_id", rest_json_int(r, i, 15));
 }
 
 /* A real calendar date in the form YYYY-MM-DD? */
@@ -59,10 +53,10 @@ static int real_date(const char *d) {
 }
 
 /* Is d a real date after today and at most three years ahead? */
-static int check_valid_until(gdx_db_conn *c, api_ctx *x, const char *d, int *ok) {
+static int check_valid_until(gdx_db_conn *c, rest_ctx *x, const char *d, int *ok) {
   *ok = 0;
   if (!real_date(d))
-    return api_fail(x, 400, "invalid_field", "valid_until: %s is not a calendar date", d);
+    return rest_fail(x, 400, "invalid_field", "valid_until: %s is not a calendar date", d);
   gdx_db_param p[] = {GDX_DB_P_STR(d), GDX_DB_P_STR(d)};
   gdx_db_result r;
   int rc = gdx_db_query(c,
@@ -71,11 +65,15 @@ static int check_valid_until(gdx_db_conn *c, api_ctx *x, const char *d, int *ok)
                         p, 2, 1, &r);
   if (rc)
     return rc;
-  *ok = atoi(gdx_db_get(&r, 0, 0));
+  gdx_db_row w = gdx_db_row_at(&r, 0);
+  *ok = gdx_db_flag(&w, 0);
+  rc = w.rc ? gdx_db_row_fail(&w, "valid_until") : GDX_OK;
   gdx_db_result_free(&r);
+  if (rc)
+    return rc;
   if (!*ok)
-    api_fail(x, 400, "invalid_field",
-             "valid_until: must be a real date after today and at most three years ahead");
+    rest_fail(x, 400, "invalid_field",
+              "valid_until: must be a real date after today and at most three years ahead");
   return GDX_OK;
 }
 
@@ -85,7 +83,7 @@ typedef struct {
   json_t *pub; /* the published version */
 } pub_entry;
 
-static int load_published(gdx_db_conn *c, api_ctx *x, const char *code, pub_entry *e) {
+static int load_published(gdx_db_conn *c, rest_ctx *x, const char *code, pub_entry *e) {
   gdx_db_param p[] = {GDX_DB_P_STR(code)};
   gdx_db_result r;
   int rc = gdx_db_query(c,
@@ -97,28 +95,35 @@ static int load_published(gdx_db_conn *c, api_ctx *x, const char *code, pub_entr
   memset(e, 0, sizeof(*e));
   if (r.nrows == 0) {
     gdx_db_result_free(&r);
-    return api_fail(x, 404, "not_found",
-                    "no catalog entry %s; for a resource not in the catalog, file a demand "
-                    "(POST /api/v1/demands)", code);
+    return rest_fail(x, 404, "not_found",
+                     "no catalog entry %s; for a resource not in the catalog, file a demand "
+                     "(POST /api/v1/demands)",
+                     code);
   }
-  e->id = atoll(gdx_db_get(&r, 0, 0));
-  e->provider_unit_id = atoll(gdx_db_get(&r, 0, 1));
-  e->visible = atoi(gdx_db_get(&r, 0, 2));
+  gdx_db_row w = gdx_db_row_at(&r, 0);
+  e->id = gdx_db_i64(&w, 0, 1, GDX_DB_ID_MAX);
+  e->provider_unit_id = gdx_db_i64(&w, 1, 1, GDX_DB_ID_MAX);
+  e->visible = gdx_db_flag(&w, 2);
+  if (w.rc) {
+    gdx_db_result_free(&r);
+    return gdx_db_row_fail(&w, "catalog_entries");
+  }
   e->pub = gdx_db_get(&r, 0, 3) ? json_loads(gdx_db_get(&r, 0, 3), 0, NULL) : NULL;
   gdx_db_result_free(&r);
   if (!e->visible || e->pub == NULL)
-    return api_fail(x, 409, "not_published",
-                    "%s is not published; for an unpublished resource, file a demand "
-                    "(POST /api/v1/demands)", code);
+    return rest_fail(x, 409, "not_published",
+                     "%s is not published; for an unpublished resource, file a demand "
+                     "(POST /api/v1/demands)",
+                     code);
   return GDX_OK;
 }
 
 /* The request's items, method and quota against the published entry. */
-static int check_against_entry(api_ctx *x, json_t *pub, json_t *items, const char *method,
+static int check_against_entry(rest_ctx *x, json_t *pub, json_t *items, const char *method,
                                json_t *quota) {
   const char *share = json_string_value(json_object_get(pub, "sharing_type"));
   if (strcmp(share, "none") == 0)
-    return api_fail(x, 403, "not_shared", "this resource is not shared (不予共享)");
+    return rest_fail(x, 403, "not_shared", "this resource is not shared (不予共享)");
   json_t *defs = json_object_get(pub, "data_items"), *it, *d;
   size_t i, k;
   json_array_foreach(items, i, it) {
@@ -130,11 +135,11 @@ static int check_against_entry(api_ctx *x, json_t *pub, json_t *items, const cha
       found = 1;
       const char *ist = json_string_value(json_object_get(d, "sharing_type"));
       if (ist && strcmp(ist, "none") == 0)
-        return api_fail(x, 400, "item_not_shared", "data_items[%zu]: %s is not shared", i, name);
+        return rest_fail(x, 400, "item_not_shared", "data_items[%zu]: %s is not shared", i, name);
     }
     if (!found)
-      return api_fail(x, 400, "invalid_field", "data_items[%zu]: the resource has no item %s", i,
-                      name);
+      return rest_fail(x, 400, "invalid_field", "data_items[%zu]: the resource has no item %s", i,
+                       name);
   }
   const char *kind = json_string_value(json_object_get(json_object_get(pub, "attachment"), "kind"));
   int fits = (strcmp(kind, "api") == 0 && strcmp(method, "call") == 0) ||
@@ -144,15 +149,15 @@ static int check_against_entry(api_ctx *x, json_t *pub, json_t *items, const cha
              (strcmp(kind, "file") == 0 &&
               (strcmp(method, "fetch") == 0 || strcmp(method, "subscribe") == 0));
   if (!fits)
-    return api_fail(x, 400, "invalid_field", "method: %s does not apply to a %s resource", method,
-                    kind);
+    return rest_fail(x, 400, "invalid_field", "method: %s does not apply to a %s resource", method,
+                     kind);
   int counted = strcmp(method, "call") == 0 || strcmp(method, "compare") == 0;
   if (counted && quota == NULL)
-    return api_fail(x, 400, "invalid_field",
-                    "call_quota: API access and comparisons state a quota (calls, or records "
-                    "compared)");
+    return rest_fail(x, 400, "invalid_field",
+                     "call_quota: API access and comparisons state a quota (calls, or records "
+                     "compared)");
   if (!counted && quota != NULL)
-    return api_fail(x, 400, "invalid_field", "call_quota: only for API calls and comparisons");
+    return rest_fail(x, 400, "invalid_field", "call_quota: only for API calls and comparisons");
   return GDX_OK;
 }
 
@@ -179,7 +184,7 @@ static int load_request_json(gdx_db_conn *c, long long id, json_t **out) {
 }
 
 /* Files a request (used by apply and by a fulfilled demand). */
-static int file_request(gdx_db_conn *c, api_ctx *x, const pub_entry *e, long long consumer_unit,
+static int file_request(gdx_db_conn *c, rest_ctx *x, const pub_entry *e, long long consumer_unit,
                         const char *applicant, const char *purpose, json_t *items,
                         const char *method, const char *valid_until, json_t *quota,
                         long long demand_id, long long *id_out) {
@@ -222,9 +227,9 @@ static int file_request(gdx_db_conn *c, api_ctx *x, const pub_entry *e, long lon
   return rc;
 }
 
-static int work_request_create(gdx_db_conn *c, api_ctx *x) {
-  if (!in_unit_roles(x, "consumer"))
-    return api_fail(x, 403, "forbidden", "only consumer units apply for resources");
+static int work_request_create(gdx_db_conn *c, rest_ctx *x) {
+  if (!rest_unit_has_role(x, "consumer"))
+    return rest_fail(x, 403, "forbidden", "only consumer units apply for resources");
   json_t *in = x->in;
   const char *code = json_string_value(json_object_get(in, "resource_code"));
   snprintf(x->audit_object, sizeof(x->audit_object), "catalog:%s", code);
@@ -238,7 +243,7 @@ static int work_request_create(gdx_db_conn *c, api_ctx *x) {
   if (!rc && !x->status)
     rc = check_valid_until(c, x, until, &ok);
   if (!rc && !x->status && e.provider_unit_id == x->who.unit_id)
-    api_fail(x, 409, "own_resource", "a unit does not apply for its own resource");
+    rest_fail(x, 409, "own_resource", "a unit does not apply for its own resource");
   long long id = 0;
   if (!rc && !x->status)
     rc = file_request(c, x, &e, x->who.unit_id, x->who.username,
@@ -258,54 +263,56 @@ typedef struct {
   long long quota; /* -1: none */
 } req_row;
 
-static int load_request(gdx_db_conn *c, api_ctx *x, req_row *q) {
-  long long id = atoll(x->params[0]);
+static int load_request(gdx_db_conn *c, rest_ctx *x, req_row *q) {
+  long long id = rest_param_id(x, 0);
   snprintf(x->audit_object, sizeof(x->audit_object), "request:%lld", id);
   gdx_db_param p[] = {GDX_DB_P_INT(id)};
   gdx_db_result r;
-  int rc = gdx_db_query(c,
-                        "SELECT r.id, e.provider_unit_id, r.consumer_unit_id, r.status, "
-                        "DATE_FORMAT(r.valid_until, '%Y-%m-%d'), r.data_items, r.call_quota "
-                        "FROM requests r JOIN catalog_entries e ON e.id = r.entry_id "
-                        "WHERE r.id = ? FOR UPDATE",
-                        p, 1, 1, &r);
-  if (rc)
+  int rc = rest_load_one(c, x,
+                         "SELECT r.id, e.provider_unit_id, r.consumer_unit_id, r.status, "
+                         "DATE_FORMAT(r.valid_until, '%Y-%m-%d'), r.data_items, r.call_quota "
+                         "FROM requests r JOIN catalog_entries e ON e.id = r.entry_id "
+                         "WHERE r.id = ? FOR UPDATE",
+                         p, 1, &r, "no request %s", x->params[0]);
+  if (rc || x->status)
     return rc;
-  if (r.nrows == 0) {
+  gdx_db_row w = gdx_db_row_at(&r, 0);
+  q->id = gdx_db_i64(&w, 0, 1, GDX_DB_ID_MAX);
+  q->provider_unit_id = gdx_db_i64(&w, 1, 1, GDX_DB_ID_MAX);
+  q->consumer_unit_id = gdx_db_i64(&w, 2, 1, GDX_DB_ID_MAX);
+  q->quota = gdx_db_i64_or(&w, 6, 0, LLONG_MAX, -1);
+  if (w.rc) {
     gdx_db_result_free(&r);
-    return api_fail(x, 404, "not_found", "no request %s", x->params[0]);
+    return gdx_db_row_fail(&w, "requests");
   }
-  q->id = atoll(gdx_db_get(&r, 0, 0));
-  q->provider_unit_id = atoll(gdx_db_get(&r, 0, 1));
-  q->consumer_unit_id = atoll(gdx_db_get(&r, 0, 2));
   snprintf(q->status, sizeof(q->status), "%s", gdx_db_get(&r, 0, 3));
   snprintf(q->until, sizeof(q->until), "%s", gdx_db_get(&r, 0, 4));
   q->items = json_loads(gdx_db_get(&r, 0, 5), 0, NULL);
-  q->quota = gdx_db_get(&r, 0, 6) ? atoll(gdx_db_get(&r, 0, 6)) : -1;
   gdx_db_result_free(&r);
   return GDX_OK;
 }
 
-static int may_see(const api_ctx *x, long long provider, long long consumer) {
-  return x->who.role == ROLE_MGMT || x->who.role == ROLE_OPS || x->who.unit_id == provider ||
-         x->who.unit_id == consumer;
+/* Who sees a request, authorization or demand: its two units, management
+ * and operations. */
+static int may_see(const rest_ctx *x, long long provider, long long consumer) {
+  return rest_sees_all(x) || x->who.unit_id == provider || x->who.unit_id == consumer;
 }
 
-static int decide(gdx_db_conn *c, api_ctx *x, int approve) {
+static int decide(gdx_db_conn *c, rest_ctx *x, int approve) {
   req_row q = {0};
   int rc = load_request(c, x, &q);
   if (rc || x->status)
     goto done;
   if (!may_see(x, q.provider_unit_id, q.consumer_unit_id)) {
-    api_fail(x, 404, "not_found", "no request %s", x->params[0]);
+    rest_fail(x, 404, "not_found", "no request %s", x->params[0]);
     goto done;
   }
   if (x->who.role != ROLE_UNIT_ADMIN || x->who.unit_id != q.provider_unit_id) {
-    api_fail(x, 403, "forbidden", "requests are decided by the provider's unit admin");
+    rest_fail(x, 403, "forbidden", "requests are decided by the provider's unit admin");
     goto done;
   }
   if (strcmp(q.status, "pending") != 0) {
-    api_fail(x, 409, "wrong_state", "the request is %s already", q.status);
+    rest_fail(x, 409, "wrong_state", "the request is %s already", q.status);
     goto done;
   }
   const char *opinion = json_string_value(json_object_get(x->in, "opinion"));
@@ -325,8 +332,8 @@ static int decide(gdx_db_conn *c, api_ctx *x, int approve) {
     int found = 0;
     json_array_foreach(q.items, k, r_it) found |= json_equal(it, r_it);
     if (!found) {
-      api_fail(x, 400, "wider_than_requested", "data_items[%zu]: %s was not requested", i,
-               json_string_value(it));
+      rest_fail(x, 400, "wider_than_requested", "data_items[%zu]: %s was not requested", i,
+                json_string_value(it));
       goto done;
     }
   }
@@ -336,13 +343,13 @@ static int decide(gdx_db_conn *c, api_ctx *x, int approve) {
     if ((rc = check_valid_until(c, x, until, &ok)) != GDX_OK || !ok)
       goto done;
     if (strcmp(until, q.until) > 0) {
-      api_fail(x, 400, "wider_than_requested", "valid_until: later than requested (%s)", q.until);
+      rest_fail(x, 400, "wider_than_requested", "valid_until: later than requested (%s)", q.until);
       goto done;
     }
   }
   json_t *quota = json_object_get(x->in, "call_quota");
   if (quota && (q.quota < 0 || json_integer_value(quota) > q.quota)) {
-    api_fail(x, 400, "wider_than_requested", "call_quota: more than requested");
+    rest_fail(x, 400, "wider_than_requested", "call_quota: more than requested");
     goto done;
   }
   char *items_text = items ? json_dumps(items, JSON_COMPACT) : NULL;
@@ -369,16 +376,16 @@ done:
   return rc;
 }
 
-static int work_request_approve(gdx_db_conn *c, api_ctx *x) { return decide(c, x, 1); }
-static int work_request_reject(gdx_db_conn *c, api_ctx *x) { return decide(c, x, 0); }
+static int work_request_approve(gdx_db_conn *c, rest_ctx *x) { return decide(c, x, 1); }
+static int work_request_reject(gdx_db_conn *c, rest_ctx *x) { return decide(c, x, 0); }
 
-static int work_request_cancel(gdx_db_conn *c, api_ctx *x) {
+static int work_request_cancel(gdx_db_conn *c, rest_ctx *x) {
   req_row q = {0};
   int rc = load_request(c, x, &q);
   if (!rc && !x->status && x->who.unit_id != q.consumer_unit_id)
-    api_fail(x, 403, "forbidden", "only the applying unit cancels its request");
+    rest_fail(x, 403, "forbidden", "only the applying unit cancels its request");
   else if (!rc && !x->status && strcmp(q.status, "pending") != 0)
-    api_fail(x, 409, "wrong_state", "the request is %s already", q.status);
+    rest_fail(x, 409, "wrong_state", "the request is %s already", q.status);
   gdx_db_param p[] = {GDX_DB_P_INT(q.id)};
   if (!rc && !x->status)
     rc = gdx_db_exec(c, "UPDATE requests SET status = 'cancelled' WHERE id = ?", p, 1, NULL, NULL);
@@ -388,44 +395,44 @@ static int work_request_cancel(gdx_db_conn *c, api_ctx *x) {
   return rc;
 }
 
-static int work_request_get(gdx_db_conn *c, api_ctx *x) {
-  gdx_db_param p[] = {GDX_DB_P_INT(atoll(x->params[0]))};
+static int work_request_get(gdx_db_conn *c, rest_ctx *x) {
+  gdx_db_param p[] = {GDX_DB_P_INT(rest_param_id(x, 0)), GDX_DB_P_INT(rest_sees_all(x)),
+                      GDX_DB_P_INT(x->who.unit_id), GDX_DB_P_INT(x->who.unit_id)};
   gdx_db_result r;
-  int rc = gdx_db_query(c, "SELECT " REQ_COLS REQ_FROM "WHERE r.id = ?", p, 1, 1, &r);
-  if (rc)
+  int rc = rest_load_one(c, x,
+                         "SELECT " REQ_COLS REQ_FROM "WHERE r.id = ? AND (? = 1 OR "
+                         "e.provider_unit_id = ? OR r.consumer_unit_id = ?)",
+                         p, 4, &r, "no request %s that you may see", x->params[0]);
+  if (rc || x->status)
     return rc;
-  if (r.nrows == 0 ||
-      !may_see(x, atoll(gdx_db_get(&r, 0, 16)), atoll(gdx_db_get(&r, 0, 17))))
-    api_fail(x, 404, "not_found", "no request %s that you may see", x->params[0]);
-  else
-    x->out = request_json(&r, 0);
+  x->out = request_json(&r, 0);
   gdx_db_result_free(&r);
   return GDX_OK;
 }
 
-static int work_request_list(gdx_db_conn *c, api_ctx *x) {
+static int work_request_list(gdx_db_conn *c, rest_ctx *x) {
   char status[16], side[16];
-  const char *st = api_query(x, "status", status, sizeof(status), "");
-  const char *sd = api_query(x, "side", side, sizeof(side), "");
+  const char *st = rest_query(x, "status", status, sizeof(status), "");
+  const char *sd = rest_query(x, "side", side, sizeof(side), "");
   int bad = 0;
-  long long limit = api_query_int(x, "limit", 100, 1, 1000, &bad);
-  long long offset = api_query_int(x, "offset", 0, 0, 1000000, &bad);
+  long long limit = rest_query_int(x, "limit", 100, 1, 1000, &bad);
+  long long offset = rest_query_int(x, "offset", 0, 0, 1000000, &bad);
   if (x->status)
     return GDX_OK;
   if (bad || (strcmp(sd, "") && strcmp(sd, "consumer") && strcmp(sd, "provider")))
-    return api_fail(x, 400, "invalid_query",
-                    "side is consumer or provider; limit 1 to 1000; offset from 0");
+    return rest_fail(x, 400, "invalid_query",
+                     "side is consumer or provider; limit 1 to 1000; offset from 0");
   /* management and operations see all requests (R-AUTH-4); units their own */
   int all = x->who.role == ROLE_MGMT || x->who.role == ROLE_OPS;
   gdx_db_param p[] = {GDX_DB_P_INT(all),       GDX_DB_P_STR(sd),    GDX_DB_P_INT(x->who.unit_id),
                       GDX_DB_P_STR(sd),        GDX_DB_P_INT(x->who.unit_id), GDX_DB_P_STR(st),
                       GDX_DB_P_STR(st),        GDX_DB_P_INT(limit), GDX_DB_P_INT(offset)};
-  return api_list(c, x,
-                  "SELECT " REQ_COLS REQ_FROM
-                  "WHERE (? = 1 OR ((? <> 'provider' AND r.consumer_unit_id = ?) OR "
-                  "(? <> 'consumer' AND e.provider_unit_id = ?))) "
-                  "AND (? = '' OR r.status = ?) ORDER BY r.id DESC LIMIT ? OFFSET ?",
-                  p, 9, 1000, request_json);
+  return rest_list(c, x,
+                   "SELECT " REQ_COLS REQ_FROM
+                   "WHERE (? = 1 OR ((? <> 'provider' AND r.consumer_unit_id = ?) OR "
+                   "(? <> 'consumer' AND e.provider_unit_id = ?))) "
+                   "AND (? = '' OR r.status = ?) ORDER BY r.id DESC LIMIT ? OFFSET ?",
+                   p, 9, 1000, request_json);
 }
 
 /* ------------------------------------------------------------------ */
@@ -441,56 +448,59 @@ static int work_request_list(gdx_db_conn *c, api_ctx *x) {
   "JOIN units pu ON pu.id = e.provider_unit_id JOIN units cu ON cu.id = a.consumer_unit_id "
 
 static json_t *auth_json(const gdx_db_result *r, size_t i) {
-  const char *quota = gdx_db_get(r, i, 10);
   json_t *items = json_loads(gdx_db_get(r, i, 6), 0, NULL);
-  return json_pack("{s:I, s:I, s:s, s:s, s:s, s:s, s:o, s:s, s:s, s:s, s:o, s:s, s:b, s:s, s:s}",
-                   "id", (json_int_t)atoll(gdx_db_get(r, i, 0)), "request_id",
-                   (json_int_t)atoll(gdx_db_get(r, i, 1)), "resource_code", gdx_db_get(r, i, 2),
-                   "provider_code", gdx_db_get(r, i, 3), "consumer_code", gdx_db_get(r, i, 4),
-                   "purpose", gdx_db_get(r, i, 5), "data_items", items ? items : json_array(),
-                   "method", gdx_db_get(r, i, 7), "valid_from", gdx_db_get(r, i, 8),
-                   "valid_until", gdx_db_get(r, i, 9), "call_quota",
-                   quota ? json_integer(atoll(quota)) : json_null(), "status",
-                   gdx_db_get(r, i, 11), "auto_approved", atoi(gdx_db_get(r, i, 12)),
-                   "revoked_by", gdx_db_get(r, i, 13), "revoke_reason", gdx_db_get(r, i, 14));
+  gdx_db_row w = gdx_db_row_at(r, i);
+  int automatic = gdx_db_flag(&w, 12);
+  if (w.rc)
+    gdx_db_row_fail(&w, "authorizations"); /* shown as false */
+  return json_pack("{s:o, s:o, s:s, s:s, s:s, s:s, s:o, s:s, s:s, s:s, s:o, s:s, s:b, s:s, s:s}",
+                   "id", rest_json_int(r, i, 0), "request_id", rest_json_int(r, i, 1),
+                   "resource_code", gdx_db_get(r, i, 2), "provider_code", gdx_db_get(r, i, 3),
+                   "consumer_code", gdx_db_get(r, i, 4), "purpose", gdx_db_get(r, i, 5),
+                   "data_items", items ? items : json_array(), "method", gdx_db_get(r, i, 7),
+                   "valid_from", gdx_db_get(r, i, 8), "valid_until", gdx_db_get(r, i, 9),
+                   "call_quota", rest_json_int(r, i, 10), "status", gdx_db_get(r, i, 11),
+                   "auto_approved", automatic, "revoked_by", gdx_db_get(r, i, 13), "revoke_reason",
+                   gdx_db_get(r, i, 14));
 }
 
-static int work_auth_list(gdx_db_conn *c, api_ctx *x) {
-  int all = x->who.role == ROLE_MGMT || x->who.role == ROLE_OPS;
-  gdx_db_param p[] = {GDX_DB_P_INT(all), GDX_DB_P_INT(x->who.unit_id),
+static int work_auth_list(gdx_db_conn *c, rest_ctx *x) {
+  gdx_db_param p[] = {GDX_DB_P_INT(rest_sees_all(x)), GDX_DB_P_INT(x->who.unit_id),
                       GDX_DB_P_INT(x->who.unit_id)};
-  return api_list(c, x,
-                  "SELECT " AUTH_COLS AUTH_FROM
-                  "WHERE ? = 1 OR a.consumer_unit_id = ? OR e.provider_unit_id = ? "
-                  "ORDER BY a.id DESC LIMIT 1000",
-                  p, 3, 1000, auth_json);
+  return rest_list(c, x,
+                   "SELECT " AUTH_COLS AUTH_FROM
+                   "WHERE ? = 1 OR a.consumer_unit_id = ? OR e.provider_unit_id = ? "
+                   "ORDER BY a.id DESC LIMIT 1000",
+                   p, 3, 1000, auth_json);
 }
 
-static int work_auth_revoke(gdx_db_conn *c, api_ctx *x) {
-  long long id = atoll(x->params[0]);
+static int work_auth_revoke(gdx_db_conn *c, rest_ctx *x) {
+  long long id = rest_param_id(x, 0);
   snprintf(x->audit_object, sizeof(x->audit_object), "authorization:%lld", id);
-  gdx_db_param p[] = {GDX_DB_P_INT(id)};
+  gdx_db_param p[] = {GDX_DB_P_INT(x->who.unit_id), GDX_DB_P_INT(id),
+                      GDX_DB_P_INT(rest_sees_all(x)), GDX_DB_P_INT(x->who.unit_id),
+                      GDX_DB_P_INT(x->who.unit_id)};
   gdx_db_result r;
-  int rc = gdx_db_query(c,
-                        "SELECT a.status, e.provider_unit_id, a.consumer_unit_id FROM "
-                        "authorizations a JOIN catalog_entries e ON e.id = a.entry_id "
-                        "WHERE a.id = ? FOR UPDATE",
-                        p, 1, 1, &r);
+  int rc = rest_load_one(c, x,
+                         "SELECT a.status = 'active', e.provider_unit_id = ? FROM "
+                         "authorizations a JOIN catalog_entries e ON e.id = a.entry_id "
+                         "WHERE a.id = ? AND (? = 1 OR e.provider_unit_id = ? OR "
+                         "a.consumer_unit_id = ?) FOR UPDATE",
+                         p, 5, &r, "no authorization %lld", id);
+  if (rc || x->status)
+    return rc;
+  gdx_db_row w = gdx_db_row_at(&r, 0);
+  int active = gdx_db_flag(&w, 0);
+  int provider_admin = x->who.role == ROLE_UNIT_ADMIN && gdx_db_flag(&w, 1);
+  rc = w.rc ? gdx_db_row_fail(&w, "authorizations") : GDX_OK;
+  gdx_db_result_free(&r);
   if (rc)
     return rc;
-  if (r.nrows == 0 || !may_see(x, atoll(gdx_db_get(&r, 0, 1)), atoll(gdx_db_get(&r, 0, 2)))) {
-    gdx_db_result_free(&r);
-    return api_fail(x, 404, "not_found", "no authorization %lld", id);
-  }
-  int provider_admin = x->who.role == ROLE_UNIT_ADMIN &&
-                       x->who.unit_id == atoll(gdx_db_get(&r, 0, 1));
-  int active = strcmp(gdx_db_get(&r, 0, 0), "active") == 0;
-  gdx_db_result_free(&r);
   if (!provider_admin && x->who.role != ROLE_MGMT)
-    return api_fail(x, 403, "forbidden",
-                    "authorizations are revoked by the provider's unit admin or management");
+    return rest_fail(x, 403, "forbidden",
+                     "authorizations are revoked by the provider's unit admin or management");
   if (!active)
-    return api_fail(x, 409, "wrong_state", "the authorization is revoked already");
+    return rest_fail(x, 409, "wrong_state", "the authorization is revoked already");
   gdx_db_param pu[] = {GDX_DB_P_STR(x->who.username),
                        GDX_DB_P_STR(json_string_value(json_object_get(x->in, "opinion"))),
                        GDX_DB_P_INT(id)};
@@ -499,7 +509,7 @@ static int work_auth_revoke(gdx_db_conn *c, api_ctx *x) {
                    "revoked_by = ?, revoke_reason = ? WHERE id = ?",
                    pu, 3, NULL, NULL);
   if (!rc)
-    rc = api_invalidate(c, x, "authorization", id);
+    rc = rest_invalidate(c, x, "authorization", id);
   if (!rc)
     x->out = json_pack("{s:I, s:s}", "id", (json_int_t)id, "status", "revoked");
   return rc;
@@ -516,10 +526,10 @@ static int work_auth_revoke(gdx_db_conn *c, api_ctx *x) {
   "d.provider_unit_id LEFT JOIN catalog_entries e ON e.id = d.entry_id "
 
 static json_t *demand_json(const gdx_db_result *r, size_t i) {
-  return json_pack("{s:I, s:s, s:s, s:s, s:s, s:s, s:s, s:s, s:s, s:s}", "id",
-                   (json_int_t)atoll(gdx_db_get(r, i, 0)), "consumer_code", gdx_db_get(r, i, 1),
-                   "provider_code", gdx_db_get(r, i, 2), "applicant", gdx_db_get(r, i, 3),
-                   "description", gdx_db_get(r, i, 4), "purpose", gdx_db_get(r, i, 5), "status",
+  return json_pack("{s:o, s:s, s:s, s:s, s:s, s:s, s:s, s:s, s:s, s:s}", "id",
+                   rest_json_int(r, i, 0), "consumer_code", gdx_db_get(r, i, 1), "provider_code",
+                   gdx_db_get(r, i, 2), "applicant", gdx_db_get(r, i, 3), "description",
+                   gdx_db_get(r, i, 4), "purpose", gdx_db_get(r, i, 5), "status",
                    gdx_db_get(r, i, 6), "decided_by", gdx_db_get(r, i, 7), "opinion",
                    gdx_db_get(r, i, 8), "resource_code", gdx_db_get(r, i, 9));
 }
@@ -535,23 +545,27 @@ static int load_demand_json(gdx_db_conn *c, long long id, json_t **out) {
   return GDX_OK;
 }
 
-static int work_demand_create(gdx_db_conn *c, api_ctx *x) {
-  if (!in_unit_roles(x, "consumer"))
-    return api_fail(x, 403, "forbidden", "only consumer units file demands");
+static int work_demand_create(gdx_db_conn *c, rest_ctx *x) {
+  if (!rest_unit_has_role(x, "consumer"))
+    return rest_fail(x, 403, "forbidden", "only consumer units file demands");
   const char *prov = json_string_value(json_object_get(x->in, "provider_unit_code"));
   gdx_db_param pu[] = {GDX_DB_P_STR(prov)};
   gdx_db_result r;
-  int rc = gdx_db_query(c, "SELECT id, FIND_IN_SET('provider', roles) FROM units WHERE code = ?",
-                        pu, 1, 1, &r);
+  int rc =
+      rest_load_one(c, x, "SELECT id, FIND_IN_SET('provider', roles) > 0 FROM units WHERE code = ?",
+                    pu, 1, &r, "no unit %s", prov);
+  if (rc || x->status)
+    return rc;
+  gdx_db_row w = gdx_db_row_at(&r, 0);
+  long long pid = gdx_db_i64(&w, 0, 1, GDX_DB_ID_MAX);
+  int is_provider = gdx_db_flag(&w, 1);
+  rc = w.rc ? gdx_db_row_fail(&w, "units") : GDX_OK;
+  gdx_db_result_free(&r);
   if (rc)
     return rc;
-  long long pid = r.nrows ? atoll(gdx_db_get(&r, 0, 0)) : 0;
-  int is_provider = r.nrows ? atoi(gdx_db_get(&r, 0, 1)) : 0;
-  gdx_db_result_free(&r);
-  if (!pid)
-    return api_fail(x, 404, "not_found", "no unit %s", prov);
   if (!is_provider)
-    return api_fail(x, 400, "invalid_field", "provider_unit_code: %s is not a provider unit", prov);
+    return rest_fail(x, 400, "invalid_field", "provider_unit_code: %s is not a provider unit",
+                     prov);
   gdx_db_param p[] = {GDX_DB_P_INT(x->who.unit_id), GDX_DB_P_INT(pid),
                       GDX_DB_P_STR(x->who.username),
                       GDX_DB_P_STR(json_string_value(json_object_get(x->in, "description"))),
@@ -569,71 +583,75 @@ static int work_demand_create(gdx_db_conn *c, api_ctx *x) {
   return load_demand_json(c, (long long)id, &x->out);
 }
 
-static int load_demand(gdx_db_conn *c, api_ctx *x, long long *provider, long long *consumer,
+/* The demand of the path, FOR UPDATE, if the caller may see it. */
+static int load_demand(gdx_db_conn *c, rest_ctx *x, long long *provider, long long *consumer,
                        char *status, size_t n, char *applicant, char *purpose) {
-  long long id = atoll(x->params[0]);
+  long long id = rest_param_id(x, 0);
   snprintf(x->audit_object, sizeof(x->audit_object), "demand:%lld", id);
-  gdx_db_param p[] = {GDX_DB_P_INT(id)};
+  gdx_db_param p[] = {GDX_DB_P_INT(id), GDX_DB_P_INT(rest_sees_all(x)),
+                      GDX_DB_P_INT(x->who.unit_id), GDX_DB_P_INT(x->who.unit_id)};
   gdx_db_result r;
-  int rc = gdx_db_query(c,
-                        "SELECT provider_unit_id, consumer_unit_id, status, applicant, purpose "
-                        "FROM demands WHERE id = ? FOR UPDATE",
-                        p, 1, 1, &r);
-  if (rc)
+  int rc = rest_load_one(c, x,
+                         "SELECT provider_unit_id, consumer_unit_id, status, applicant, purpose "
+                         "FROM demands WHERE id = ? AND (? = 1 OR provider_unit_id = ? OR "
+                         "consumer_unit_id = ?) FOR UPDATE",
+                         p, 4, &r, "no demand %lld", id);
+  if (rc || x->status)
     return rc;
-  if (r.nrows == 0 || !may_see(x, atoll(gdx_db_get(&r, 0, 0)), atoll(gdx_db_get(&r, 0, 1)))) {
+  gdx_db_row w = gdx_db_row_at(&r, 0);
+  *provider = gdx_db_i64(&w, 0, 1, GDX_DB_ID_MAX);
+  *consumer = gdx_db_i64(&w, 1, 1, GDX_DB_ID_MAX);
+  if (w.rc) {
     gdx_db_result_free(&r);
-    return api_fail(x, 404, "not_found", "no demand %lld", id);
+    return gdx_db_row_fail(&w, "demands");
   }
-  *provider = atoll(gdx_db_get(&r, 0, 0));
-  *consumer = atoll(gdx_db_get(&r, 0, 1));
   snprintf(status, n, "%s", gdx_db_get(&r, 0, 2));
   if (applicant)
-    snprintf(applicant, 65, "%s", gdx_db_get(&r, 0, 3));
+    snprintf(applicant, GDX_NAME_SIZE, "%s", gdx_db_get(&r, 0, 3));
   if (purpose)
     snprintf(purpose, 1001, "%s", gdx_db_get(&r, 0, 4));
   gdx_db_result_free(&r);
   return GDX_OK;
 }
 
-static int work_demand_decide(gdx_db_conn *c, api_ctx *x) {
+static int work_demand_decide(gdx_db_conn *c, rest_ctx *x) {
   long long prov, cons;
   char status[16];
   int rc = load_demand(c, x, &prov, &cons, status, sizeof(status), NULL, NULL);
   if (rc || x->status)
     return rc;
   if (strcmp(status, "pending") != 0)
-    return api_fail(x, 409, "wrong_state", "the demand is %s already", status);
+    return rest_fail(x, 409, "wrong_state", "the demand is %s already", status);
   const char *decision = json_string_value(json_object_get(x->in, "decision"));
   const char *opinion = json_string_value(json_object_get(x->in, "opinion"));
   int approve = strcmp(decision, "approve") == 0;
   if (!approve && (opinion == NULL || *opinion == '\0'))
-    return api_fail(x, 400, "invalid_field", "opinion: say why the demand is rejected");
+    return rest_fail(x, 400, "invalid_field", "opinion: say why the demand is rejected");
   gdx_db_param p[] = {GDX_DB_P_STR(approve ? "approved" : "rejected"),
                       GDX_DB_P_STR(x->who.username), GDX_DB_P_STR(opinion ? opinion : ""),
-                      GDX_DB_P_INT(atoll(x->params[0]))};
+                      GDX_DB_P_INT(rest_param_id(x, 0))};
   rc = gdx_db_exec(c, "UPDATE demands SET status = ?, decided_by = ?, opinion = ? WHERE id = ?",
                    p, 4, NULL, NULL);
   x->audit_detail = json_pack("{s:s}", "decision", decision);
-  return rc ? rc : load_demand_json(c, atoll(x->params[0]), &x->out);
+  return rc ? rc : load_demand_json(c, rest_param_id(x, 0), &x->out);
 }
 
-static int work_demand_fulfil(gdx_db_conn *c, api_ctx *x) {
-  long long prov, cons, id = atoll(x->params[0]);
-  char status[16], applicant[65], purpose[1001];
+static int work_demand_fulfil(gdx_db_conn *c, rest_ctx *x) {
+  long long prov, cons, id = rest_param_id(x, 0);
+  char status[16], applicant[GDX_NAME_SIZE], purpose[1001];
   int rc = load_demand(c, x, &prov, &cons, status, sizeof(status), applicant, purpose);
   if (rc || x->status)
     return rc;
   if (x->who.role != ROLE_UNIT_ADMIN || x->who.unit_id != prov)
-    return api_fail(x, 403, "forbidden", "the demand is fulfilled by the provider's unit admin");
+    return rest_fail(x, 403, "forbidden", "the demand is fulfilled by the provider's unit admin");
   if (strcmp(status, "approved") != 0)
-    return api_fail(x, 409, "wrong_state", "only an approved demand is fulfilled (it is %s)",
-                    status);
+    return rest_fail(x, 409, "wrong_state", "only an approved demand is fulfilled (it is %s)",
+                     status);
   const char *code = json_string_value(json_object_get(x->in, "resource_code"));
   pub_entry e;
   rc = load_published(c, x, code, &e);
   if (!rc && !x->status && e.provider_unit_id != prov)
-    api_fail(x, 403, "forbidden", "%s is not this unit's resource", code);
+    rest_fail(x, 403, "forbidden", "%s is not this unit's resource", code);
   json_t *items = json_object_get(x->in, "data_items");
   const char *method = json_string_value(json_object_get(x->in, "method"));
   const char *until = json_string_value(json_object_get(x->in, "valid_until"));
@@ -668,47 +686,46 @@ static int work_demand_fulfil(gdx_db_conn *c, api_ctx *x) {
   return GDX_OK;
 }
 
-static int work_demand_list(gdx_db_conn *c, api_ctx *x) {
+static int work_demand_list(gdx_db_conn *c, rest_ctx *x) {
   int all = x->who.role == ROLE_MGMT || x->who.role == ROLE_OPS;
   /* a provider sees demands addressed to it once management approved them */
   gdx_db_param p[] = {GDX_DB_P_INT(all), GDX_DB_P_INT(x->who.unit_id),
                       GDX_DB_P_INT(x->who.unit_id)};
-  return api_list(c, x,
-                  "SELECT " DEMAND_COLS DEMAND_FROM
-                  "WHERE ? = 1 OR d.consumer_unit_id = ? OR (d.provider_unit_id = ? AND "
-                  "d.status IN ('approved', 'fulfilled')) ORDER BY d.id DESC LIMIT 1000",
-                  p, 3, 1000, demand_json);
+  return rest_list(c, x,
+                   "SELECT " DEMAND_COLS DEMAND_FROM
+                   "WHERE ? = 1 OR d.consumer_unit_id = ? OR (d.provider_unit_id = ? AND "
+                   "d.status IN ('approved', 'fulfilled')) ORDER BY d.id DESC LIMIT 1000",
+                   p, 3, 1000, demand_json);
 }
 
 #define MEMBERS (ROLE_UNIT_ADMIN | ROLE_STAFF)
 
-const api_route api_request_routes[] = {
-    {"POST", "/api/v1/requests", "request.create", API_SESSION, MEMBERS, "request_create",
+static const rest_route routes[] = {
+    {"POST", "/api/v1/requests", "request.create", REST_SESSION, MEMBERS, "request_create",
      work_request_create, "Apply for a published resource, stating the purpose"},
-    {"GET", "/api/v1/requests", NULL, API_SESSION, ROLE_ANY, NULL, work_request_list,
+    {"GET", "/api/v1/requests", NULL, REST_SESSION, ROLE_ANY, NULL, work_request_list,
      "Requests: the caller unit's (as consumer or provider); management sees all"},
-    {"GET", "/api/v1/requests/{}", NULL, API_SESSION, ROLE_ANY, NULL, work_request_get,
+    {"GET", "/api/v1/requests/{}", NULL, REST_SESSION, ROLE_ANY, NULL, work_request_get,
      "One request"},
-    {"POST", "/api/v1/requests/{}/approve", "request.approve", API_SESSION, ROLE_UNIT_ADMIN,
+    {"POST", "/api/v1/requests/{}/approve", "request.approve", REST_SESSION, ROLE_UNIT_ADMIN,
      "request_approve", work_request_approve,
      "Approve (possibly narrower than asked); creates the authorization"},
-    {"POST", "/api/v1/requests/{}/reject", "request.reject", API_SESSION, ROLE_UNIT_ADMIN,
+    {"POST", "/api/v1/requests/{}/reject", "request.reject", REST_SESSION, ROLE_UNIT_ADMIN,
      "opinion", work_request_reject, "Reject with an opinion"},
-    {"POST", "/api/v1/requests/{}/cancel", "request.cancel", API_SESSION, MEMBERS, NULL,
+    {"POST", "/api/v1/requests/{}/cancel", "request.cancel", REST_SESSION, MEMBERS, NULL,
      work_request_cancel, "Withdraw one's own pending request"},
-    {"GET", "/api/v1/authorizations", NULL, API_SESSION, ROLE_ANY, NULL, work_auth_list,
+    {"GET", "/api/v1/authorizations", NULL, REST_SESSION, ROLE_ANY, NULL, work_auth_list,
      "Authorizations of the caller's unit (as consumer or provider); management sees all"},
-    {"POST", "/api/v1/authorizations/{}/revoke", "authorization.revoke", API_SESSION,
-     ROLE_UNIT_ADMIN | ROLE_MGMT, "opinion", work_auth_revoke,
-     "Revoke an authorization at once"},
-    {"POST", "/api/v1/demands", "demand.create", API_SESSION, MEMBERS, "demand_create",
+    {"POST", "/api/v1/authorizations/{}/revoke", "authorization.revoke", REST_SESSION,
+     ROLE_UNIT_ADMIN | ROLE_MGMT, "opinion", work_auth_revoke, "Revoke an authorization at once"},
+    {"POST", "/api/v1/demands", "demand.create", REST_SESSION, MEMBERS, "demand_create",
      work_demand_create, "Ask for a resource that is not in the catalog (to management)"},
-    {"GET", "/api/v1/demands", NULL, API_SESSION, ROLE_ANY, NULL, work_demand_list,
+    {"GET", "/api/v1/demands", NULL, REST_SESSION, ROLE_ANY, NULL, work_demand_list,
      "Demands: one's own, those addressed to one's unit once approved; management all"},
-    {"POST", "/api/v1/demands/{}/decide", "demand.decide", API_SESSION, ROLE_MGMT,
-     "demand_decide", work_demand_decide, "Approve or reject a demand (management)"},
-    {"POST", "/api/v1/demands/{}/fulfil", "demand.fulfil", API_SESSION, ROLE_UNIT_ADMIN,
+    {"POST", "/api/v1/demands/{}/decide", "demand.decide", REST_SESSION, ROLE_MGMT, "demand_decide",
+     work_demand_decide, "Approve or reject a demand (management)"},
+    {"POST", "/api/v1/demands/{}/fulfil", "demand.fulfil", REST_SESSION, ROLE_UNIT_ADMIN,
      "demand_fulfil", work_demand_fulfil,
      "Name the published resource that meets the demand; files the consumer's request"},
 };
-const size_t api_request_nroutes = sizeof(api_request_routes) / sizeof(api_request_routes[0]);
+const rest_part requests_part = REST_PART("requests", routes);

@@ -9,6 +9,7 @@
 
 #define GDX_UNIT_CODE_SIZE 19     /* a unified social credit code and its NUL */
 #define GDX_RESOURCE_CODE_SIZE 41 /* a catalog resource code ("101002/000001") and its NUL */
+#define GDX_NAME_SIZE 65          /* a user name, node id or resource name (64) and its NUL */
 
 /* 0 when `code` is a well-formed code with the right check character;
  * otherwise GDX_EINVAL and a reason in why (may be NULL). */

@@ -18,7 +18,7 @@
 #include <string.h>
 #include <time.h>
 
-#include "catalog.h"
+#include "grams.h"
 #include "ids.h"
 
 static const char *sock, *dbname, *terms_file;

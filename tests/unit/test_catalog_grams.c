@@ -8,7 +8,7 @@
 #include <stdio.h>
 #include <string.h>
 
-#include "catalog.h"
+#include "grams.h"
 
 static const struct {
   const char *text, *grams; /* grams joined by '|' */

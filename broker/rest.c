@@ -1,42 +1,44 @@
-#include "api.h"
-#include "exchange.h"
+#include "rest.h"
 
-#include <ctype.h>
-#include <openssl/evp.h>
+#include <limits.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
 
+#include "audit_chain.h"
 #include "error.h"
 #include "jsonschema.h"
 #include "log.h"
-#include "pki.h"
+#include "num.h"
 
 #ifndef GDX_SCHEMA_DIR
 #define GDX_SCHEMA_DIR "schemas"
 #endif
 
-#define MAX_ROUTES 96
+#define MAX_ROUTES 256
 #define TOKEN_MAX 128
 #define SESSION_TOUCH_S 60
 
-struct api {
-  gdx_broker *b;
+typedef struct {
+  const rest_route *route;
+  const void *part; /* the part's data */
+  json_t *schema;   /* its body's, or NULL */
+} route_slot;
+
+struct rest {
   const gdx_broker_config *cfg;
   gdx_db_pool *db;
-  const api_route *routes[MAX_ROUTES];
-  json_t *schemas[MAX_ROUTES];
+  route_slot routes[MAX_ROUTES];
   size_t nroutes;
-  const broker_pki *pki;
   void (*poke)(void *, const char *, long long);
   void *poke_data;
 };
 
 typedef struct {
-  api_ctx x;
-  api *a;
+  rest_ctx x;
+  rest *a;
   gdx_http_req *req; /* NULL once the client is gone */
   json_t *schema;
   gdx_buf body;
@@ -46,7 +48,7 @@ typedef struct {
 /* ------------------------------------------------------------------ */
 /* helpers for work functions                                          */
 
-int api_fail(api_ctx *x, int status, const char *code, const char *fmt, ...) {
+int rest_fail(rest_ctx *x, int status, const char *code, const char *fmt, ...) {
   x->status = status;
   x->err_code = code;
   va_list ap;
@@ -56,33 +58,37 @@ int api_fail(api_ctx *x, int status, const char *code, const char *fmt, ...) {
   return GDX_OK;
 }
 
-const char *api_query(api_ctx *x, const char *name, char *buf, size_t n, const char *def) {
+const char *rest_query(rest_ctx *x, const char *name, char *buf, size_t n, const char *def) {
   int rc = gdx_http_query_param(x->query, name, buf, n);
   if (rc == 1)
     return buf;
   if (rc < 0)
-    api_fail(x, 400, "invalid_query", "query parameter %s is malformed or longer than %zu bytes",
-             name, n - 1);
+    rest_fail(x, 400, "invalid_query", "query parameter %s is malformed or longer than %zu bytes",
+              name, n - 1);
   return def;
 }
 
-long long api_query_int(api_ctx *x, const char *name, long long def, long long min,
-                        long long max, int *bad) {
+long long rest_query_int(rest_ctx *x, const char *name, long long def, long long min, long long max,
+                         int *bad) {
   char buf[32];
-  const char *v = api_query(x, name, buf, sizeof(buf), NULL);
+  const char *v = rest_query(x, name, buf, sizeof(buf), NULL);
+  long long n;
   if (v == NULL)
     return def;
-  char *end;
-  long long n = strtoll(v, &end, 10);
-  if (*v == '\0' || *end != '\0' || n < min || n > max) {
+  if (gdx_num_parse(v, min, max, &n) != GDX_OK) {
     *bad = 1;
     return def;
   }
   return n;
 }
 
-int api_list(gdx_db_conn *c, api_ctx *x, const char *sql, const gdx_db_param *params, size_t n,
-             size_t max_rows, json_t *(*row)(const gdx_db_result *, size_t)) {
+long long rest_param_id(const rest_ctx *x, int i) {
+  long long id;
+  return gdx_num_parse(x->params[i], 1, GDX_DB_ID_MAX, &id) == GDX_OK ? id : 0;
+}
+
+int rest_list(gdx_db_conn *c, rest_ctx *x, const char *sql, const gdx_db_param *params, size_t n,
+              size_t max_rows, json_t *(*row)(const gdx_db_result *, size_t)) {
   gdx_db_result r;
   int rc = gdx_db_query(c, sql, params, n, max_rows, &r);
   if (rc)
@@ -95,22 +101,63 @@ int api_list(gdx_db_conn *c, api_ctx *x, const char *sql, const gdx_db_param *pa
   return GDX_OK;
 }
 
+int rest_load_one(gdx_db_conn *c, rest_ctx *x, const char *sql, const gdx_db_param *params,
+                  size_t n, gdx_db_result *r, const char *fmt, ...) {
+  int rc = gdx_db_query(c, sql, params, n, 1, r);
+  if (rc || r->nrows == 1)
+    return rc;
+  gdx_db_result_free(r);
+  x->status = 404;
+  x->err_code = "not_found";
+  va_list ap;
+  va_start(ap, fmt);
+  vsnprintf(x->err_msg, sizeof(x->err_msg), fmt, ap);
+  va_end(ap);
+  return GDX_OK;
+}
+
+json_t *rest_json_int(const gdx_db_result *r, size_t row, size_t col) {
+  gdx_db_row w = gdx_db_row_at(r, row);
+  long long v = gdx_db_i64_or(&w, col, LLONG_MIN, LLONG_MAX, 0);
+  if (w.rc) {
+    gdx_db_row_fail(&w, "answer");
+    return json_null();
+  }
+  return gdx_db_get(r, row, col) ? json_integer(v) : json_null();
+}
+
+int rest_sees_all(const rest_ctx *x) { return x->who.role == ROLE_OPS || x->who.role == ROLE_MGMT; }
+
+int rest_unit_has_role(const rest_ctx *x, const char *role) {
+  size_t n = strlen(role);
+  for (const char *p = x->who.unit_roles; *p;) { /* a SET column: "provider,consumer" */
+    const char *end = strchr(p, ',');
+    size_t len = end ? (size_t)(end - p) : strlen(p);
+    if (len == n && strncmp(p, role, n) == 0)
+      return 1;
+    if (end == NULL)
+      break;
+    p = end + 1;
+  }
+  return 0;
+}
+
 static const struct {
-  api_role role;
+  rest_role role;
   const char *name;
 } role_names[] = {{ROLE_OPS, "ops_admin"},
                   {ROLE_MGMT, "mgmt_reviewer"},
                   {ROLE_UNIT_ADMIN, "unit_admin"},
                   {ROLE_STAFF, "staff"}};
 
-const char *api_role_name(api_role r) {
+const char *rest_role_name(rest_role r) {
   for (size_t i = 0; i < 4; i++)
     if (role_names[i].role == r)
       return role_names[i].name;
   return "?";
 }
 
-int api_role_parse(const char *s, api_role *out) {
+int rest_role_parse(const char *s, rest_role *out) {
   for (size_t i = 0; i < 4; i++)
     if (s && strcmp(role_names[i].name, s) == 0) {
       *out = role_names[i].role;
@@ -122,9 +169,9 @@ int api_role_parse(const char *s, api_role *out) {
 /* ------------------------------------------------------------------ */
 /* authentication (worker thread)                                      */
 
-static int authenticate(gdx_db_conn *c, api_ctx *x) {
+static int authenticate(gdx_db_conn *c, rest_ctx *x) {
   if (x->token_hash[0] == '\0')
-    return api_fail(x, 401, "unauthenticated", "log in first: no bearer token was sent");
+    return rest_fail(x, 401, "unauthenticated", "log in first: no bearer token was sent");
   gdx_db_param p[] = {GDX_DB_P_STR(x->token_hash)};
   gdx_db_result r;
   int rc = gdx_db_query(
@@ -140,71 +187,74 @@ static int authenticate(gdx_db_conn *c, api_ctx *x) {
     return rc;
   if (r.nrows == 0) {
     gdx_db_result_free(&r);
-    return api_fail(x, 401, "invalid_token", "the session token is not valid (logged out?)");
+    return rest_fail(x, 401, "invalid_token", "the session token is not valid (logged out?)");
   }
-  x->who.id = atoll(gdx_db_get(&r, 0, 0));
+  gdx_db_row w = gdx_db_row_at(&r, 0);
+  x->who.id = gdx_db_i64(&w, 0, 1, GDX_DB_ID_MAX);
+  x->who.unit_id = gdx_db_i64(&w, 3, 1, GDX_DB_ID_MAX);
+  int must_change = gdx_db_flag(&w, 8);
+  long long idle = gdx_db_i64(&w, 9, LLONG_MIN, LLONG_MAX);
+  int expired = gdx_db_flag(&w, 10);
+  long long pw_age = gdx_db_i64(&w, 11, LLONG_MIN, LLONG_MAX);
   snprintf(x->who.username, sizeof(x->who.username), "%s", gdx_db_get(&r, 0, 1));
-  api_role_parse(gdx_db_get(&r, 0, 2), &x->who.role);
-  x->who.unit_id = atoll(gdx_db_get(&r, 0, 3));
+  rest_role_parse(gdx_db_get(&r, 0, 2), &x->who.role);
   snprintf(x->who.unit_code, sizeof(x->who.unit_code), "%s", gdx_db_get(&r, 0, 4));
   snprintf(x->who.unit_roles, sizeof(x->who.unit_roles), "%s", gdx_db_get(&r, 0, 5));
-  int disabled = strcmp(gdx_db_get(&r, 0, 6), "active") != 0 ||
-                 strcmp(gdx_db_get(&r, 0, 7), "active") != 0;
-  int must_change = atoi(gdx_db_get(&r, 0, 8));
-  long long idle = atoll(gdx_db_get(&r, 0, 9));
-  int expired = atoi(gdx_db_get(&r, 0, 10));
-  long long pw_age = atoll(gdx_db_get(&r, 0, 11));
+  int disabled =
+      strcmp(gdx_db_get(&r, 0, 6), "active") != 0 || strcmp(gdx_db_get(&r, 0, 7), "active") != 0;
+  rc = w.rc ? gdx_db_row_fail(&w, "session") : GDX_OK;
   gdx_db_result_free(&r);
+  if (rc)
+    return rc;
 
   if (disabled || expired || idle > x->cfg->session_idle_s) {
     gdx_db_exec(c, "DELETE FROM sessions WHERE token_hash = ?", p, 1, NULL, NULL);
     x->commit_on_error = 1;
     if (disabled)
-      return api_fail(x, 401, "account_disabled", "this account or its unit is disabled");
-    return api_fail(x, 401, "session_expired",
-                    expired ? "the session reached its maximum age: log in again"
-                            : "the session was idle too long: log in again");
+      return rest_fail(x, 401, "account_disabled", "this account or its unit is disabled");
+    return rest_fail(x, 401, "session_expired",
+                     expired ? "the session reached its maximum age: log in again"
+                             : "the session was idle too long: log in again");
   }
   /* last_seen is refreshed at most once a minute: a write per request would
    * cost more than most requests (idle expiry is exact to that minute). */
   if (idle >= SESSION_TOUCH_S) {
-    rc = gdx_db_exec(c, "UPDATE sessions SET last_seen = UTC_TIMESTAMP(6) WHERE token_hash = ?",
-                     p, 1, NULL, NULL);
+    rc = gdx_db_exec(c, "UPDATE sessions SET last_seen = UTC_TIMESTAMP(6) WHERE token_hash = ?", p,
+                     1, NULL, NULL);
     if (rc)
       return rc;
   }
-  if (x->route->auth == API_SESSION) {
+  if (x->route->auth == REST_SESSION) {
     if (must_change)
-      return api_fail(x, 403, "password_change_required",
-                      "change the initial password first (POST /api/v1/auth/password)");
+      return rest_fail(x, 403, "password_change_required",
+                       "change the initial password first (POST /api/v1/auth/password)");
     if (pw_age > x->cfg->password_max_age_days * 86400LL)
-      return api_fail(x, 403, "password_expired",
-                      "the password is older than %lld days: change it (POST /api/v1/auth/password)",
-                      x->cfg->password_max_age_days);
+      return rest_fail(
+          x, 403, "password_expired",
+          "the password is older than %lld days: change it (POST /api/v1/auth/password)",
+          x->cfg->password_max_age_days);
   }
   return GDX_OK;
 }
 
-/* A front-end node, known by its certificate: the serial must be one issued
- * to that node, not revoked and not expired, and the node must be active. */
-static int authenticate_node(gdx_db_conn *c, api_ctx *x) {
-  if (x->node_serial[0] == '\0')
-    return api_fail(x, 401, "certificate_required",
-                    "this endpoint is for front-end nodes with a platform certificate");
-  snprintf(x->who.username, sizeof(x->who.username), "node:%s", x->node_name);
-  snprintf(x->who.unit_code, sizeof(x->who.unit_code), "%s", x->node_unit);
+/* A front-end node, known by its certificate (node_auth.h). */
+static int authenticate_node(gdx_db_conn *c, rest_ctx *x) {
+  if (x->node.serial[0] == '\0')
+    return rest_fail(x, 401, "certificate_required",
+                     "this endpoint is for front-end nodes with a platform certificate");
+  snprintf(x->who.username, sizeof(x->who.username), "node:%s", x->node.node);
+  snprintf(x->who.unit_code, sizeof(x->who.unit_code), "%s", x->node.unit);
   node_check nc;
-  int rc = nodes_cert_check(c, x->node_unit, x->node_name, x->node_serial, &nc);
+  int rc = node_check_cert(c, &x->node, &nc);
   if (rc)
     return rc;
-  x->node_row = nc.node_row;
-  x->who.unit_id = nc.unit_id;
+  x->who.unit_id = x->node.unit_id;
   if (nc.status)
-    return api_fail(x, nc.status, nc.code, "%s", nc.message);
+    return rest_fail(x, nc.status, nc.code, "%s", nc.message);
   return GDX_OK;
 }
 
-int api_invalidate(gdx_db_conn *c, api_ctx *x, const char *kind, long long ref) {
+int rest_invalidate(gdx_db_conn *c, rest_ctx *x, const char *kind, long long ref) {
   gdx_db_param p[] = {GDX_DB_P_STR(kind), GDX_DB_P_INT(ref)};
   x->poke = 1;
   snprintf(x->inval_kind, sizeof(x->inval_kind), "%s", kind);
@@ -218,12 +268,12 @@ int api_invalidate(gdx_db_conn *c, api_ctx *x, const char *kind, long long ref) 
 /* ------------------------------------------------------------------ */
 /* the job                                                             */
 
-static void audit_defaults(api_ctx *x, const char **actor, const char **unit) {
+static void audit_defaults(rest_ctx *x, const char **actor, const char **unit) {
   *actor = x->audit_actor[0] ? x->audit_actor : (x->who.username[0] ? x->who.username : "-");
   *unit = x->audit_unit[0] ? x->audit_unit : (x->who.unit_code[0] ? x->who.unit_code : "-");
 }
 
-static int write_audit(gdx_db_conn *c, api_ctx *x) {
+static int write_audit(gdx_db_conn *c, rest_ctx *x) {
   const char *actor, *unit;
   audit_defaults(x, &actor, &unit);
   char result[32];
@@ -240,9 +290,9 @@ static int write_audit(gdx_db_conn *c, api_ctx *x) {
   detail = json_dumps(d, JSON_COMPACT | JSON_SORT_KEYS);
   json_decref(d);
   const char *purpose = json_string_value(json_object_get(x->in, "purpose"));
-  int rc = api_audit_append(c, actor, unit, x->audit_action,
-                            x->audit_object[0] ? x->audit_object : "-", purpose ? purpose : "",
-                            result, x->source, x->request_id, detail ? detail : "{}");
+  int rc = audit_append(c, actor, unit, x->audit_action, x->audit_object[0] ? x->audit_object : "-",
+                        purpose ? purpose : "", result, x->source, x->request_id,
+                        detail ? detail : "{}");
   free(detail);
   return rc;
 }
@@ -250,38 +300,38 @@ static int write_audit(gdx_db_conn *c, api_ctx *x) {
 /* Parses and checks the body (on the worker, after the caller's identity and
  * role: who may not act learns nothing about the payload's rules). */
 static void parse_body(call *k) {
-  api_ctx *x = &k->x;
+  rest_ctx *x = &k->x;
   json_error_t je;
   x->in = json_loadb(k->body.data ? k->body.data : "", k->body.len, JSON_REJECT_DUPLICATES, &je);
   if (x->in == NULL) {
-    api_fail(x, 400, "invalid_json", "the body is not valid JSON: %s (at byte %d)", je.text,
-             je.position);
+    rest_fail(x, 400, "invalid_json", "the body is not valid JSON: %s (at byte %d)", je.text,
+              je.position);
     return;
   }
   if (!json_is_object(x->in)) {
-    api_fail(x, 400, "invalid_json", "the body must be a JSON object");
+    rest_fail(x, 400, "invalid_json", "the body must be a JSON object");
     return;
   }
   char field[256], why[256];
   if (gdx_schema_validate(k->schema, x->in, field, sizeof(field), why, sizeof(why)))
-    api_fail(x, 400, "invalid_field", "%s%s%s", field, field[0] ? ": " : "", why);
+    rest_fail(x, 400, "invalid_field", "%s%s%s", field, field[0] ? ": " : "", why);
 }
 
-static int api_job(gdx_db_conn *c, void *arg) {
+static int rest_job(gdx_db_conn *c, void *arg) {
   call *k = arg;
-  api_ctx *x = &k->x;
-  const api_route *rt = x->route;
+  rest_ctx *x = &k->x;
+  const rest_route *rt = x->route;
   /* Reads run in autocommit: a transaction would add two round trips to
    * every search. Actions run in one transaction with their audit record. */
   int txn = rt->action != NULL;
   int rc = txn ? gdx_db_begin(c) : GDX_OK;
-  if (!rc && rt->auth == API_NODE)
+  if (!rc && rt->auth == REST_NODE)
     rc = authenticate_node(c, x);
-  else if (!rc && rt->auth != API_PUBLIC)
+  else if (!rc && rt->auth != REST_PUBLIC)
     rc = authenticate(c, x);
-  if (!rc && x->status == 0 && rt->auth != API_PUBLIC && rt->auth != API_NODE &&
+  if (!rc && x->status == 0 && rt->auth != REST_PUBLIC && rt->auth != REST_NODE &&
       !(rt->roles & x->who.role))
-    api_fail(x, 403, "forbidden", "the role %s may not do this", api_role_name(x->who.role));
+    rest_fail(x, 403, "forbidden", "the role %s may not do this", rest_role_name(x->who.role));
   if (!rc && x->status == 0 && k->schema)
     parse_body(k);
   if (!rc && x->status == 0)
@@ -292,15 +342,14 @@ static int api_job(gdx_db_conn *c, void *arg) {
     if (txn)
       gdx_db_rollback(c);
     x->commit_on_error = 0;
-    api_fail(x, 500, "internal", "the request failed inside the broker; it has been logged");
+    rest_fail(x, 500, "internal", "the request failed inside the broker; it has been logged");
   }
-  if (!txn && rt->auth == API_NODE && x->status >= 400 && x->status < 500 && !rc) {
+  if (!txn && rt->auth == REST_NODE && x->status >= 400 && x->status < 500 && !rc) {
     /* a refused node (unknown, revoked, expired) is audited; its routine
      * heartbeats are not */
     x->audit_action = "node.refused";
     if (x->audit_object[0] == '\0')
-      snprintf(x->audit_object, sizeof(x->audit_object), "node:%s/%s", x->node_unit,
-               x->node_name);
+      snprintf(x->audit_object, sizeof(x->audit_object), "node:%s/%s", x->node.unit, x->node.node);
     rc = gdx_db_begin(c);
     if (!rc)
       rc = write_audit(c, x);
@@ -310,7 +359,7 @@ static int api_job(gdx_db_conn *c, void *arg) {
     return GDX_OK;
   /* Reads of an anonymous caller (401) are not audited; every action is. */
   int audit = x->audit_action != NULL || (rt->action && x->status != 401) ||
-              (rt->action && (rt->auth == API_PUBLIC || rt->auth == API_NODE));
+              (rt->action && (rt->auth == REST_PUBLIC || rt->auth == REST_NODE));
   if (rt->action && x->audit_action == NULL)
     x->audit_action = rt->action;
   if (x->status < 400 || x->commit_on_error) {
@@ -339,18 +388,23 @@ static void call_free(call *k) {
 
 static void respond_json(gdx_http_req *req, int status, json_t *j) {
   char *s = json_dumps(j, JSON_COMPACT);
-  size_t n = s ? strlen(s) : 0;
-  if (s) {
-    s = realloc(s, n + 2);
+  if (s == NULL) {
+    gdx_http_respond_error(req, 503, "busy", "out of memory");
+    return;
+  }
+  size_t n = strlen(s);
+  char *nl = realloc(s, n + 2);
+  if (nl) { /* the newline is for people reading with curl */
+    s = nl;
     s[n++] = '\n';
   }
   gdx_http_respond(req, status, "application/json", s, n);
   free(s);
 }
 
-static void api_done(int status, void *arg) {
+static void rest_done(int status, void *arg) {
   call *k = arg;
-  api_ctx *x = &k->x;
+  rest_ctx *x = &k->x;
   if (x->poke && status == GDX_OK && x->status < 400 && k->a->poke)
     k->a->poke(k->a->poke_data, x->inval_kind, x->inval_ref); /* before the answer leaves */
   if (k->req) {
@@ -368,7 +422,7 @@ static void api_done(int status, void *arg) {
 
 static void call_submit(call *k) {
   k->submitted = 1;
-  int rc = gdx_db_submit(k->a->db, api_job, api_done, k);
+  int rc = gdx_db_submit(k->a->db, rest_job, rest_done, k);
   if (rc == GDX_OK)
     return;
   gdx_http_req_set_data(k->req, NULL);
@@ -385,7 +439,7 @@ static void on_abort(gdx_http_req *req) {
   if (k == NULL)
     return;
   if (k->submitted)
-    k->req = NULL; /* the job still runs; api_done frees */
+    k->req = NULL; /* the job still runs; rest_done frees */
   else
     call_free(k);
 }
@@ -426,7 +480,7 @@ static int match(const char *pattern, const char *path, char params[2][256]) {
   return *pattern == '\0' && *path == '\0';
 }
 
-static void token_hash(const char *auth, char out[65]) {
+static void token_hash(const char *auth, char out[GDX_SHA256_HEX_SIZE]) {
   out[0] = '\0';
   if (auth == NULL || strncasecmp(auth, "Bearer ", 7) != 0)
     return;
@@ -434,36 +488,33 @@ static void token_hash(const char *auth, char out[65]) {
   size_t n = strlen(t);
   if (n == 0 || n > TOKEN_MAX)
     return;
-  unsigned char md[32];
-  unsigned mdlen;
-  EVP_Digest(t, n, md, &mdlen, EVP_sha256(), NULL);
-  for (int i = 0; i < 32; i++)
-    snprintf(out + 2 * i, 3, "%02x", md[i]);
+  gdx_sha256_hex(t, n, out);
 }
 
-static void api_dispatch(gdx_http_req *req, void *data) {
-  api *a = data;
+static void rest_dispatch(gdx_http_req *req, void *data) {
+  rest *a = data;
   const char *path = gdx_http_req_path(req), *method = gdx_http_req_method(req);
   char params[2][256];
-  const api_route *rt = NULL;
-  size_t idx = 0;
+  const route_slot *slot = NULL;
   int path_known = 0;
-  for (size_t i = 0; i < a->nroutes && rt == NULL; i++) {
-    if (!match(a->routes[i]->pattern, path, params))
+  for (size_t i = 0; i < a->nroutes && slot == NULL; i++) {
+    if (!match(a->routes[i].route->pattern, path, params))
       continue;
     path_known = 1;
-    if (strcmp(a->routes[i]->method, method) == 0)
-      rt = a->routes[i], idx = i;
+    if (strcmp(a->routes[i].route->method, method) == 0)
+      slot = &a->routes[i];
   }
+  const rest_route *rt = slot ? slot->route : NULL;
   if (rt == NULL) {
     if (path_known)
-      gdx_http_respond_error(req, 405, "method_not_allowed", "this path does not accept that method");
+      gdx_http_respond_error(req, 405, "method_not_allowed",
+                             "this path does not accept that method");
     else
       gdx_http_respond_error(req, 404, "not_found", "no such API path");
     return;
   }
   const char *q = gdx_http_req_query(req);
-  if (strlen(q) >= sizeof(((api_ctx *)0)->query)) {
+  if (strlen(q) >= sizeof(((rest_ctx *)0)->query)) {
     gdx_http_respond_error(req, 414, "uri_too_long", "the query string is too long");
     return;
   }
@@ -474,9 +525,10 @@ static void api_dispatch(gdx_http_req *req, void *data) {
   }
   k->a = a;
   k->req = req;
-  k->schema = a->schemas[idx];
+  k->schema = slot->schema;
   k->x.cfg = a->cfg;
   k->x.route = rt;
+  k->x.part = slot->part;
   memcpy(k->x.params, params, sizeof(params));
   snprintf(k->x.query, sizeof(k->x.query), "%s", q);
   snprintf(k->x.request_id, sizeof(k->x.request_id), "%s", gdx_http_req_id(req));
@@ -485,12 +537,8 @@ static void api_dispatch(gdx_http_req *req, void *data) {
   if (colon)
     *colon = '\0'; /* the address, not the ephemeral port */
   token_hash(gdx_http_req_header(req, "Authorization"), k->x.token_hash);
-  k->x.pki = a->pki;
-  X509 *peer = rt->auth == API_NODE ? gdx_http_req_peer_cert(req) : NULL;
-  if (peer && (gdx_pki_identity(peer, k->x.node_unit, sizeof(k->x.node_unit), k->x.node_name,
-                                sizeof(k->x.node_name)) != GDX_OK ||
-               gdx_pki_serial(peer, k->x.node_serial) != GDX_OK))
-    k->x.node_serial[0] = '\0';
+  if (rt->auth == REST_NODE)
+    node_identity_of(req, &k->x.node); /* none: refused in the job, and audited */
   gdx_http_req_set_data(req, k);
   int64_t clen = gdx_http_req_content_length(req);
   if (rt->schema == NULL) {
@@ -511,56 +559,47 @@ static void api_dispatch(gdx_http_req *req, void *data) {
   gdx_http_req_on(req, on_body, on_complete, on_abort);
 }
 
-int api_new(gdx_broker *b, const gdx_broker_config *cfg, gdx_db_pool *db, gdx_router *router,
-            api **out, char *err, size_t errlen) {
-  api *a = calloc(1, sizeof(*a));
+int rest_new(const gdx_broker_config *cfg, gdx_db_pool *db, gdx_router *router, rest **out) {
+  rest *a = calloc(1, sizeof(*a));
   if (a == NULL)
     return GDX_ENOMEM;
-  a->b = b;
   a->cfg = cfg;
   a->db = db;
-  const struct {
-    const api_route *r;
-    size_t n;
-  } parts[] = {{api_auth_routes, api_auth_nroutes},
-               {api_admin_routes, api_admin_nroutes},
-               {api_audit_routes, api_audit_nroutes},
-               {api_catalog_routes, api_catalog_nroutes},
-               {api_request_routes, api_request_nroutes},
-               {api_node_routes, api_node_nroutes},
-               {api_credential_routes, api_credential_nroutes},
-               {api_ledger_routes, api_ledger_nroutes}};
-  for (size_t p = 0; p < sizeof(parts) / sizeof(parts[0]); p++)
-    for (size_t i = 0; i < parts[p].n && a->nroutes < MAX_ROUTES; i++)
-      a->routes[a->nroutes++] = &parts[p].r[i];
-  for (size_t i = 0; i < a->nroutes; i++) {
-    if (a->routes[i]->schema == NULL)
-      continue;
-    char path[4096];
-    snprintf(path, sizeof(path), "%s/json/%s.json", cfg->schema_dir ? cfg->schema_dir : GDX_SCHEMA_DIR,
-             a->routes[i]->schema);
-    if (gdx_schema_load(path, &a->schemas[i], err, errlen) != GDX_OK) {
-      api_free(a);
-      return GDX_ECONFIG;
-    }
-  }
-  gdx_router_add(router, "*", "/api/v1/*", api_dispatch, a);
-  gdx_router_add(router, "*", "/node/v1/*", api_dispatch, a);
+  gdx_router_add(router, "*", "/api/v1/*", rest_dispatch, a);
+  gdx_router_add(router, "*", "/node/v1/*", rest_dispatch, a);
   *out = a;
   return GDX_OK;
 }
 
-void api_set_exchange(api *a, const broker_pki *pki,
-                      void (*poke)(void *, const char *, long long), void *poke_data) {
-  a->pki = pki;
-  a->poke = poke;
-  a->poke_data = poke_data;
+int rest_add_part(rest *a, const rest_part *part, const void *data, char *err, size_t errlen) {
+  if (a->nroutes + part->nroutes > MAX_ROUTES) {
+    snprintf(err, errlen, "part %s: more than %d routes in all", part->name, MAX_ROUTES);
+    return GDX_ECONFIG;
+  }
+  for (size_t i = 0; i < part->nroutes; i++) {
+    route_slot *s = &a->routes[a->nroutes];
+    *s = (route_slot){&part->routes[i], data, NULL};
+    if (s->route->schema) {
+      char path[4096];
+      snprintf(path, sizeof(path), "%s/json/%s.json",
+               a->cfg->schema_dir ? a->cfg->schema_dir : GDX_SCHEMA_DIR, s->route->schema);
+      if (gdx_schema_load(path, &s->schema, err, errlen) != GDX_OK)
+        return GDX_ECONFIG;
+    }
+    a->nroutes++;
+  }
+  return GDX_OK;
 }
 
-void api_free(api *a) {
+void rest_on_invalidate(rest *a, void (*fn)(void *, const char *, long long), void *data) {
+  a->poke = fn;
+  a->poke_data = data;
+}
+
+void rest_free(rest *a) {
   if (a == NULL)
     return;
   for (size_t i = 0; i < a->nroutes; i++)
-    json_decref(a->schemas[i]);
+    json_decref(a->routes[i].schema);
   free(a);
 }
