@@ -1,4 +1,4 @@
-/* Streaming file digests for verified transfers (issue 6): SHA-256, which
+/* Streaming file digests for verified transfers: SHA-256, which
  * OpenSSL runs at about 1 GB/s here (the CPU has SHA instructions) and so
  * keeps up with the transfer, and SM3, the national standard digest, which
  * runs at about 240 MB/s and is therefore computed for the record off the

@@ -1,4 +1,4 @@
-/* File exchange's gate (issue 6, R-CAT-6, R-EX-2): which file names may
+/* File exchange's gate (R-CAT-6, R-EX-2): which file names may
  * travel and which contents count as an allowed format.
  *
  * Names. A file is named by its path relative to the resource's folder,

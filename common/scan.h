@@ -1,4 +1,4 @@
-/* Virus scanning of received files (issue 6, R-EX-6) with libclamav.
+/* Virus scanning of received files (R-EX-6) with libclamav.
  *
  * The engine is loaded once from a signature folder (ClamAV's .cvd, .cld,
  * .hdb, .ndb … files: the official databases, or locally made ones such as
