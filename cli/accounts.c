@@ -1,7 +1,7 @@
 /* gdx commands of accounts: login, logout, whoami, passwd, units, users
  * and the audit trail. */
-#include <curl/curl.h>
 #include <jansson.h>
+#include <limits.h>
 #include <stdio.h>
 #include <string.h>
 #include <unistd.h>
@@ -259,7 +259,7 @@ static int cmd_audit(int argc, char **argv) {
     return ok ? CLI_EX_OK : CLI_EX_REFUSED;
   }
   if (strcmp(argv[0], "list") == 0) {
-    char path[1024] = "/api/v1/audit?";
+    char path[1024] = "/api/v1/audit";
     for (int i = 1; i < argc; i += 2) {
       if (i + 1 >= argc)
         return cli_usage_error("option without a value", help_audit);
@@ -270,10 +270,15 @@ static int cmd_audit(int argc, char **argv) {
                                                            : NULL;
       if (key == NULL)
         return cli_usage_error("unknown option", help_audit);
-      char *esc = curl_easy_escape(NULL, argv[i + 1], 0);
-      size_t used = strlen(path);
-      snprintf(path + used, sizeof(path) - used, "%s=%s&", key, esc);
-      curl_free(esc);
+      /* the broker has the last word on the range; a typo is caught here */
+      int is_limit = strcmp(key, "limit") == 0;
+      if (is_limit || strcmp(key, "after_id") == 0) {
+        rc = cli_num_arg(argv[i], argv[i + 1], is_limit ? 1 : 0, LLONG_MAX, help_audit, NULL);
+        if (rc)
+          return rc;
+      }
+      if ((rc = cli_query_add(path, sizeof(path), key, argv[i + 1])) != CLI_EX_OK)
+        return rc;
     }
     rc = cli_call("GET", path, NULL, &out);
     return rc ? rc : cli_emit(out, audit_cols, CLI_NCOLS(audit_cols), 1);

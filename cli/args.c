@@ -2,12 +2,15 @@
 
 #include <curl/curl.h>
 #include <jansson.h>
+#include <limits.h>
 #include <stdio.h>
 #include <string.h>
 #include <termios.h>
 #include <unistd.h>
 
 #include "cli.h"
+#include "error.h"
+#include "num.h"
 
 const char *cli_opt(int argc, char **argv, const char *key) {
   for (int i = 1; i + 1 < argc; i++)
@@ -33,13 +36,45 @@ json_t *cli_csv_array(const char *csv) {
   return a;
 }
 
-void cli_query_add(char *q, size_t n, const char *key, const char *val) {
+int cli_query_add(char *q, size_t n, const char *key, const char *val) {
   if (val == NULL)
-    return;
+    return CLI_EX_OK;
   char *esc = curl_easy_escape(NULL, val, 0);
+  if (esc == NULL) {
+    fprintf(stderr, "gdx: out of memory\n");
+    return CLI_EX_REFUSED;
+  }
   size_t used = strlen(q);
-  snprintf(q + used, n - used, "%s%s=%s", strchr(q, '?') ? "&" : "?", key, esc);
+  int len = snprintf(q + used, n - used, "%s%s=%s", strchr(q, '?') ? "&" : "?", key, esc);
   curl_free(esc);
+  if (len < 0 || (size_t)len >= n - used) { /* a cut query would ask for something else */
+    q[used] = '\0';
+    fprintf(stderr, "gdx: the request's address is longer than %zu bytes\n", n - 1);
+    return CLI_EX_USAGE;
+  }
+  return CLI_EX_OK;
+}
+
+int cli_num_arg(const char *name, const char *text, long long min, long long max,
+                const char *help, long long *out) {
+  long long v;
+  if (gdx_num_parse(text, min, max, &v) == GDX_OK) {
+    if (out)
+      *out = v;
+    return CLI_EX_OK;
+  }
+  char msg[256];
+  if (max == LLONG_MAX)
+    snprintf(msg, sizeof(msg), "%s: must be a whole number, %lld or more (got \"%.64s\")", name,
+             min, text ? text : "");
+  else
+    snprintf(msg, sizeof(msg), "%s: must be a whole number from %lld to %lld (got \"%.64s\")",
+             name, min, max, text ? text : "");
+  return cli_usage_error(msg, help);
+}
+
+int cli_id_arg(const char *name, const char *text, const char *help, long long *out) {
+  return cli_num_arg(name, text, 1, LLONG_MAX, help, out);
 }
 
 int cli_usage_error(const char *msg, const char *help) {

@@ -1,6 +1,7 @@
 /* gdx commands of the catalog and of access to its resources: catalog,
  * requests, authorizations and demands. */
 #include <jansson.h>
+#include <limits.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -8,6 +9,10 @@
 #include "cli.h"
 #include "client.h"
 #include "output.h"
+
+/* The most calls (or records compared) a request may ask for: call_quota in
+ * schemas/json/request_create.json and request_approve.json. */
+#define QUOTA_MAX 1000000000000LL
 
 static const char *const catalog_cols[] = {"resource_code:CODE", "name:NAME",
                                            "provider_name:PROVIDER", "resource_type:TYPE",
@@ -59,10 +64,18 @@ static int cmd_catalog(int argc, char **argv) {
     for (size_t i = 0; i < CLI_NCOLS(keys); i++) {
       char k[32];
       snprintf(k, sizeof(k), "--%s", keys[i]);
-      cli_query_add(path, sizeof(path), keys[i], cli_opt(argc, argv, k));
+      const char *v = cli_opt(argc, argv, k);
+      /* the broker has the last word on the range; a typo is caught here */
+      int is_limit = strcmp(keys[i], "limit") == 0;
+      if (v && (is_limit || strcmp(keys[i], "offset") == 0) &&
+          (rc = cli_num_arg(k, v, is_limit ? 1 : 0, LLONG_MAX, help_catalog, NULL)) != CLI_EX_OK)
+        return rc;
+      if ((rc = cli_query_add(path, sizeof(path), keys[i], v)) != CLI_EX_OK)
+        return rc;
     }
-    if (cli_flag(argc, argv, "--mine"))
-      cli_query_add(path, sizeof(path), "mine", "1");
+    if (cli_flag(argc, argv, "--mine") &&
+        (rc = cli_query_add(path, sizeof(path), "mine", "1")) != CLI_EX_OK)
+      return rc;
     rc = cli_call("GET", path, NULL, &out);
     if (rc == CLI_EX_OK && !cli_opts.json)
       printf("%lld%s found\n", (long long)json_integer_value(json_object_get(out, "total")),
@@ -174,6 +187,11 @@ static const char help_requests[] =
     "compared), call (APIs, with --quota: calls).\n"
     "Approval may be narrower than asked: fewer items, an earlier end, a lower quota.\n";
 
+/* --quota, when given, into *q. */
+static int quota_arg(const char *text, long long *q) {
+  return text ? cli_num_arg("--quota", text, 1, QUOTA_MAX, help_requests, q) : CLI_EX_OK;
+}
+
 static int cmd_requests(int argc, char **argv) {
   if (argc < 1)
     return cli_usage_error("requests needs a subcommand", help_requests);
@@ -189,25 +207,35 @@ static int cmd_requests(int argc, char **argv) {
     if (!res || !purpose || !items || !method || !until)
       return cli_usage_error("apply needs --resource, --purpose, --items, --method, --until",
                              help_requests);
+    long long q = 0;
+    if ((rc = quota_arg(quota, &q)) != CLI_EX_OK)
+      return rc;
     body = json_pack("{s:s, s:s, s:o, s:s, s:s}", "resource_code", res, "purpose", purpose,
                      "data_items", cli_csv_array(items), "method", method, "valid_until", until);
     if (quota)
-      json_object_set_new(body, "call_quota", json_integer(atoll(quota)));
+      json_object_set_new(body, "call_quota", json_integer(q));
     rc = cli_call("POST", "/api/v1/requests", body, &out);
     return rc ? rc : cli_emit(out, request_cols, CLI_NCOLS(request_cols), 0);
   }
   if (strcmp(sub, "list") == 0) {
     snprintf(path, sizeof(path), "/api/v1/requests");
-    cli_query_add(path, sizeof(path), "status", cli_opt(argc, argv, "--status"));
-    cli_query_add(path, sizeof(path), "side", cli_opt(argc, argv, "--side"));
+    if ((rc = cli_query_add(path, sizeof(path), "status", cli_opt(argc, argv, "--status"))) ||
+        (rc = cli_query_add(path, sizeof(path), "side", cli_opt(argc, argv, "--side"))))
+      return rc;
     rc = cli_call("GET", path, NULL, &out);
     return rc ? rc : cli_emit(out, request_cols, CLI_NCOLS(request_cols), 1);
   }
   if (argc < 2)
     return cli_usage_error("give a request id", help_requests);
+  if (strcmp(sub, "show") != 0 && strcmp(sub, "approve") != 0 && strcmp(sub, "reject") != 0 &&
+      strcmp(sub, "cancel") != 0)
+    return cli_usage_error("unknown requests subcommand", help_requests);
+  long long id;
+  if ((rc = cli_id_arg("ID", argv[1], help_requests, &id)) != CLI_EX_OK)
+    return rc;
   const char *opinion = cli_opt(argc, argv, "--opinion");
   if (strcmp(sub, "show") == 0) {
-    snprintf(path, sizeof(path), "/api/v1/requests/%s", argv[1]);
+    snprintf(path, sizeof(path), "/api/v1/requests/%lld", id);
     rc = cli_call("GET", path, NULL, &out);
     static const char *const cols[] = {
         "id:id", "resource_code:resource", "resource_name:name", "provider_code:provider",
@@ -217,23 +245,25 @@ static int cmd_requests(int argc, char **argv) {
     return rc ? rc : cli_emit(out, cols, CLI_NCOLS(cols), 0);
   }
   if (strcmp(sub, "approve") == 0) {
+    const char *quota = cli_opt(argc, argv, "--quota");
+    long long q = 0;
+    if ((rc = quota_arg(quota, &q)) != CLI_EX_OK)
+      return rc;
     body = json_object();
     if (cli_opt(argc, argv, "--items"))
       json_object_set_new(body, "data_items", cli_csv_array(cli_opt(argc, argv, "--items")));
     if (cli_opt(argc, argv, "--until"))
       json_object_set_new(body, "valid_until", json_string(cli_opt(argc, argv, "--until")));
-    if (cli_opt(argc, argv, "--quota"))
-      json_object_set_new(body, "call_quota", json_integer(atoll(cli_opt(argc, argv, "--quota"))));
+    if (quota)
+      json_object_set_new(body, "call_quota", json_integer(q));
     if (opinion)
       json_object_set_new(body, "opinion", json_string(opinion));
   } else if (strcmp(sub, "reject") == 0) {
     if (opinion == NULL)
       return cli_usage_error("reject needs --opinion", help_requests);
     body = json_pack("{s:s}", "opinion", opinion);
-  } else if (strcmp(sub, "cancel") != 0) {
-    return cli_usage_error("unknown requests subcommand", help_requests);
   }
-  snprintf(path, sizeof(path), "/api/v1/requests/%s/%s", argv[1], sub);
+  snprintf(path, sizeof(path), "/api/v1/requests/%lld/%s", id, sub);
   rc = cli_call("POST", path, body, &out);
   return rc ? rc : cli_emit(out, request_cols, CLI_NCOLS(request_cols), 0);
 }
@@ -253,8 +283,11 @@ static int cmd_authorizations(int argc, char **argv) {
     const char *opinion = cli_opt(argc, argv, "--opinion");
     if (opinion == NULL)
       return cli_usage_error("revoke needs --opinion", help_auth);
+    long long id;
+    if ((rc = cli_id_arg("ID", argv[1], help_auth, &id)) != CLI_EX_OK)
+      return rc;
     char path[256];
-    snprintf(path, sizeof(path), "/api/v1/authorizations/%s/revoke", argv[1]);
+    snprintf(path, sizeof(path), "/api/v1/authorizations/%lld/revoke", id);
     rc = cli_call("POST", path, json_pack("{s:s}", "opinion", opinion), &out);
     static const char *const cols[] = {"id:authorization", "status:status"};
     return rc ? rc : cli_emit(out, cols, CLI_NCOLS(cols), 0);
@@ -293,10 +326,13 @@ static int cmd_demands(int argc, char **argv) {
     int a = cli_flag(argc, argv, "--approve"), r = cli_flag(argc, argv, "--reject");
     if (a == r)
       return cli_usage_error("decide takes --approve or --reject", help_demands);
+    long long id;
+    if ((rc = cli_id_arg("ID", argv[1], help_demands, &id)) != CLI_EX_OK)
+      return rc;
     body = json_pack("{s:s}", "decision", a ? "approve" : "reject");
     if (cli_opt(argc, argv, "--opinion"))
       json_object_set_new(body, "opinion", json_string(cli_opt(argc, argv, "--opinion")));
-    snprintf(path, sizeof(path), "/api/v1/demands/%s/decide", argv[1]);
+    snprintf(path, sizeof(path), "/api/v1/demands/%lld/decide", id);
     rc = cli_call("POST", path, body, &out);
     return rc ? rc : cli_emit(out, demand_cols, CLI_NCOLS(demand_cols), 0);
   }
@@ -305,7 +341,10 @@ static int cmd_demands(int argc, char **argv) {
                *method = cli_opt(argc, argv, "--method"), *until = cli_opt(argc, argv, "--until");
     if (!res || !items || !method || !until)
       return cli_usage_error("fulfil needs --resource, --items, --method, --until", help_demands);
-    snprintf(path, sizeof(path), "/api/v1/demands/%s/fulfil", argv[1]);
+    long long id;
+    if ((rc = cli_id_arg("ID", argv[1], help_demands, &id)) != CLI_EX_OK)
+      return rc;
+    snprintf(path, sizeof(path), "/api/v1/demands/%lld/fulfil", id);
     rc = cli_call("POST", path,
                   json_pack("{s:s, s:o, s:s, s:s}", "resource_code", res, "data_items",
                             cli_csv_array(items), "method", method, "valid_until", until),

@@ -10,6 +10,7 @@
 
 #include "args.h"
 #include "cli.h"
+#include "error.h"
 #include "output.h"
 
 static void session_path(char *out, size_t n, int mkdirs) {
@@ -58,16 +59,20 @@ const char *cli_broker_url(json_t *s) {
   return saved ? saved : "http://127.0.0.1:8080";
 }
 
-size_t cli_collect(char *p, size_t s, size_t n, void *ud) {
-  cli_buf *b = ud;
-  if (b->len + s * n + 1 > b->cap) {
-    b->cap = (b->len + s * n + 1) * 2;
-    b->data = realloc(b->data, b->cap);
+/* "Authorization: Bearer " and a token: the broker's session and access
+ * tokens are about a hundred characters. */
+#define BEARER_LINE_MAX 1024
+
+void cli_size_text(size_t n, char *out, size_t outlen) {
+  static const char *const units[] = {"GiB", "MiB", "KiB"};
+  for (int i = 0; i < 3; i++) {
+    size_t unit = (size_t)1 << (10 * (3 - i));
+    if (n >= unit && n % unit == 0) {
+      snprintf(out, outlen, "%zu %s", n / unit, units[i]);
+      return;
+    }
   }
-  memcpy(b->data + b->len, p, s * n);
-  b->len += s * n;
-  b->data[b->len] = '\0';
-  return s * n;
+  snprintf(out, outlen, "%zu bytes", n);
 }
 
 int cli_exit_for(long status) {
@@ -80,56 +85,134 @@ int cli_exit_for(long status) {
   }
 }
 
-/* Calls the API (taking over `body`); on success returns CLI_EX_OK and *out;
- * otherwise prints the error and returns the exit status. */
-int cli_call(const char *method, const char *path, json_t *body, json_t **out) {
-  json_t *s = cli_session_load();
-  const char *base = cli_broker_url(s);
-  const char *token = json_string_value(json_object_get(s, "token"));
-  char url[2048], auth[256];
-  snprintf(url, sizeof(url), "%s%s", base, path);
+int cli_out_of_memory(void) {
+  fprintf(stderr, "gdx: out of memory\n");
+  return CLI_EX_REFUSED;
+}
+
+int cli_header_add(struct curl_slist **h, const char *line) {
+  struct curl_slist *longer = curl_slist_append(*h, line);
+  if (longer == NULL)
+    return GDX_ENOMEM;
+  *h = longer;
+  return GDX_OK;
+}
+
+int cli_header_bearer(struct curl_slist **h, const char *token) {
+  char line[BEARER_LINE_MAX];
+  int n = snprintf(line, sizeof(line), "Authorization: Bearer %s", token);
+  if (n < 0 || (size_t)n >= sizeof(line))
+    return GDX_ETOOBIG;
+  return cli_header_add(h, line);
+}
+
+int cli_header_failed(int err, const char *lead) {
+  if (err != GDX_ETOOBIG) {
+    fprintf(stderr, "%s", lead);
+    return cli_out_of_memory();
+  }
+  fprintf(stderr, "%sgdx: the token is longer than any the broker issues\n", lead);
+  return CLI_EX_USAGE;
+}
+
+void cli_body_init(cli_body *b, size_t cap, size_t refusal_cap) {
+  memset(b, 0, sizeof(*b));
+  gdx_buf_init(&b->buf, cap);
+  b->refusal_cap = refusal_cap;
+}
+
+void cli_body_free(cli_body *b) {
+  gdx_buf_free(&b->buf);
+}
+
+int cli_body_failed(const cli_body *b, const char *what, const char *lead) {
+  int ex = b->status >= 400 ? cli_exit_for(b->status) : CLI_EX_REFUSED;
+  if (b->err != GDX_ETOOBIG) {
+    fprintf(stderr, "%s", lead);
+    cli_out_of_memory();
+    return ex;
+  }
+  char size[32];
+  cli_size_text(b->buf.cap, size, sizeof(size));
+  if (b->status >= 400)
+    fprintf(stderr, "%sgdx: %s is larger than %s (HTTP %ld)\n", lead, what, size, b->status);
+  else
+    fprintf(stderr, "%sgdx: %s is larger than %s\n", lead, what, size);
+  return ex;
+}
+
+static size_t on_body(char *p, size_t size, size_t n, void *ud) {
+  cli_body *b = ud;
+  if (!b->status_seen) { /* a refusal only needs room for its JSON error */
+    b->status_seen = 1;
+    curl_easy_getinfo(b->easy, CURLINFO_RESPONSE_CODE, &b->status);
+    if (b->status >= 400 && b->refusal_cap && b->refusal_cap < b->buf.cap)
+      b->buf.cap = b->refusal_cap;
+  }
+  int err = gdx_buf_append(&b->buf, p, size * n);
+  if (err) {
+    b->err = err;
+    return 0; /* curl stops with CURLE_WRITE_ERROR */
+  }
+  return size * n;
+}
+
+/* The value of the header line p (len bytes, which curl does not end with a
+ * NUL) into out when the line is `name` ("Name: "). */
+static void header_value(const char *p, size_t len, const char *name, char *out, size_t n) {
+  size_t k = strlen(name), end = k;
+  if (len <= k || strncasecmp(p, name, k) != 0)
+    return;
+  while (end < len && p[end] != '\r' && p[end] != '\n')
+    end++;
+  snprintf(out, n, "%.*s", (int)(end - k), p + k);
+}
+
+static size_t on_header(char *p, size_t s, size_t n, void *ud) {
+  cli_answer_meta *m = ud;
+  header_value(p, s * n, "X-Request-Id: ", m->request_id, sizeof(m->request_id));
+  header_value(p, s * n, "X-Gdx-Error-Type: ", m->error_type, sizeof(m->error_type));
+  return s * n;
+}
+
+CURLcode cli_perform(const cli_request *rq, cli_body *b, cli_answer_meta *meta) {
+  memset(meta, 0, sizeof(*meta));
   CURL *e = curl_easy_init();
-  struct curl_slist *h = curl_slist_append(NULL, "Accept: application/json");
-  if (token) {
-    snprintf(auth, sizeof(auth), "Authorization: Bearer %s", token);
-    h = curl_slist_append(h, auth);
+  if (e == NULL) {
+    b->err = GDX_ENOMEM;
+    return CURLE_OUT_OF_MEMORY;
   }
-  char *payload = NULL;
-  if (body) {
-    payload = json_dumps(body, JSON_COMPACT);
-    h = curl_slist_append(h, "Content-Type: application/json");
-    curl_easy_setopt(e, CURLOPT_POSTFIELDS, payload);
+  b->easy = e;
+  curl_easy_setopt(e, CURLOPT_URL, rq->url);
+  curl_easy_setopt(e, CURLOPT_CUSTOMREQUEST, rq->method);
+  curl_easy_setopt(e, CURLOPT_HTTPHEADER, rq->headers);
+  curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, on_body);
+  curl_easy_setopt(e, CURLOPT_WRITEDATA, b);
+  curl_easy_setopt(e, CURLOPT_HEADERFUNCTION, on_header);
+  curl_easy_setopt(e, CURLOPT_HEADERDATA, meta);
+  curl_easy_setopt(e, CURLOPT_ERRORBUFFER, meta->curl_error);
+  curl_easy_setopt(e, CURLOPT_TIMEOUT, rq->timeout_s);
+  if (rq->decode)
+    curl_easy_setopt(e, CURLOPT_ACCEPT_ENCODING, ""); /* whatever curl can decode */
+  if (strcmp(rq->method, "HEAD") == 0)
+    curl_easy_setopt(e, CURLOPT_NOBODY, 1L);
+  if (rq->body) {
+    curl_easy_setopt(e, CURLOPT_POSTFIELDS, rq->body);
+    curl_easy_setopt(e, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)rq->body_len);
   }
-  cli_buf b = {0};
-  char errbuf[CURL_ERROR_SIZE] = "";
-  curl_easy_setopt(e, CURLOPT_URL, url);
-  curl_easy_setopt(e, CURLOPT_CUSTOMREQUEST, method);
-  curl_easy_setopt(e, CURLOPT_HTTPHEADER, h);
-  curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, cli_collect);
-  curl_easy_setopt(e, CURLOPT_WRITEDATA, &b);
-  curl_easy_setopt(e, CURLOPT_ERRORBUFFER, errbuf);
-  curl_easy_setopt(e, CURLOPT_TIMEOUT, 60L);
-  CURLcode rc = curl_easy_perform(e);
-  long status = 0;
-  curl_easy_getinfo(e, CURLINFO_RESPONSE_CODE, &status);
-  curl_slist_free_all(h);
+  CURLcode cr = curl_easy_perform(e);
+  curl_easy_getinfo(e, CURLINFO_RESPONSE_CODE, &b->status);
   curl_easy_cleanup(e);
-  if (payload)
-    explicit_bzero(payload, strlen(payload)); /* may hold a password */
-  free(payload);
-  json_decref(body);
-  json_decref(s);
-  if (rc != CURLE_OK) {
-    fprintf(stderr, "gdx: cannot reach the broker at %s: %s\n", base,
-            errbuf[0] ? errbuf : curl_easy_strerror(rc));
-    free(b.data);
-    return CLI_EX_UNREACHABLE;
-  }
-  json_t *j = b.data ? json_loads(b.data, 0, NULL) : NULL;
-  free(b.data);
-  if (status >= 200 && status < 300) {
+  b->easy = NULL;
+  return cr;
+}
+
+/* The REST API's answer in b: *out for a success, else the refusal printed. */
+static int read_api_answer(const cli_body *b, json_t **out) {
+  json_t *j = b->buf.data ? json_loads(b->buf.data, 0, NULL) : NULL;
+  if (b->status >= 200 && b->status < 300) {
     *out = j ? j : json_object();
-    return CLI_EX_OK;
+    return *out ? CLI_EX_OK : cli_out_of_memory();
   }
   json_t *err = json_object_get(j, "error");
   const char *code = json_string_value(json_object_get(err, "code"));
@@ -139,13 +222,69 @@ int cli_call(const char *method, const char *path, json_t *body, json_t **out) {
     json_dumpf(j, stderr, JSON_INDENT(2)), fputc('\n', stderr);
   else
     fprintf(stderr, "gdx: %s (%s, HTTP %ld%s%s)\n", msg ? msg : "the broker refused the request",
-            code ? code : "?", status, rid ? ", request " : "", rid ? rid : "");
-  if (code && status == 401)
+            code ? code : "?", b->status, rid ? ", request " : "", rid ? rid : "");
+  if (code && b->status == 401)
     fprintf(stderr, "gdx: log in with: gdx login USER\n");
   if (code && strcmp(code, "password_change_required") == 0)
     fprintf(stderr, "gdx: change it with: gdx passwd\n");
   json_decref(j);
-  return cli_exit_for(status);
+  return cli_exit_for(b->status);
+}
+
+/* One request to the REST API with the session's token; payload may be NULL. */
+static int api_request(const char *method, const char *base, const char *path,
+                       const char *token, const char *payload, json_t **out) {
+  char url[4096];
+  int n = snprintf(url, sizeof(url), "%s%s", base, path);
+  if (n < 0 || (size_t)n >= sizeof(url)) {
+    fprintf(stderr, "gdx: the request's address is longer than %zu bytes\n", sizeof(url) - 1);
+    return CLI_EX_USAGE;
+  }
+  struct curl_slist *h = NULL;
+  int err = cli_header_add(&h, "Accept: application/json");
+  if (!err && token)
+    err = cli_header_bearer(&h, token);
+  if (!err && payload)
+    err = cli_header_add(&h, "Content-Type: application/json");
+  if (err) {
+    curl_slist_free_all(h);
+    return cli_header_failed(err, "");
+  }
+  cli_request rq = {.method = method, .url = url, .headers = h, .body = payload,
+                    .body_len = payload ? strlen(payload) : 0, .timeout_s = 60};
+  cli_body b;
+  cli_body_init(&b, CLI_CAP_API_ANSWER, CLI_CAP_REFUSAL);
+  cli_answer_meta meta;
+  CURLcode cr = cli_perform(&rq, &b, &meta);
+  curl_slist_free_all(h);
+  int ex;
+  if (b.err) {
+    ex = cli_body_failed(&b, "the broker's answer", "");
+  } else if (cr != CURLE_OK) {
+    fprintf(stderr, "gdx: cannot reach the broker at %s: %s\n", base,
+            meta.curl_error[0] ? meta.curl_error : curl_easy_strerror(cr));
+    ex = CLI_EX_UNREACHABLE;
+  } else {
+    ex = read_api_answer(&b, out);
+  }
+  cli_body_free(&b);
+  return ex;
+}
+
+int cli_call(const char *method, const char *path, json_t *body, json_t **out) {
+  char *payload = body ? json_dumps(body, JSON_COMPACT) : NULL;
+  int failed = body && payload == NULL;
+  json_decref(body);
+  if (failed)
+    return cli_out_of_memory();
+  json_t *s = cli_session_load(); /* holds the broker's address: kept to the end */
+  const char *token = json_string_value(json_object_get(s, "token"));
+  int ex = api_request(method, cli_broker_url(s), path, token, payload, out);
+  if (payload)
+    explicit_bzero(payload, strlen(payload)); /* may hold a password */
+  free(payload);
+  json_decref(s);
+  return ex;
 }
 
 int cli_item_verb(const char *base, const char *verb, const char *id, const char *const *cols,
@@ -158,16 +297,6 @@ int cli_item_verb(const char *base, const char *verb, const char *id, const char
     snprintf(path, sizeof(path), "%s/%s/%s", base, id, verb);
   int rc = cli_call(strcmp(verb, "show") == 0 ? "GET" : "POST", path, NULL, &out);
   return rc ? rc : cli_emit(out, cols, ncols, 0);
-}
-
-static size_t call_header(char *p, size_t s, size_t n, void *ud) {
-  cli_call_meta *m = ud;
-  size_t len = s * n;
-  if (len > 14 && strncasecmp(p, "X-Request-Id: ", 14) == 0)
-    snprintf(m->request_id, sizeof(m->request_id), "%.*s", (int)strcspn(p + 14, "\r\n"), p + 14);
-  if (len > 18 && strncasecmp(p, "X-Gdx-Error-Type: ", 18) == 0)
-    snprintf(m->error_type, sizeof(m->error_type), "%.*s", (int)strcspn(p + 18, "\r\n"), p + 18);
-  return len;
 }
 
 int cli_access_token(const char *client, char *out, size_t n) {
@@ -184,67 +313,49 @@ int cli_access_token(const char *client, char *out, size_t n) {
   if (rc)
     return rc;
   const char *at = json_string_value(json_object_get(res, "access_token"));
-  snprintf(out, n, "%s", at ? at : "");
+  int len = snprintf(out, n, "%s", at ? at : "");
   json_decref(res);
+  if (len < 0 || (size_t)len >= n) { /* a cut token would only be refused later, less clearly */
+    fprintf(stderr, "gdx: the broker's access token is longer than %zu bytes\n", n - 1);
+    return CLI_EX_REFUSED;
+  }
   return CLI_EX_OK;
 }
 
-CURLcode cli_svc_perform(const char *method, const char *url, struct curl_slist *h,
-                         const char *body, size_t blen, int decode, cli_buf *b,
-                         cli_call_meta *meta, long *status) {
-  CURL *e = curl_easy_init();
-  curl_easy_setopt(e, CURLOPT_URL, url);
-  curl_easy_setopt(e, CURLOPT_CUSTOMREQUEST, method);
-  curl_easy_setopt(e, CURLOPT_HTTPHEADER, h);
-  curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, cli_collect);
-  curl_easy_setopt(e, CURLOPT_WRITEDATA, b);
-  curl_easy_setopt(e, CURLOPT_HEADERFUNCTION, call_header);
-  curl_easy_setopt(e, CURLOPT_HEADERDATA, meta);
-  curl_easy_setopt(e, CURLOPT_TIMEOUT, 120L);
-  if (decode)
-    curl_easy_setopt(e, CURLOPT_ACCEPT_ENCODING, ""); /* whatever curl can decode */
-  if (strcmp(method, "HEAD") == 0)
-    curl_easy_setopt(e, CURLOPT_NOBODY, 1L);
-  if (body) {
-    curl_easy_setopt(e, CURLOPT_POSTFIELDS, body);
-    curl_easy_setopt(e, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)blen);
+json_t *cli_svc_get(const char *url, const char *token, size_t cap, int *ex) {
+  struct curl_slist *h = NULL;
+  int err = cli_header_bearer(&h, token);
+  if (err) {
+    curl_slist_free_all(h);
+    *ex = cli_header_failed(err, "\n");
+    return NULL;
   }
-  CURLcode cr = curl_easy_perform(e);
-  curl_easy_getinfo(e, CURLINFO_RESPONSE_CODE, status);
-  curl_easy_cleanup(e);
-  return cr;
-}
-
-
-json_t *cli_svc_get(const char *url, const char *token, int *ex) {
-  char auth[600];
-  snprintf(auth, sizeof(auth), "Authorization: Bearer %s", token);
-  struct curl_slist *h = curl_slist_append(NULL, auth);
-  cli_buf b = {0};
-  cli_call_meta meta = {"", ""};
-  long status = 0;
-  CURLcode cr = cli_svc_perform("GET", url, h, NULL, 0, 1, &b, &meta, &status);
+  cli_request rq = {.method = "GET", .url = url, .headers = h, .timeout_s = 120, .decode = 1};
+  cli_body b;
+  cli_body_init(&b, cap, CLI_CAP_REFUSAL);
+  cli_answer_meta meta;
+  CURLcode cr = cli_perform(&rq, &b, &meta);
   curl_slist_free_all(h);
-  json_t *j = cr == CURLE_OK && b.data ? json_loads(b.data, 0, NULL) : NULL;
-  free(b.data);
-  if (cr != CURLE_OK) {
+  json_t *j = NULL;
+  if (b.err) {
+    *ex = cli_body_failed(&b, "the broker's answer", "\n");
+  } else if (cr != CURLE_OK) {
     fprintf(stderr, "\ngdx: the broker cannot be reached: %s\n", curl_easy_strerror(cr));
     *ex = CLI_EX_UNREACHABLE;
-  } else if (status != 200 || !json_is_object(j)) {
-    json_t *err = json_object_get(j, "error");
-    fprintf(stderr, "\ngdx: %s (%s, HTTP %ld%s%s, request %s)\n",
-            json_string_value(json_object_get(err, "message"))
-                ? json_string_value(json_object_get(err, "message"))
-                : "the fetch failed",
-            json_string_value(json_object_get(err, "code"))
-                ? json_string_value(json_object_get(err, "code"))
-                : "?",
-            status, meta.error_type[0] ? ", failed at: " : "", meta.error_type, meta.request_id);
-    *ex = cli_exit_for(status);
   } else {
-    return j;
+    j = b.buf.data ? json_loads(b.buf.data, 0, NULL) : NULL;
+    if (b.status != 200 || !json_is_object(j)) {
+      json_t *e = json_object_get(j, "error");
+      const char *msg = json_string_value(json_object_get(e, "message"));
+      const char *code = json_string_value(json_object_get(e, "code"));
+      fprintf(stderr, "\ngdx: %s (%s, HTTP %ld%s%s, request %s)\n",
+              msg ? msg : "the fetch failed", code ? code : "?", b.status,
+              meta.error_type[0] ? ", failed at: " : "", meta.error_type, meta.request_id);
+      *ex = cli_exit_for(b.status);
+      json_decref(j);
+      j = NULL;
+    }
   }
-  json_decref(j);
-  return NULL;
+  cli_body_free(&b);
+  return j;
 }
-

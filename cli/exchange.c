@@ -4,12 +4,13 @@
 #include <curl/curl.h>
 #include <jansson.h>
 #include <stdio.h>
-#include <stdlib.h>
 #include <string.h>
 
 #include "args.h"
+#include "buf.h"
 #include "cli.h"
 #include "client.h"
+#include "error.h"
 #include "output.h"
 
 static const char *const node_cols[] = {"id:ID", "unit_code:UNIT", "node_id:NODE",
@@ -60,7 +61,10 @@ static int cmd_nodes(int argc, char **argv) {
     return rc ? rc : cli_emit(out, cols, CLI_NCOLS(cols), 0);
   }
   if (argc >= 2 && (strcmp(argv[0], "status") == 0 || strcmp(argv[0], "show") == 0)) {
-    snprintf(path, sizeof(path), "/api/v1/nodes/%s", argv[1]);
+    long long id;
+    if ((rc = cli_id_arg("ID", argv[1], help_nodes, &id)) != CLI_EX_OK)
+      return rc;
+    snprintf(path, sizeof(path), "/api/v1/nodes/%lld", id);
     rc = cli_call("GET", path, NULL, &out);
     if (rc)
       return rc;
@@ -86,13 +90,18 @@ static int cmd_nodes(int argc, char **argv) {
   if (argc >= 2 && strcmp(argv[0], "token") == 0) {
     static const char *const cols[] = {"id:id", "enrollment_token:enrollment token",
                                        "token_expires_in_s:expires in (s)"};
+    if ((rc = cli_id_arg("ID", argv[1], help_nodes, NULL)) != CLI_EX_OK)
+      return rc;
     return cli_item_verb("/api/v1/nodes", "token", argv[1], cols, CLI_NCOLS(cols));
   }
   if (argc >= 2 && strcmp(argv[0], "revoke") == 0) {
     const char *opinion = cli_opt(argc, argv, "--opinion");
     if (opinion == NULL)
       return cli_usage_error("revoke needs --opinion", help_nodes);
-    snprintf(path, sizeof(path), "/api/v1/nodes/%s/revoke", argv[1]);
+    long long id;
+    if ((rc = cli_id_arg("ID", argv[1], help_nodes, &id)) != CLI_EX_OK)
+      return rc;
+    snprintf(path, sizeof(path), "/api/v1/nodes/%lld/revoke", id);
     rc = cli_call("POST", path, json_pack("{s:s}", "opinion", opinion), &out);
     static const char *const cols[] = {"id:node", "status:status"};
     return rc ? rc : cli_emit(out, cols, CLI_NCOLS(cols), 0);
@@ -120,10 +129,13 @@ static int cmd_credentials(int argc, char **argv) {
   }
   if (argc >= 1 && strcmp(argv[0], "create") == 0) {
     const char *a = cli_opt(argc, argv, "--authorization");
-    if (a == NULL || atoll(a) <= 0)
+    if (a == NULL)
       return cli_usage_error("create needs --authorization ID", help_credentials);
+    long long id;
+    if ((rc = cli_id_arg("--authorization", a, help_credentials, &id)) != CLI_EX_OK)
+      return rc;
     rc = cli_call("POST", "/api/v1/credentials",
-                  json_pack("{s:I}", "authorization_id", (json_int_t)atoll(a)), &out);
+                  json_pack("{s:I}", "authorization_id", (json_int_t)id), &out);
     return rc ? rc : cli_emit(out, secret_cols, CLI_NCOLS(secret_cols), 0);
   }
   if (argc >= 2 && strcmp(argv[0], "rotate") == 0)
@@ -145,19 +157,82 @@ static const char help_call[] =
     "request id to standard error (with --json: one JSON object with all three).\n"
     "Example: gdx call --client-id gdxc_… 101/000001 persons/42\n";
 
+/* The body of gdx call --data-file, read whole into b (capped). */
+static int read_data_file(const char *path, gdx_buf *b) {
+  FILE *f = fopen(path, "rb");
+  if (f == NULL) {
+    fprintf(stderr, "gdx: cannot read %s\n", path);
+    return CLI_EX_USAGE;
+  }
+  char chunk[65536];
+  size_t n;
+  int err = GDX_OK;
+  while (err == GDX_OK && (n = fread(chunk, 1, sizeof(chunk), f)) > 0)
+    err = gdx_buf_append(b, chunk, n);
+  int unreadable = ferror(f);
+  fclose(f);
+  if (err == GDX_ETOOBIG) {
+    char size[32];
+    cli_size_text(b->cap, size, sizeof(size));
+    fprintf(stderr, "gdx: %s is larger than %s, the most a broker accepts\n", path, size);
+    return CLI_EX_USAGE;
+  }
+  if (err)
+    return cli_out_of_memory();
+  if (unreadable) {
+    fprintf(stderr, "gdx: cannot read %s\n", path);
+    return CLI_EX_USAGE;
+  }
+  return CLI_EX_OK;
+}
+
+/* Performs a call and prints its answer: the body to standard output and
+ * the status to standard error, or one JSON object with --json. */
+static int call_and_print(const cli_request *rq) {
+  cli_body b;
+  cli_body_init(&b, CLI_CAP_CALL_ANSWER, 0); /* an API's refusal is its answer too */
+  cli_answer_meta meta;
+  CURLcode cr = cli_perform(rq, &b, &meta);
+  int ex;
+  if (b.err) {
+    ex = cli_body_failed(&b, "the API's answer", "");
+  } else if (cr != CURLE_OK) {
+    fprintf(stderr, "gdx: the call failed: %s\n", curl_easy_strerror(cr));
+    ex = CLI_EX_UNREACHABLE;
+  } else {
+    const char *data = b.buf.data;
+    if (cli_opts.json) {
+      json_t *parsed = data ? json_loads(data, 0, NULL) : NULL;
+      json_t *o = json_pack("{s:I, s:s, s:o}", "status", (json_int_t)b.status, "request_id",
+                            meta.request_id, "body",
+                            parsed ? parsed : json_string(data ? data : ""));
+      json_dumpf(o, stdout, JSON_INDENT(2));
+      fputc('\n', stdout);
+      json_decref(o);
+    } else {
+      if (data)
+        fwrite(data, 1, b.buf.len, stdout);
+      fprintf(stderr, "HTTP %ld%s%s, request %s\n", b.status,
+              meta.error_type[0] ? ", failed at: " : "", meta.error_type, meta.request_id);
+    }
+    ex = b.status >= 200 && b.status < 300 ? CLI_EX_OK : cli_exit_for(b.status);
+  }
+  cli_body_free(&b);
+  return ex;
+}
 
 static int cmd_call(int argc, char **argv) {
   const char *method = "GET", *data = NULL, *data_file = NULL, *client = NULL, *token = NULL;
   const char *pos[2] = {NULL, NULL};
-  int npos = 0;
+  int npos = 0, err = GDX_OK;
   struct curl_slist *h = NULL;
-  for (int i = 0; i < argc; i++) {
+  for (int i = 0; i < argc && err == GDX_OK; i++) {
     int more = i + 1 < argc;
     if ((strcmp(argv[i], "-X") == 0 || strcmp(argv[i], "--method") == 0) && more) method = argv[++i];
     else if (strcmp(argv[i], "--data") == 0 && more) data = argv[++i];
     else if (strcmp(argv[i], "--data-file") == 0 && more) data_file = argv[++i];
     else if ((strcmp(argv[i], "-H") == 0 || strcmp(argv[i], "--header") == 0) && more)
-      h = curl_slist_append(h, argv[++i]);
+      err = cli_header_add(&h, argv[++i]);
     else if (strcmp(argv[i], "--client-id") == 0 && more) client = argv[++i];
     else if (strcmp(argv[i], "--token") == 0 && more) token = argv[++i];
     else if (npos < 2 && argv[i][0] != '-') pos[npos++] = argv[i];
@@ -165,6 +240,10 @@ static int cmd_call(int argc, char **argv) {
       curl_slist_free_all(h);
       return cli_usage_error("unexpected argument", help_call);
     }
+  }
+  if (err) {
+    curl_slist_free_all(h);
+    return cli_out_of_memory();
   }
   if (npos < 1 || (!client && !token)) {
     curl_slist_free_all(h);
@@ -180,61 +259,37 @@ static int cmd_call(int argc, char **argv) {
     token = tokbuf;
   }
   json_t *s = cli_session_load();
-  char url[4096], auth[600];
+  char url[4096];
   const char *path = pos[1] ? pos[1] : "";
-  snprintf(url, sizeof(url), "%s/svc/%s/%s", cli_broker_url(s), pos[0],
-           path[0] == '/' ? path + 1 : path);
+  int len = snprintf(url, sizeof(url), "%s/svc/%s/%s", cli_broker_url(s), pos[0],
+                     path[0] == '/' ? path + 1 : path);
   json_decref(s);
-  snprintf(auth, sizeof(auth), "Authorization: Bearer %s", token);
-  h = curl_slist_append(h, auth);
-  char *body = NULL;
-  size_t blen = 0;
-  if (data_file) {
-    FILE *f = fopen(data_file, "rb");
-    if (f == NULL) {
-      fprintf(stderr, "gdx: cannot read %s\n", data_file);
-      curl_slist_free_all(h);
-      return CLI_EX_USAGE;
+  if (len < 0 || (size_t)len >= sizeof(url)) {
+    curl_slist_free_all(h);
+    fprintf(stderr, "gdx: the request's address is longer than %zu bytes\n", sizeof(url) - 1);
+    return CLI_EX_USAGE;
+  }
+  if ((err = cli_header_bearer(&h, token)) != GDX_OK) {
+    curl_slist_free_all(h);
+    return cli_header_failed(err, "");
+  }
+  gdx_buf file;
+  gdx_buf_init(&file, CLI_CAP_CALL_DATA);
+  int ex = data_file ? read_data_file(data_file, &file) : CLI_EX_OK;
+  if (ex == CLI_EX_OK) {
+    cli_request rq = {.method = method, .url = url, .headers = h, .timeout_s = 120};
+    if (data_file) {
+      rq.body = file.data; /* NULL for an empty file: no body, as before */
+      rq.body_len = file.len;
+    } else if (data) {
+      rq.body = data;
+      rq.body_len = strlen(data);
     }
-    cli_buf b = {0};
-    char chunk[65536];
-    size_t n;
-    while ((n = fread(chunk, 1, sizeof(chunk), f)) > 0)
-      cli_collect(chunk, 1, n, &b);
-    fclose(f);
-    body = b.data;
-    blen = b.len;
-  } else if (data) {
-    body = strdup(data);
-    blen = strlen(data);
+    ex = call_and_print(&rq);
   }
-  cli_buf b = {0};
-  cli_call_meta meta = {"", ""};
-  long status = 0;
-  CURLcode cr = cli_svc_perform(method, url, h, body, blen, 0, &b, &meta, &status);
   curl_slist_free_all(h);
-  free(body);
-  if (cr != CURLE_OK) {
-    fprintf(stderr, "gdx: the call failed: %s\n", curl_easy_strerror(cr));
-    free(b.data);
-    return CLI_EX_UNREACHABLE;
-  }
-  if (cli_opts.json) {
-    json_t *parsed = b.data ? json_loads(b.data, 0, NULL) : NULL;
-    json_t *o = json_pack("{s:I, s:s, s:o}", "status", (json_int_t)status, "request_id",
-                          meta.request_id, "body",
-                          parsed ? parsed : json_string(b.data ? b.data : ""));
-    json_dumpf(o, stdout, JSON_INDENT(2));
-    fputc('\n', stdout);
-    json_decref(o);
-  } else {
-    if (b.data)
-      fwrite(b.data, 1, b.len, stdout);
-    fprintf(stderr, "HTTP %ld%s%s, request %s\n", status, meta.error_type[0] ? ", failed at: " : "",
-            meta.error_type, meta.request_id);
-  }
-  free(b.data);
-  return status >= 200 && status < 300 ? CLI_EX_OK : cli_exit_for(status);
+  gdx_buf_free(&file);
+  return ex;
 }
 
 static const char help_subscriptions[] =
@@ -311,42 +366,40 @@ static int cmd_subscriptions(int argc, char **argv) {
     rc = cli_call("GET", "/api/v1/subscriptions", NULL, &out);
     return rc ? rc : cli_emit(out, sub_cols, CLI_NCOLS(sub_cols), 1);
   }
-  if (argc >= 2 && strcmp(argv[0], "report") == 0) {
-    if (atoll(argv[1]) <= 0)
-      return cli_usage_error("report needs an authorization id", help_subscriptions);
+  int known = strcmp(argv[0], "report") == 0 || strcmp(argv[0], "reconcile") == 0 ||
+              strcmp(argv[0], "files") == 0;
+  if (argc < 2 || !known)
+    return cli_usage_error("subscriptions takes list, report, reconcile or files",
+                           help_subscriptions);
+  long long aid;
+  if ((rc = cli_id_arg("AUTHORIZATION", argv[1], help_subscriptions, &aid)) != CLI_EX_OK)
+    return rc;
+  if (strcmp(argv[0], "report") == 0) {
     const char *date = cli_opt(argc, argv, "--date");
     char path[256];
-    snprintf(path, sizeof(path), "/api/v1/subscriptions/%lld/report%s%s", atoll(argv[1]),
+    snprintf(path, sizeof(path), "/api/v1/subscriptions/%lld/report%s%s", aid,
              date ? "?date=" : "", date && strlen(date) == 10 ? date : "");
     rc = cli_call("GET", path, NULL, &out);
     return rc ? rc : print_report(out);
   }
-  if (argc >= 2 && strcmp(argv[0], "reconcile") == 0) {
-    if (atoll(argv[1]) <= 0)
-      return cli_usage_error("reconcile needs an authorization id", help_subscriptions);
+  if (strcmp(argv[0], "reconcile") == 0) {
     static const char *const cols[] = {"authorization_id:Subscription", "note:Note"};
     return cli_item_verb("/api/v1/subscriptions", "reconcile", argv[1], cols, CLI_NCOLS(cols));
   }
-  if (argc >= 2 && strcmp(argv[0], "files") == 0) {
-    if (atoll(argv[1]) <= 0)
-      return cli_usage_error("files needs an authorization id", help_subscriptions);
-    const char *st = cli_opt(argc, argv, "--status");
-    if (st && strcmp(st, "delivered") != 0 && strcmp(st, "quarantined") != 0)
-      return cli_usage_error("--status is delivered or quarantined", help_subscriptions);
-    const char *fp = cli_opt(argc, argv, "--path");
-    char *efp = fp ? curl_easy_escape(NULL, fp, 0) : NULL;
-    char path[4096];
-    snprintf(path, sizeof(path), "/api/v1/subscriptions/%lld/files?status=%s&path=%s",
-             atoll(argv[1]), st ? st : "", efp ? efp : "");
-    curl_free(efp);
-    static const char *const cols[] = {"path:PATH", "size:BYTES", "status:STATUS",
-                                       "verified:VERIFIED", "resumed_from:RESUMED AT",
-                                       "sha256:SHA-256", "verified_at:AT", "detail:DETAIL"};
-    rc = cli_call("GET", path, NULL, &out);
-    return rc ? rc : cli_emit(out, cols, CLI_NCOLS(cols), 1);
-  }
-  return cli_usage_error("subscriptions takes list, report, reconcile or files",
-                         help_subscriptions);
+  /* files */
+  const char *st = cli_opt(argc, argv, "--status");
+  if (st && strcmp(st, "delivered") != 0 && strcmp(st, "quarantined") != 0)
+    return cli_usage_error("--status is delivered or quarantined", help_subscriptions);
+  char path[4096];
+  snprintf(path, sizeof(path), "/api/v1/subscriptions/%lld/files?status=%s", aid, st ? st : "");
+  const char *fp = cli_opt(argc, argv, "--path");
+  if ((rc = cli_query_add(path, sizeof(path), "path", fp ? fp : "")) != CLI_EX_OK)
+    return rc;
+  static const char *const cols[] = {"path:PATH", "size:BYTES", "status:STATUS",
+                                     "verified:VERIFIED", "resumed_from:RESUMED AT",
+                                     "sha256:SHA-256", "verified_at:AT", "detail:DETAIL"};
+  rc = cli_call("GET", path, NULL, &out);
+  return rc ? rc : cli_emit(out, cols, CLI_NCOLS(cols), 1);
 }
 
 static const char help_reconciliations[] =
@@ -360,10 +413,15 @@ static int cmd_reconciliations(int argc, char **argv) {
     if (strcmp(argv[i], "--authorization") == 0)
       a = argv[i + 1];
   char path[128] = "/api/v1/reconciliations";
-  if (a)
-    snprintf(path, sizeof(path), "/api/v1/reconciliations?authorization=%lld", atoll(a));
+  int rc;
+  if (a) {
+    long long aid;
+    if ((rc = cli_id_arg("--authorization", a, help_reconciliations, &aid)) != CLI_EX_OK)
+      return rc;
+    snprintf(path, sizeof(path), "/api/v1/reconciliations?authorization=%lld", aid);
+  }
   json_t *out;
-  int rc = cli_call("GET", path, NULL, &out);
+  rc = cli_call("GET", path, NULL, &out);
   return rc ? rc : cli_emit(out, recon_cols, CLI_NCOLS(recon_cols), 1);
 }
 
@@ -378,6 +436,9 @@ static int cmd_alarms(int argc, char **argv) {
   json_t *out;
   if (argc >= 2 && strcmp(argv[0], "ack") == 0) {
     static const char *const cols[] = {"id:Alarm", "state:State"};
+    int rc = cli_id_arg("ID", argv[1], help_alarms, NULL);
+    if (rc)
+      return rc;
     return cli_item_verb("/api/v1/alarms", "ack", argv[1], cols, CLI_NCOLS(cols));
   }
   int all = 0;

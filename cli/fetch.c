@@ -5,7 +5,7 @@
 #include <curl/curl.h>
 #include <errno.h>
 #include <jansson.h>
-#include <openssl/evp.h>
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -15,7 +15,16 @@
 #include "args.h"
 #include "cli.h"
 #include "client.h"
+#include "digest.h"
+#include "error.h"
 #include "output.h"
+
+#define PAGE_MAX 10000   /* rows a snapshot page may ask for (the adapter's READ_MAX_ROWS) */
+#define PAGE_DEFAULT 5000
+/* The chunk sizes a provider may announce, as a consumer node accepts them;
+ * one chunk is read into memory when a download resumes. */
+#define CHUNK_MIN 4096
+#define CHUNK_MAX (64 << 20)
 
 static const char help_fetch[] =
     "Usage: gdx fetch (--client-id ID [--password-stdin] | --token TOKEN) RESOURCE\n"
@@ -60,7 +69,6 @@ static void csv_field(FILE *f, json_t *v) {
   fputc('"', f);
 }
 
-
 /* ---- files of a folder resource ---- */
 
 static const char *const file_cols[] = {"path:PATH", "size:BYTES", "format:FORMAT",
@@ -70,40 +78,114 @@ static const char *const file_cols[] = {"path:PATH", "size:BYTES", "format:FORMA
  * why. */
 static json_t *list_files(const char *base, const char *token, int *ex) {
   json_t *all = json_array();
+  if (all == NULL) {
+    *ex = cli_out_of_memory();
+    return NULL;
+  }
   char since[128] = "";
   for (;;) {
     char url[4096];
     snprintf(url, sizeof(url), "%s/files?limit=1000%s%s", base, since[0] ? "&since=" : "",
              since);
-    json_t *j = cli_svc_get(url, token, ex);
+    json_t *j = cli_svc_get(url, token, CLI_CAP_FILE_LIST, ex);
     if (j == NULL) {
       json_decref(all);
       return NULL;
     }
     json_array_extend(all, json_object_get(j, "files"));
-    snprintf(since, sizeof(since), "%s.%lld", json_string_value(json_object_get(j, "epoch")),
-             (long long)json_integer_value(json_object_get(j, "gen")));
+    const char *epoch = json_string_value(json_object_get(j, "epoch"));
+    int len = snprintf(since, sizeof(since), "%s.%lld", epoch ? epoch : "",
+                       (long long)json_integer_value(json_object_get(j, "gen")));
     int more = json_is_true(json_object_get(j, "more"));
     json_decref(j);
+    if (more && (epoch == NULL || len < 0 || (size_t)len >= sizeof(since))) {
+      /* the next page could not be asked for: better no listing than a short one */
+      fprintf(stderr, "gdx: the provider's listing has no usable position to go on from\n");
+      json_decref(all);
+      *ex = CLI_EX_REFUSED;
+      return NULL;
+    }
     if (!more)
       break;
   }
-  return json_pack("{s:o}", "items", all);
+  json_t *items = json_pack("{s:o}", "items", all);
+  if (items == NULL)
+    *ex = cli_out_of_memory();
+  return items;
 }
 
-/* A SHA-256 digest as the provider's hex. */
-static void md_hex(const unsigned char md[32], char hex[65]) {
-  for (int i = 0; i < 32; i++)
-    snprintf(hex + 2 * i, 3, "%02x", md[i]);
+/* A file version as its provider describes it. */
+typedef struct {
+  char sha256[GDX_SHA256_HEX_SIZE];
+  long long size, chunk, nchunks;
+  char *hashes; /* nchunks SHA-256s in hex, 64 characters each, no NULs */
+} file_version;
+
+/* The current version's size, SHA-256 and chunk hashes in one read;
+ * CLI_EX_OK, or the exit status after saying why. */
+static int read_version(const char *base, const char *token, const char *esc_path,
+                        file_version *v) {
+  int ex = CLI_EX_OK;
+  char url[8192];
+  snprintf(url, sizeof(url), "%s/chunks?path=%s", base, esc_path);
+  json_t *meta = cli_svc_get(url, token, CLI_CAP_FILE_CHUNKS, &ex);
+  if (meta == NULL)
+    return ex;
+  const char *sha = json_string_value(json_object_get(meta, "sha256"));
+  snprintf(v->sha256, sizeof(v->sha256), "%s", sha ? sha : "");
+  v->size = json_integer_value(json_object_get(meta, "size"));
+  v->chunk = json_integer_value(json_object_get(meta, "chunk"));
+  json_t *cl = json_object_get(meta, "chunks");
+  int fits = v->chunk >= CHUNK_MIN && v->chunk <= CHUNK_MAX && strlen(v->sha256) == 64 &&
+             v->size >= 0 && v->size <= LLONG_MAX - v->chunk;
+  v->nchunks = fits ? (v->size + v->chunk - 1) / v->chunk : -1;
+  fits = fits && (long long)json_array_size(cl) == v->nchunks;
+  json_t *e;
+  size_t i;
+  json_array_foreach(cl, i, e) fits = fits && json_string_length(e) == 64;
+  if (!fits) {
+    fprintf(stderr, "gdx: the provider's chunk list does not fit the file\n");
+    json_decref(meta);
+    return CLI_EX_REFUSED;
+  }
+  v->hashes = malloc((size_t)v->nchunks * 64 + 1);
+  if (v->hashes == NULL) {
+    json_decref(meta);
+    return cli_out_of_memory();
+  }
+  json_array_foreach(cl, i, e) memcpy(v->hashes + i * 64, json_string_value(e), 64);
+  json_decref(meta);
+  return CLI_EX_OK;
+}
+
+/* Resume: how many bytes at the start of the part file f are whole chunks
+ * that still match v, into *have. */
+static int verified_prefix(FILE *f, const file_version *v, long long *have) {
+  char *blk = malloc((size_t)v->chunk);
+  if (blk == NULL)
+    return cli_out_of_memory();
+  *have = 0;
+  rewind(f);
+  for (long long k = 0; k < v->nchunks; k++) {
+    long long want = v->size - *have < v->chunk ? v->size - *have : v->chunk;
+    if (fread(blk, 1, (size_t)want, f) != (size_t)want)
+      break;
+    char hex[GDX_SHA256_HEX_SIZE];
+    gdx_sha256_hex(blk, (size_t)want, hex);
+    if (memcmp(hex, v->hashes + k * 64, 64) != 0)
+      break;
+    *have += want;
+  }
+  free(blk);
+  return CLI_EX_OK;
 }
 
 typedef struct {
   FILE *f;
-  EVP_MD_CTX *md;
-  const char *chunks;   /* 64 hex each */
-  long long chunk, size, pos, verified, started;
-  long long in_chunk;
-  int mismatch, tty;
+  gdx_digest *md; /* of the chunk being received */
+  const file_version *v;
+  long long pos, verified, started, shown;
+  int mismatch, out_of_memory, tty;
   struct timespec t0;
 } dl_state;
 
@@ -113,217 +195,254 @@ static void dl_progress(dl_state *d, int last) {
   struct timespec t;
   clock_gettime(CLOCK_MONOTONIC, &t);
   double secs = (double)(t.tv_sec - d->t0.tv_sec) + (double)(t.tv_nsec - d->t0.tv_nsec) / 1e9;
-  double pct = d->size ? 100.0 * (double)d->pos / (double)d->size : 100.0;
+  long long size = d->v->size;
+  double pct = size ? 100.0 * (double)d->pos / (double)size : 100.0;
   int bar = (int)(pct / 5);
   fprintf(stderr, "\r[%-20.*s] %5.1f%% %lld/%lld MiB %.0f MiB/s%s", bar, "####################",
-          pct, d->pos >> 20, d->size >> 20,
+          pct, d->pos >> 20, size >> 20,
           secs > 0 ? (double)(d->pos - d->started) / 1048576.0 / secs : 0.0, last ? "\n" : "");
+}
+
+/* A chunk received whole: it must match the provider's hash. */
+static int dl_chunk_done(dl_state *d) {
+  char hex[GDX_SHA256_HEX_SIZE];
+  gdx_digest_final(d->md, hex, NULL);
+  gdx_digest_free(d->md);
+  d->md = NULL;
+  if (memcmp(hex, d->v->hashes + (d->pos - 1) / d->v->chunk * 64, 64) != 0) {
+    d->mismatch = 1;
+    return -1;
+  }
+  d->verified = d->pos;
+  if (d->pos < d->v->size && gdx_digest_new(GDX_DIGEST_SHA256, &d->md) != GDX_OK) {
+    d->out_of_memory = 1;
+    return -1;
+  }
+  if (d->pos - d->shown >= (4 << 20) || d->pos == d->v->size) {
+    d->shown = d->pos;
+    dl_progress(d, 0);
+  }
+  return 0;
 }
 
 static size_t dl_write(char *p, size_t size, size_t n, void *ud) {
   dl_state *d = ud;
   size_t len = size * n, done = 0;
   while (done < len) {
-    long long end = (d->pos / d->chunk + 1) * d->chunk;
-    if (end > d->size)
-      end = d->size;
+    long long end = (d->pos / d->v->chunk + 1) * d->v->chunk;
+    if (end > d->v->size)
+      end = d->v->size;
     size_t take = len - done;
     if ((long long)take > end - d->pos)
       take = (size_t)(end - d->pos);
     if (take == 0 || fwrite(p + done, 1, take, d->f) != take)
       return 0;
-    EVP_DigestUpdate(d->md, p + done, take);
+    gdx_digest_update(d->md, p + done, take);
     d->pos += (long long)take;
     done += take;
-    if (d->pos == end) {
-      unsigned char md[32];
-      unsigned ml = 0;
-      char hex[65];
-      EVP_DigestFinal_ex(d->md, md, &ml);
-      md_hex(md, hex);
-      if (memcmp(hex, d->chunks + (d->pos - 1) / d->chunk * 64, 64) != 0) {
-        d->mismatch = 1;
-        return 0;
-      }
-      d->verified = d->pos;
-      EVP_DigestInit_ex(d->md, EVP_sha256(), NULL);
-      static long long shown;
-      if (d->pos - shown >= (4 << 20) || d->pos == d->size) {
-        shown = d->pos;
-        dl_progress(d, 0);
-      }
-    }
+    if (d->pos == end && dl_chunk_done(d) != 0)
+      return 0;
   }
   return len;
 }
 
+/* GET data from offset `have` into d->f, each chunk checked as it ends. */
+static CURLcode download(const char *base, const char *token, const char *esc_path,
+                         dl_state *d, long *status) {
+  char url[8192];
+  snprintf(url, sizeof(url), "%s/data?path=%s&sha256=%s&offset=%lld", base, esc_path,
+           d->v->sha256, d->pos);
+  struct curl_slist *h = NULL;
+  CURL *c = NULL;
+  if (cli_header_bearer(&h, token) != GDX_OK || (c = curl_easy_init()) == NULL) {
+    curl_slist_free_all(h);
+    d->out_of_memory = 1; /* the token fitted its header for the chunk list */
+    return CURLE_OUT_OF_MEMORY;
+  }
+  curl_easy_setopt(c, CURLOPT_URL, url);
+  curl_easy_setopt(c, CURLOPT_HTTPHEADER, h);
+  curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, dl_write);
+  curl_easy_setopt(c, CURLOPT_WRITEDATA, d);
+  curl_easy_setopt(c, CURLOPT_FAILONERROR, 1L);
+  curl_easy_setopt(c, CURLOPT_LOW_SPEED_LIMIT, 1L); /* stalled for a minute: give up */
+  curl_easy_setopt(c, CURLOPT_LOW_SPEED_TIME, 60L);
+  CURLcode cr = curl_easy_perform(c);
+  curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, status);
+  curl_easy_cleanup(c);
+  curl_slist_free_all(h);
+  return cr;
+}
+
+/* Receives the rest of the file into part (opened for appending at have). */
+static int receive(const char *base, const char *token, const char *esc_path,
+                   const file_version *v, const char *part, long long have) {
+  FILE *f = fopen(part, "ab");
+  if (f == NULL) {
+    fprintf(stderr, "gdx: cannot write %s: %s\n", part, strerror(errno));
+    return CLI_EX_USAGE;
+  }
+  dl_state d = {.f = f, .v = v, .pos = have, .verified = have, .started = have,
+                .tty = isatty(2)};
+  clock_gettime(CLOCK_MONOTONIC, &d.t0);
+  CURLcode cr = CURLE_OK;
+  long status = 200;
+  if (have < v->size) {
+    if (gdx_digest_new(GDX_DIGEST_SHA256, &d.md) != GDX_OK)
+      d.out_of_memory = 1;
+    else
+      cr = download(base, token, esc_path, &d, &status);
+  }
+  gdx_digest_free(d.md);
+  int ok = fclose(f) == 0 && cr == CURLE_OK && !d.out_of_memory && d.verified == v->size;
+  if (d.tty)
+    dl_progress(&d, 1);
+  if (ok)
+    return CLI_EX_OK;
+  if (truncate(part, d.verified) != 0) { /* keep only what was verified */
+  }
+  if (d.out_of_memory)
+    return cli_out_of_memory();
+  if (d.mismatch) {
+    fprintf(stderr, "gdx: the file changed at the provider while it was fetched; run the "
+                    "same command again to fetch the new version\n");
+    return CLI_EX_CONFLICT;
+  }
+  fprintf(stderr, "gdx: the download stopped at %lld of %lld bytes (%s, HTTP %ld); run the "
+                  "same command again to resume\n", d.verified, v->size,
+          curl_easy_strerror(cr), status);
+  return status >= 400 ? cli_exit_for(status) : CLI_EX_UNREACHABLE;
+}
+
 static int fetch_file(const char *base, const char *token, const char *path,
                       const char *outfile) {
-  /* the current version's size, SHA-256 and chunk hashes in one read */
-  int ex = CLI_EX_OK;
   char *esc_path = curl_easy_escape(NULL, path, 0);
-  char url[8192];
-  snprintf(url, sizeof(url), "%s/chunks?path=%s", base, esc_path);
-  json_t *meta = cli_svc_get(url, token, &ex);
-  if (meta == NULL) {
-    curl_free(esc_path);
-    return ex;
-  }
-  json_t *e;
-  size_t i;
-  char sha[65];
-  snprintf(sha, sizeof(sha), "%s", json_string_value(json_object_get(meta, "sha256")) ?
-           json_string_value(json_object_get(meta, "sha256")) : "");
-  long long size = json_integer_value(json_object_get(meta, "size"));
-  long long chunk = json_integer_value(json_object_get(meta, "chunk"));
-  json_t *cl = json_object_get(meta, "chunks");
-  long long n = chunk > 0 ? (size + chunk - 1) / chunk : -1;
-  if (chunk <= 0 || strlen(sha) != 64 || size < 0 || (long long)json_array_size(cl) != n) {
-    fprintf(stderr, "gdx: the provider's chunk list does not fit the file\n");
-    json_decref(meta);
-    curl_free(esc_path);
-    return CLI_EX_REFUSED;
-  }
-  char *chunks = calloc((size_t)n * 64 + 1, 1);
-  json_array_foreach(cl, i, e) {
-    const char *h = json_string_value(e);
-    if (h && strlen(h) == 64)
-      memcpy(chunks + i * 64, h, 64);
-  }
-  json_decref(meta);
+  if (esc_path == NULL)
+    return cli_out_of_memory();
+  file_version v = {.hashes = NULL};
+  int ex = read_version(base, token, esc_path, &v);
   const char *name = strrchr(path, '/') ? strrchr(path, '/') + 1 : path;
   char out[1100], part[1200];
   snprintf(out, sizeof(out), "%s", outfile ? outfile : name);
   snprintf(part, sizeof(part), "%s.part", out);
-  /* resume: keep the whole chunks of the part file that still match */
-  FILE *f = fopen(part, "a+b");
-  if (f == NULL) {
-    fprintf(stderr, "gdx: cannot write %s: %s\n", part, strerror(errno));
-    free(chunks);
-    curl_free(esc_path);
-    return CLI_EX_USAGE;
-  }
+  FILE *f = NULL;
   long long have = 0;
-  char *blk = malloc((size_t)chunk);
-  rewind(f);
-  for (long long k = 0; k < n; k++) {
-    long long want = size - have < chunk ? size - have : chunk;
-    if (fread(blk, 1, (size_t)want, f) != (size_t)want)
-      break;
-    unsigned char md[32];
-    unsigned ml = 0;
-    char hex[65];
-    EVP_Digest(blk, (size_t)want, md, &ml, EVP_sha256(), NULL);
-    md_hex(md, hex);
-    if (memcmp(hex, chunks + k * 64, 64) != 0)
-      break;
-    have += want;
-  }
-  free(blk);
-  fclose(f);
-  if (truncate(part, have) != 0 || (f = fopen(part, "ab")) == NULL) {
+  if (ex == CLI_EX_OK && (f = fopen(part, "a+b")) == NULL) {
     fprintf(stderr, "gdx: cannot write %s: %s\n", part, strerror(errno));
-    free(chunks);
-    curl_free(esc_path);
-    return CLI_EX_USAGE;
+    ex = CLI_EX_USAGE;
   }
-  if (have > 0)
-    fprintf(stderr, "resuming %s at %lld of %lld bytes\n", path, have, size);
-  dl_state d = {.f = f, .md = EVP_MD_CTX_new(), .chunks = chunks, .chunk = chunk, .size = size,
-                .pos = have, .verified = have, .started = have, .tty = isatty(2)};
-  EVP_DigestInit_ex(d.md, EVP_sha256(), NULL);
-  clock_gettime(CLOCK_MONOTONIC, &d.t0);
-  CURLcode cr = CURLE_OK;
-  long status = 200;
-  if (have < size) {
-    snprintf(url, sizeof(url), "%s/data?path=%s&sha256=%s&offset=%lld", base, esc_path, sha,
-             have);
-    char auth[600];
-    snprintf(auth, sizeof(auth), "Authorization: Bearer %s", token);
-    struct curl_slist *h = curl_slist_append(NULL, auth);
-    CURL *c = curl_easy_init();
-    curl_easy_setopt(c, CURLOPT_URL, url);
-    curl_easy_setopt(c, CURLOPT_HTTPHEADER, h);
-    curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, dl_write);
-    curl_easy_setopt(c, CURLOPT_WRITEDATA, &d);
-    curl_easy_setopt(c, CURLOPT_FAILONERROR, 1L);
-    curl_easy_setopt(c, CURLOPT_LOW_SPEED_LIMIT, 1L); /* stalled for a minute: give up */
-    curl_easy_setopt(c, CURLOPT_LOW_SPEED_TIME, 60L);
-    cr = curl_easy_perform(c);
-    curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &status);
-    curl_easy_cleanup(c);
-    curl_slist_free_all(h);
+  if (ex == CLI_EX_OK) { /* resume: keep the whole chunks of the part file that still match */
+    ex = verified_prefix(f, &v, &have);
+    fclose(f);
   }
+  if (ex == CLI_EX_OK && truncate(part, have) != 0) {
+    fprintf(stderr, "gdx: cannot write %s: %s\n", part, strerror(errno));
+    ex = CLI_EX_USAGE;
+  }
+  if (ex == CLI_EX_OK && have > 0)
+    fprintf(stderr, "resuming %s at %lld of %lld bytes\n", path, have, v.size);
+  if (ex == CLI_EX_OK)
+    ex = receive(base, token, esc_path, &v, part, have);
   curl_free(esc_path);
-  EVP_MD_CTX_free(d.md);
-  free(chunks);
-  int ok = fclose(f) == 0 && cr == CURLE_OK && d.verified == size;
-  if (d.tty)
-    dl_progress(&d, 1);
-  if (!ok) {
-    if (truncate(part, d.verified) != 0) { /* keep only what was verified */
-    }
-    if (d.mismatch)
-      fprintf(stderr, "gdx: the file changed at the provider while it was fetched; run the "
-                      "same command again to fetch the new version\n");
-    else
-      fprintf(stderr, "gdx: the download stopped at %lld of %lld bytes (%s, HTTP %ld); run the "
-                      "same command again to resume\n", d.verified, size,
-              curl_easy_strerror(cr), status);
-    return d.mismatch ? CLI_EX_CONFLICT : status >= 400 ? cli_exit_for(status) : CLI_EX_UNREACHABLE;
-  }
+  free(v.hashes);
+  if (ex != CLI_EX_OK)
+    return ex;
   if (rename(part, out) != 0) {
     fprintf(stderr, "gdx: cannot rename %s: %s\n", part, strerror(errno));
     return CLI_EX_REFUSED;
   }
   fprintf(stderr, "fetched %s (%lld bytes, SHA-256 %s, every chunk verified) into %s\n", path,
-          size, sha, out);
+          v.size, v.sha256, out);
   return CLI_EX_OK;
 }
 
-static int cmd_fetch(int argc, char **argv) {
-  const char *client = NULL, *token = NULL, *format = "csv", *outfile = NULL, *res = NULL;
-  const char *file = NULL;
-  int list = 0;
-  long page = 5000;
-  for (int i = 0; i < argc; i++) {
-    int more = i + 1 < argc;
-    if (strcmp(argv[i], "--client-id") == 0 && more) client = argv[++i];
-    else if (strcmp(argv[i], "--token") == 0 && more) token = argv[++i];
-    else if (strcmp(argv[i], "--format") == 0 && more) format = argv[++i];
-    else if ((strcmp(argv[i], "-o") == 0 || strcmp(argv[i], "--output") == 0) && more)
-      outfile = argv[++i];
-    else if (strcmp(argv[i], "--page") == 0 && more) page = atol(argv[++i]);
-    else if (strcmp(argv[i], "--list") == 0) list = 1;
-    else if (strcmp(argv[i], "--file") == 0 && more) file = argv[++i];
-    else if (res == NULL && argv[i][0] != '-') res = argv[i];
-    else return cli_usage_error("unexpected argument", help_fetch);
+/* ---- a table's snapshot ---- */
+
+/* One page's rows to f: CSV (with the header line before the first page)
+ * or JSON Lines. */
+static int write_rows(FILE *f, json_t *cols, json_t *rows, int jsonl, int first) {
+  size_t i, k;
+  json_t *row, *v;
+  if (first && !jsonl) {
+    json_array_foreach(cols, k, v) {
+      if (k)
+        fputc(',', f);
+      csv_field(f, v);
+    }
+    fputc('\n', f);
   }
-  int jsonl = strcmp(format, "jsonl") == 0;
-  if (res == NULL || (!client && !token))
-    return cli_usage_error("fetch needs RESOURCE and --client-id or --token", help_fetch);
-  if (!jsonl && strcmp(format, "csv") != 0)
-    return cli_usage_error("--format is csv or jsonl", help_fetch);
-  if (page < 1 || page > 10000)
-    return cli_usage_error("--page is 1 to 10000 rows", help_fetch);
-  char tokbuf[512];
-  if (client) {
-    int rc = cli_access_token(client, tokbuf, sizeof(tokbuf));
-    if (rc)
-      return rc;
-    token = tokbuf;
+  json_array_foreach(rows, i, row) {
+    if (!jsonl) {
+      json_array_foreach(row, k, v) {
+        if (k)
+          fputc(',', f);
+        csv_field(f, v);
+      }
+      fputc('\n', f);
+      continue;
+    }
+    json_t *o = json_object();
+    json_array_foreach(cols, k, v) json_object_set(o, json_string_value(v),
+                                                   json_array_get(row, k));
+    char *line = json_dumps(o, JSON_COMPACT | JSON_PRESERVE_ORDER);
+    json_decref(o);
+    if (line == NULL) /* a row left out would go unnoticed */
+      return cli_out_of_memory();
+    fprintf(f, "%s\n", line);
+    free(line);
   }
-  if (list || file) {
-    json_t *sess = cli_session_load();
-    char base[2048];
-    snprintf(base, sizeof(base), "%s/svc/%s", cli_broker_url(sess), res);
-    json_decref(sess);
-    if (file)
-      return fetch_file(base, token, file, outfile);
-    int ex = CLI_EX_OK;
-    json_t *l = list_files(base, token, &ex);
-    return l ? cli_emit(l, file_cols, CLI_NCOLS(file_cols), 1) : ex;
+  return CLI_EX_OK;
+}
+
+/* The position after a page ("&after=" and the URL-escaped key of its last
+ * row) into *after (curl_free it), or NULL when the page was the last. */
+static int next_position(json_t *pg, char **after) {
+  *after = NULL;
+  if (json_is_true(json_object_get(pg, "done")) || !json_is_array(json_object_get(pg, "last")))
+    return CLI_EX_OK;
+  char *key = json_dumps(json_object_get(pg, "last"), JSON_COMPACT);
+  *after = key ? curl_easy_escape(NULL, key, 0) : NULL;
+  free(key);
+  return *after ? CLI_EX_OK : cli_out_of_memory();
+}
+
+/* The snapshot page by page into f; the rows written into *rows. */
+static int fetch_pages(const char *base, const char *token, FILE *f, int jsonl, int tty,
+                       long long *rows) {
+  int ex = CLI_EX_OK;
+  char *after = NULL;
+  struct timespec t0, t1;
+  clock_gettime(CLOCK_MONOTONIC, &t0);
+  for (;;) {
+    char url[8192];
+    int len = snprintf(url, sizeof(url), "%s%s%s", base, after ? "&after=" : "",
+                       after ? after : "");
+    curl_free(after);
+    after = NULL;
+    if (len < 0 || (size_t)len >= sizeof(url)) {
+      fprintf(stderr, "\ngdx: the broker's page position is too long to ask for the next page\n");
+      return CLI_EX_REFUSED;
+    }
+    json_t *pg = cli_svc_get(url, token, CLI_CAP_FETCH_PAGE, &ex);
+    if (pg == NULL)
+      return ex;
+    json_t *data = json_object_get(pg, "rows");
+    ex = write_rows(f, json_object_get(pg, "columns"), data, jsonl, *rows == 0);
+    *rows += (long long)json_array_size(data);
+    clock_gettime(CLOCK_MONOTONIC, &t1);
+    double secs = (double)(t1.tv_sec - t0.tv_sec) + (double)(t1.tv_nsec - t0.tv_nsec) / 1e9;
+    if (tty)
+      fprintf(stderr, "\rfetched %lld rows (%.0f rows/s)   ", *rows,
+              secs > 0 ? *rows / secs : 0.0);
+    if (ex == CLI_EX_OK)
+      ex = next_position(pg, &after);
+    json_decref(pg);
+    if (ex != CLI_EX_OK || after == NULL)
+      return ex;
   }
+}
+
+static int fetch_table(const char *broker, const char *res, const char *token,
+                       const char *outfile, int jsonl, long long page) {
   char part[1100] = "";
   FILE *f = stdout;
   if (outfile) {
@@ -334,74 +453,13 @@ static int cmd_fetch(int argc, char **argv) {
       return CLI_EX_USAGE;
     }
   }
-  json_t *s = cli_session_load();
   char base[2048];
-  snprintf(base, sizeof(base), "%s/svc/%s/snapshot?limit=%ld", cli_broker_url(s), res, page);
-  json_decref(s);
-  int tty = isatty(2), ex = CLI_EX_OK;
+  snprintf(base, sizeof(base), "%s/svc/%s/snapshot?limit=%lld", broker, res, page);
+  int tty = isatty(2);
   long long rows = 0;
-  char *after = NULL;
   struct timespec t0, t1;
   clock_gettime(CLOCK_MONOTONIC, &t0);
-  for (;;) {
-    char url[8192];
-    snprintf(url, sizeof(url), "%s%s%s", base, after ? "&after=" : "", after ? after : "");
-    json_t *pg = cli_svc_get(url, token, &ex);
-    if (pg == NULL)
-      break;
-    json_t *cols = json_object_get(pg, "columns"), *data = json_object_get(pg, "rows");
-    size_t i, k;
-    json_t *row, *v;
-    if (rows == 0 && !jsonl) {
-      json_array_foreach(cols, k, v) {
-        if (k)
-          fputc(',', f);
-        csv_field(f, v);
-      }
-      fputc('\n', f);
-    }
-    json_array_foreach(data, i, row) {
-      if (jsonl) {
-        json_t *o = json_object();
-        json_array_foreach(cols, k, v) json_object_set(o, json_string_value(v),
-                                                       json_array_get(row, k));
-        char *line = json_dumps(o, JSON_COMPACT | JSON_PRESERVE_ORDER);
-        fprintf(f, "%s\n", line ? line : "{}");
-        free(line);
-        json_decref(o);
-      } else {
-        json_array_foreach(row, k, v) {
-          if (k)
-            fputc(',', f);
-          csv_field(f, v);
-        }
-        fputc('\n', f);
-      }
-    }
-    rows += (long long)json_array_size(data);
-    clock_gettime(CLOCK_MONOTONIC, &t1);
-    double secs = (double)(t1.tv_sec - t0.tv_sec) + (double)(t1.tv_nsec - t0.tv_nsec) / 1e9;
-    if (tty)
-      fprintf(stderr, "\rfetched %lld rows (%.0f rows/s)   ", rows, secs > 0 ? rows / secs : 0.0);
-    int done = json_is_true(json_object_get(pg, "done")) ||
-               !json_is_array(json_object_get(pg, "last"));
-    free(after);
-    after = NULL;
-    if (!done) {
-      char *key = json_dumps(json_object_get(pg, "last"), JSON_COMPACT);
-      after = key ? curl_easy_escape(NULL, key, 0) : NULL;
-      free(key);
-      if (after) { /* curl's allocation into ours */
-        char *copy = strdup(after);
-        curl_free(after);
-        after = copy;
-      }
-    }
-    json_decref(pg);
-    if (done || after == NULL)
-      break;
-  }
-  free(after);
+  int ex = fetch_pages(base, token, f, jsonl, tty, &rows);
   clock_gettime(CLOCK_MONOTONIC, &t1);
   double secs = (double)(t1.tv_sec - t0.tv_sec) + (double)(t1.tv_nsec - t0.tv_nsec) / 1e9;
   if (f != stdout && fclose(f) != 0 && ex == CLI_EX_OK) {
@@ -418,6 +476,56 @@ static int cmd_fetch(int argc, char **argv) {
     fprintf(stderr, "%sfetched %lld rows in %.1f s%s%s\n", tty ? "\r" : "", rows, secs,
             outfile ? " into " : "", outfile ? outfile : "");
   return ex;
+}
+
+static int cmd_fetch(int argc, char **argv) {
+  const char *client = NULL, *token = NULL, *format = "csv", *outfile = NULL, *res = NULL;
+  const char *file = NULL, *page_text = NULL;
+  int list = 0;
+  for (int i = 0; i < argc; i++) {
+    int more = i + 1 < argc;
+    if (strcmp(argv[i], "--client-id") == 0 && more) client = argv[++i];
+    else if (strcmp(argv[i], "--token") == 0 && more) token = argv[++i];
+    else if (strcmp(argv[i], "--format") == 0 && more) format = argv[++i];
+    else if ((strcmp(argv[i], "-o") == 0 || strcmp(argv[i], "--output") == 0) && more)
+      outfile = argv[++i];
+    else if (strcmp(argv[i], "--page") == 0 && more) page_text = argv[++i];
+    else if (strcmp(argv[i], "--list") == 0) list = 1;
+    else if (strcmp(argv[i], "--file") == 0 && more) file = argv[++i];
+    else if (res == NULL && argv[i][0] != '-') res = argv[i];
+    else return cli_usage_error("unexpected argument", help_fetch);
+  }
+  int jsonl = strcmp(format, "jsonl") == 0;
+  if (res == NULL || (!client && !token))
+    return cli_usage_error("fetch needs RESOURCE and --client-id or --token", help_fetch);
+  if (!jsonl && strcmp(format, "csv") != 0)
+    return cli_usage_error("--format is csv or jsonl", help_fetch);
+  long long page = PAGE_DEFAULT;
+  int rc;
+  if (page_text &&
+      (rc = cli_num_arg("--page", page_text, 1, PAGE_MAX, help_fetch, &page)) != CLI_EX_OK)
+    return rc;
+  char tokbuf[512];
+  if (client) {
+    if ((rc = cli_access_token(client, tokbuf, sizeof(tokbuf))) != CLI_EX_OK)
+      return rc;
+    token = tokbuf;
+  }
+  json_t *sess = cli_session_load(); /* holds the broker's address: kept to the end */
+  const char *broker = cli_broker_url(sess);
+  if (list || file) {
+    char base[2048];
+    snprintf(base, sizeof(base), "%s/svc/%s", broker, res);
+    json_decref(sess);
+    if (file)
+      return fetch_file(base, token, file, outfile);
+    int ex = CLI_EX_OK;
+    json_t *l = list_files(base, token, &ex);
+    return l ? cli_emit(l, file_cols, CLI_NCOLS(file_cols), 1) : ex;
+  }
+  rc = fetch_table(broker, res, token, outfile, jsonl, page);
+  json_decref(sess);
+  return rc;
 }
 
 const cli_command cli_fetch_commands[] = {

@@ -1,5 +1,6 @@
 #include "output.h"
 
+#include <assert.h>
 #include <jansson.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -60,10 +61,18 @@ static void cell_text(json_t *v, char *out, size_t n) {
       *p = ' ';
 }
 
+/* The key of a "key:Heading" column. */
+static void column_key(const char *col, char key[64]) {
+  snprintf(key, 64, "%.*s", (int)(strchr(col, ':') - col), col);
+}
+
+#define TABLE_MAX_COLS 16
+
 void cli_table(json_t *items, const char *const *cols, size_t ncols) {
+  assert(ncols <= TABLE_MAX_COLS); /* the column lists are the commands' own */
   size_t nrows = json_array_size(items);
-  int width[16] = {0};
-  char head[16][64];
+  int width[TABLE_MAX_COLS] = {0};
+  char head[TABLE_MAX_COLS][64];
   for (size_t c = 0; c < ncols; c++) {
     const char *colon = strchr(cols[c], ':');
     snprintf(head[c], sizeof(head[c]), "%s", colon + 1);
@@ -73,7 +82,7 @@ void cli_table(json_t *items, const char *const *cols, size_t ncols) {
   for (size_t r = 0; r < nrows; r++)
     for (size_t c = 0; c < ncols; c++) {
       char key[64];
-      snprintf(key, sizeof(key), "%.*s", (int)(strchr(cols[c], ':') - cols[c]), cols[c]);
+      column_key(cols[c], key);
       cell_text(json_object_get(json_array_get(items, r), key), cell, sizeof(cell));
       int w = text_width(cell);
       if (w > width[c])
@@ -85,7 +94,7 @@ void cli_table(json_t *items, const char *const *cols, size_t ncols) {
   for (size_t r = 0; r < nrows; r++) {
     for (size_t c = 0; c < ncols; c++) {
       char key[64];
-      snprintf(key, sizeof(key), "%.*s", (int)(strchr(cols[c], ':') - cols[c]), cols[c]);
+      column_key(cols[c], key);
       cell_text(json_object_get(json_array_get(items, r), key), cell, sizeof(cell));
       int pad = width[c] - text_width(cell);
       printf("%s%s%*s", c ? "  " : "", cell, c + 1 < ncols && pad > 0 ? pad : 0, "");
@@ -98,11 +107,10 @@ void cli_table(json_t *items, const char *const *cols, size_t ncols) {
 void cli_fields(json_t *o, const char *const *cols, size_t ncols) {
   char cell[1024];
   for (size_t c = 0; c < ncols; c++) {
-    const char *colon = strchr(cols[c], ':');
     char key[64];
-    snprintf(key, sizeof(key), "%.*s", (int)(colon - cols[c]), cols[c]);
+    column_key(cols[c], key);
     cell_text(json_object_get(o, key), cell, sizeof(cell));
-    printf("%-22s %s\n", colon + 1, cell);
+    printf("%-22s %s\n", strchr(cols[c], ':') + 1, cell);
   }
 }
 
