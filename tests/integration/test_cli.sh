@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The gdx CLI against a real broker and MariaDB: tables, --json, --help on
-# every command, the session file's mode, and the documented exit codes.
+# every command, the session file's mode, the documented exit codes, numbers
+# on the command line read whole, and answers larger than their caps.
 # Usage: test_cli.sh GDX_BIN BROKER_BIN   (GDX_TEST_DB_ENV from ctest)
 set -u
 gdx=$1; broker_bin=$2
@@ -23,6 +24,7 @@ contains() { # name needle
 }
 cleanup() {
   [ -n "${bpid:-}" ] && kill "$bpid" 2>/dev/null && wait "$bpid" 2>/dev/null
+  [ -n "${bigpid:-}" ] && kill "$bigpid" 2>/dev/null && wait "$bigpid" 2>/dev/null
   mariadb --no-defaults --socket="$GDX_DB_SOCKET" -uroot -e "DROP DATABASE IF EXISTS $db"
   rm -rf "$work"
 }
@@ -51,6 +53,22 @@ done
 check "no command" 2 "$gdx"
 check "unknown command" 2 "$gdx" frobnicate
 check "units without subcommand" 2 "$gdx" units
+
+# numbers are read whole and range-checked: a usage error naming the option
+check "quota not a number" 2 "$gdx" requests apply --resource 101001/000001 --purpose p \
+  --items a --method call --until 2030-01-01 --quota 12x
+contains "quota message" '--quota: must be a whole number from 1 to 1000000000000 (got "12x")'
+contains "usage follows" "Usage: gdx requests"
+check "quota zero" 2 "$gdx" requests approve 7 --quota 0
+check "request id" 2 "$gdx" requests show 12x
+contains "id message" 'ID: must be a whole number, 1 or more (got "12x")'
+check "subscription id" 2 "$gdx" subscriptions report 5abc
+contains "authorization message" 'AUTHORIZATION: must be a whole number'
+check "audit limit" 2 "$gdx" audit list --limit ten
+contains "limit message" '--limit: must be a whole number, 1 or more (got "ten")'
+check "fetch page" 2 "$gdx" fetch --token t 101001/000001 --page 20000
+contains "page message" '--page: must be a whole number from 1 to 10000 (got "20000")'
+check "credential authorization" 2 "$gdx" credentials create --authorization 3.5
 
 # not logged in
 check "whoami logged out" 4 "$gdx" whoami
@@ -94,6 +112,42 @@ check "admin login" 0 sh -c "echo 'Start-2026-pw' | '$gdx' login --password-stdi
 check "admin passwd" 0 sh -c "printf 'Start-2026-pw\nAdmin-2026-pw!\n' | '$gdx' passwd --password-stdin"
 check "admin creates unit" 5 "$gdx" units create --code 121000004000000010 --name xx --roles consumer
 check "admin creates staff" 0 sh -c "echo 'Start-2026-pw' | '$gdx' users create --password-stdin --username staff.a --name 李四 --role staff"
+
+# answers larger than their caps, from a stand-in broker: a clear error, no crash
+if command -v python3 >/dev/null; then
+  python3 - "$work/big.port" <<'PY' & bigpid=$!
+import http.server, sys
+class Big(http.server.BaseHTTPRequestHandler):
+    def do_GET(self):  # /api/v1/me: 64 MiB + 1 byte of success; else a 64 KiB + 1 refusal
+        big = self.path == "/api/v1/me"
+        n = (64 << 20) + 1 if big else (64 << 10) + 1
+        self.send_response(200 if big else 500)
+        self.send_header("Content-Length", str(n))
+        self.end_headers()
+        block = b" " * 65536
+        try:
+            while n > 0:
+                self.wfile.write(block[:min(n, len(block))])
+                n -= min(n, len(block))
+        except (BrokenPipeError, ConnectionResetError):
+            pass
+    def log_message(self, *args):
+        pass
+s = http.server.HTTPServer(("127.0.0.1", 0), Big)
+with open(sys.argv[1], "w") as f:
+    f.write(str(s.server_port))
+s.serve_forever()
+PY
+  for _ in $(seq 1 50); do [ -s "$work/big.port" ] && break; sleep 0.1; done
+  big="http://127.0.0.1:$(cat "$work/big.port")"
+  check "answer over its cap" 1 "$gdx" --broker "$big" whoami
+  contains "answer cap named" "gdx: the broker's answer is larger than 64 MiB"
+  check "refusal over its cap" 1 "$gdx" --broker "$big" units list
+  contains "refusal cap named" "gdx: the broker's answer is larger than 64 KiB (HTTP 500)"
+  kill "$bigpid"; wait "$bigpid" 2>/dev/null; bigpid=""
+else
+  echo "no python3: the caps on answers are not checked"
+fi
 
 # the broker gone
 kill "$bpid"; wait "$bpid" 2>/dev/null; bpid=""
