@@ -12,9 +12,9 @@
 #include <unistd.h>
 
 #include "adapter.h"
-#include "fsync.h"
+#include "folder_sub.h"
 #include "scan.h"
-#include "sync.h"
+#include "table_sub.h"
 #include "buf.h"
 #include "error.h"
 #include "http.h"
@@ -264,11 +264,11 @@ struct gdx_node {
   gdx_httpc *httpc;        /* upstreams */
   gdx_httpc *broker_c;     /* heartbeats, renewals */
   gdx_db_pool *frontdb;    /* the unit's front-end database, when configured */
-  gdx_sync_env sync_env;
-  gdx_sync *subs[MAX_RESOURCES];
+  gdx_table_sub_env sync_env;
+  gdx_table_sub *subs[MAX_RESOURCES];
   int nsubs;
-  gdx_fsync_env fsync_env;
-  gdx_fsync *fsubs[MAX_RESOURCES];
+  gdx_folder_sub_env fsync_env;
+  gdx_folder_sub *fsubs[MAX_RESOURCES];
   int nfsubs;
   gdx_scanner *scanner;    /* for folder subscriptions */
   json_t *events;          /* adapters' events not yet taken by the broker */
@@ -377,14 +377,14 @@ static void handle_metrics(gdx_http_req *req, void *data) {
                           "(with the rows, in one transaction).\n"
                           "# TYPE gdx_node_subscription_position gauge\n");
     for (int i = 0; i < n->nsubs; i++)
-      gdx_sync_metrics(n->subs[i], &out);
+      gdx_table_sub_metrics(n->subs[i], &out);
   }
   if (n->nfsubs > 0) {
     gdx_metrics_header(&out, "gdx_node_files_delivered_total", "counter",
                        "Files of folder subscriptions delivered (verified, scanned, renamed into "
                        "place), quarantined and failed; bytes received and resumed.");
     for (int i = 0; i < n->nfsubs; i++)
-      gdx_fsync_metrics(n->fsubs[i], &out);
+      gdx_folder_sub_metrics(n->fsubs[i], &out);
   }
   gdx_http_respond(req, 200, "text/plain; version=0.0.4; charset=utf-8", out.data, out.len);
   gdx_buf_free(&out);
@@ -513,8 +513,8 @@ static void hb_done(gdx_httpc_req *r, int status, long http, void *ud) {
   json_t *want;
   json_array_foreach(json_object_get(j, "reconcile"), k, want) {
     for (int i = 0; i < n->nsubs && !n->stopping; i++)
-      if (json_integer_value(want) == gdx_sync_authorization(n->subs[i]))
-        gdx_sync_reconcile(n->subs[i]);
+      if (json_integer_value(want) == gdx_table_sub_authorization(n->subs[i]))
+        gdx_table_sub_reconcile(n->subs[i]);
   }
   json_decref(j);
   if (renew && !n->renewing && !n->stopping) {
@@ -587,9 +587,9 @@ static void on_hb_timer(uv_timer_t *t) {
 /* ---- resources ---- */
 
 /* { authorization = 13; folder = "/srv/in"; versions = 5; wait_ms = 20000;
- *   poll_ms = 2000; once = false; } - see fsync.h */
+ *   poll_ms = 2000; once = false; } - see folder_sub.h */
 static int load_folder_sub(gdx_node *n, const char *file, int i, config_setting_t *s,
-                           const char *folder, gdx_fsync_opts *o, char *err, size_t errlen) {
+                           const char *folder, gdx_folder_sub_opts *o, char *err, size_t errlen) {
   long long auth = 0, versions = 5, wait = 20000, poll = 2000;
   int once = 0, line = config_setting_source_line(s);
   const char *table = NULL;
@@ -631,9 +631,9 @@ static int load_folder_sub(gdx_node *n, const char *file, int i, config_setting_
 
 /* subscriptions = ( { authorization = 12; table = "ent_copy"; batch = 1000;
  *                     poll_ms = 500; wait_ms = 20000; reconcile_every_s = 86400;
- *                     chunk = 1000; once = false; } ) - see sync.h */
-static int load_subscriptions(gdx_node *n, const char *file, gdx_sync_opts *out, int *nout,
-                              gdx_fsync_opts *fout, int *nfout, char *err, size_t errlen) {
+ *                     chunk = 1000; once = false; } ) - see table_sub.h */
+static int load_subscriptions(gdx_node *n, const char *file, gdx_table_sub_opts *out, int *nout,
+                              gdx_folder_sub_opts *fout, int *nfout, char *err, size_t errlen) {
   config_t *c = gdx_config_open(file, err, errlen);
   if (c == NULL)
     return GDX_ECONFIG;
@@ -687,7 +687,7 @@ static int load_subscriptions(gdx_node *n, const char *file, gdx_sync_opts *out,
       rc = GDX_ECONFIG;
       break;
     }
-    gdx_sync_opts *o = &out[(*nout)++];
+    gdx_table_sub_opts *o = &out[(*nout)++];
     o->authorization = auth;
     snprintf(o->table, sizeof(o->table), "%s", table);
     o->batch = batch;
@@ -769,8 +769,8 @@ int gdx_node_check(const gdx_node_config *cfg, const char *config_file, char *er
   if (n == NULL)
     return GDX_ENOMEM;
   int rc = load_resources(n, config_file, err, errlen);
-  static gdx_sync_opts subs[MAX_RESOURCES];
-  static gdx_fsync_opts fsubs[MAX_RESOURCES];
+  static gdx_table_sub_opts subs[MAX_RESOURCES];
+  static gdx_folder_sub_opts fsubs[MAX_RESOURCES];
   int nsubs = 0, nfsubs = 0;
   n->cfg = cfg;
   if (!rc)
@@ -847,8 +847,8 @@ int gdx_node_start(uv_loop_t *loop, const gdx_node_config *cfg, const char *conf
   n->env.state_dir = cfg->state_dir;
   n->events = json_array();
   rc = load_resources(n, config_file, err, errlen);
-  static gdx_sync_opts subs[MAX_RESOURCES];
-  static gdx_fsync_opts fsubs[MAX_RESOURCES];
+  static gdx_table_sub_opts subs[MAX_RESOURCES];
+  static gdx_folder_sub_opts fsubs[MAX_RESOURCES];
   int nsubs = 0, nfsubs = 0;
   if (!rc)
     rc = load_subscriptions(n, config_file, subs, &nsubs, fsubs, &nfsubs, err, errlen);
@@ -906,21 +906,21 @@ int gdx_node_start(uv_loop_t *loop, const gdx_node_config *cfg, const char *conf
   uv_timer_init(loop, &n->hb_timer);
   n->hb_timer.data = n;
   uv_timer_start(&n->hb_timer, on_hb_timer, 0, (uint64_t)cfg->heartbeat_interval_s * 1000);
-  n->sync_env = (gdx_sync_env){.loop = loop, .client = n->broker_c, .frontdb = n->frontdb,
+  n->sync_env = (gdx_table_sub_env){.loop = loop, .client = n->broker_c, .frontdb = n->frontdb,
                                .nodes_url = n->nodes_url, .ca_file = n->ca_file,
                                .cert_file = n->cert_file, .key_file = n->key_file};
   for (int i = 0; i < nsubs; i++) {
-    if (gdx_sync_start(&n->sync_env, &subs[i], &n->subs[n->nsubs]) != GDX_OK)
+    if (gdx_table_sub_start(&n->sync_env, &subs[i], &n->subs[n->nsubs]) != GDX_OK)
       return GDX_ENOMEM;
     n->nsubs++;
     gdx_log_info("node", "subscription %lld into table %s", subs[i].authorization,
                  subs[i].table);
   }
-  n->fsync_env = (gdx_fsync_env){.loop = loop, .client = n->broker_c, .nodes_url = n->nodes_url,
+  n->fsync_env = (gdx_folder_sub_env){.loop = loop, .client = n->broker_c, .nodes_url = n->nodes_url,
                                  .ca_file = n->ca_file, .cert_file = n->cert_file,
                                  .key_file = n->key_file, .scanner = n->scanner};
   for (int i = 0; i < nfsubs; i++) {
-    rc = gdx_fsync_start(&n->fsync_env, &fsubs[i], &n->fsubs[n->nfsubs], err, errlen);
+    rc = gdx_folder_sub_start(&n->fsync_env, &fsubs[i], &n->fsubs[n->nfsubs], err, errlen);
     if (rc != GDX_OK)
       return rc;
     n->nfsubs++;
@@ -980,9 +980,9 @@ void gdx_node_stop(gdx_node *n, void (*on_stopped)(void *), void *data) {
   n->stopped_data = data;
   n->pending_stops = 1 + n->nsubs + n->nfsubs; /* the timer, the subscriptions */
   for (int i = 0; i < n->nsubs; i++)
-    gdx_sync_stop(n->subs[i], on_sub_stopped, n); /* before broker_c closes */
+    gdx_table_sub_stop(n->subs[i], on_sub_stopped, n); /* before broker_c closes */
   for (int i = 0; i < n->nfsubs; i++)
-    gdx_fsync_stop(n->fsubs[i], on_sub_stopped, n);
+    gdx_folder_sub_stop(n->fsubs[i], on_sub_stopped, n);
   if (n->http)
     n->pending_stops++;
   if (n->admin)

@@ -1,4 +1,4 @@
-#include "sync.h"
+#include "table_sub.h"
 
 #include <jansson.h>
 #include <stdarg.h>
@@ -12,7 +12,7 @@
 #include "error.h"
 #include "http.h"
 #include "log.h"
-#include "tsync.h"
+#include "table_apply.h"
 
 #define READ_MAX (64u << 20) /* one batch's JSON */
 #define ACK_MAX 500          /* ledger entries per report */
@@ -28,9 +28,9 @@ typedef enum {
   S_DONE       /* once = true: the snapshot is in */
 } phase;
 
-struct gdx_sync {
-  const gdx_sync_env *env;
-  gdx_sync_opts o;
+struct gdx_table_sub {
+  const gdx_table_sub_env *env;
+  gdx_table_sub_opts o;
   uv_timer_t timer;
   phase ph;
   int busy;               /* a read or a database job in flight */
@@ -39,8 +39,8 @@ struct gdx_sync {
   void *stop_data;
   json_t *schema;
   int prepared;           /* the target table exists (this run) */
-  gdx_tsync_target t;
-  gdx_tsync_state st;
+  gdx_table_apply_target t;
+  gdx_table_apply_state st;
   int have_state;
   int caught_up;          /* the last change batch was empty */
   int waited;             /* the read in flight is a long poll */
@@ -65,7 +65,7 @@ struct gdx_sync {
   char rc_after[2048];    /* checksums paging */
   json_t *rc_diff;        /* differing chunks */
   size_t rc_idx;
-  gdx_tsync_diff rc_d;    /* of the chunk being drilled */
+  gdx_table_apply_diff rc_d;    /* of the chunk being drilled */
   size_t rc_range;        /* next of rc_d.ranges to read and repair */
   long long rc_chunks, rc_chunks_diff, rc_src, rc_dst, rc_missing, rc_extra, rc_different,
       rc_in_flight, rc_repaired, rc_pos;
@@ -78,26 +78,26 @@ struct gdx_sync {
 };
 
 typedef struct sync_job_ {
-  gdx_sync *s;
+  gdx_table_sub *s;
   json_t *batch;          /* reconciliation reads */
   gdx_page *page;         /* a snapshot page (kind 1) or a change batch (kind 2) */
   int kind;               /* 0 load, 1 page, 2 changes, 3 reset, 4 chunks, 5 rows, 6 repair */
   int prepare;
   char after[2048];
   long long after_pos;
-  gdx_tsync_state st;
+  gdx_table_apply_state st;
   int found;
   json_t *chunk, *differing;
   long long target_rows, repaired;
-  gdx_tsync_diff diff;
+  gdx_table_apply_diff diff;
   char err[300];
 } sync_job;
 
-static void next_step(gdx_sync *s);
-static void submit(gdx_sync *s, struct sync_job_ *j);
-static int take_ahead(gdx_sync *s);
-static void apply_async(gdx_sync *s, struct sync_job_ *job);
-static void ack_start(gdx_sync *s);
+static void next_step(gdx_table_sub *s);
+static void submit(gdx_table_sub *s, struct sync_job_ *j);
+static int take_ahead(gdx_table_sub *s);
+static void apply_async(gdx_table_sub *s, struct sync_job_ *job);
+static void ack_start(gdx_table_sub *s);
 static int unzstd(gdx_buf *body, int zstd, char *why, size_t n);
 
 static void page_free(gdx_page *p) {
@@ -131,7 +131,7 @@ static long long wall_ms(void) {
   return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
-static void diff_free(gdx_tsync_diff *d) {
+static void diff_free(gdx_table_apply_diff *d) {
   json_decref(d->repair_keys);
   json_decref(d->extra_keys);
   json_decref(d->samples);
@@ -139,7 +139,7 @@ static void diff_free(gdx_tsync_diff *d) {
   memset(d, 0, sizeof(*d));
 }
 
-static void rc_clear(gdx_sync *s) {
+static void rc_clear(gdx_table_sub *s) {
   json_decref(s->rc_diff);
   json_decref(s->rc_samples);
   diff_free(&s->rc_d);
@@ -149,7 +149,7 @@ static void rc_clear(gdx_sync *s) {
   s->rc_active = 0;
 }
 
-static void maybe_stopped(gdx_sync *s) {
+static void maybe_stopped(gdx_table_sub *s) {
   if (!s->stopping || s->busy || s->ahead_busy || s->ack_busy || !s->timer_closed)
     return;
   page_free(s->ahead);
@@ -168,14 +168,14 @@ static void maybe_stopped(gdx_sync *s) {
 
 static void on_timer(uv_timer_t *t) { next_step(t->data); }
 
-static void later(gdx_sync *s, uint64_t ms) {
+static void later(gdx_table_sub *s, uint64_t ms) {
   if (!s->stopping)
     uv_timer_start(&s->timer, on_timer, ms, 0);
 }
 
-static void fail(gdx_sync *s, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void fail(gdx_table_sub *s, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
-static void fail(gdx_sync *s, const char *fmt, ...) {
+static void fail(gdx_table_sub *s, const char *fmt, ...) {
   char msg[300];
   va_list ap;
   va_start(ap, fmt);
@@ -199,27 +199,27 @@ static void fail(gdx_sync *s, const char *fmt, ...) {
 
 static int job_work(gdx_db_conn *c, void *arg) {
   sync_job *j = arg;
-  gdx_sync *s = j->s;
+  gdx_table_sub *s = j->s;
   int rc = GDX_OK;
   if (j->prepare)
-    rc = gdx_tsync_prepare(c, &s->t, s->schema, j->err, sizeof(j->err));
+    rc = gdx_table_apply_prepare(c, &s->t, s->schema, j->err, sizeof(j->err));
   if (!rc && j->kind == 1)
-    rc = gdx_tsync_apply_page(c, &s->t, j->after, j->page, j->err, sizeof(j->err));
+    rc = gdx_table_apply_page(c, &s->t, j->after, j->page, j->err, sizeof(j->err));
   if (!rc && j->kind == 2)
-    rc = gdx_tsync_apply_changes(c, &s->t, j->after_pos, j->page, j->err, sizeof(j->err));
+    rc = gdx_table_apply_changes(c, &s->t, j->after_pos, j->page, j->err, sizeof(j->err));
   if (!rc && j->kind == 3)
-    rc = gdx_tsync_reset(c, &s->t, j->err, sizeof(j->err));
+    rc = gdx_table_apply_reset(c, &s->t, j->err, sizeof(j->err));
   if (j->kind == 4)
-    return gdx_tsync_chunks(c, &s->t, json_object_get(j->batch, "chunks"), &j->target_rows,
+    return gdx_table_apply_chunks(c, &s->t, json_object_get(j->batch, "chunks"), &j->target_rows,
                             j->differing, j->err, sizeof(j->err));
   if (j->kind == 5)
-    return gdx_tsync_rowdiff(c, &s->t, j->chunk, j->batch, &j->diff, j->err, sizeof(j->err));
+    return gdx_table_apply_rowdiff(c, &s->t, j->chunk, j->batch, &j->diff, j->err, sizeof(j->err));
   if (j->kind == 6)
-    return gdx_tsync_repair(c, &s->t, j->chunk, j->batch, j->diff.repair_keys,
+    return gdx_table_apply_repair(c, &s->t, j->chunk, j->batch, j->diff.repair_keys,
                             j->diff.extra_keys, &j->repaired, j->err, sizeof(j->err));
   if (rc && rc != GDX_ECONFLICT)
     return rc;
-  int lr = gdx_tsync_load(c, s->t.sub, &j->st);
+  int lr = gdx_table_apply_load(c, s->t.sub, &j->st);
   j->found = lr == GDX_OK;
   if (lr && lr != GDX_ENOTFOUND) {
     snprintf(j->err, sizeof(j->err), "reading the subscription's state: %s", gdx_db_error(c));
@@ -228,7 +228,7 @@ static int job_work(gdx_db_conn *c, void *arg) {
   return rc;
 }
 
-static void recon_job_done(gdx_sync *s, sync_job *j, int status);
+static void recon_job_done(gdx_table_sub *s, sync_job *j, int status);
 
 static void job_free(sync_job *j) {
   diff_free(&j->diff);
@@ -241,7 +241,7 @@ static void job_free(sync_job *j) {
 
 static void job_done(int status, void *arg) {
   sync_job *j = arg;
-  gdx_sync *s = j->s;
+  gdx_table_sub *s = j->s;
   s->busy = 0;
   if (s->stopping) {
     job_free(j);
@@ -309,7 +309,7 @@ static void job_done(int status, void *arg) {
   later(s, s->caught_up && (s->o.wait_ms == 0 || waited < 100) ? (uint64_t)s->o.poll_ms : 0);
 }
 
-static void submit(gdx_sync *s, struct sync_job_ *j) {
+static void submit(gdx_table_sub *s, struct sync_job_ *j) {
   j->s = s;
   s->busy = 1;
   if (gdx_db_submit(s->env->frontdb, job_work, job_done, j) != GDX_OK) {
@@ -324,14 +324,14 @@ static void submit(gdx_sync *s, struct sync_job_ *j) {
 
 static int on_data(gdx_httpc_req *r, const char *d, size_t n, void *ud) {
   (void)r;
-  gdx_sync *s = ud;
+  gdx_table_sub *s = ud;
   return gdx_buf_append(&s->body, d, n) == GDX_OK ? 0 : -1;
 }
 
-static void recon_read(gdx_sync *s, json_t *j);
+static void recon_read(gdx_table_sub *s, json_t *j);
 
 static void on_read(gdx_httpc_req *r, int status, long http, void *ud) {
-  gdx_sync *s = ud;
+  gdx_table_sub *s = ud;
   s->busy = 0;
   if (s->stopping) {
     maybe_stopped(s);
@@ -423,13 +423,13 @@ static int zstd_header(const char *line, size_t len) {
 
 static void on_read_header(gdx_httpc_req *r, const char *line, size_t len, void *ud) {
   (void)r;
-  gdx_sync *s = ud;
+  gdx_table_sub *s = ud;
   s->body_zstd |= zstd_header(line, len);
 }
 
 static void on_ahead_header(gdx_httpc_req *r, const char *line, size_t len, void *ud) {
   (void)r;
-  gdx_sync *s = ud;
+  gdx_table_sub *s = ud;
   s->abody_zstd |= zstd_header(line, len);
 }
 
@@ -455,7 +455,7 @@ static int unzstd(gdx_buf *body, int zstd, char *why, size_t n) {
   return GDX_OK;
 }
 
-static int start_read(gdx_sync *s, const char *what, const char *const *params, gdx_buf *body,
+static int start_read(gdx_table_sub *s, const char *what, const char *const *params, gdx_buf *body,
                       int (*on_data_cb)(gdx_httpc_req *, const char *, size_t, void *),
                       void (*on_done_cb)(gdx_httpc_req *, int, long, void *)) {
   gdx_buf url;
@@ -484,11 +484,11 @@ static int start_read(gdx_sync *s, const char *what, const char *const *params, 
   return rc;
 }
 
-static void start_ahead(gdx_sync *s, const json_t *meta);
+static void start_ahead(gdx_table_sub *s, const json_t *meta);
 
 /* Applies a read batch; a snapshot page that is not the last has the next
  * one read meanwhile. */
-static void apply_async(gdx_sync *s, sync_job *job) {
+static void apply_async(gdx_table_sub *s, sync_job *job) {
   json_t *j = job->page ? job->page->meta : job->batch;
   if (!s->prepared) {
     /* the target's columns are those the broker lets through */
@@ -511,13 +511,13 @@ static void apply_async(gdx_sync *s, sync_job *job) {
 
 static int on_ahead_data(gdx_httpc_req *r, const char *d, size_t n, void *ud) {
   (void)r;
-  gdx_sync *s = ud;
+  gdx_table_sub *s = ud;
   return gdx_buf_append(&s->abody, d, n) == GDX_OK ? 0 : -1;
 }
 
 static void on_ahead(gdx_httpc_req *r, int status, long http, void *ud) {
   (void)r;
-  gdx_sync *s = ud;
+  gdx_table_sub *s = ud;
   s->ahead_busy = 0;
   if (s->stopping) {
     maybe_stopped(s);
@@ -536,7 +536,7 @@ static void on_ahead(gdx_httpc_req *r, int status, long http, void *ud) {
   }
 }
 
-static void start_ahead(gdx_sync *s, const json_t *meta) {
+static void start_ahead(gdx_table_sub *s, const json_t *meta) {
   json_t *last = json_object_get(meta, "last");
   char *after = json_is_array(last) ? json_dumps(last, JSON_COMPACT) : NULL;
   if (after == NULL || strlen(after) >= sizeof(s->ahead_after)) {
@@ -553,7 +553,7 @@ static void start_ahead(gdx_sync *s, const json_t *meta) {
 }
 
 /* The page read ahead, when it is the one after the stored state. */
-static int take_ahead(gdx_sync *s) {
+static int take_ahead(gdx_table_sub *s) {
   gdx_page *page = s->ahead;
   s->ahead = NULL;
   if (page == NULL || s->busy || !s->have_state || s->st.snapshot_done ||
@@ -577,7 +577,7 @@ static int take_ahead(gdx_sync *s) {
 /* reconciliation (对账): chunk checksums, then rows of the differing
  * chunks, then the provider's rows for what differs                   */
 
-static void recon_start(gdx_sync *s) {
+static void recon_start(gdx_table_sub *s) {
   rc_clear(s);
   s->rc_wanted = 0;
   s->rc_active = 1;
@@ -600,7 +600,7 @@ static char *json_text(const json_t *v) {
 
 /* A repair job: the provider's rows of one range (page), or with page
  * NULL the deletes of the rows the provider does not have. */
-static void repair_submit(gdx_sync *s, json_t *page) {
+static void repair_submit(gdx_table_sub *s, json_t *page) {
   sync_job *job = calloc(1, sizeof(*job));
   if (job == NULL) {
     json_decref(page);
@@ -621,7 +621,7 @@ static void repair_submit(gdx_sync *s, json_t *page) {
   submit(s, job);
 }
 
-static void recon_read(gdx_sync *s, json_t *j) {
+static void recon_read(gdx_table_sub *s, json_t *j) {
   if (s->ph == S_RC_FETCH) {
     repair_submit(s, j);
     return;
@@ -648,13 +648,13 @@ static void recon_read(gdx_sync *s, json_t *j) {
 }
 
 /* The differing chunk is done: on to the next, or to the report. */
-static void next_chunk(gdx_sync *s) {
+static void next_chunk(gdx_table_sub *s) {
   diff_free(&s->rc_d);
   s->rc_idx++;
   s->ph = s->rc_idx >= json_array_size(s->rc_diff) ? S_RC_REPORT : S_RC_ROWS;
 }
 
-static void recon_job_done(gdx_sync *s, sync_job *j, int status) {
+static void recon_job_done(gdx_table_sub *s, sync_job *j, int status) {
   if (status != GDX_OK) {
     char err[300];
     snprintf(err, sizeof(err), "%s", j->err[0] ? j->err : gdx_strerror(status));
@@ -721,12 +721,12 @@ static void recon_job_done(gdx_sync *s, sync_job *j, int status) {
 
 static int rc_resp_data(gdx_httpc_req *r, const char *d, size_t n, void *ud) {
   (void)r;
-  gdx_sync *s = ud;
+  gdx_table_sub *s = ud;
   return gdx_buf_append(&s->body, d, n) == GDX_OK ? 0 : -1;
 }
 
 static void rc_reported(gdx_httpc_req *r, int status, long http, void *ud) {
-  gdx_sync *s = ud;
+  gdx_table_sub *s = ud;
   s->busy = 0;
   if (s->stopping) {
     maybe_stopped(s);
@@ -751,7 +751,7 @@ static void rc_reported(gdx_httpc_req *r, int status, long http, void *ud) {
   later(s, 0);
 }
 
-static void recon_report(gdx_sync *s) {
+static void recon_report(gdx_table_sub *s) {
   long long diff = s->rc_missing + s->rc_extra + s->rc_different;
   const char *status = diff == 0 ? "clean" : s->rc_repaired > 0 ? "repaired" : "differences";
   json_t *o = json_pack(
@@ -783,7 +783,7 @@ static void recon_report(gdx_sync *s) {
   s->busy = 1;
 }
 
-static int recon_step(gdx_sync *s) {
+static int recon_step(gdx_table_sub *s) {
   char what[96];
   const char *params[8] = {NULL};
   char *a = NULL, *u = NULL, pos[24];
@@ -825,7 +825,7 @@ static int recon_step(gdx_sync *s) {
 /* the ledger's report: applied batches to the broker                  */
 
 typedef struct {
-  gdx_sync *s;
+  gdx_table_sub *s;
   int done;               /* 0 read the ledger, 1 forget what was recorded */
   long long maxid;
   json_t *entries;
@@ -834,19 +834,19 @@ typedef struct {
 static int ack_work(gdx_db_conn *c, void *arg) {
   ack_job *a = arg;
   if (a->done)
-    return gdx_tsync_ledger_done(c, a->s->t.sub, a->maxid);
-  return gdx_tsync_ledger_read(c, a->s->t.sub, ACK_MAX, &a->entries, &a->maxid);
+    return gdx_table_apply_ledger_forget(c, a->s->t.sub, a->maxid);
+  return gdx_table_apply_ledger_read(c, a->s->t.sub, ACK_MAX, &a->entries, &a->maxid);
 }
 
 static int ack_data(gdx_httpc_req *r, const char *d, size_t n, void *ud) {
   (void)r;
-  gdx_sync *s = ud;
+  gdx_table_sub *s = ud;
   return gdx_buf_append(&s->ack_resp, d, n) == GDX_OK ? 0 : -1;
 }
 
 static void ack_job_done(int status, void *arg);
 
-static void ack_submit(gdx_sync *s, int done, long long maxid) {
+static void ack_submit(gdx_table_sub *s, int done, long long maxid) {
   ack_job *a = calloc(1, sizeof(*a));
   if (a == NULL) {
     s->ack_busy = 0;
@@ -863,7 +863,7 @@ static void ack_submit(gdx_sync *s, int done, long long maxid) {
 }
 
 static void ack_sent(gdx_httpc_req *r, int status, long http, void *ud) {
-  gdx_sync *s = ud;
+  gdx_table_sub *s = ud;
   free(s->ack_body);
   s->ack_body = NULL;
   if (s->stopping) {
@@ -892,7 +892,7 @@ static void ack_sent(gdx_httpc_req *r, int status, long http, void *ud) {
 
 static void ack_job_done(int status, void *arg) {
   ack_job *a = arg;
-  gdx_sync *s = a->s;
+  gdx_table_sub *s = a->s;
   int done = a->done;
   json_t *entries = a->entries;
   long long maxid = a->maxid;
@@ -946,7 +946,7 @@ static void ack_job_done(int status, void *arg) {
 
 /* Reports the ledger entries not yet recorded by the broker (one report
  * at a time; more follow while there are). */
-static void ack_start(gdx_sync *s) {
+static void ack_start(gdx_table_sub *s) {
   if (s->stopping)
     return;
   if (s->ack_busy) {
@@ -960,7 +960,7 @@ static void ack_start(gdx_sync *s) {
 
 /* ------------------------------------------------------------------ */
 
-static void next_step(gdx_sync *s) {
+static void next_step(gdx_table_sub *s) {
   if (s->stopping || s->busy || s->ph == S_DONE)
     return;
   uint64_t now = uv_now(s->env->loop);
@@ -1006,8 +1006,8 @@ static void next_step(gdx_sync *s) {
 
 /* ------------------------------------------------------------------ */
 
-int gdx_sync_start(const gdx_sync_env *env, const gdx_sync_opts *o, gdx_sync **out) {
-  gdx_sync *s = calloc(1, sizeof(*s));
+int gdx_table_sub_start(const gdx_table_sub_env *env, const gdx_table_sub_opts *o, gdx_table_sub **out) {
+  gdx_table_sub *s = calloc(1, sizeof(*s));
   if (s == NULL)
     return GDX_ENOMEM;
   s->env = env;
@@ -1029,12 +1029,12 @@ int gdx_sync_start(const gdx_sync_env *env, const gdx_sync_opts *o, gdx_sync **o
 }
 
 static void on_timer_closed(uv_handle_t *h) {
-  gdx_sync *s = h->data;
+  gdx_table_sub *s = h->data;
   s->timer_closed = 1;
   maybe_stopped(s);
 }
 
-void gdx_sync_stop(gdx_sync *s, void (*cb)(void *), void *data) {
+void gdx_table_sub_stop(gdx_table_sub *s, void (*cb)(void *), void *data) {
   s->stopping = 1;
   s->stop_cb = cb;
   s->stop_data = data;
@@ -1042,9 +1042,9 @@ void gdx_sync_stop(gdx_sync *s, void (*cb)(void *), void *data) {
   uv_close((uv_handle_t *)&s->timer, on_timer_closed);
 }
 
-long long gdx_sync_authorization(const gdx_sync *s) { return s->o.authorization; }
+long long gdx_table_sub_authorization(const gdx_table_sub *s) { return s->o.authorization; }
 
-void gdx_sync_reconcile(gdx_sync *s) {
+void gdx_table_sub_reconcile(gdx_table_sub *s) {
   if (s->rc_active || s->o.once)
     return;
   s->rc_wanted = 1;
@@ -1052,7 +1052,7 @@ void gdx_sync_reconcile(gdx_sync *s) {
     later(s, 0);
 }
 
-void gdx_sync_metrics(gdx_sync *s, gdx_buf *out) {
+void gdx_table_sub_metrics(gdx_table_sub *s, gdx_buf *out) {
   long long a = s->o.authorization;
   gdx_buf_appendf(out, "gdx_node_subscription_position{authorization=\"%lld\"} %lld\n", a,
                   s->have_state ? s->st.position : 0);

@@ -1,4 +1,4 @@
-#include "fsync.h"
+#include "folder_sub.h"
 
 #include <dirent.h>
 #include <errno.h>
@@ -39,16 +39,16 @@ typedef struct {
  * written by the pool. */
 typedef struct {
   uv_work_t w;
-  struct gdx_fsync *s;
+  struct gdx_folder_sub *s;
   char *data;
   size_t len;
   long long off, index;
   int busy, werr;
 } cbuf;
 
-struct gdx_fsync {
-  const gdx_fsync_env *env;
-  gdx_fsync_opts o;
+struct gdx_folder_sub {
+  const gdx_folder_sub_env *env;
+  gdx_folder_sub_opts o;
   char dir[1100];           /* <folder>/.gdx */
   uv_timer_t timer;
   phase ph;
@@ -95,8 +95,8 @@ struct gdx_fsync {
       resumed_bytes, mismatches;
 };
 
-static void next_step(gdx_fsync *s);
-static void ack_start(gdx_fsync *s);
+static void next_step(gdx_folder_sub *s);
+static void ack_start(gdx_folder_sub *s);
 
 static long long wall_ms(void) {
   struct timespec ts;
@@ -104,17 +104,17 @@ static long long wall_ms(void) {
   return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
-static void maybe_stopped(gdx_fsync *s);
+static void maybe_stopped(gdx_folder_sub *s);
 
 static void on_timer(uv_timer_t *t) { next_step(t->data); }
 
-static void after(gdx_fsync *s, uint64_t ms) {
+static void after(gdx_folder_sub *s, uint64_t ms) {
   if (!s->stopping)
     uv_timer_start(&s->timer, on_timer, ms, 0);
 }
 
-static void fail(gdx_fsync *s, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-static void fail(gdx_fsync *s, const char *fmt, ...) {
+static void fail(gdx_folder_sub *s, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void fail(gdx_folder_sub *s, const char *fmt, ...) {
   va_list ap;
   va_start(ap, fmt);
   char msg[300];
@@ -151,7 +151,7 @@ static int mkdirs(const char *path, mode_t mode) {
  * SHA-256) and what was quarantined; it is rewritten when a listing's files
  * are done, and each file in between is one line of state.jsonl (so a
  * folder of many files costs a line per file, not the whole state). */
-static void save_state(gdx_fsync *s) {
+static void save_state(gdx_folder_sub *s) {
   json_t *j = json_pack("{s:s, s:O, s:O}", "since", s->since, "files", s->delivered,
                         "quarantined", s->quarantined);
   char path[1200], tmp[1300], journal[1200];
@@ -167,7 +167,7 @@ static void save_state(gdx_fsync *s) {
 }
 
 /* One file's outcome: sha256 delivered at path, or quarantined (path NULL). */
-static void note_state(gdx_fsync *s, const char *path, const char *sha256, const char *why) {
+static void note_state(gdx_folder_sub *s, const char *path, const char *sha256, const char *why) {
   if (path)
     json_object_set_new(s->delivered, path, json_string(sha256));
   else
@@ -187,7 +187,7 @@ static void note_state(gdx_fsync *s, const char *path, const char *sha256, const
   free(line);
 }
 
-static void load_state(gdx_fsync *s) {
+static void load_state(gdx_folder_sub *s) {
   char path[1200];
   snprintf(path, sizeof(path), "%s/state.json", s->dir);
   json_t *j = json_load_file(path, 0, NULL);
@@ -219,7 +219,7 @@ static void load_state(gdx_fsync *s) {
 }
 
 /* One ledger entry, kept in ledger.jsonl until the broker has it. */
-static void ledger_append(gdx_fsync *s, json_t *e) {
+static void ledger_append(gdx_folder_sub *s, json_t *e) {
   char path[1200];
   snprintf(path, sizeof(path), "%s/ledger.jsonl", s->dir);
   char *line = json_dumps(e, JSON_COMPACT);
@@ -239,13 +239,13 @@ static void ledger_append(gdx_fsync *s, json_t *e) {
 
 static int on_body(gdx_httpc_req *r, const char *d, size_t n, void *ud) {
   (void)r;
-  gdx_fsync *s = ud;
+  gdx_folder_sub *s = ud;
   return gdx_buf_append(&s->body, d, n) == GDX_OK ? 0 : -1;
 }
 
 static void on_data_header(gdx_httpc_req *r, const char *line, size_t len, void *ud);
 
-static int request(gdx_fsync *s, const char *what, const char *const *params,
+static int request(gdx_folder_sub *s, const char *what, const char *const *params,
                    int (*data_cb)(gdx_httpc_req *, const char *, size_t, void *),
                    void (*done_cb)(gdx_httpc_req *, int, long, void *), gdx_httpc_req **out) {
   gdx_buf url;
@@ -276,7 +276,7 @@ static int request(gdx_fsync *s, const char *what, const char *const *params,
   return rc;
 }
 
-static const char *err_message(gdx_fsync *s) {
+static const char *err_message(gdx_folder_sub *s) {
   static char m[300];
   json_t *j = json_loadb(s->body.data ? s->body.data : "", s->body.len, 0, NULL);
   const char *msg = json_string_value(json_object_get(json_object_get(j, "error"), "message"));
@@ -287,7 +287,7 @@ static const char *err_message(gdx_fsync *s) {
 
 /* ---- the listing ---- */
 
-static void queue_clear(gdx_fsync *s) {
+static void queue_clear(gdx_folder_sub *s) {
   for (size_t i = 0; i < s->nq; i++)
     free(s->q[i].path);
   free(s->q);
@@ -305,7 +305,7 @@ static int hidden_part(const char *path) {
 }
 
 static void on_list(gdx_httpc_req *r, int status, long http, void *ud) {
-  gdx_fsync *s = ud;
+  gdx_folder_sub *s = ud;
   s->busy = 0;
   s->req = NULL;
   if (s->stopping)
@@ -369,7 +369,7 @@ static void on_list(gdx_httpc_req *r, int status, long http, void *ud) {
 /* ---- the chunk list of one version ---- */
 
 static void on_chunks(gdx_httpc_req *r, int status, long http, void *ud) {
-  gdx_fsync *s = ud;
+  gdx_folder_sub *s = ud;
   s->busy = 0;
   s->req = NULL;
   if (s->stopping)
@@ -414,7 +414,7 @@ static void on_chunks(gdx_httpc_req *r, int status, long http, void *ud) {
 
 typedef struct {
   uv_work_t w;
-  gdx_fsync *s;
+  gdx_folder_sub *s;
   char part[1200], ver[1300];
   char sha256[65];
   long long size, chunk, verified;
@@ -424,7 +424,7 @@ typedef struct {
 
 static void resume_work(uv_work_t *w) {
   resume_job *j = w->data;
-  gdx_fsync *s = j->s;
+  gdx_folder_sub *s = j->s;
   j->fd = -1;
   /* the part file belongs to one version: another one's bytes are dropped */
   char have[80] = "";
@@ -470,11 +470,11 @@ static void resume_work(uv_work_t *w) {
     snprintf(j->err, sizeof(j->err), "cannot truncate %s: %s", j->part, strerror(errno));
 }
 
-static void start_data(gdx_fsync *s);
+static void start_data(gdx_folder_sub *s);
 
 static void resume_done(uv_work_t *w, int status) {
   resume_job *j = w->data;
-  gdx_fsync *s = j->s;
+  gdx_folder_sub *s = j->s;
   s->works--;
   s->busy = 0;
   if (s->stopping || status != 0 || j->err[0]) {
@@ -511,7 +511,7 @@ static void resume_done(uv_work_t *w, int status) {
 
 static void chunk_work(uv_work_t *w) {
   cbuf *b = w->data;
-  gdx_fsync *s = b->s;
+  gdx_folder_sub *s = b->s;
   int direct = s->dfd >= 0;
   size_t len = direct ? (b->len + 4095) & ~(size_t)4095 : b->len; /* the tail padded */
   if (len > b->len)
@@ -530,7 +530,7 @@ static void chunk_work(uv_work_t *w) {
 
 static void chunk_done(uv_work_t *w, int status);
 
-static int submit_chunk(gdx_fsync *s, cbuf *b) {
+static int submit_chunk(gdx_folder_sub *s, cbuf *b) {
   b->busy = 1;
   b->werr = 0;
   b->s = s;
@@ -547,7 +547,7 @@ static int submit_chunk(gdx_fsync *s, cbuf *b) {
  * and handed to the pool. Stops when the buffer to fill is still being
  * written. Returns the bytes taken, or -1 (a chunk did not match: the
  * transfer is dropped). */
-static long consume(gdx_fsync *s, const char *d, size_t n) {
+static long consume(gdx_folder_sub *s, const char *d, size_t n) {
   qfile *f = &s->q[s->qi];
   size_t taken = 0;
   while (taken < n) {
@@ -594,13 +594,13 @@ static long consume(gdx_fsync *s, const char *d, size_t n) {
 
 static void on_data_header(gdx_httpc_req *r, const char *line, size_t len, void *ud) {
   (void)r;
-  gdx_fsync *s = ud;
+  gdx_folder_sub *s = ud;
   if (len > 13 && strncasecmp(line, "X-Gdx-Offset:", 13) == 0)
     s->data_ok_head = 1;
 }
 
 static int on_data(gdx_httpc_req *r, const char *d, size_t n, void *ud) {
-  gdx_fsync *s = ud;
+  gdx_folder_sub *s = ud;
   if (!s->data_ok_head) /* an error answer, not the file */
     return on_body(r, d, n, ud);
   if (s->mismatch || s->data_failed)
@@ -623,10 +623,10 @@ static int on_data(gdx_httpc_req *r, const char *d, size_t n, void *ud) {
   return 0;
 }
 
-static void data_finish(gdx_fsync *s);
+static void data_finish(gdx_folder_sub *s);
 
 /* The part file's descriptors, once the transfer is over. */
-static void close_part(gdx_fsync *s) {
+static void close_part(gdx_folder_sub *s) {
   if (s->fd >= 0)
     close(s->fd);
   if (s->dfd >= 0)
@@ -636,7 +636,7 @@ static void close_part(gdx_fsync *s) {
 
 static void chunk_done(uv_work_t *w, int status) {
   cbuf *b = w->data;
-  gdx_fsync *s = b->s;
+  gdx_folder_sub *s = b->s;
   s->works--;
   b->busy = 0;
   if (status == 0 && b->werr == 0 && !s->data_failed) {
@@ -682,7 +682,7 @@ static void chunk_done(uv_work_t *w, int status) {
 }
 
 static void on_data_done(gdx_httpc_req *r, int status, long http, void *ud) {
-  gdx_fsync *s = ud;
+  gdx_folder_sub *s = ud;
   s->busy = 0;
   s->req = NULL;
   s->data_req = NULL;
@@ -704,11 +704,11 @@ static void on_data_done(gdx_httpc_req *r, int status, long http, void *ud) {
   data_finish(s);
 }
 
-static void start_final(gdx_fsync *s);
+static void start_final(gdx_folder_sub *s);
 
 /* After the transfer ended and every chunk is written: on to the checks,
  * or back to the listing. */
-static void data_finish(gdx_fsync *s) {
+static void data_finish(gdx_folder_sub *s) {
   if (!s->data_done || s->cb[0].busy || s->cb[1].busy || s->spill_len > 0 || s->ph != S_DATA)
     return;
   if (s->stopping) {
@@ -736,7 +736,7 @@ static void data_finish(gdx_fsync *s) {
   start_final(s);
 }
 
-static void start_data(gdx_fsync *s) {
+static void start_data(gdx_folder_sub *s) {
   qfile *f = &s->q[s->qi];
   s->ph = S_DATA;
   s->mismatch = s->data_failed = s->data_ok_head = s->data_paused = 0;
@@ -773,13 +773,13 @@ static void start_data(gdx_fsync *s) {
   }
 }
 
-static void start_final(gdx_fsync *s);
+static void start_final(gdx_folder_sub *s);
 
 /* ---- checks, scan, versions, rename ---- */
 
 typedef struct {
   uv_work_t w;
-  gdx_fsync *s;
+  gdx_folder_sub *s;
   int fd;
   char part[1200], dest[2200], versions_dir[2400], qdir[1300], ver[1300];
   char sha256[65], sm3_sent[65], sm3[65], path[1100];
@@ -838,7 +838,7 @@ static void prune(const char *dir, long long n) {
 
 static void final_work(uv_work_t *w) {
   final_job *j = w->data;
-  gdx_fsync *s = j->s;
+  gdx_folder_sub *s = j->s;
   j->status = -1;
   long long t0 = wall_ms();
   if (ftruncate(j->fd, j->size) != 0 || fdatasync(j->fd) != 0) { /* direct writes padded the tail */
@@ -919,11 +919,11 @@ static void final_work(uv_work_t *w) {
   j->status = 0;
 }
 
-static void sm3_start(gdx_fsync *s, json_t *entry, const char *dest);
+static void sm3_start(gdx_folder_sub *s, json_t *entry, const char *dest);
 
 static void final_done(uv_work_t *w, int status) {
   final_job *j = w->data;
-  gdx_fsync *s = j->s;
+  gdx_folder_sub *s = j->s;
   s->works--;
   s->busy = 0;
   close(j->fd);
@@ -977,7 +977,7 @@ static void final_done(uv_work_t *w, int status) {
   next_step(s);
 }
 
-static void start_final(gdx_fsync *s) {
+static void start_final(gdx_folder_sub *s) {
   qfile *f = &s->q[s->qi];
   final_job *j = calloc(1, sizeof(*j));
   j->s = s;
@@ -1005,7 +1005,7 @@ static void start_final(gdx_fsync *s) {
 
 typedef struct {
   uv_work_t w;
-  gdx_fsync *s;
+  gdx_folder_sub *s;
   json_t *entry;
   char dest[2200], sm3[65];
 } sm3_job;
@@ -1018,7 +1018,7 @@ static void sm3_work(uv_work_t *w) {
 
 static void sm3_done(uv_work_t *w, int status) {
   sm3_job *j = w->data;
-  gdx_fsync *s = j->s;
+  gdx_folder_sub *s = j->s;
   s->works--;
   (void)status;
   const char *sent = json_string_value(json_object_get(j->entry, "sm3_sent"));
@@ -1033,7 +1033,7 @@ static void sm3_done(uv_work_t *w, int status) {
   maybe_stopped(s);
 }
 
-static void sm3_start(gdx_fsync *s, json_t *entry, const char *dest) {
+static void sm3_start(gdx_folder_sub *s, json_t *entry, const char *dest) {
   sm3_job *j = calloc(1, sizeof(*j));
   j->s = s;
   j->entry = entry;
@@ -1053,12 +1053,12 @@ static void sm3_start(gdx_fsync *s, json_t *entry, const char *dest) {
 
 static int ack_data(gdx_httpc_req *r, const char *d, size_t n, void *ud) {
   (void)r;
-  gdx_fsync *s = ud;
+  gdx_folder_sub *s = ud;
   return gdx_buf_append(&s->ack_resp, d, n) == GDX_OK ? 0 : -1;
 }
 
 static void ack_sent(gdx_httpc_req *r, int status, long http, void *ud) {
-  gdx_fsync *s = ud;
+  gdx_folder_sub *s = ud;
   free(s->ack_body);
   s->ack_body = NULL;
   s->ack_busy = 0;
@@ -1091,7 +1091,7 @@ static void ack_sent(gdx_httpc_req *r, int status, long http, void *ud) {
   maybe_stopped(s);
 }
 
-static void ack_start(gdx_fsync *s) {
+static void ack_start(gdx_folder_sub *s) {
   if (s->ack_busy || s->stopping)
     return;
   char path[1200];
@@ -1139,7 +1139,7 @@ static void ack_start(gdx_fsync *s) {
 /* ------------------------------------------------------------------ */
 /* the loop                                                            */
 
-static void start_list(gdx_fsync *s) {
+static void start_list(gdx_folder_sub *s) {
   s->ph = S_LIST;
   s->next_since[0] = '\0';
   char wait[24];
@@ -1150,7 +1150,7 @@ static void start_list(gdx_fsync *s) {
     fail(s, "cannot start the listing");
 }
 
-static void next_step(gdx_fsync *s) {
+static void next_step(gdx_folder_sub *s) {
   if (s->stopping || s->busy || s->ph == S_DONE)
     return;
   if (s->ph == S_LIST)
@@ -1207,9 +1207,9 @@ static void next_step(gdx_fsync *s) {
   }
 }
 
-int gdx_fsync_start(const gdx_fsync_env *env, const gdx_fsync_opts *o, gdx_fsync **out,
+int gdx_folder_sub_start(const gdx_folder_sub_env *env, const gdx_folder_sub_opts *o, gdx_folder_sub **out,
                     char *err, size_t errlen) {
-  gdx_fsync *s = calloc(1, sizeof(*s));
+  gdx_folder_sub *s = calloc(1, sizeof(*s));
   if (s == NULL)
     return GDX_ENOMEM;
   s->env = env;
@@ -1242,12 +1242,12 @@ int gdx_fsync_start(const gdx_fsync_env *env, const gdx_fsync_opts *o, gdx_fsync
 }
 
 static void on_timer_closed(uv_handle_t *h) {
-  gdx_fsync *s = h->data;
+  gdx_folder_sub *s = h->data;
   s->timer_closed = 1;
   maybe_stopped(s);
 }
 
-static void maybe_stopped(gdx_fsync *s) {
+static void maybe_stopped(gdx_folder_sub *s) {
   if (!s->stopping || s->busy || s->works > 0 || s->ack_busy || !s->timer_closed)
     return;
   if (s->stop_cb == NULL)
@@ -1271,7 +1271,7 @@ static void maybe_stopped(gdx_fsync *s) {
   cb(data);
 }
 
-void gdx_fsync_stop(gdx_fsync *s, void (*cb)(void *), void *data) {
+void gdx_folder_sub_stop(gdx_folder_sub *s, void (*cb)(void *), void *data) {
   s->stopping = 1;
   s->stop_cb = cb;
   s->stop_data = data;
@@ -1283,9 +1283,9 @@ void gdx_fsync_stop(gdx_fsync *s, void (*cb)(void *), void *data) {
   uv_close((uv_handle_t *)&s->timer, on_timer_closed);
 }
 
-long long gdx_fsync_authorization(const gdx_fsync *s) { return s->o.authorization; }
+long long gdx_folder_sub_authorization(const gdx_folder_sub *s) { return s->o.authorization; }
 
-void gdx_fsync_metrics(gdx_fsync *s, gdx_buf *out) {
+void gdx_folder_sub_metrics(gdx_folder_sub *s, gdx_buf *out) {
   long long a = s->o.authorization;
   gdx_buf_appendf(out, "gdx_node_files_delivered_total{authorization=\"%lld\"} %llu\n", a,
                   s->delivered_total);

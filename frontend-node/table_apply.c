@@ -1,4 +1,4 @@
-#include "tsync.h"
+#include "table_apply.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -70,7 +70,7 @@ static int type_ok(const char *t) {
   return *p == '\0' && strncmp(t, "enum", 4) != 0 && strncmp(t, "set", 3) != 0;
 }
 
-int gdx_tsync_prepare(gdx_db_conn *c, const gdx_tsync_target *t, const json_t *schema, char *err,
+int gdx_table_apply_prepare(gdx_db_conn *c, const gdx_table_apply_target *t, const json_t *schema, char *err,
                       size_t errlen) {
   if (!gdx_db_ident_ok(t->table) || !gdx_db_ident_ok(t->sub) || t->nkey < 1 ||
       t->ncols < t->nkey) {
@@ -121,7 +121,7 @@ int gdx_tsync_prepare(gdx_db_conn *c, const gdx_tsync_target *t, const json_t *s
   return rc;
 }
 
-static int load(gdx_db_conn *c, const char *sub, gdx_tsync_state *out, int lock) {
+static int load(gdx_db_conn *c, const char *sub, gdx_table_apply_state *out, int lock) {
   gdx_db_param p[] = {GDX_DB_P_STR(sub)};
   gdx_db_result r = {0};
   int rc = gdx_db_query(c,
@@ -142,7 +142,7 @@ static int load(gdx_db_conn *c, const char *sub, gdx_tsync_state *out, int lock)
   return rc;
 }
 
-int gdx_tsync_load(gdx_db_conn *c, const char *sub, gdx_tsync_state *out) {
+int gdx_table_apply_load(gdx_db_conn *c, const char *sub, gdx_table_apply_state *out) {
   int rc = load(c, sub, out, 0);
   if (rc == GDX_EDB && gdx_db_errno(c) == 1146) /* no gdx_sync_state yet */
     rc = GDX_ENOTFOUND;
@@ -152,7 +152,7 @@ int gdx_tsync_load(gdx_db_conn *c, const char *sub, gdx_tsync_state *out) {
 /* rows[from, from+n) as one INSERT … ON DUPLICATE KEY UPDATE. */
 /* n rows of t->ncols values each (v NULL: null) in one INSERT … ON
  * DUPLICATE KEY UPDATE, the values bound as they are. */
-static int upsert_values(gdx_db_conn *c, const gdx_tsync_target *t, const char *const *v,
+static int upsert_values(gdx_db_conn *c, const gdx_table_apply_target *t, const char *const *v,
                          const size_t *len, size_t n, char *err, size_t errlen) {
   gdx_buf b;
   gdx_buf_init(&b, 1024 * 1024);
@@ -194,7 +194,7 @@ static int upsert_values(gdx_db_conn *c, const gdx_tsync_target *t, const char *
 }
 
 /* The same for rows as JSON arrays of text (repairs). */
-static int upsert(gdx_db_conn *c, const gdx_tsync_target *t, json_t *const *rows, size_t n,
+static int upsert(gdx_db_conn *c, const gdx_table_apply_target *t, json_t *const *rows, size_t n,
                   char *err, size_t errlen) {
   size_t nv = n * (size_t)t->ncols;
   const char **v = calloc(nv ? nv : 1, sizeof(*v));
@@ -225,7 +225,7 @@ static int upsert(gdx_db_conn *c, const gdx_tsync_target *t, json_t *const *rows
 }
 
 /* Deletes the row of one key (t->nkey values, text). */
-static int delete_values(gdx_db_conn *c, const gdx_tsync_target *t, const char *const *v,
+static int delete_values(gdx_db_conn *c, const gdx_table_apply_target *t, const char *const *v,
                          const size_t *len, char *err, size_t errlen) {
   gdx_buf b;
   gdx_buf_init(&b, 64 * 1024);
@@ -248,7 +248,7 @@ static int delete_values(gdx_db_conn *c, const gdx_tsync_target *t, const char *
 }
 
 /* The same for a key as a JSON array of text (repairs). */
-static int delete_key(gdx_db_conn *c, const gdx_tsync_target *t, const json_t *key, char *err,
+static int delete_key(gdx_db_conn *c, const gdx_table_apply_target *t, const json_t *key, char *err,
                       size_t errlen) {
   if (!json_is_array(key) || json_array_size(key) != (size_t)t->nkey || t->nkey > 16) {
     snprintf(err, errlen, "a delete carries %zu key values, the key has %d",
@@ -273,7 +273,7 @@ static int delete_key(gdx_db_conn *c, const gdx_tsync_target *t, const json_t *k
  * provider says it sent (count, checksum) and what was applied here. */
 /* The ledger entry of a batch: rows and checksum as sent (the batch's
  * "count" and "checksum" in meta), as applied (applied, sum). */
-static int ledger(gdx_db_conn *c, const gdx_tsync_target *t, const char *kind, const char *from,
+static int ledger(gdx_db_conn *c, const gdx_table_apply_target *t, const char *kind, const char *from,
                   const char *to, const json_t *meta, uint64_t applied_sum, size_t applied,
                   char *err, size_t errlen) {
   char sum[17], sent_sum[17] = "0000000000000000";
@@ -307,14 +307,14 @@ static int finish(gdx_db_conn *c, int rc) {
   return rc;
 }
 
-int gdx_tsync_apply_page(gdx_db_conn *c, const gdx_tsync_target *t, const char *after,
+int gdx_table_apply_page(gdx_db_conn *c, const gdx_table_apply_target *t, const char *after,
                          const gdx_page *pg, char *err, size_t errlen) {
   const json_t *page = pg->meta;
   if (pg->nrows > 0 && pg->ncols != t->ncols) {
     snprintf(err, errlen, "a row has %d values, the target %d columns", pg->ncols, t->ncols);
     return GDX_EINVAL;
   }
-  gdx_tsync_state st;
+  gdx_table_apply_state st;
   int rc = gdx_db_begin(c);
   if (!rc)
     rc = load(c, t->sub, &st, 1);
@@ -353,14 +353,14 @@ int gdx_tsync_apply_page(gdx_db_conn *c, const gdx_tsync_target *t, const char *
   return finish(c, rc);
 }
 
-int gdx_tsync_apply_changes(gdx_db_conn *c, const gdx_tsync_target *t, long long after,
+int gdx_table_apply_changes(gdx_db_conn *c, const gdx_table_apply_target *t, long long after,
                             const gdx_page *pg, char *err, size_t errlen) {
   json_t *pos = json_object_get(pg->meta, "position");
   if (pg->nrows > 0 || !json_is_integer(pos) || json_integer_value(pos) < after) {
     snprintf(err, errlen, "the batch has no changes or no position");
     return GDX_EINVAL;
   }
-  gdx_tsync_state st;
+  gdx_table_apply_state st;
   int rc = gdx_db_begin(c);
   if (!rc)
     rc = load(c, t->sub, &st, 1);
@@ -412,7 +412,7 @@ int gdx_tsync_apply_changes(gdx_db_conn *c, const gdx_tsync_target *t, long long
 /* ------------------------------------------------------------------ */
 /* the ledger's report to the broker                                   */
 
-int gdx_tsync_ledger_read(gdx_db_conn *c, const char *sub, size_t max, json_t **entries,
+int gdx_table_apply_ledger_read(gdx_db_conn *c, const char *sub, size_t max, json_t **entries,
                           long long *maxid) {
   gdx_db_param p[] = {GDX_DB_P_STR(sub), GDX_DB_P_INT(max)};
   gdx_db_result r = {0};
@@ -441,13 +441,13 @@ int gdx_tsync_ledger_read(gdx_db_conn *c, const char *sub, size_t max, json_t **
   return GDX_OK;
 }
 
-int gdx_tsync_ledger_done(gdx_db_conn *c, const char *sub, long long maxid) {
+int gdx_table_apply_ledger_forget(gdx_db_conn *c, const char *sub, long long maxid) {
   gdx_db_param p[] = {GDX_DB_P_STR(sub), GDX_DB_P_INT(maxid)};
   return gdx_db_exec(c, "DELETE FROM gdx_sync_ledger WHERE subscription = ? AND id <= ?", p, 2,
                      NULL, NULL);
 }
 
-int gdx_tsync_reset(gdx_db_conn *c, const gdx_tsync_target *t, char *err, size_t errlen) {
+int gdx_table_apply_reset(gdx_db_conn *c, const gdx_table_apply_target *t, char *err, size_t errlen) {
   gdx_buf b;
   gdx_buf_init(&b, 1024);
   gdx_buf_appendf(&b, "DELETE FROM `%s`", t->table);
@@ -470,7 +470,7 @@ int gdx_tsync_reset(gdx_db_conn *c, const gdx_tsync_target *t, char *err, size_t
 /* reconciliation: the target's side                                   */
 
 /* (key) > (after) AND (key) <= (last), each when it is a JSON array. */
-static int range(const gdx_tsync_target *t, const json_t *after, const json_t *last, gdx_buf *b,
+static int range(const gdx_table_apply_target *t, const json_t *after, const json_t *last, gdx_buf *b,
                  gdx_db_param *p, size_t *np) {
   *np = 0;
   for (int part = 0; part < 2; part++) {
@@ -495,14 +495,14 @@ static int range(const gdx_tsync_target *t, const json_t *after, const json_t *l
   return GDX_OK;
 }
 
-static void rowexpr(const gdx_tsync_target *t, gdx_buf *b) {
+static void rowexpr(const gdx_table_apply_target *t, gdx_buf *b) {
   const char *names[256];
   for (int i = 0; i < t->ncols; i++)
     names[i] = t->cols[i];
   gdx_rowsum_sql(b, names, t->ncols);
 }
 
-int gdx_tsync_chunks(gdx_db_conn *c, const gdx_tsync_target *t, const json_t *chunks,
+int gdx_table_apply_chunks(gdx_db_conn *c, const gdx_table_apply_target *t, const json_t *chunks,
                      long long *target_rows, json_t *differing, char *err, size_t errlen) {
   size_t i;
   const json_t *ch;
@@ -573,13 +573,13 @@ static int in_set(const krow *set, size_t n, const char *key) {
   return n && bsearch(&probe, set, n, sizeof(krow), krow_cmp) != NULL;
 }
 
-static void sample(gdx_tsync_diff *d, const json_t *key, const char *what) {
+static void sample(gdx_table_apply_diff *d, const json_t *key, const char *what) {
   if (json_array_size(d->samples) < 20)
     json_array_append_new(d->samples, json_pack("{s:O, s:s}", "key", key, "what", what));
 }
 
-int gdx_tsync_rowdiff(gdx_db_conn *c, const gdx_tsync_target *t, const json_t *chunk,
-                      const json_t *prov, gdx_tsync_diff *d, char *err, size_t errlen) {
+int gdx_table_apply_rowdiff(gdx_db_conn *c, const gdx_table_apply_target *t, const json_t *chunk,
+                      const json_t *prov, gdx_table_apply_diff *d, char *err, size_t errlen) {
   gdx_buf b;
   gdx_buf_init(&b, 256 * 1024);
   gdx_db_param p[32];
@@ -687,7 +687,7 @@ int gdx_tsync_rowdiff(gdx_db_conn *c, const gdx_tsync_target *t, const json_t *c
   return GDX_OK;
 }
 
-int gdx_tsync_repair(gdx_db_conn *c, const gdx_tsync_target *t, const json_t *chunk,
+int gdx_table_apply_repair(gdx_db_conn *c, const gdx_table_apply_target *t, const json_t *chunk,
                      const json_t *page, const json_t *repair_keys, const json_t *extra_keys,
                      long long *repaired, char *err, size_t errlen) {
   size_t nr = json_array_size(repair_keys);
