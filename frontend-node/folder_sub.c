@@ -18,12 +18,15 @@
 #include "error.h"
 #include "fileguard.h"
 #include "http.h"
+#include "ledger_outbox.h"
 #include "log.h"
 
 #define LIST_MAX_BYTES (16u << 20)
 #define META_MAX_BYTES (4u << 20)
 #define QUEUE_MAX 1000
-#define ACK_MAX 500
+#define LEDGER_BATCH 500     /* ledger entries per report */
+#define READ_TIMEOUT_MS 120000 /* a listing (a long poll) or a chunk list */
+#define IDLE_TIMEOUT_S 60
 #define HEAD_BYTES 65536
 #define WRITE_PIECE 65536 /* bytes per write and hash update: stays in cache */
 
@@ -84,19 +87,14 @@ struct gdx_folder_sub {
   gdx_fileguard *guard;
   uint64_t backoff_ms;
   char last_error[300];
-  /* ledger */
-  int ack_busy;
-  char *ack_body;
-  size_t ack_n;
-  gdx_httpc_req *ack_req;
-  gdx_buf ack_resp;
+  gdx_ledger_outbox *outbox; /* .gdx/ledger.jsonl's way to the broker; NULL once stopped */
+  int ledger_failing;       /* the last report failed (logged once) */
   /* metrics */
   unsigned long long delivered_total, quarantined_total, failed_total, bytes_total,
       resumed_bytes, mismatches;
 };
 
 static void next_step(gdx_folder_sub *s);
-static void ack_start(gdx_folder_sub *s);
 
 static long long wall_ms(void) {
   struct timespec ts;
@@ -231,7 +229,7 @@ static void ledger_append(gdx_folder_sub *s, json_t *e) {
   if (f)
     fclose(f);
   free(line);
-  ack_start(s);
+  gdx_ledger_outbox_kick(s->outbox);
 }
 
 /* ------------------------------------------------------------------ */
@@ -243,36 +241,21 @@ static int on_body(gdx_httpc_req *r, const char *d, size_t n, void *ud) {
   return gdx_buf_append(&s->body, d, n) == GDX_OK ? 0 : -1;
 }
 
-static void on_data_header(gdx_httpc_req *r, const char *line, size_t len, void *ud);
+static void table_path(const gdx_folder_sub *s, const char *what, char *out, size_t n) {
+  snprintf(out, n, "/node/v1/tables/%lld/%s", s->o.authorization, what);
+}
 
-static int request(gdx_folder_sub *s, const char *what, const char *const *params,
-                   int (*data_cb)(gdx_httpc_req *, const char *, size_t, void *),
-                   void (*done_cb)(gdx_httpc_req *, int, long, void *), gdx_httpc_req **out) {
-  gdx_buf url;
-  gdx_buf_init(&url, 16384);
-  int rc = gdx_buf_appendf(&url, "%s/node/v1/tables/%lld/%s", s->env->nodes_url,
-                           s->o.authorization, what);
-  for (int i = 0; !rc && params && params[i]; i += 2) {
-    if (params[i + 1] == NULL || params[i + 1][0] == '\0')
-      continue;
-    rc = gdx_buf_appendf(&url, "%c%s=", strchr(url.data, '?') ? '&' : '?', params[i]);
-    if (!rc)
-      rc = gdx_url_encode(&url, params[i + 1]);
-  }
-  gdx_buf_reset(&s->body);
-  gdx_httpc_opts ho = {.url = url.data, .on_data = data_cb, .on_done = done_cb, .data = s,
-                       .on_header = data_cb == on_body ? NULL : on_data_header,
-                       .timeout_ms = data_cb == on_body ? 120000 : 0, .idle_timeout_s = 60,
-                       .ca_file = s->env->ca_file, .cert_file = s->env->cert_file,
-                       .key_file = s->env->key_file, .native = 1};
-  if (!rc)
-    rc = gdx_httpc_request(s->env->client, &ho, &s->req);
-  gdx_buf_free(&url);
-  if (rc == GDX_OK) {
+/* GET <broker>/node/v1/tables/<authorization>/<what>?<params> with the
+ * answer into s->body (a listing, a chunk list). */
+static int call(gdx_folder_sub *s, const char *what, const char *const *params,
+                gdx_broker_done_fn done) {
+  char path[64];
+  table_path(s, what, path, sizeof(path));
+  gdx_broker_req r = {.path = path, .query = params, .timeout_ms = READ_TIMEOUT_MS,
+                      .idle_timeout_s = IDLE_TIMEOUT_S};
+  int rc = gdx_broker_call(s->env->broker, &r, &s->body, 0, done, s, &s->req);
+  if (rc == GDX_OK)
     s->busy = 1;
-    if (out)
-      *out = s->req;
-  }
   return rc;
 }
 
@@ -304,14 +287,46 @@ static int hidden_part(const char *path) {
   return 0;
 }
 
-static void on_list(gdx_httpc_req *r, int status, long http, void *ud) {
-  gdx_folder_sub *s = ud;
+/* One file of a listing: 1 when it is to be fetched, described in qf. */
+static int wanted(gdx_folder_sub *s, const json_t *f, qfile *qf) {
+  const char *path = json_string_value(json_object_get(f, "path"));
+  const char *sha = json_string_value(json_object_get(f, "sha256"));
+  const char *sm3 = json_string_value(json_object_get(f, "sm3"));
+  long long size = json_integer_value(json_object_get(f, "size"));
+  long long chunk = json_integer_value(json_object_get(f, "chunk"));
+  char why[200] = "";
+  if (!path || !sha || !sm3 || strlen(sha) != GDX_SHA256_HEX_SIZE - 1 ||
+      strlen(sm3) != GDX_SHA256_HEX_SIZE - 1 || size < 0 || chunk < 4096 || chunk > (64 << 20))
+    return 0;
+  if (gdx_file_name_check(path, why, sizeof(why)) == GDX_OK && hidden_part(path))
+    snprintf(why, sizeof(why), "a hidden name (the node keeps its own state in .gdx)");
+  if (!why[0] && s->env->scanner && size > GDX_SCAN_MAX_BYTES) /* not fetched to be refused */
+    snprintf(why, sizeof(why), "%lld bytes: larger than the virus scanner can scan (2 GiB)",
+             size);
+  if (why[0]) {
+    gdx_log_warn("fsync", "subscription %lld: not taking %s: %s", s->o.authorization, path,
+                 why);
+    return 0;
+  }
+  const char *have = json_string_value(json_object_get(s->delivered, path));
+  if ((have && strcmp(have, sha) == 0) || json_object_get(s->quarantined, sha))
+    return 0;
+  qf->path = strdup(path);
+  qf->size = size;
+  qf->chunk = chunk;
+  snprintf(qf->sha256, sizeof(qf->sha256), "%s", sha);
+  snprintf(qf->sm3, sizeof(qf->sm3), "%s", sm3);
+  return qf->path != NULL;
+}
+
+static void on_list(int status, long http, const char *why, void *data) {
+  gdx_folder_sub *s = data;
   s->busy = 0;
   s->req = NULL;
   if (s->stopping)
     return maybe_stopped(s);
   if (status != GDX_OK)
-    return fail(s, "listing: %s", gdx_httpc_error(r));
+    return fail(s, "listing: %s", why);
   if (http != 200)
     return fail(s, "listing refused (%ld): %s", http, err_message(s));
   json_t *j = json_loadb(s->body.data ? s->body.data : "", s->body.len, 0, NULL);
@@ -329,35 +344,8 @@ static void on_list(gdx_httpc_req *r, int status, long http, void *ud) {
   size_t i;
   json_t *f;
   json_array_foreach(files, i, f) {
-    const char *path = json_string_value(json_object_get(f, "path"));
-    const char *sha = json_string_value(json_object_get(f, "sha256"));
-    const char *sm3 = json_string_value(json_object_get(f, "sm3"));
-    long long size = json_integer_value(json_object_get(f, "size"));
-    long long chunk = json_integer_value(json_object_get(f, "chunk"));
-    char why[200] = "";
-    if (!path || !sha || !sm3 || strlen(sha) != 64 || strlen(sm3) != 64 || size < 0 ||
-        chunk < 4096 || chunk > (64 << 20) || s->nq >= QUEUE_MAX) {
-      continue;
-    }
-    if (gdx_file_name_check(path, why, sizeof(why)) == GDX_OK && hidden_part(path))
-      snprintf(why, sizeof(why), "a hidden name (the node keeps its own state in .gdx)");
-    if (!why[0] && s->env->scanner && size > GDX_SCAN_MAX_BYTES) /* not fetched to be refused */
-      snprintf(why, sizeof(why), "%lld bytes: larger than the virus scanner can scan (2 GiB)",
-               size);
-    if (why[0]) {
-      gdx_log_warn("fsync", "subscription %lld: not taking %s: %s", s->o.authorization,
-                   path, why);
-      continue;
-    }
-    const char *have = json_string_value(json_object_get(s->delivered, path));
-    if ((have && strcmp(have, sha) == 0) || json_object_get(s->quarantined, sha))
-      continue;
-    qfile *qf = &s->q[s->nq++];
-    qf->path = strdup(path);
-    qf->size = size;
-    qf->chunk = chunk;
-    snprintf(qf->sha256, sizeof(qf->sha256), "%s", sha);
-    snprintf(qf->sm3, sizeof(qf->sm3), "%s", sm3);
+    if (s->nq < QUEUE_MAX && wanted(s, f, &s->q[s->nq]))
+      s->nq++;
   }
   json_decref(j);
   s->backoff_ms = 0;
@@ -368,15 +356,15 @@ static void on_list(gdx_httpc_req *r, int status, long http, void *ud) {
 
 /* ---- the chunk list of one version ---- */
 
-static void on_chunks(gdx_httpc_req *r, int status, long http, void *ud) {
-  gdx_folder_sub *s = ud;
+static void on_chunks(int status, long http, const char *why, void *data) {
+  gdx_folder_sub *s = data;
   s->busy = 0;
   s->req = NULL;
   if (s->stopping)
     return maybe_stopped(s);
   qfile *f = &s->q[s->qi];
   if (status != GDX_OK)
-    return fail(s, "%s: chunk list: %s", f->path, gdx_httpc_error(r));
+    return fail(s, "%s: chunk list: %s", f->path, why);
   if (http == 404 || http == 409) { /* gone or changed since listed: the next listing has it */
     gdx_log_info("fsync", "subscription %lld: %s changed at the provider; listing again",
                  s->o.authorization, f->path);
@@ -764,13 +752,21 @@ static void start_data(gdx_folder_sub *s) {
     s->data_done = 1;
     return data_finish(s);
   }
-  char off[24];
+  char off[24], path[64];
   snprintf(off, sizeof(off), "%lld", s->verified);
   const char *const params[] = {"path", f->path, "sha256", f->sha256, "offset", off, NULL};
-  if (request(s, "data", params, on_data, on_data_done, &s->data_req) != GDX_OK) {
+  table_path(s, "data", path, sizeof(path));
+  /* streamed: the bytes go to the chunk buffers, with no timeout but
+   * silence (a large file takes long) */
+  gdx_broker_req r = {.path = path, .query = params, .idle_timeout_s = IDLE_TIMEOUT_S};
+  gdx_buf_reset(&s->body); /* an error answer instead of the bytes */
+  if (gdx_broker_stream(s->env->broker, &r, on_data_header, on_data, on_data_done, s,
+                        &s->req) != GDX_OK) {
     close_part(s);
     return fail(s, "cannot start the transfer of %s", f->path);
   }
+  s->busy = 1;
+  s->data_req = s->req;
 }
 
 static void start_final(gdx_folder_sub *s);
@@ -1051,90 +1047,80 @@ static void sm3_start(gdx_folder_sub *s, json_t *entry, const char *dest) {
 /* ------------------------------------------------------------------ */
 /* the ledger's report to the broker                                   */
 
-static int ack_data(gdx_httpc_req *r, const char *d, size_t n, void *ud) {
-  (void)r;
-  gdx_folder_sub *s = ud;
-  return gdx_buf_append(&s->ack_resp, d, n) == GDX_OK ? 0 : -1;
+static void ledger_path(const gdx_folder_sub *s, char *out, size_t n) {
+  snprintf(out, n, "%s/ledger.jsonl", s->dir);
 }
 
-static void ack_sent(gdx_httpc_req *r, int status, long http, void *ud) {
-  gdx_folder_sub *s = ud;
-  free(s->ack_body);
-  s->ack_body = NULL;
-  s->ack_busy = 0;
-  s->ack_req = NULL;
-  if (status == GDX_OK && http == 200) {
-    /* drop the first ack_n lines */
-    char path[1200], tmp[1300];
-    snprintf(path, sizeof(path), "%s/ledger.jsonl", s->dir);
-    snprintf(tmp, sizeof(tmp), "%s.tmp", path);
-    FILE *in = fopen(path, "r"), *out = fopen(tmp, "w");
-    char *line = NULL;
-    size_t cap = 0, i = 0, left = 0;
-    while (in && out && getline(&line, &cap, in) > 0)
-      if (i++ >= s->ack_n) {
-        fputs(line, out);
-        left++;
-      }
-    free(line);
-    if (in)
-      fclose(in);
-    if (out && fclose(out) == 0)
-      rename(tmp, path);
-    if (left && !s->stopping)
-      ack_start(s);
-  } else if (!s->stopping) {
-    gdx_log_warn("fsync", "subscription %lld: the file ledger was not recorded (%ld): %.*s",
-                 s->o.authorization, http, (int)(s->ack_resp.len > 300 ? 300 : s->ack_resp.len),
-                 status == GDX_OK && s->ack_resp.data ? s->ack_resp.data : gdx_httpc_error(r));
-  }
-  maybe_stopped(s);
-}
-
-static void ack_start(gdx_folder_sub *s) {
-  if (s->ack_busy || s->stopping)
-    return;
+/* Up to max lines of ledger.jsonl (a line that is not an entry goes with
+ * them, unsent: it is dropped once they are recorded). */
+static void ledger_read(gdx_ledger_outbox *o, size_t max, void *data) {
+  gdx_folder_sub *s = data;
   char path[1200];
-  snprintf(path, sizeof(path), "%s/ledger.jsonl", s->dir);
+  ledger_path(s, path, sizeof(path));
   FILE *f = fopen(path, "r");
-  if (f == NULL)
-    return;
   json_t *entries = json_array();
   char *line = NULL;
-  size_t cap = 0;
-  s->ack_n = 0;
-  while (s->ack_n < ACK_MAX && getline(&line, &cap, f) > 0) {
-    s->ack_n++;
+  size_t cap = 0, n = 0;
+  while (f && n < max && getline(&line, &cap, f) > 0) {
+    n++;
     json_t *e = json_loads(line, 0, NULL);
     if (json_is_object(e))
       json_array_append(entries, e);
     json_decref(e);
   }
   free(line);
-  fclose(f);
-  if (s->ack_n == 0) {
-    json_decref(entries);
-    return;
-  }
-  json_t *o = json_pack("{s:s, s:o}", "folder", s->o.folder, "entries", entries);
-  s->ack_body = json_dumps(o, JSON_COMPACT);
-  json_decref(o);
-  char url[600];
-  snprintf(url, sizeof(url), "%s/node/v1/files/%lld", s->env->nodes_url, s->o.authorization);
-  static const char *const hv[] = {"Content-Type: application/json", NULL};
-  gdx_buf_reset(&s->ack_resp);
-  gdx_httpc_opts ho = {.method = "POST", .url = url, .headers = hv, .body = s->ack_body,
-                       .body_len = s->ack_body ? strlen(s->ack_body) : 0, .on_data = ack_data,
-                       .on_done = ack_sent, .data = s, .timeout_ms = 30000,
-                       .ca_file = s->env->ca_file, .cert_file = s->env->cert_file,
-                       .key_file = s->env->key_file, .native = 1};
-  if (s->ack_body && gdx_httpc_request(s->env->client, &ho, &s->ack_req) == GDX_OK) {
-    s->ack_busy = 1;
-  } else {
-    free(s->ack_body);
-    s->ack_body = NULL;
-  }
+  if (f)
+    fclose(f);
+  gdx_ledger_outbox_read_done(o, GDX_OK, entries, n, (long long)n);
 }
+
+/* Drops the first `lines` lines: the file is written again without them. */
+static void ledger_forget(gdx_ledger_outbox *o, long long lines, void *data) {
+  gdx_folder_sub *s = data;
+  char path[1200], tmp[1300];
+  ledger_path(s, path, sizeof(path));
+  snprintf(tmp, sizeof(tmp), "%s.tmp", path);
+  FILE *in = fopen(path, "r"), *out = fopen(tmp, "w");
+  char *line = NULL;
+  size_t cap = 0;
+  long long i = 0;
+  while (in && out && getline(&line, &cap, in) > 0)
+    if (i++ >= lines)
+      fputs(line, out);
+  free(line);
+  if (in)
+    fclose(in);
+  int ok = in && out;
+  if (out && fclose(out) != 0)
+    ok = 0;
+  gdx_ledger_outbox_forget_done(o, ok && rename(tmp, path) == 0 ? GDX_OK : GDX_EIO);
+}
+
+static json_t *ledger_body(json_t *entries, void *data) {
+  gdx_folder_sub *s = data;
+  return json_pack("{s:s, s:o}", "folder", s->o.folder, "entries", entries);
+}
+
+static void ledger_accepted(const json_t *answer, void *data) {
+  (void)answer;
+  gdx_folder_sub *s = data;
+  s->ledger_failing = 0;
+}
+
+/* Tried again every few seconds: said once at warn, then at debug. */
+static void ledger_failed(int status, long http, const char *answer, size_t len,
+                          const char *why, void *data) {
+  gdx_folder_sub *s = data;
+  gdx_log(s->ledger_failing ? GDX_LOG_DEBUG : GDX_LOG_WARN, "fsync", NULL,
+          "subscription %lld: the file ledger was not recorded (%ld): %.*s", s->o.authorization,
+          http, status == GDX_OK ? (int)(len > 300 ? 300 : len) : (int)strlen(why),
+          status == GDX_OK ? answer : why);
+  s->ledger_failing = 1;
+}
+
+static const gdx_ledger_source ledger_source = {
+    .read = ledger_read, .forget = ledger_forget, .body = ledger_body,
+    .accepted = ledger_accepted, .failed = ledger_failed};
 
 /* ------------------------------------------------------------------ */
 /* the loop                                                            */
@@ -1146,7 +1132,7 @@ static void start_list(gdx_folder_sub *s) {
   snprintf(wait, sizeof(wait), "%lld", s->more || s->o.once ? 0LL : s->o.wait_ms);
   const char *const params[] = {"since", s->since, "wait_ms", wait, NULL};
   s->more = 0;
-  if (request(s, "files", params, on_body, on_list, NULL) != GDX_OK)
+  if (call(s, "files", params, on_list) != GDX_OK)
     fail(s, "cannot start the listing");
 }
 
@@ -1184,7 +1170,7 @@ static void next_step(gdx_folder_sub *s) {
       return next_step(s);
     }
     const char *const params[] = {"path", f->path, "sha256", f->sha256, NULL};
-    if (request(s, "chunks", params, on_body, on_chunks, NULL) != GDX_OK)
+    if (call(s, "chunks", params, on_chunks) != GDX_OK)
       fail(s, "cannot ask for the chunks of %s", f->path);
     return;
   }
@@ -1207,8 +1193,8 @@ static void next_step(gdx_folder_sub *s) {
   }
 }
 
-int gdx_folder_sub_start(const gdx_folder_sub_env *env, const gdx_folder_sub_opts *o, gdx_folder_sub **out,
-                    char *err, size_t errlen) {
+int gdx_folder_sub_start(const gdx_folder_sub_env *env, const gdx_folder_sub_opts *o,
+                         gdx_folder_sub **out, char *err, size_t errlen) {
   gdx_folder_sub *s = calloc(1, sizeof(*s));
   if (s == NULL)
     return GDX_ENOMEM;
@@ -1228,16 +1214,24 @@ int gdx_folder_sub_start(const gdx_folder_sub_env *env, const gdx_folder_sub_opt
     free(s);
     return GDX_ECONFIG;
   }
+  char path[64];
+  snprintf(path, sizeof(path), "/node/v1/files/%lld", o->authorization);
+  gdx_ledger_outbox_opts lo = {.broker = env->broker, .path = path, .batch = LEDGER_BATCH,
+                               .source = &ledger_source, .data = s};
+  if (gdx_ledger_outbox_start(env->loop, &lo, &s->outbox) != GDX_OK) {
+    gdx_fileguard_free(s->guard);
+    free(s);
+    return GDX_ENOMEM;
+  }
   load_state(s);
   s->md = EVP_MD_CTX_new();
   gdx_buf_init(&s->body, LIST_MAX_BYTES);
-  gdx_buf_init(&s->ack_resp, 1 << 20);
   uv_timer_init(env->loop, &s->timer);
   s->timer.data = s;
   s->ph = S_LIST;
   *out = s;
   after(s, 0);
-  ack_start(s);
+  gdx_ledger_outbox_kick(s->outbox); /* what an earlier run delivered but did not report */
   return GDX_OK;
 }
 
@@ -1247,8 +1241,14 @@ static void on_timer_closed(uv_handle_t *h) {
   maybe_stopped(s);
 }
 
+static void on_outbox_stopped(void *data) {
+  gdx_folder_sub *s = data;
+  s->outbox = NULL;
+  maybe_stopped(s);
+}
+
 static void maybe_stopped(gdx_folder_sub *s) {
-  if (!s->stopping || s->busy || s->works > 0 || s->ack_busy || !s->timer_closed)
+  if (!s->stopping || s->busy || s->works > 0 || s->outbox || !s->timer_closed)
     return;
   if (s->stop_cb == NULL)
     return;
@@ -1265,7 +1265,6 @@ static void maybe_stopped(gdx_folder_sub *s) {
   json_decref(s->delivered);
   json_decref(s->quarantined);
   gdx_buf_free(&s->body);
-  gdx_buf_free(&s->ack_resp);
   gdx_fileguard_free(s->guard);
   free(s);
   cb(data);
@@ -1277,10 +1276,9 @@ void gdx_folder_sub_stop(gdx_folder_sub *s, void (*cb)(void *), void *data) {
   s->stop_data = data;
   if (s->req)
     gdx_httpc_cancel(s->req); /* a long poll would hold the stop */
-  if (s->ack_req)
-    gdx_httpc_cancel(s->ack_req);
   uv_timer_stop(&s->timer);
   uv_close((uv_handle_t *)&s->timer, on_timer_closed);
+  gdx_ledger_outbox_stop(s->outbox, on_outbox_stopped, s);
 }
 
 long long gdx_folder_sub_authorization(const gdx_folder_sub *s) { return s->o.authorization; }

@@ -25,7 +25,7 @@
  *   5. the delivered file's SM3 is computed (off the transfer's path) and
  *      compared with the provider's; the ledger entry (size, hashes, bytes
  *      received, resumed from, delivered/quarantined) is kept in
- *      .gdx/ledger.jsonl until the broker has recorded it.
+ *      .gdx/ledger.jsonl until the broker has recorded it (ledger_outbox.h).
  * What was delivered is remembered in .gdx/state.json (rewritten when a
  * listing's files are done) and .gdx/state.jsonl (a line per file in
  * between), so a restart lists again and fetches only what is new.
@@ -35,17 +35,15 @@
 
 #include <uv.h>
 
+#include "broker_client.h"
 #include "buf.h"
-#include "httpc.h"
 #include "scan.h"
 
 typedef struct gdx_folder_sub gdx_folder_sub;
 
 typedef struct {
   uv_loop_t *loop;
-  gdx_httpc *client;       /* to the broker's node listener */
-  const char *nodes_url;   /* https://broker:port */
-  const char *ca_file, *cert_file, *key_file;
+  gdx_broker_client *broker;
   const gdx_scanner *scanner; /* NULL: scanning switched off (scan.enabled = false) */
 } gdx_folder_sub_env;
 
@@ -58,8 +56,12 @@ typedef struct {
   int once;                /* fetch: what is there now, then stop */
 } gdx_folder_sub_opts;
 
-int gdx_folder_sub_start(const gdx_folder_sub_env *env, const gdx_folder_sub_opts *o, gdx_folder_sub **out,
-                    char *err, size_t errlen);
+/* env must outlive the subscription. GDX_ECONFIG when the folder's .gdx
+ * cannot be made, with err. */
+int gdx_folder_sub_start(const gdx_folder_sub_env *env, const gdx_folder_sub_opts *o,
+                         gdx_folder_sub **out, char *err, size_t errlen);
+/* Stops after what is in flight (a listing's long poll is cancelled); cb
+ * runs once everything is closed. */
 void gdx_folder_sub_stop(gdx_folder_sub *s, void (*cb)(void *), void *data);
 long long gdx_folder_sub_authorization(const gdx_folder_sub *s);
 void gdx_folder_sub_metrics(gdx_folder_sub *s, gdx_buf *out);

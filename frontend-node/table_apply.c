@@ -11,34 +11,6 @@
 
 #define UPSERT_ROWS 200 /* rows per INSERT; 200 x 256 columns stays under 65535 params */
 
-static const char state_ddl[] =
-    "CREATE TABLE IF NOT EXISTS gdx_sync_state ("
-    " subscription VARCHAR(64) NOT NULL PRIMARY KEY,"
-    " target VARCHAR(64) NOT NULL,"
-    " snapshot_done TINYINT NOT NULL DEFAULT 0,"
-    " snapshot_after TEXT NOT NULL,"
-    " position BIGINT NOT NULL DEFAULT 0,"
-    " rows_applied BIGINT NOT NULL DEFAULT 0,"
-    " updated_at TIMESTAMP(6) NOT NULL DEFAULT CURRENT_TIMESTAMP(6) ON UPDATE CURRENT_TIMESTAMP(6)"
-    ") ENGINE=InnoDB DEFAULT CHARSET=utf8mb4";
-
-/* The ledger of applied batches, written with them; reported to the
- * broker and deleted once it has recorded them. */
-static const char ledger_ddl[] =
-    "CREATE TABLE IF NOT EXISTS gdx_sync_ledger ("
-    " id BIGINT NOT NULL AUTO_INCREMENT PRIMARY KEY,"
-    " subscription VARCHAR(64) NOT NULL,"
-    " kind VARCHAR(8) NOT NULL,"
-    " batch_from VARCHAR(300) NOT NULL,"
-    " batch_to VARCHAR(300) NOT NULL,"
-    " rows_sent INT NOT NULL,"
-    " checksum_sent CHAR(16) NOT NULL,"
-    " rows_applied INT NOT NULL,"
-    " checksum_applied CHAR(16) NOT NULL,"
-    " applied_at BIGINT NOT NULL,"
-    " KEY k_gdx_sync_ledger_sub (subscription, id)"
-    ") ENGINE=InnoDB DEFAULT CHARSET=utf8mb4";
-
 /* word[(n[,n])][ unsigned][ zerofill]: what information_schema says of
  * ordinary columns; enum and set (quoted values) are refused for now. */
 static int type_ok(const char *t) {
@@ -103,11 +75,7 @@ int gdx_table_apply_prepare(gdx_db_conn *c, const gdx_table_apply_target *t, con
   for (int i = 0; i < t->nkey; i++)
     gdx_buf_appendf(&b, "%s`%s`", i ? ", " : "", t->cols[i]);
   gdx_buf_appends(&b, ")) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4");
-  int rc = gdx_db_exec_ddl(c, state_ddl);
-  if (!rc)
-    rc = gdx_db_exec_ddl(c, ledger_ddl);
-  if (!rc)
-    rc = gdx_db_exec_ddl(c, b.data);
+  int rc = gdx_db_exec_ddl(c, b.data);
   gdx_buf_free(&b);
   if (!rc) {
     gdx_db_param p[] = {GDX_DB_P_STR(t->sub), GDX_DB_P_STR(t->table)};
@@ -133,20 +101,20 @@ static int load(gdx_db_conn *c, const char *sub, gdx_table_apply_state *out, int
   if (rc == GDX_OK && r.nrows == 0)
     rc = GDX_ENOTFOUND;
   if (rc == GDX_OK) {
-    out->snapshot_done = atoi(gdx_db_get(&r, 0, 0));
+    gdx_db_row w = gdx_db_row_at(&r, 0);
+    out->snapshot_done = gdx_db_flag(&w, 0);
     snprintf(out->snapshot_after, sizeof(out->snapshot_after), "%s", gdx_db_get(&r, 0, 1));
-    out->position = atoll(gdx_db_get(&r, 0, 2));
-    out->rows_applied = atoll(gdx_db_get(&r, 0, 3));
+    out->position = gdx_db_i64(&w, 2, 0, GDX_DB_ID_MAX);
+    out->rows_applied = gdx_db_i64(&w, 3, 0, GDX_DB_ID_MAX);
+    if (w.rc)
+      rc = gdx_db_row_fail(&w, "gdx_sync_state");
   }
   gdx_db_result_free(&r);
   return rc;
 }
 
 int gdx_table_apply_load(gdx_db_conn *c, const char *sub, gdx_table_apply_state *out) {
-  int rc = load(c, sub, out, 0);
-  if (rc == GDX_EDB && gdx_db_errno(c) == 1146) /* no gdx_sync_state yet */
-    rc = GDX_ENOTFOUND;
-  return rc;
+  return load(c, sub, out, 0);
 }
 
 /* rows[from, from+n) as one INSERT … ON DUPLICATE KEY UPDATE. */
@@ -421,24 +389,35 @@ int gdx_table_apply_ledger_read(gdx_db_conn *c, const char *sub, size_t max, jso
                         "rows_applied, checksum_applied, applied_at FROM gdx_sync_ledger "
                         "WHERE subscription = ? ORDER BY id LIMIT ?",
                         p, 2, max, &r);
-  if (rc == GDX_EDB && gdx_db_errno(c) == 1146)
-    rc = GDX_OK; /* not prepared yet: nothing to report */
   if (rc)
     return rc;
   *entries = json_array();
   *maxid = 0;
-  for (size_t i = 0; i < r.nrows; i++) {
-    *maxid = atoll(gdx_db_get(&r, i, 0));
+  for (size_t i = 0; i < r.nrows && !rc; i++) {
+    gdx_db_row w = gdx_db_row_at(&r, i);
+    long long id = gdx_db_i64(&w, 0, 1, GDX_DB_ID_MAX);
+    long long sent = gdx_db_i64(&w, 4, 0, GDX_DB_INT_MAX);
+    long long applied = gdx_db_i64(&w, 6, 0, GDX_DB_INT_MAX);
+    long long at = gdx_db_i64(&w, 8, 0, GDX_DB_ID_MAX);
+    if (w.rc) {
+      rc = gdx_db_row_fail(&w, "gdx_sync_ledger");
+      break;
+    }
+    *maxid = id;
     json_array_append_new(
         *entries,
         json_pack("{s:s, s:s, s:s, s:I, s:s, s:I, s:s, s:I}", "kind", gdx_db_get(&r, i, 1),
                   "from", gdx_db_get(&r, i, 2), "to", gdx_db_get(&r, i, 3), "rows_sent",
-                  (json_int_t)atoll(gdx_db_get(&r, i, 4)), "checksum_sent", gdx_db_get(&r, i, 5),
-                  "rows_applied", (json_int_t)atoll(gdx_db_get(&r, i, 6)), "checksum_applied",
-                  gdx_db_get(&r, i, 7), "applied_at", (json_int_t)atoll(gdx_db_get(&r, i, 8))));
+                  (json_int_t)sent, "checksum_sent", gdx_db_get(&r, i, 5), "rows_applied",
+                  (json_int_t)applied, "checksum_applied", gdx_db_get(&r, i, 7), "applied_at",
+                  (json_int_t)at));
   }
   gdx_db_result_free(&r);
-  return GDX_OK;
+  if (rc) {
+    json_decref(*entries);
+    *entries = NULL;
+  }
+  return rc;
 }
 
 int gdx_table_apply_ledger_forget(gdx_db_conn *c, const char *sub, long long maxid) {
@@ -524,10 +503,17 @@ int gdx_table_apply_chunks(gdx_db_conn *c, const gdx_table_apply_target *t, cons
     gdx_buf_free(&b);
     if (rc)
       return rc;
-    long long rows = atoll(gdx_db_get(&r, 0, 0));
+    gdx_db_row w = gdx_db_row_at(&r, 0);
+    long long rows = gdx_db_i64(&w, 0, 0, GDX_DB_ID_MAX);
     char hex[17];
-    gdx_rowsum_hex(strtoull(gdx_db_get(&r, 0, 1), NULL, 10), hex);
+    gdx_rowsum_hex(gdx_db_u64(&w, 1), hex);
+    if (w.rc) {
+      rc = gdx_db_row_fail(&w, t->table);
+      snprintf(err, errlen, "checksumming %s gave no number", t->table);
+    }
     gdx_db_result_free(&r);
+    if (rc)
+      return rc;
     *target_rows += rows;
     const char *sum = json_string_value(json_object_get(ch, "sum"));
     if (rows != json_integer_value(json_object_get(ch, "rows")) || sum == NULL ||
@@ -619,8 +605,11 @@ int gdx_table_apply_rowdiff(gdx_db_conn *c, const gdx_table_apply_target *t, con
       json_array_append_new(k, json_string(gdx_db_get(&r, i, (size_t)x)));
     json_array_append_new(tkeys, k);
     T[i].key = join_key(k, t->nkey);
-    gdx_rowsum_hex(strtoull(gdx_db_get(&r, i, (size_t)t->nkey), NULL, 10), T[i].sum);
+    gdx_db_row w = gdx_db_row_at(&r, i);
+    gdx_rowsum_hex(gdx_db_u64(&w, (size_t)t->nkey), T[i].sum);
     T[i].json = k;
+    if (w.rc && rc == GDX_OK)
+      rc = gdx_db_row_fail(&w, t->table);
   }
   for (size_t i = 0; Q && i < npend; i++)
     Q[i].key = join_key(json_array_get(pend, i), t->nkey);
@@ -629,6 +618,15 @@ int gdx_table_apply_rowdiff(gdx_db_conn *c, const gdx_table_apply_target *t, con
     free(P), free(T), free(Q), free(fix);
     json_decref(tkeys);
     return GDX_ENOMEM;
+  }
+  if (rc) {
+    snprintf(err, errlen, "a row hash of %s is not a number", t->table);
+    krows_free(P, np_);
+    krows_free(T, nt);
+    krows_free(Q, npend);
+    free(fix);
+    json_decref(tkeys);
+    return rc;
   }
   qsort(P, np_, sizeof(krow), krow_cmp);
   qsort(T, nt, sizeof(krow), krow_cmp);

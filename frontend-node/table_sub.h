@@ -16,8 +16,9 @@
  * again.
  *
  * The ledger entries (rows and checksums sent and applied) are reported to
- * the broker (POST /node/v1/ledger/<authorization>) and then forgotten; the
- * broker's record of the position lets the provider purge its change log.
+ * the broker (POST /node/v1/ledger/<authorization>, ledger_outbox.h) and
+ * then forgotten; the broker's record of the position lets the provider
+ * purge its change log.
  *
  * Reconciliation (对账) runs when the broker asks (a heartbeat or ledger
  * answer) and every reconcile_every_s, between change batches while caught
@@ -25,25 +26,24 @@
  * of the chunks that differ, the provider's rows for those that are missing
  * or different and deletes of those it does not have; keys changed after
  * the position are in flight, not differences. The result goes to the
- * broker (POST /node/v1/reconciliations/<authorization>).
+ * broker (POST /node/v1/reconciliations/<authorization>). The run is
+ * table_reconcile.c; the loop drives it between its own reads.
  */
 #ifndef GDX_TABLE_SUB_H
 #define GDX_TABLE_SUB_H
 
 #include <uv.h>
 
+#include "broker_client.h"
 #include "buf.h"
 #include "db.h"
-#include "httpc.h"
 
 typedef struct gdx_table_sub gdx_table_sub;
 
 typedef struct {
   uv_loop_t *loop;
-  gdx_httpc *client;       /* to the broker's node listener */
+  gdx_broker_client *broker;
   gdx_db_pool *frontdb;    /* the unit's front-end database */
-  const char *nodes_url;   /* https://broker:port */
-  const char *ca_file, *cert_file, *key_file;
 } gdx_table_sub_env;
 
 typedef struct {

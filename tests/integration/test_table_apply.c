@@ -15,6 +15,7 @@
 #include "db.h"
 #include "error.h"
 #include "harness.h"
+#include "migrate.h"
 #include "table_apply.h"
 
 static uv_loop_t loop;
@@ -201,6 +202,13 @@ static int setup(void **s) {
   (void)s;
   gdx_db_options o;
   tdb_options(&o, "gdx_tsync", dbname, sizeof(dbname));
+  /* the node's tables, as its pool makes them (frontend-node/frontdb.c) */
+  char dir[1024], err[300];
+  snprintf(dir, sizeof(dir), "%s/schemas/sql/node", getenv("GDX_SOURCE_DIR"));
+  if (gdx_migrate(&o, "node", dir, NULL, err, sizeof(err)) != GDX_OK) {
+    fprintf(stderr, "%s\n", err);
+    return -1;
+  }
   uv_loop_init(&loop);
   if (gdx_db_pool_start(&loop, &o, &pool) != GDX_OK)
     return -1;
