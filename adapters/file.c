@@ -63,6 +63,7 @@
 #include "log.h"
 #include "num.h"
 
+#define HASH_HEX (GDX_SHA256_HEX_SIZE - 1) /* a SHA-256 in hex, without the NUL */
 #define HEAD_BYTES 65536
 #define MAX_FILES 200000
 #define MAX_DEPTH 32
@@ -80,7 +81,7 @@ typedef struct {
   uint64_t changed_at; /* loop ms when last seen different */
   long long gen;
   char sha256[GDX_SHA256_HEX_SIZE], sm3[GDX_SHA256_HEX_SIZE], format[8];
-  char *chunks;        /* 64 hex characters per chunk */
+  char *chunks;        /* HASH_HEX hex digits per chunk */
   char why[200];
 } fent;
 
@@ -234,7 +235,7 @@ static void load_index(fres *r) {
     snprintf(e->format, sizeof(e->format), "%s", fmt);
     snprintf(e->why, sizeof(e->why), "%s", why);
     e->chunks = strdup(ch);
-    if (e->state == F_READY && (long long)strlen(ch) != 64 * nchunks(r, e->size)) {
+    if (e->state == F_READY && (long long)strlen(ch) != HASH_HEX * nchunks(r, e->size)) {
       ent_free(e);
       continue;
     }
@@ -510,7 +511,7 @@ static void hash_work(uv_work_t *w) {
     goto out;
   }
   long long nc = nchunks(r, j->want.size);
-  j->chunks = calloc((size_t)nc * 64 + 1, 1);
+  j->chunks = calloc((size_t)nc * HASH_HEX + 1, 1);
   gdx_digest *whole = NULL;
   EVP_MD_CTX *cx = EVP_MD_CTX_new();
   gdx_digest_new(GDX_DIGEST_SHA256 | GDX_DIGEST_SM3, &whole);
@@ -536,7 +537,7 @@ static void hash_work(uv_work_t *w) {
       EVP_DigestFinal_ex(cx, md, &mdlen);
       char h[GDX_SHA256_HEX_SIZE];
       gdx_hex(md, 32, h);
-      memcpy(j->chunks + ci * 64, h, 64);
+      memcpy(j->chunks + ci * HASH_HEX, h, HASH_HEX);
       ci++;
       in_chunk = 0;
       EVP_DigestInit_ex(cx, EVP_sha256(), NULL);
@@ -854,7 +855,7 @@ static void serve_chunks(fres *r, gdx_http_req *req, const char *q) {
   json_t *j = file_json(r, e);
   json_t *list = json_array();
   for (long long i = 0; i < nchunks(r, e->size); i++)
-    json_array_append_new(list, json_stringn(e->chunks + i * 64, 64));
+    json_array_append_new(list, json_stringn(e->chunks + i * HASH_HEX, HASH_HEX));
   json_object_set_new(j, "chunks", list);
   reply_json(req, 200, j);
 }

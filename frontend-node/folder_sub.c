@@ -28,6 +28,7 @@
 #define READ_TIMEOUT_MS 120000 /* a listing (a long poll) or a chunk list */
 #define IDLE_TIMEOUT_S 60
 #define HEAD_BYTES 65536
+#define HASH_HEX (GDX_SHA256_HEX_SIZE - 1) /* a SHA-256 in hex, without the NUL */
 #define WRITE_PIECE 65536 /* bytes per write and hash update: stays in cache */
 
 typedef enum { S_LIST, S_CHUNKS, S_RESUME, S_DATA, S_FINAL, S_DONE } phase;
@@ -35,7 +36,7 @@ typedef enum { S_LIST, S_CHUNKS, S_RESUME, S_DATA, S_FINAL, S_DONE } phase;
 typedef struct {
   char *path;
   long long size, chunk;
-  char sha256[65], sm3[65];
+  char sha256[GDX_SHA256_HEX_SIZE], sm3[GDX_SHA256_HEX_SIZE];
 } qfile;
 
 /* A chunk buffer (aligned for O_DIRECT): filled and hashed by the loop,
@@ -66,7 +67,7 @@ struct gdx_folder_sub {
   qfile *q;
   size_t nq, qi;
   /* the file in transfer */
-  char *chunks;             /* 64 hex per chunk */
+  char *chunks;             /* HASH_HEX hex digits per chunk */
   long long verified, resumed_from; /* bytes received this attempt: pos - resumed_from */
   char part[1200];
   int fd;
@@ -295,8 +296,8 @@ static int wanted(gdx_folder_sub *s, const json_t *f, qfile *qf) {
   long long size = json_integer_value(json_object_get(f, "size"));
   long long chunk = json_integer_value(json_object_get(f, "chunk"));
   char why[200] = "";
-  if (!path || !sha || !sm3 || strlen(sha) != GDX_SHA256_HEX_SIZE - 1 ||
-      strlen(sm3) != GDX_SHA256_HEX_SIZE - 1 || size < 0 || chunk < 4096 || chunk > (64 << 20))
+  if (!path || !sha || !sm3 || strlen(sha) != HASH_HEX ||
+      strlen(sm3) != HASH_HEX || size < 0 || chunk < 4096 || chunk > (64 << 20))
     return 0;
   if (gdx_file_name_check(path, why, sizeof(why)) == GDX_OK && hidden_part(path))
     snprintf(why, sizeof(why), "a hidden name (the node keeps its own state in .gdx)");
@@ -382,16 +383,16 @@ static void on_chunks(int status, long http, const char *why, void *data) {
     return fail(s, "%s: the chunk list does not fit the file", f->path);
   }
   free(s->chunks);
-  s->chunks = calloc((size_t)want * 64 + 1, 1);
+  s->chunks = calloc((size_t)want * HASH_HEX + 1, 1);
   size_t i;
   json_t *c;
   json_array_foreach(list, i, c) {
     const char *h = json_string_value(c);
-    if (h == NULL || strlen(h) != 64 || strspn(h, "0123456789abcdef") != 64) {
+    if (h == NULL || strlen(h) != HASH_HEX || strspn(h, "0123456789abcdef") != HASH_HEX) {
       json_decref(j);
       return fail(s, "%s: a chunk hash is malformed", f->path);
     }
-    memcpy(s->chunks + i * 64, h, 64);
+    memcpy(s->chunks + i * HASH_HEX, h, HASH_HEX);
   }
   json_decref(j);
   s->ph = S_RESUME;
@@ -404,7 +405,7 @@ typedef struct {
   uv_work_t w;
   gdx_folder_sub *s;
   char part[1200], ver[1300];
-  char sha256[65];
+  char sha256[GDX_SHA256_HEX_SIZE];
   long long size, chunk, verified;
   int fd;
   char err[200];
@@ -422,7 +423,7 @@ static void resume_work(uv_work_t *w) {
       have[0] = '\0';
     fclose(v);
   }
-  int same = strncmp(have, j->sha256, 64) == 0;
+  int same = strncmp(have, j->sha256, HASH_HEX) == 0;
   j->fd = open(j->part, O_RDWR | O_CREAT | O_CLOEXEC | (same ? 0 : O_TRUNC), 0600);
   if (j->fd < 0) {
     snprintf(j->err, sizeof(j->err), "cannot open %s: %s", j->part, strerror(errno));
@@ -446,9 +447,9 @@ static void resume_work(uv_work_t *w) {
     ssize_t got = pread(j->fd, buf, (size_t)want, off);
     if (got != want)
       break;
-    char h[65];
+    char h[GDX_SHA256_HEX_SIZE];
     gdx_sha256_hex(buf, (size_t)want, h);
-    if (memcmp(h, s->chunks + i * 64, 64) != 0)
+    if (memcmp(h, s->chunks + i * HASH_HEX, HASH_HEX) != 0)
       break;
     off += want;
   }
@@ -562,11 +563,11 @@ static long consume(gdx_folder_sub *s, const char *d, size_t n) {
     if (s->pos == end) {
       unsigned char md[32];
       unsigned mdlen = 0;
-      char h[65];
+      char h[GDX_SHA256_HEX_SIZE];
       EVP_DigestFinal_ex(s->md, md, &mdlen);
       gdx_hex(md, 32, h);
       EVP_DigestInit_ex(s->md, EVP_sha256(), NULL);
-      if (memcmp(h, s->chunks + b->index * 64, 64) != 0) {
+      if (memcmp(h, s->chunks + b->index * HASH_HEX, HASH_HEX) != 0) {
         s->mismatch = 1;
         s->mismatches++;
         b->len = 0;
@@ -778,7 +779,8 @@ typedef struct {
   gdx_folder_sub *s;
   int fd;
   char part[1200], dest[2200], versions_dir[2400], qdir[1300], ver[1300];
-  char sha256[65], sm3_sent[65], sm3[65], path[1100];
+  char sha256[GDX_SHA256_HEX_SIZE], sm3_sent[GDX_SHA256_HEX_SIZE], sm3[GDX_SHA256_HEX_SIZE];
+  char path[1100];
   long long versions, size;
   int status; /* 0 delivered, 1 quarantined, -1 error */
   int kept;   /* a previous copy was kept */
@@ -1003,7 +1005,7 @@ typedef struct {
   uv_work_t w;
   gdx_folder_sub *s;
   json_t *entry;
-  char dest[2200], sm3[65];
+  char dest[2200], sm3[GDX_SHA256_HEX_SIZE];
 } sm3_job;
 
 static void sm3_work(uv_work_t *w) {
@@ -1160,7 +1162,7 @@ static void next_step(gdx_folder_sub *s) {
   }
   qfile *f = &s->q[s->qi];
   if (s->ph == S_CHUNKS) {
-    char ph[65];
+    char ph[GDX_SHA256_HEX_SIZE];
     gdx_sha256_hex(f->path, strlen(f->path), ph);
     snprintf(s->part, sizeof(s->part), "%s/part/%s", s->dir, ph);
     if (f->size <= f->chunk) { /* one chunk: its hash is the file's, no need to ask */

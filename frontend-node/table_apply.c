@@ -42,8 +42,8 @@ static int type_ok(const char *t) {
   return *p == '\0' && strncmp(t, "enum", 4) != 0 && strncmp(t, "set", 3) != 0;
 }
 
-int gdx_table_apply_prepare(gdx_db_conn *c, const gdx_table_apply_target *t, const json_t *schema, char *err,
-                      size_t errlen) {
+int gdx_table_apply_prepare(gdx_db_conn *c, const gdx_table_apply_target *t,
+                            const json_t *schema, char *err, size_t errlen) {
   if (!gdx_db_ident_ok(t->table) || !gdx_db_ident_ok(t->sub) || t->nkey < 1 ||
       t->ncols < t->nkey) {
     snprintf(err, errlen, "target table or subscription is not a plain name, or no key");
@@ -117,7 +117,6 @@ int gdx_table_apply_load(gdx_db_conn *c, const char *sub, gdx_table_apply_state 
   return load(c, sub, out, 0);
 }
 
-/* rows[from, from+n) as one INSERT … ON DUPLICATE KEY UPDATE. */
 /* n rows of t->ncols values each (v NULL: null) in one INSERT … ON
  * DUPLICATE KEY UPDATE, the values bound as they are. */
 static int upsert_values(gdx_db_conn *c, const gdx_table_apply_target *t, const char *const *v,
@@ -237,13 +236,12 @@ static int delete_key(gdx_db_conn *c, const gdx_table_apply_target *t, const jso
   return delete_values(c, t, v, len, err, errlen);
 }
 
-/* The batch's ledger entry, in the transaction that applies it: what the
- * provider says it sent (count, checksum) and what was applied here. */
-/* The ledger entry of a batch: rows and checksum as sent (the batch's
- * "count" and "checksum" in meta), as applied (applied, sum). */
-static int ledger(gdx_db_conn *c, const gdx_table_apply_target *t, const char *kind, const char *from,
-                  const char *to, const json_t *meta, uint64_t applied_sum, size_t applied,
-                  char *err, size_t errlen) {
+/* The batch's ledger entry, in the transaction that applies it: rows and
+ * checksum as the provider sent them (the batch's "count" and "checksum"
+ * in meta) and as they were applied here (applied, sum). */
+static int ledger(gdx_db_conn *c, const gdx_table_apply_target *t, const char *kind,
+                  const char *from, const char *to, const json_t *meta, uint64_t applied_sum,
+                  size_t applied, char *err, size_t errlen) {
   char sum[17], sent_sum[17] = "0000000000000000";
   gdx_rowsum_hex(applied_sum, sum);
   const char *ss = json_string_value(json_object_get(meta, "checksum"));
@@ -381,7 +379,7 @@ int gdx_table_apply_changes(gdx_db_conn *c, const gdx_table_apply_target *t, lon
 /* the ledger's report to the broker                                   */
 
 int gdx_table_apply_ledger_read(gdx_db_conn *c, const char *sub, size_t max, json_t **entries,
-                          long long *maxid) {
+                                long long *maxid) {
   gdx_db_param p[] = {GDX_DB_P_STR(sub), GDX_DB_P_INT(max)};
   gdx_db_result r = {0};
   int rc = gdx_db_query(c,
@@ -426,7 +424,8 @@ int gdx_table_apply_ledger_forget(gdx_db_conn *c, const char *sub, long long max
                      NULL, NULL);
 }
 
-int gdx_table_apply_reset(gdx_db_conn *c, const gdx_table_apply_target *t, char *err, size_t errlen) {
+int gdx_table_apply_reset(gdx_db_conn *c, const gdx_table_apply_target *t, char *err,
+                          size_t errlen) {
   gdx_buf b;
   gdx_buf_init(&b, 1024);
   gdx_buf_appendf(&b, "DELETE FROM `%s`", t->table);
@@ -449,8 +448,8 @@ int gdx_table_apply_reset(gdx_db_conn *c, const gdx_table_apply_target *t, char 
 /* reconciliation: the target's side                                   */
 
 /* (key) > (after) AND (key) <= (last), each when it is a JSON array. */
-static int range(const gdx_table_apply_target *t, const json_t *after, const json_t *last, gdx_buf *b,
-                 gdx_db_param *p, size_t *np) {
+static int range(const gdx_table_apply_target *t, const json_t *after, const json_t *last,
+                 gdx_buf *b, gdx_db_param *p, size_t *np) {
   *np = 0;
   for (int part = 0; part < 2; part++) {
     const json_t *k = part ? last : after;
@@ -482,7 +481,7 @@ static void rowexpr(const gdx_table_apply_target *t, gdx_buf *b) {
 }
 
 int gdx_table_apply_chunks(gdx_db_conn *c, const gdx_table_apply_target *t, const json_t *chunks,
-                     long long *target_rows, json_t *differing, char *err, size_t errlen) {
+                           long long *target_rows, json_t *differing, char *err, size_t errlen) {
   size_t i;
   const json_t *ch;
   json_array_foreach(chunks, i, ch) {
@@ -565,7 +564,7 @@ static void sample(gdx_table_apply_diff *d, const json_t *key, const char *what)
 }
 
 int gdx_table_apply_rowdiff(gdx_db_conn *c, const gdx_table_apply_target *t, const json_t *chunk,
-                      const json_t *prov, gdx_table_apply_diff *d, char *err, size_t errlen) {
+                            const json_t *prov, gdx_table_apply_diff *d, char *err, size_t errlen) {
   gdx_buf b;
   gdx_buf_init(&b, 256 * 1024);
   gdx_db_param p[32];
@@ -686,7 +685,7 @@ int gdx_table_apply_rowdiff(gdx_db_conn *c, const gdx_table_apply_target *t, con
 }
 
 int gdx_table_apply_repair(gdx_db_conn *c, const gdx_table_apply_target *t, const json_t *chunk,
-                     const json_t *page, const json_t *repair_keys, const json_t *extra_keys,
+                           const json_t *page, const json_t *repair_keys, const json_t *extra_keys,
                      long long *repaired, char *err, size_t errlen) {
   size_t nr = json_array_size(repair_keys);
   krow *R = calloc(nr + 1, sizeof(krow));

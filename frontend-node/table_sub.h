@@ -58,7 +58,8 @@ typedef struct {
 } gdx_table_sub_opts;
 
 /* env must outlive the subscription. */
-int gdx_table_sub_start(const gdx_table_sub_env *env, const gdx_table_sub_opts *o, gdx_table_sub **out);
+int gdx_table_sub_start(const gdx_table_sub_env *env, const gdx_table_sub_opts *o,
+                        gdx_table_sub **out);
 /* Stops after what is in flight; cb runs once everything is closed. */
 void gdx_table_sub_stop(gdx_table_sub *s, void (*cb)(void *), void *data);
 long long gdx_table_sub_authorization(const gdx_table_sub *s);
