@@ -209,7 +209,7 @@ static int install_triggers(gdx_db_conn *c, const char *t, const tschema *s) {
   gdx_buf b;
   gdx_buf_init(&b, 64 * 1024);
   gdx_buf_appendf(&b, "CREATE OR REPLACE TRIGGER `gdx_%s_ai` AFTER INSERT ON `%s` FOR EACH ROW "
-                        "INSERT INTO gdx_changelog (tbl, op, pk) VALUES ('%s', 'I', ", t, t, t);
+                      "INSERT INTO gdx_changelog (tbl, op, pk) VALUES ('%s', 'I', ", t, t, t);
   key_array(s, "NEW", &b);
   gdx_buf_appends(&b, ")");
   int rc = gdx_db_exec_ddl(c, b.data);
@@ -639,7 +639,7 @@ static int ts_bound(read_job *j, gdx_db_conn *c, long long *bound) {
   if (paren && gdx_num_parse_n(paren + 1, strcspn(paren + 1, ")"), 0, 6, &digits) != GDX_OK)
     return GDX_EINVAL;
   long long unit = 1;
-  for (int i = digits; i < 6; i++)
+  for (int i = (int)digits; i < 6; i++)
     unit *= 10;
   *bound = b / unit * unit;
   return GDX_OK;

@@ -21,15 +21,14 @@ struct gdx_broker_client {
  * sent (the transfer needs it until the end). */
 typedef struct {
   gdx_buf *answer;
-  int zstd_sent;            /* the answer came with Content-Encoding: zstd */
+  int zstd_sent; /* the answer came with Content-Encoding: zstd */
   char *body;
   gdx_broker_done_fn done;
   void *data;
 } call;
 
 int gdx_broker_client_new(uv_loop_t *loop, const char *nodes_url, const char *ca_file,
-                          const char *cert_file, const char *key_file,
-                          gdx_broker_client **out) {
+                          const char *cert_file, const char *key_file, gdx_broker_client **out) {
   gdx_broker_client *bc = calloc(1, sizeof(*bc));
   if (bc == NULL)
     return GDX_ENOMEM;
@@ -122,9 +121,10 @@ static int inflate(gdx_buf *b, char *why, size_t n) {
   size_t len;
   int rc = gdx_zstd_decompress(b->data ? b->data : "", b->len, b->cap, &out, &len);
   if (rc) {
-    snprintf(why, n, "the compressed answer %s", rc == GDX_ETOOBIG ? "is too large"
-                                                  : rc == GDX_ENOMEM ? "does not fit in memory"
-                                                                     : "is corrupt");
+    snprintf(why, n, "the compressed answer %s",
+             rc == GDX_ETOOBIG  ? "is too large"
+             : rc == GDX_ENOMEM ? "does not fit in memory"
+                                : "is corrupt");
     return rc;
   }
   size_t cap = b->cap;
@@ -158,14 +158,18 @@ int gdx_broker_call(gdx_broker_client *bc, const gdx_broker_req *r, gdx_buf *ans
     free(c);
     return GDX_ENOMEM;
   }
-  static const char *const json_head[] = {"Content-Type: application/json", NULL};
-  static const char *const zstd_head[] = {"Accept-Encoding: zstd", NULL};
-  static const char *const both_head[] = {"Content-Type: application/json",
-                                          "Accept-Encoding: zstd", NULL};
-  gdx_httpc_opts o = {.headers = c->body ? (zstd ? both_head : json_head) : zstd ? zstd_head : NULL,
-                      .body = c->body, .body_len = c->body ? strlen(c->body) : 0,
-                      .on_data = call_data, .on_header = zstd ? call_header : NULL,
-                      .on_done = call_done, .data = c};
+  const char *headers[3] = {NULL, NULL, NULL}, **h = headers;
+  if (c->body)
+    *h++ = "Content-Type: application/json";
+  if (zstd)
+    *h++ = "Accept-Encoding: zstd";
+  gdx_httpc_opts o = {.headers = headers,
+                      .body = c->body,
+                      .body_len = c->body ? strlen(c->body) : 0,
+                      .on_data = call_data,
+                      .on_header = zstd ? call_header : NULL,
+                      .on_done = call_done,
+                      .data = c};
   gdx_buf_reset(answer);
   int rc = start(bc, r, &o, out);
   if (rc) {
@@ -182,7 +186,6 @@ int gdx_broker_stream(gdx_broker_client *bc, const gdx_broker_req *r,
                       int (*on_data)(gdx_httpc_req *, const char *, size_t, void *),
                       void (*on_done)(gdx_httpc_req *, int, long, void *), void *data,
                       gdx_httpc_req **out) {
-  gdx_httpc_opts o = {.on_header = on_header, .on_data = on_data, .on_done = on_done,
-                      .data = data};
+  gdx_httpc_opts o = {.on_header = on_header, .on_data = on_data, .on_done = on_done, .data = data};
   return start(bc, r, &o, out);
 }

@@ -29,8 +29,7 @@ typedef struct gdx_broker_client gdx_broker_client;
 
 /* The strings are copied. */
 int gdx_broker_client_new(uv_loop_t *loop, const char *nodes_url, const char *ca_file,
-                          const char *cert_file, const char *key_file,
-                          gdx_broker_client **out);
+                          const char *cert_file, const char *key_file, gdx_broker_client **out);
 /* Aborts what is in flight (the callbacks get GDX_ECLOSED before this
  * returns; new requests from them are refused) and frees the client. */
 void gdx_broker_client_close(gdx_broker_client *bc);
@@ -38,14 +37,14 @@ void gdx_broker_client_close(gdx_broker_client *bc);
 const char *gdx_broker_client_url(const gdx_broker_client *bc);
 
 typedef struct {
-  const char *method;        /* "GET" when NULL */
-  const char *path;          /* after the listener's URL: "/node/v1/tables/12/snapshot?limit=10" */
-  const char *const *query;  /* name, value, …, NULL: appended URL-encoded; NULL or "" values
-                              * are left out */
-  const json_t *json;        /* a JSON body (sent compact, as application/json), or NULL */
-  long timeout_ms;           /* the whole transfer; 0: none */
-  long idle_timeout_s;       /* abort when no byte moves for this long; 0: never */
-  int curl;                  /* libcurl's engine instead of gdx's native one */
+  const char *method;       /* "GET" when NULL */
+  const char *path;         /* after the listener's URL: "/node/v1/tables/12/snapshot?limit=10" */
+  const char *const *query; /* name, value, …, NULL: appended URL-encoded; NULL or "" values
+                             * are left out */
+  const json_t *json;       /* a JSON body (sent compact, as application/json), or NULL */
+  long timeout_ms;          /* the whole transfer; 0: none */
+  long idle_timeout_s;      /* abort when no byte moves for this long; 0: never */
+  int curl;                 /* libcurl's engine instead of gdx's native one */
 } gdx_broker_req;
 
 /* A call's end. status: GDX_OK when the broker answered (http is its

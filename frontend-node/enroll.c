@@ -76,8 +76,10 @@ static int check_answer(const gdx_node_config *cfg, const char *fingerprint, con
     return GDX_EINVAL;
   }
   if (strcmp(fp, fingerprint) != 0) {
-    snprintf(err, errlen, "the broker sent a CA whose fingerprint %s is not the token's: "
-                          "refusing to trust it", fp);
+    snprintf(err, errlen,
+             "the broker sent a CA whose fingerprint %s is not the token's: "
+             "refusing to trust it",
+             fp);
     return GDX_ETLS;
   }
   int rc = gdx_pki_verify(ca, cert, err, errlen);
@@ -87,8 +89,10 @@ static int check_answer(const gdx_node_config *cfg, const char *fingerprint, con
   char unit[32], node[80];
   if (x == NULL || gdx_pki_identity(x, unit, sizeof(unit), node, sizeof(node)) != GDX_OK ||
       strcmp(unit, cfg->unit) != 0 || strcmp(node, cfg->id) != 0) {
-    snprintf(err, errlen, "the certificate is for another node than node.unit/node.id "
-                          "(%s/%s): the token belongs to a different node", cfg->unit, cfg->id);
+    snprintf(err, errlen,
+             "the certificate is for another node than node.unit/node.id "
+             "(%s/%s): the token belongs to a different node",
+             cfg->unit, cfg->id);
     rc = GDX_EINVAL;
   }
   X509_free(x);
@@ -126,8 +130,7 @@ int gdx_node_enroll(const gdx_node_config *cfg, const char *token, char *err, si
     return GDX_EINVAL;
   }
   if (mkdir(cfg->state_dir, 0700) != 0 && errno != EEXIST) {
-    snprintf(err, errlen, "node.state_dir: cannot create %s: %s", cfg->state_dir,
-             strerror(errno));
+    snprintf(err, errlen, "node.state_dir: cannot create %s: %s", cfg->state_dir, strerror(errno));
     return GDX_ECONFIG;
   }
   char *key = NULL, *csr = NULL;

@@ -217,10 +217,14 @@ static void load_state(gdx_folder_sub *s) {
     fclose(jf);
 }
 
+static void ledger_path(const gdx_folder_sub *s, char *out, size_t n) {
+  snprintf(out, n, "%s/ledger.jsonl", s->dir);
+}
+
 /* One ledger entry, kept in ledger.jsonl until the broker has it. */
 static void ledger_append(gdx_folder_sub *s, json_t *e) {
   char path[1200];
-  snprintf(path, sizeof(path), "%s/ledger.jsonl", s->dir);
+  ledger_path(s, path, sizeof(path));
   char *line = json_dumps(e, JSON_COMPACT);
   json_decref(e);
   FILE *f = fopen(path, "a");
@@ -230,7 +234,8 @@ static void ledger_append(gdx_folder_sub *s, json_t *e) {
   if (f)
     fclose(f);
   free(line);
-  gdx_ledger_outbox_kick(s->outbox);
+  if (s->outbox) /* stopped: the entry goes with the next start */
+    gdx_ledger_outbox_kick(s->outbox);
 }
 
 /* ------------------------------------------------------------------ */
@@ -1048,10 +1053,6 @@ static void sm3_start(gdx_folder_sub *s, json_t *entry, const char *dest) {
 
 /* ------------------------------------------------------------------ */
 /* the ledger's report to the broker                                   */
-
-static void ledger_path(const gdx_folder_sub *s, char *out, size_t n) {
-  snprintf(out, n, "%s/ledger.jsonl", s->dir);
-}
 
 /* Up to max lines of ledger.jsonl (a line that is not an entry goes with
  * them, unsent: it is dropped once they are recorded). */

@@ -23,9 +23,8 @@ static int migrate_connection(MYSQL *my, void *dir, char *err, size_t errlen) {
   return rc;
 }
 
-int gdx__node_frontdb_start(uv_loop_t *loop, const gdx_node_config *cfg,
-                            const char *migrations_dir, gdx_db_pool **out, char *err,
-                            size_t errlen) {
+int gdx__node_frontdb_start(uv_loop_t *loop, const gdx_node_config *cfg, const char *migrations_dir,
+                            gdx_db_pool **out, char *err, size_t errlen) {
   if (cfg->fdb_user == NULL) {
     snprintf(err, errlen, "frontdb.user: required with frontdb.name");
     return GDX_ECONFIG;
@@ -39,12 +38,17 @@ int gdx__node_frontdb_start(uv_loop_t *loop, const gdx_node_config *cfg,
   if (cfg->fdb_password_file &&
       gdx_config_read_secret(cfg->fdb_password_file, &pw, err, errlen) != GDX_OK)
     return GDX_ECONFIG;
-  gdx_db_options o = {.host = cfg->fdb_host, .socket = cfg->fdb_socket,
-                      .port = (unsigned)cfg->fdb_port, .user = cfg->fdb_user,
-                      .password = pw, .database = cfg->fdb_name,
-                      .pool_size = (unsigned)cfg->fdb_pool_size, .queue_max = QUEUE_MAX,
+  gdx_db_options o = {.host = cfg->fdb_host,
+                      .socket = cfg->fdb_socket,
+                      .port = (unsigned)cfg->fdb_port,
+                      .user = cfg->fdb_user,
+                      .password = pw,
+                      .database = cfg->fdb_name,
+                      .pool_size = (unsigned)cfg->fdb_pool_size,
+                      .queue_max = QUEUE_MAX,
                       .connect_timeout_s = CONNECT_TIMEOUT_S,
-                      .on_connect = migrate_connection, .on_connect_arg = (void *)migrations_dir};
+                      .on_connect = migrate_connection,
+                      .on_connect_arg = (void *)migrations_dir};
   int rc = gdx_db_pool_start(loop, &o, out);
   if (pw)
     explicit_bzero(pw, strlen(pw));

@@ -24,8 +24,7 @@
 /* Starts the pool for frontdb.* (the password read from its file).
  * migrations_dir (gdx_node_config_migrations_dir) must outlive the pool;
  * it is checked here, without the database. GDX_ECONFIG with err. */
-int gdx__node_frontdb_start(uv_loop_t *loop, const gdx_node_config *cfg,
-                            const char *migrations_dir, gdx_db_pool **out, char *err,
-                            size_t errlen);
+int gdx__node_frontdb_start(uv_loop_t *loop, const gdx_node_config *cfg, const char *migrations_dir,
+                            gdx_db_pool **out, char *err, size_t errlen);
 
 #endif

@@ -97,8 +97,11 @@ static void report(gdx_node *n) {
   }
   /* libcurl's engine, as ever for the heartbeat: a report a period is no
    * hot path */
-  gdx_broker_req r = {.method = "POST", .path = "/node/v1/heartbeat", .json = j,
-                      .timeout_ms = REPORT_TIMEOUT_MS, .curl = 1};
+  gdx_broker_req r = {.method = "POST",
+                      .path = "/node/v1/heartbeat",
+                      .json = j,
+                      .timeout_ms = REPORT_TIMEOUT_MS,
+                      .curl = 1};
   if (gdx_broker_call(n->broker, &r, &hb->answer, 0, reported, n, NULL) == GDX_OK)
     hb->busy = 1;
   else if (hb->events_sent)

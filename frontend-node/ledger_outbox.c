@@ -5,10 +5,10 @@
 
 #include "error.h"
 
-#define ANSWER_MAX (64 * 1024)  /* the broker's answer: a count, a flag or an error */
+#define ANSWER_MAX (64 * 1024) /* the broker's answer: a count, a flag or an error */
 #define POST_TIMEOUT_MS 30000
 #define RETRY_MS 5000
-#define RETRY_BUSY_MS 1000      /* the database queue was full */
+#define RETRY_BUSY_MS 1000 /* the database queue was full */
 
 typedef enum { O_IDLE, O_READING, O_POSTING, O_FORGETTING } ostate;
 
@@ -21,9 +21,9 @@ struct gdx_ledger_outbox {
   const gdx_ledger_source *src;
   void *data;
   ostate state;
-  int more;                 /* another round after this one */
+  int more; /* another round after this one */
   int stopping, timer_closed;
-  long long mark;           /* of the entries posted */
+  long long mark; /* of the entries posted */
   gdx_buf answer;
   gdx_httpc_req *post;
   void (*stop_cb)(void *);
@@ -136,8 +136,8 @@ void gdx_ledger_outbox_read_done(gdx_ledger_outbox *o, int status, json_t *entri
   o->more |= count >= o->batch;
   o->mark = mark;
   json_t *body = o->src->body(entries ? entries : json_array(), o->data);
-  gdx_broker_req r = {.method = "POST", .path = o->path, .json = body,
-                      .timeout_ms = POST_TIMEOUT_MS};
+  gdx_broker_req r = {
+      .method = "POST", .path = o->path, .json = body, .timeout_ms = POST_TIMEOUT_MS};
   o->state = O_POSTING;
   int rc = body ? gdx_broker_call(o->broker, &r, &o->answer, 0, posted, o, &o->post) : GDX_ENOMEM;
   json_decref(body);

@@ -52,10 +52,10 @@ typedef struct {
 
 typedef struct {
   gdx_broker_client *broker;
-  const char *path;                 /* "/node/v1/ledger/12" (copied) */
-  size_t batch;                     /* entries per post */
-  const gdx_ledger_source *source;  /* must outlive the outbox */
-  void *data;                       /* the source's */
+  const char *path;                /* "/node/v1/ledger/12" (copied) */
+  size_t batch;                    /* entries per post */
+  const gdx_ledger_source *source; /* must outlive the outbox */
+  void *data;                      /* the source's */
 } gdx_ledger_outbox_opts;
 
 int gdx_ledger_outbox_start(uv_loop_t *loop, const gdx_ledger_outbox_opts *o,

@@ -29,7 +29,7 @@ typedef struct {
    * subscriptions */
   char *fdb_socket, *fdb_host, *fdb_user, *fdb_password_file, *fdb_name;
   long long fdb_port, fdb_pool_size;
-  char *schema_dir;  /* the schemas/ folder: the front-end database's migrations */
+  char *schema_dir; /* the schemas/ folder: the front-end database's migrations */
   /* virus scanning of received files */
   char *scan_signatures;
   int scan_enabled;
@@ -62,8 +62,7 @@ int gdx_node_config_subscriptions(const gdx_node_config *cfg, const char *file,
 /* The whole file as the daemon would read it - resources, subscriptions
  * and, with a front-end database, its migrations folder - without an
  * enrollment, a network or a database. */
-int gdx_node_config_check(const gdx_node_config *cfg, const char *file, char *err,
-                          size_t errlen);
+int gdx_node_config_check(const gdx_node_config *cfg, const char *file, char *err, size_t errlen);
 
 /* <schema_dir>/sql/node (the build's schemas/ folder when schema_dir is
  * not set): the front-end database's migrations. */

@@ -25,9 +25,9 @@
 /* The heartbeat (heartbeat.c): adapter health probes, then the report. */
 typedef struct {
   uv_timer_t timer;
-  int started;         /* the timer was initialised */
-  int health_pending;  /* probes not answered yet (+1 while they are started) */
-  int busy;            /* a report in flight */
+  int started;        /* the timer was initialised */
+  int health_pending; /* probes not answered yet (+1 while they are started) */
+  int busy;           /* a report in flight */
   gdx_buf answer;
   json_t *events;      /* adapters' events the broker has not taken yet */
   json_t *events_sent; /* those in the report in flight */
@@ -38,10 +38,10 @@ typedef struct {
 /* Certificate renewal (renew.c), when the broker asks for it. */
 typedef struct {
   int busy;
-  char *key;           /* the new key, until its certificate is in place */
+  char *key; /* the new key, until its certificate is in place */
   gdx_buf answer;
   uint64_t done;
-  time_t not_after;    /* the certificate in use expires then */
+  time_t not_after; /* the certificate in use expires then */
 } gdx__node_renewal;
 
 struct gdx_node {
@@ -50,17 +50,17 @@ struct gdx_node {
   const gdx_node_config *cfg;
   gdx_http_server *http, *admin;
   gdx_router *router, *admin_router;
-  gdx_httpc *httpc;            /* the API adapters' upstreams */
-  gdx_broker_client *broker;   /* every request to the broker */
-  gdx_db_pool *frontdb;        /* the unit's front-end database, when configured */
-  char migrations_dir[4096];   /* its migrations (the pool keeps a pointer) */
+  gdx_httpc *httpc;          /* the API adapters' upstreams */
+  gdx_broker_client *broker; /* every request to the broker */
+  gdx_db_pool *frontdb;      /* the unit's front-end database, when configured */
+  char migrations_dir[4096]; /* its migrations (the pool keeps a pointer) */
   gdx_table_sub_env table_env;
   gdx_table_sub *subs[GDX_NODE_MAX_RESOURCES];
   int nsubs;
   gdx_folder_sub_env folder_env;
   gdx_folder_sub *fsubs[GDX_NODE_MAX_RESOURCES];
   int nfsubs;
-  gdx_scanner *scanner;        /* for folder subscriptions */
+  gdx_scanner *scanner; /* for folder subscriptions */
   gdx_adapter *res[GDX_NODE_MAX_RESOURCES];
   int nres;
   char key_file[1024], cert_file[1024], ca_file[1024];

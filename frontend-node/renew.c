@@ -87,8 +87,11 @@ void gdx__node_renew_start(gdx_node *n) {
   if (rn->answer.cap == 0)
     gdx_buf_init(&rn->answer, ANSWER_MAX);
   /* libcurl's engine, as ever for renewals */
-  gdx_broker_req r = {.method = "POST", .path = "/node/v1/renew", .json = j,
-                      .timeout_ms = RENEW_TIMEOUT_MS, .curl = 1};
+  gdx_broker_req r = {.method = "POST",
+                      .path = "/node/v1/renew",
+                      .json = j,
+                      .timeout_ms = RENEW_TIMEOUT_MS,
+                      .curl = 1};
   rn->key = key;
   rn->busy = 1;
   if (gdx_broker_call(n->broker, &r, &rn->answer, 0, renewed, n, NULL) != GDX_OK) {

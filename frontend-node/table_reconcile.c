@@ -77,8 +77,7 @@ void gdx__table_reconcile_maybe_start(gdx_table_sub *s, uint64_t now) {
   gdx__table_reconcile *rc = &s->rc;
   if (rc->active)
     return;
-  int due = s->o.reconcile_every_s > 0 &&
-            now - rc->last >= (uint64_t)s->o.reconcile_every_s * 1000;
+  int due = s->o.reconcile_every_s > 0 && now - rc->last >= (uint64_t)s->o.reconcile_every_s * 1000;
   if (rc->wanted || (due && rc->last > 0)) /* the first timed run a period after start */
     start(s);
   if (rc->last == 0)
@@ -146,8 +145,8 @@ int gdx__table_reconcile_work(gdx_db_conn *c, gdx__table_job *j) {
                                   j->differing, err, errlen);
   if (j->kind == J_ROWS)
     return gdx_table_apply_rowdiff(c, t, j->chunk, j->batch, &j->diff, err, errlen);
-  return gdx_table_apply_repair(c, t, j->chunk, j->batch, j->diff.repair_keys,
-                                j->diff.extra_keys, &j->repaired, err, errlen);
+  return gdx_table_apply_repair(c, t, j->chunk, j->batch, j->diff.repair_keys, j->diff.extra_keys,
+                                &j->repaired, err, errlen);
 }
 
 /* The differing chunk is done: on to the next, or to the report. */
@@ -251,8 +250,8 @@ void gdx__table_reconcile_posted(gdx_table_sub *s, int status, long http, const 
   gdx_log(diff ? GDX_LOG_WARN : GDX_LOG_INFO, "sync", NULL,
           "subscription %lld: reconciliation: %lld chunks, %lld rows at the provider, %lld "
           "here; %lld missing, %lld extra, %lld different, %lld in flight; %lld repaired",
-          s->o.authorization, rc->chunks, rc->src, rc->dst, rc->missing, rc->extra,
-          rc->different, rc->in_flight, rc->repaired);
+          s->o.authorization, rc->chunks, rc->src, rc->dst, rc->missing, rc->extra, rc->different,
+          rc->in_flight, rc->repaired);
   rc->runs++;
   rc->last_differences = diff;
   rc->last = uv_now(s->env->loop);
@@ -265,15 +264,15 @@ static void report(gdx_table_sub *s) {
   gdx__table_reconcile *rc = &s->rc;
   long long diff = rc->missing + rc->extra + rc->different;
   const char *status = diff == 0 ? "clean" : rc->repaired > 0 ? "repaired" : "differences";
-  json_t *o = json_pack(
-      "{s:s, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:O}", "status",
-      status, "chunks", (json_int_t)rc->chunks, "chunks_differing",
-      (json_int_t)rc->chunks_diff, "rows_source", (json_int_t)rc->src, "rows_target",
-      (json_int_t)rc->dst, "rows_missing", (json_int_t)rc->missing, "rows_extra",
-      (json_int_t)rc->extra, "rows_different", (json_int_t)rc->different, "rows_in_flight",
-      (json_int_t)rc->in_flight, "rows_repaired", (json_int_t)rc->repaired, "position",
-      (json_int_t)rc->pos, "started_at", (json_int_t)rc->started, "finished_at",
-      (json_int_t)gdx__table_wall_ms(), "differences", rc->samples);
+  json_t *o = json_pack("{s:s, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:O}",
+                        "status", status, "chunks", (json_int_t)rc->chunks, "chunks_differing",
+                        (json_int_t)rc->chunks_diff, "rows_source", (json_int_t)rc->src,
+                        "rows_target", (json_int_t)rc->dst, "rows_missing", (json_int_t)rc->missing,
+                        "rows_extra", (json_int_t)rc->extra, "rows_different",
+                        (json_int_t)rc->different, "rows_in_flight", (json_int_t)rc->in_flight,
+                        "rows_repaired", (json_int_t)rc->repaired, "position", (json_int_t)rc->pos,
+                        "started_at", (json_int_t)rc->started, "finished_at",
+                        (json_int_t)gdx__table_wall_ms(), "differences", rc->samples);
   char path[64];
   snprintf(path, sizeof(path), "/node/v1/reconciliations/%lld", s->o.authorization);
   int ok = o && gdx__table_sub_post(s, path, o) == GDX_OK;
@@ -304,10 +303,8 @@ int gdx__table_reconcile_step(gdx_table_sub *s) {
   char *u = json_text(json_object_get(ch, "last"));
   char pos[24];
   snprintf(pos, sizeof(pos), "%lld", rc->pos);
-  const char *params[] = {"after", a, "upto", u, "position", s->ph == S_RC_ROWS ? pos : NULL,
-                          NULL};
-  int r = gdx__table_sub_read(s, s->ph == S_RC_ROWS ? "rowsums" : "snapshot?limit=10000",
-                              params);
+  const char *params[] = {"after", a, "upto", u, "position", s->ph == S_RC_ROWS ? pos : NULL, NULL};
+  int r = gdx__table_sub_read(s, s->ph == S_RC_ROWS ? "rowsums" : "snapshot?limit=10000", params);
   free(a);
   free(u);
   return r;
@@ -315,9 +312,8 @@ int gdx__table_reconcile_step(gdx_table_sub *s) {
 
 void gdx__table_reconcile_metrics(gdx_table_sub *s, gdx_buf *out) {
   long long a = s->o.authorization;
-  gdx_buf_appendf(out,
-                  "gdx_node_subscription_reconciliations_total{authorization=\"%lld\"} %llu\n", a,
-                  (unsigned long long)s->rc.runs);
+  gdx_buf_appendf(out, "gdx_node_subscription_reconciliations_total{authorization=\"%lld\"} %llu\n",
+                  a, (unsigned long long)s->rc.runs);
   gdx_buf_appendf(out,
                   "gdx_node_subscription_reconciliation_differences{authorization=\"%lld\"} "
                   "%lld\n",

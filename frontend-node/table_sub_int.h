@@ -33,14 +33,14 @@ typedef enum {
  * showed. */
 typedef struct {
   int wanted, active;
-  uint64_t last;          /* loop time of the last run's end */
+  uint64_t last;                   /* loop time of the last run's end */
   char after[GDX__TABLE_KEY_TEXT]; /* checksums paging */
-  json_t *diff;           /* differing chunks */
+  json_t *diff;                    /* differing chunks */
   size_t idx;
   gdx_table_apply_diff d; /* of the chunk being drilled */
   size_t range;           /* next of d.ranges to read and repair */
   long long chunks, chunks_diff, src, dst, missing, extra, different, in_flight, repaired, pos;
-  long long started;      /* unix ms */
+  long long started; /* unix ms */
   json_t *samples;
   /* for /metrics */
   uint64_t runs;
@@ -52,20 +52,20 @@ struct gdx_table_sub {
   gdx_table_sub_opts o;
   uv_timer_t timer;
   gdx__table_sub_phase ph;
-  int busy;               /* a read or a database job in flight */
+  int busy; /* a read or a database job in flight */
   int stopping, timer_closed;
   void (*stop_cb)(void *);
   void *stop_data;
   json_t *schema;
-  int prepared;           /* the target table exists (this run) */
+  int prepared; /* the target table exists (this run) */
   gdx_table_apply_target t;
   gdx_table_apply_state st;
   int have_state;
-  int caught_up;          /* the last change batch was empty */
+  int caught_up; /* the last change batch was empty */
   uint64_t read_started;
-  gdx_buf body;           /* the answer of the read in flight */
-  gdx_buf abody;          /* the next snapshot page, read while the last one is applied */
-  gdx_page *ahead;        /* … and parsed */
+  gdx_buf body;    /* the answer of the read in flight */
+  gdx_buf abody;   /* the next snapshot page, read while the last one is applied */
+  gdx_page *ahead; /* … and parsed */
   char ahead_after[GDX__TABLE_KEY_TEXT];
   int ahead_busy, want_ahead;
   uint64_t backoff_ms;
@@ -82,9 +82,9 @@ typedef enum { J_LOAD, J_PAGE, J_CHANGES, J_RESET, J_CHUNKS, J_ROWS, J_REPAIR } 
 typedef struct {
   gdx_table_sub *s;
   gdx__table_job_kind kind;
-  json_t *batch;          /* reconciliation reads */
-  gdx_page *page;         /* a snapshot page (J_PAGE) or a change batch (J_CHANGES) */
-  int prepare;            /* the target table is made first */
+  json_t *batch;  /* reconciliation reads */
+  gdx_page *page; /* a snapshot page (J_PAGE) or a change batch (J_CHANGES) */
+  int prepare;    /* the target table is made first */
   char after[GDX__TABLE_KEY_TEXT];
   long long after_pos;
   gdx_table_apply_state st;
