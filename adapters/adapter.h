@@ -1,9 +1,9 @@
 /* Resource adapters of the front-end node.
  *
  * A node exposes resources; each is served by an adapter of one kind:
- *   api    an internal HTTP service (this issue)
- *   table  a table in the unit's front-end database (table exchange)
- *   file   a folder (file exchange, file.c)
+ *   api    an internal HTTP service (api.c)
+ *   table  a table in the unit's front-end database (table.c)
+ *   file   a folder (file.c)
  * The node reads each resource's settings from its configuration file and
  * hands them to the adapter's open(); requests from the broker for
  * /r/<resource>/<rest> go to serve(); health() runs before each heartbeat

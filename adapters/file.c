@@ -43,6 +43,7 @@
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
 #include <jansson.h>
 #include <openssl/evp.h>
 #include <openssl/rand.h>
@@ -60,7 +61,9 @@
 #include "error.h"
 #include "fileguard.h"
 #include "log.h"
+#include "num.h"
 
+#define HASH_HEX (GDX_SHA256_HEX_SIZE - 1) /* a SHA-256 in hex, without the NUL */
 #define HEAD_BYTES 65536
 #define MAX_FILES 200000
 #define MAX_DEPTH 32
@@ -77,8 +80,8 @@ typedef struct {
   int state;
   uint64_t changed_at; /* loop ms when last seen different */
   long long gen;
-  char sha256[65], sm3[65], format[8];
-  char *chunks;        /* 64 hex characters per chunk */
+  char sha256[GDX_SHA256_HEX_SIZE], sm3[GDX_SHA256_HEX_SIZE], format[8];
+  char *chunks;        /* HASH_HEX hex digits per chunk */
   char why[200];
 } fent;
 
@@ -232,7 +235,7 @@ static void load_index(fres *r) {
     snprintf(e->format, sizeof(e->format), "%s", fmt);
     snprintf(e->why, sizeof(e->why), "%s", why);
     e->chunks = strdup(ch);
-    if (e->state == F_READY && (long long)strlen(ch) != 64 * nchunks(r, e->size)) {
+    if (e->state == F_READY && (long long)strlen(ch) != HASH_HEX * nchunks(r, e->size)) {
       ent_free(e);
       continue;
     }
@@ -450,7 +453,7 @@ typedef struct {
   char *path;
   fent want;        /* the stat it was taken with */
   int result;       /* F_READY, F_REFUSED or F_PENDING (changed meanwhile) */
-  char sha256[65], sm3[65], format[8], why[200];
+  char sha256[GDX_SHA256_HEX_SIZE], sm3[GDX_SHA256_HEX_SIZE], format[8], why[200];
   char *chunks;
 } hash_job;
 
@@ -508,7 +511,7 @@ static void hash_work(uv_work_t *w) {
     goto out;
   }
   long long nc = nchunks(r, j->want.size);
-  j->chunks = calloc((size_t)nc * 64 + 1, 1);
+  j->chunks = calloc((size_t)nc * HASH_HEX + 1, 1);
   gdx_digest *whole = NULL;
   EVP_MD_CTX *cx = EVP_MD_CTX_new();
   gdx_digest_new(GDX_DIGEST_SHA256 | GDX_DIGEST_SM3, &whole);
@@ -532,9 +535,9 @@ static void hash_work(uv_work_t *w) {
       unsigned char md[32];
       unsigned mdlen = 0;
       EVP_DigestFinal_ex(cx, md, &mdlen);
-      char h[65];
+      char h[GDX_SHA256_HEX_SIZE];
       gdx_hex(md, 32, h);
-      memcpy(j->chunks + ci * 64, h, 64);
+      memcpy(j->chunks + ci * HASH_HEX, h, HASH_HEX);
       ci++;
       in_chunk = 0;
       EVP_DigestInit_ex(cx, EVP_sha256(), NULL);
@@ -779,22 +782,23 @@ static void on_wtimer(uv_timer_t *t) {
 
 static void serve_files(fres *r, gdx_http_req *req, const char *q) {
   char since[64] = "", lim[16] = "", wait[16] = "";
+  long long limit = LIST_MAX, wait_ms = 0;
   if (gdx_http_query_param(q, "since", since, sizeof(since)) < 0 ||
       gdx_http_query_param(q, "limit", lim, sizeof(lim)) < 0 ||
       gdx_http_query_param(q, "wait_ms", wait, sizeof(wait)) < 0 ||
-      strspn(lim, "0123456789") != strlen(lim) || strspn(wait, "0123456789") != strlen(wait))
+      (lim[0] && gdx_num_parse(lim, 0, LLONG_MAX, &limit) != GDX_OK) ||
+      (wait[0] && gdx_num_parse(wait, 0, LLONG_MAX, &wait_ms) != GDX_OK))
     return (void)gdx_http_respond_error(req, 400, "invalid_query",
                                         "files?since=<epoch>.<gen>&limit=1..1000&wait_ms=N");
-  long limit = lim[0] ? atol(lim) : LIST_MAX;
   if (limit < 1 || limit > LIST_MAX)
     limit = LIST_MAX;
-  long long from = -1;
+  long long from = -1; /* another epoch, or none: every file */
   char *dot = strchr(since, '.');
   if (dot && (size_t)(dot - since) == strlen(r->epoch) &&
-      strncmp(since, r->epoch, strlen(r->epoch)) == 0)
-    from = atoll(dot + 1);
-  json_t *j = listing(r, from, limit);
-  long long wait_ms = wait[0] ? atoll(wait) : 0;
+      strncmp(since, r->epoch, strlen(r->epoch)) == 0 &&
+      gdx_num_parse(dot + 1, 0, LLONG_MAX, &from) != GDX_OK)
+    from = -1;
+  json_t *j = listing(r, from, (long)limit);
   if (j || wait_ms <= 0 || r->nwaiters >= MAX_WAITERS) {
     if (j == NULL)
       j = json_pack("{s:s, s:I, s:b, s:[]}", "epoch", r->epoch, "gen", (json_int_t)r->gen,
@@ -805,7 +809,7 @@ static void serve_files(fres *r, gdx_http_req *req, const char *q) {
   w->req = req;
   w->r = r;
   w->since = from;
-  w->limit = limit;
+  w->limit = (long)limit;
   w->deadline = uv_now(r->a->env->loop) + (uint64_t)(wait_ms > 60000 ? 60000 : wait_ms);
   w->next = r->waiters;
   r->waiters = w;
@@ -851,7 +855,7 @@ static void serve_chunks(fres *r, gdx_http_req *req, const char *q) {
   json_t *j = file_json(r, e);
   json_t *list = json_array();
   for (long long i = 0; i < nchunks(r, e->size); i++)
-    json_array_append_new(list, json_stringn(e->chunks + i * 64, 64));
+    json_array_append_new(list, json_stringn(e->chunks + i * HASH_HEX, HASH_HEX));
   json_object_set_new(j, "chunks", list);
   reply_json(req, 200, j);
 }
@@ -984,8 +988,9 @@ static void serve_data(fres *r, gdx_http_req *req, const char *q) {
   if (e == NULL)
     return;
   char off[24] = "";
+  long long offset = 0;
   if (gdx_http_query_param(q, "offset", off, sizeof(off)) < 0 ||
-      strspn(off, "0123456789") != strlen(off) || strlen(off) > 18 || atoll(off) > e->size)
+      (off[0] && gdx_num_parse(off, 0, e->size, &offset) != GDX_OK))
     return (void)gdx_http_respond_error(req, 400, "invalid_query",
                                         "offset= is a byte offset within the file");
   char abs[2200];
@@ -1010,7 +1015,7 @@ static void serve_data(fres *r, gdx_http_req *req, const char *q) {
   s->r = r;
   s->req = req;
   s->fd = fd;
-  s->pos = s->start = off[0] ? atoll(off) : 0;
+  s->pos = s->start = offset;
   s->t0 = uv_now(r->a->env->loop);
   s->end = e->size;
   s->snap = *e;

@@ -73,8 +73,10 @@
 
 #include "adapter.h"
 #include "compress.h"
+#include "digest.h"
 #include "error.h"
 #include "log.h"
+#include "num.h"
 #include "relay.h"
 #include "rowsum.h"
 
@@ -90,7 +92,7 @@ typedef struct {
   int ncols, npk;
   tcol cols[MAX_COLS];
   int pk[16];           /* indexes into cols */
-  char fingerprint[65];
+  char fingerprint[GDX_SHA256_HEX_SIZE];
   int triggers;         /* gdx triggers present on the table */
   long long position;   /* highest seq of the change log for this table */
   long long backlog;    /* change-log rows kept for this table */
@@ -105,7 +107,7 @@ typedef struct {
   char *items[MAX_COLS];
   int nitems;
   int ready;             /* first inspection done and good */
-  char baseline[65];     /* the fingerprint the node started with */
+  char baseline[GDX_SHA256_HEX_SIZE]; /* the fingerprint the node started with */
   tschema s;             /* the last inspection */
   int busy;
   void (*done)(gdx_adapter *);
@@ -192,23 +194,6 @@ static int table_open(gdx_adapter *a, const config_setting_t *s, char *err, size
 /* ------------------------------------------------------------------ */
 /* inspection (worker thread)                                          */
 
-static const char changelog_ddl[] =
-    "CREATE TABLE IF NOT EXISTS gdx_changelog ("
-    " seq BIGINT UNSIGNED NOT NULL AUTO_INCREMENT PRIMARY KEY,"
-    " tbl VARCHAR(64) NOT NULL,"
-    " op CHAR(1) NOT NULL,"
-    " pk TEXT NOT NULL,"
-    " changed_at TIMESTAMP(6) NOT NULL DEFAULT CURRENT_TIMESTAMP(6),"
-    " KEY k_gdx_changelog_tbl (tbl, seq)"
-    ") ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_bin";
-
-/* Where each table's change log was purged to (below every subscriber). */
-static const char purged_ddl[] =
-    "CREATE TABLE IF NOT EXISTS gdx_changelog_purged ("
-    " tbl VARCHAR(64) NOT NULL PRIMARY KEY,"
-    " upto BIGINT UNSIGNED NOT NULL"
-    ") ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_bin";
-
 /* JSON_ARRAY(<p>.`k1`, <p>.`k2`) of the key columns. */
 static void key_array(const tschema *s, const char *p, gdx_buf *b) {
   gdx_buf_appends(b, "JSON_ARRAY(");
@@ -217,19 +202,17 @@ static void key_array(const tschema *s, const char *p, gdx_buf *b) {
   gdx_buf_appends(b, ")");
 }
 
+/* The triggers that write the table's changes into gdx_changelog (made
+ * with the node's other tables by its migrations, schemas/sql/node, before
+ * a connection of the pool is used). */
 static int install_triggers(gdx_db_conn *c, const char *t, const tschema *s) {
-  int rc = gdx_db_exec_ddl(c, changelog_ddl);
-  if (!rc)
-    rc = gdx_db_exec_ddl(c, purged_ddl);
   gdx_buf b;
   gdx_buf_init(&b, 64 * 1024);
-  if (!rc) {
-    gdx_buf_appendf(&b, "CREATE OR REPLACE TRIGGER `gdx_%s_ai` AFTER INSERT ON `%s` FOR EACH ROW "
-                        "INSERT INTO gdx_changelog (tbl, op, pk) VALUES ('%s', 'I', ", t, t, t);
-    key_array(s, "NEW", &b);
-    gdx_buf_appends(&b, ")");
-    rc = gdx_db_exec_ddl(c, b.data);
-  }
+  gdx_buf_appendf(&b, "CREATE OR REPLACE TRIGGER `gdx_%s_ai` AFTER INSERT ON `%s` FOR EACH ROW "
+                      "INSERT INTO gdx_changelog (tbl, op, pk) VALUES ('%s', 'I', ", t, t, t);
+  key_array(s, "NEW", &b);
+  gdx_buf_appends(&b, ")");
+  int rc = gdx_db_exec_ddl(c, b.data);
   if (!rc) {
     gdx_buf_reset(&b);
     gdx_buf_appendf(&b, "CREATE OR REPLACE TRIGGER `gdx_%s_au` AFTER UPDATE ON `%s` FOR EACH ROW "
@@ -333,13 +316,15 @@ static int inspect_work(gdx_db_conn *c, void *arg) {
                       (gdx_db_param[]){GDX_DB_P_STR(r->table), GDX_DB_P_STR(r->table),
                                        GDX_DB_P_STR(r->table), GDX_DB_P_STR(r->table)},
                       4, 1, &res);
-    s->triggers = rc ? 0 : atoi(gdx_db_get(&res, 0, 0));
+    gdx_db_row w = gdx_db_row_at(&res, 0);
+    s->triggers = rc ? 0 : (int)gdx_db_i64(&w, 0, 0, GDX_DB_INT_MAX);
     gdx_db_result_free(&res);
     rc = gdx_db_query(c, "SELECT COALESCE(MAX(seq), 0), COUNT(*) FROM gdx_changelog WHERE tbl = ?",
                       p, 1, 1, &res);
     if (!rc) {
-      s->position = atoll(gdx_db_get(&res, 0, 0));
-      s->backlog = atoll(gdx_db_get(&res, 0, 1));
+      w = gdx_db_row_at(&res, 0);
+      s->position = gdx_db_i64(&w, 0, 0, GDX_DB_ID_MAX);
+      s->backlog = gdx_db_i64(&w, 1, 0, GDX_DB_ID_MAX);
     }
     gdx_db_result_free(&res);
   }
@@ -642,13 +627,19 @@ static int ts_bound(read_job *j, gdx_db_conn *c, long long *bound) {
                         NULL, 0, 1, &t);
   if (rc)
     return rc;
-  long long b = atoll(gdx_db_get(&t, 0, 0));
+  gdx_db_row w = gdx_db_row_at(&t, 0);
+  long long b = gdx_db_i64(&w, 0, 0, GDX_DB_ID_MAX);
   gdx_db_result_free(&t);
+  if (w.rc)
+    return GDX_EDB;
+  /* "timestamp(3)": the column keeps 3 fractional digits ("timestamp": none) */
   const char *type = j->s.cols[col_index(&j->s, j->r->ts_col)].type;
   const char *paren = strchr(type, '(');
-  int digits = paren ? atoi(paren + 1) : 0;
+  long long digits = 0;
+  if (paren && gdx_num_parse_n(paren + 1, strcspn(paren + 1, ")"), 0, 6, &digits) != GDX_OK)
+    return GDX_EINVAL;
   long long unit = 1;
-  for (int i = digits; i < 6; i++)
+  for (int i = (int)digits; i < 6; i++)
     unit *= 10;
   *bound = b / unit * unit;
   return GDX_OK;
@@ -686,7 +677,8 @@ static int ts_changes_work(read_job *j, gdx_db_conn *c, json_t *out) {
     if (!rc && res.nrows == (size_t)j->limit &&
         strcmp(gdx_db_get(&res, 0, ts), gdx_db_get(&res, res.nrows - 1, ts)) == 0) {
       /* one instant fills the batch: all of that instant, then past it */
-      long long at = atoll(gdx_db_get(&res, 0, ts));
+      gdx_db_row w = gdx_db_row_at(&res, 0);
+      long long at = gdx_db_i64(&w, ts, 0, GDX_DB_ID_MAX - 1);
       gdx_db_result_free(&res);
       gdx_buf_reset(&sql);
       gdx_buf_appends(&sql, "SELECT ");
@@ -694,12 +686,17 @@ static int ts_changes_work(read_job *j, gdx_db_conn *c, json_t *out) {
       gdx_buf_appendf(&sql, ", CAST(UNIX_TIMESTAMP(`%s`) * 1000000 AS SIGNED) FROM `%s` WHERE "
                       "`%s` = " TS_AT, j->r->ts_col, j->r->table, j->r->ts_col);
       gdx_db_param pa[] = {GDX_DB_P_INT(at), GDX_DB_P_INT(at)};
-      rc = gdx_db_query(c, sql.data, pa, 2, 100000, &res);
+      rc = w.rc ? w.rc : gdx_db_query(c, sql.data, pa, 2, 100000, &res);
       pos = at + 1;
       more = 1;
     } else if (!rc && res.nrows == (size_t)j->limit) {
-      pos = atoll(gdx_db_get(&res, res.nrows - 1, ts)); /* that instant again next time */
+      gdx_db_row w = gdx_db_row_at(&res, res.nrows - 1);
+      pos = gdx_db_i64(&w, ts, 0, GDX_DB_ID_MAX); /* that instant again next time */
       more = 1;
+      if (w.rc) {
+        gdx_db_result_free(&res);
+        rc = w.rc;
+      }
     }
     gdx_buf_free(&sql);
     if (rc) {
@@ -707,11 +704,19 @@ static int ts_changes_work(read_job *j, gdx_db_conn *c, json_t *out) {
       return read_fail(j, c, rc == GDX_ETOOBIG ? "more than 100000 rows share one timestamp"
                                                : "reading the changed rows failed");
     }
-    for (size_t i = 0; i < res.nrows; i++)
-      json_array_append_new(changes, json_pack("{s:I, s:s, s:o}", "seq",
-                                               (json_int_t)atoll(gdx_db_get(&res, i, ts)), "op",
-                                               "U", "row", row_json(&res, i, j->nsel)));
+    for (size_t i = 0; i < res.nrows && !rc; i++) {
+      gdx_db_row w = gdx_db_row_at(&res, i);
+      long long at = gdx_db_i64(&w, ts, 0, GDX_DB_ID_MAX);
+      rc = w.rc;
+      if (!rc)
+        json_array_append_new(changes, json_pack("{s:I, s:s, s:o}", "seq", (json_int_t)at, "op",
+                                                 "U", "row", row_json(&res, i, j->nsel)));
+    }
     gdx_db_result_free(&res);
+    if (rc) {
+      json_decref(changes);
+      return read_fail(j, c, "a change time is not a number");
+    }
   }
   j->empty = json_array_size(changes) == 0;
   json_object_set_new(out, "changes", changes);
@@ -736,8 +741,11 @@ static int snapshot_work(read_job *j, gdx_db_conn *c) {
                         "(SELECT COALESCE(MAX(upto), 0) FROM gdx_changelog_purged))",
                      NULL, 0, 1, &pos))
       return read_fail(j, c, "reading the change-log position failed");
-    position = atoll(gdx_db_get(&pos, 0, 0));
+    gdx_db_row w = gdx_db_row_at(&pos, 0);
+    position = gdx_db_i64(&w, 0, 0, GDX_DB_ID_MAX);
     gdx_db_result_free(&pos);
+    if (w.rc)
+      return read_fail(j, c, "the change-log position is not a number");
   } else if (!j->has_after) { /* timestamp capture: replayed from the moment before */
     if (ts_bound(j, c, &position) != GDX_OK)
       return read_fail(j, c, "reading the time failed (the node's user needs PROCESS)");
@@ -837,8 +845,11 @@ static int purged_floor(gdx_db_conn *c, const char *table, long long *floor) {
   gdx_db_result res = {0};
   *floor = 0;
   int rc = gdx_db_query(c, "SELECT upto FROM gdx_changelog_purged WHERE tbl = ?", p, 1, 1, &res);
-  if (rc == GDX_OK && res.nrows == 1)
-    *floor = atoll(gdx_db_get(&res, 0, 0));
+  if (rc == GDX_OK && res.nrows == 1) {
+    gdx_db_row w = gdx_db_row_at(&res, 0);
+    *floor = gdx_db_i64(&w, 0, 0, GDX_DB_ID_MAX);
+    rc = w.rc;
+  }
   gdx_db_result_free(&res);
   return rc;
 }
@@ -868,6 +879,13 @@ static int row_by_key(read_job *j, gdx_db_conn *c, json_t *tk, json_t **row) {
   return GDX_OK;
 }
 
+/* The seq of change-log row i, or -1 when it is not one. */
+static long long log_seq(const gdx_db_result *log, size_t i) {
+  gdx_db_row w = gdx_db_row_at(log, i);
+  long long seq = gdx_db_i64(&w, 0, 1, GDX_DB_ID_MAX);
+  return w.rc ? -1 : seq;
+}
+
 static int changes_work(read_job *j, gdx_db_conn *c, json_t *out) {
   const tschema *s = &j->s;
   long long floor = 0;
@@ -894,7 +912,11 @@ static int changes_work(read_job *j, gdx_db_conn *c, json_t *out) {
   int trx_read = 0;
   char oldest[40] = "";
   for (; upto < log.nrows; upto++) {
-    long long seq = atoll(gdx_db_get(&log, upto, 0));
+    long long seq = log_seq(&log, upto);
+    if (seq < 0) {
+      gdx_db_result_free(&log);
+      return read_fail(j, c, "a change-log seq is not a number");
+    }
     if (seq != pos + 1) {
       if (!trx_read) {
         gdx_db_result t = {0};
@@ -992,7 +1014,7 @@ static int changes_work(read_job *j, gdx_db_conn *c, json_t *out) {
   }
   for (size_t x = npick; rc == GDX_OK && x-- > 0;) { /* in log order */
     size_t i = pick[x];
-    json_t *ch = json_pack("{s:I}", "seq", (json_int_t)atoll(gdx_db_get(&log, i, 0)));
+    json_t *ch = json_pack("{s:I}", "seq", (json_int_t)log_seq(&log, i)); /* checked above */
     char *t = json_dumps(keys[x], JSON_COMPACT);
     int del = strcmp(gdx_db_get(&log, i, 2), "D") == 0;
     json_t *row = t && !del ? json_incref(json_object_get(found, t)) : NULL;
@@ -1083,8 +1105,11 @@ static int checksums_work(read_job *j, gdx_db_conn *c, json_t *out) {
   do {
     size_t end = i + (size_t)j->chunk < res.nrows ? i + (size_t)j->chunk : res.nrows;
     uint64_t x = 0;
-    for (size_t r = i; r < end; r++)
-      x ^= strtoull(gdx_db_get(&res, r, (size_t)s->npk), NULL, 10);
+    for (size_t r = i; r < end && !rc; r++) {
+      gdx_db_row w = gdx_db_row_at(&res, r);
+      x ^= gdx_db_u64(&w, (size_t)s->npk);
+      rc = w.rc;
+    }
     char hex[17];
     gdx_rowsum_hex(x, hex);
     int final = done && end == res.nrows;
@@ -1094,8 +1119,13 @@ static int checksums_work(read_job *j, gdx_db_conn *c, json_t *out) {
     json_decref(prev);
     prev = last;
     i = end;
-  } while (i < res.nrows);
+  } while (i < res.nrows && !rc);
   json_decref(prev);
+  if (rc) {
+    json_decref(chunks);
+    gdx_db_result_free(&res);
+    return read_fail(j, c, "a row hash is not a number");
+  }
   json_object_set_new(out, "chunks", chunks);
   json_object_set_new(out, "done", json_boolean(done));
   gdx_db_result_free(&res);
@@ -1125,9 +1155,15 @@ static int rowsums_work(read_job *j, gdx_db_conn *c, json_t *out) {
   }
   json_t *rows = json_array();
   for (size_t i = 0; i < res.nrows; i++) {
-    json_t *k = key_of(&res, i, s->npk);
+    gdx_db_row w = gdx_db_row_at(&res, i);
     char hex[17];
-    gdx_rowsum_hex(strtoull(gdx_db_get(&res, i, (size_t)s->npk), NULL, 10), hex);
+    gdx_rowsum_hex(gdx_db_u64(&w, (size_t)s->npk), hex);
+    if (w.rc) {
+      gdx_db_result_free(&res);
+      json_decref(rows);
+      return read_fail(j, c, "a row hash is not a number");
+    }
+    json_t *k = key_of(&res, i, s->npk);
     json_array_append_new(k, json_string(hex));
     json_array_append_new(rows, k);
   }
@@ -1500,8 +1536,11 @@ static int wake_work(gdx_db_conn *c, void *arg) {
   wake_job *w = arg;
   gdx_db_result res = {0};
   int rc = gdx_db_query(c, "SELECT COALESCE(MAX(seq), 0) FROM gdx_changelog", NULL, 0, 1, &res);
-  if (rc == GDX_OK)
-    w->max = atoll(gdx_db_get(&res, 0, 0));
+  if (rc == GDX_OK) {
+    gdx_db_row row = gdx_db_row_at(&res, 0);
+    w->max = gdx_db_i64(&row, 0, 0, GDX_DB_ID_MAX);
+    rc = row.rc;
+  }
   gdx_db_result_free(&res);
   return rc;
 }
@@ -1722,12 +1761,7 @@ static int query_int(const char *q, const char *name, long long min, long long m
   int got = gdx_http_query_param(q, name, v, sizeof(v));
   if (got != 1)
     return got;
-  char *end;
-  long long x = strtoll(v, &end, 10);
-  if (v[0] == '\0' || *end != '\0' || x < min || x > max)
-    return -1;
-  *out = x;
-  return 1;
+  return gdx_num_parse(v, min, max, out) == GDX_OK ? 1 : -1;
 }
 
 static void compare_fail(read_job *j, int status, const char *code, const char *fmt, ...)
@@ -1819,7 +1853,11 @@ static void compare_complete(gdx_http_req *req) {
  * authorization's and X-Gdx-Quota-Left to what its quota has left. */
 static void serve_compare(table_res *r, gdx_http_req *req, read_job *j) {
   const char *left = gdx_http_req_header(req, "X-Gdx-Quota-Left");
-  j->quota_left = left ? atoll(left) : -1;
+  /* from the broker; a value that is not a count leaves no quota */
+  if (left && gdx_num_parse(left, 0, GDX_DB_ID_MAX, &j->quota_left) != GDX_OK)
+    j->quota_left = 0;
+  else if (left == NULL)
+    j->quota_left = -1;
   int64_t clen = gdx_http_req_content_length(req);
   j->reqs = malloc(sizeof(*j->reqs));
   if (j->reqs == NULL) {

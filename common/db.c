@@ -108,7 +108,12 @@ static int conn_ensure(gdx_db_conn *c) {
   if (c->my)
     return GDX_OK;
   char err[512];
-  c->my = gdx_db_connect(&c->pool->opts, 0, err, sizeof(err));
+  const gdx_db_options *o = &c->pool->opts;
+  c->my = gdx_db_connect(o, 0, err, sizeof(err));
+  if (c->my && o->on_connect && o->on_connect(c->my, o->on_connect_arg, err, sizeof(err))) {
+    mysql_close(c->my);
+    c->my = NULL;
+  }
   if (c->my == NULL) {
     conn_set_error(c, CR_CONNECTION_ERROR, err);
     return GDX_EDB;
@@ -283,6 +288,16 @@ long long gdx_db_i64(gdx_db_row *w, size_t col, long long min, long long max) {
 }
 
 int gdx_db_flag(gdx_db_row *w, size_t col) { return (int)gdx_db_i64(w, col, 0, 1); }
+
+uint64_t gdx_db_u64(gdx_db_row *w, size_t col) {
+  const char *v = w->rc == GDX_OK ? gdx_db_get(w->res, w->row, col) : NULL;
+  uint64_t n = 0;
+  if (w->rc == GDX_OK &&
+      (v == NULL ||
+       gdx_num_parse_u64(v, w->res->lens[w->row * w->res->ncols + col], &n) != GDX_OK))
+    row_bad(w, col);
+  return w->rc == GDX_OK ? n : 0;
+}
 
 int gdx_db_row_fail(const gdx_db_row *w, const char *what) {
   const char *name = w->bad_col >= 0 && (size_t)w->bad_col < w->res->ncols && w->res->names

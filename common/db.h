@@ -34,6 +34,13 @@ typedef struct {
   unsigned pool_size;   /* worker threads = connections */
   unsigned queue_max;   /* jobs waiting; more get GDX_EBUSY */
   unsigned connect_timeout_s;
+  /* Optional: runs on the worker thread on every new connection of a pool
+   * (at start, and after the database was lost) before any job uses it -
+   * a component's migrations (migrate.h). A failure (err set) drops the
+   * connection, and the job that wanted it fails with GDX_EDB, as when the
+   * database is down; the next job tries again. */
+  int (*on_connect)(MYSQL *my, void *arg, char *err, size_t errlen);
+  void *on_connect_arg;
 } gdx_db_options;
 
 typedef struct {
@@ -113,6 +120,9 @@ typedef struct {
 gdx_db_row gdx_db_row_at(const gdx_db_result *r, size_t row);
 /* The column as an integer in [min, max]; min after a failure. */
 long long gdx_db_i64(gdx_db_row *w, size_t col, long long min, long long max);
+/* An unsigned 64-bit column (BIGINT UNSIGNED: a row hash, a BIT_XOR of
+ * them); 0 after a failure. */
+uint64_t gdx_db_u64(gdx_db_row *w, size_t col);
 /* The same, with SQL NULL read as if_null (which need not be in range). */
 long long gdx_db_i64_or(gdx_db_row *w, size_t col, long long min, long long max,
                         long long if_null);

@@ -195,6 +195,19 @@ static int record(MYSQL *my, const char *component, const mfile *f, char *err, s
   return rc;
 }
 
+/* The text of migration f of dir (its path into path), its checksum into
+ * f->sha; NULL with err when it cannot be read. */
+static char *load_one(const char *dir, mfile *f, char *path, size_t pathlen, size_t *len,
+                      char *err, size_t errlen) {
+  snprintf(path, pathlen, "%s/%s", dir, f->name);
+  char *sql = read_file(path, len);
+  if (sql == NULL)
+    snprintf(err, errlen, "%s: cannot read (or larger than %d bytes)", path, MAX_FILE);
+  else
+    sha256_hex(sql, *len, f->sha);
+  return sql;
+}
+
 static int migrate_locked(MYSQL *my, const char *component, const char *dir, mfile *files,
                           mfile *done, int *applied, char *err, size_t errlen) {
   static const char create[] =
@@ -215,13 +228,9 @@ static int migrate_locked(MYSQL *my, const char *component, const char *dir, mfi
   for (int i = 0; i < nfiles; i++) {
     char path[4096];
     size_t len;
-    snprintf(path, sizeof(path), "%s/%s", dir, files[i].name);
-    char *sql = read_file(path, &len);
-    if (sql == NULL) {
-      snprintf(err, errlen, "%s: cannot read (or larger than %d bytes)", path, MAX_FILE);
+    char *sql = load_one(dir, &files[i], path, sizeof(path), &len, err, errlen);
+    if (sql == NULL)
       return GDX_ECONFIG;
-    }
-    sha256_hex(sql, len, files[i].sha);
     const mfile *rec = NULL;
     for (int k = 0; k < ndone; k++)
       if (done[k].version == files[i].version)
@@ -264,13 +273,25 @@ static int migrate_locked(MYSQL *my, const char *component, const char *dir, mfi
   return GDX_OK;
 }
 
-int gdx_migrate(const gdx_db_options *opts, const char *component, const char *dir,
-                int *applied, char *err, size_t errlen) {
+int gdx_migrate_check(const char *dir, char *err, size_t errlen) {
+  mfile *files = calloc(MAX_MIGRATIONS, sizeof(mfile));
+  int n = 0;
+  int rc = files ? list_dir(dir, files, &n, err, errlen) : GDX_ENOMEM;
+  for (int i = 0; !rc && i < n; i++) {
+    char path[4096];
+    size_t len;
+    char *sql = load_one(dir, &files[i], path, sizeof(path), &len, err, errlen);
+    rc = sql ? GDX_OK : GDX_ECONFIG;
+    free(sql);
+  }
+  free(files);
+  return rc;
+}
+
+int gdx_migrate_on(MYSQL *my, const char *component, const char *dir, int *applied, char *err,
+                   size_t errlen) {
   if (applied)
     *applied = 0;
-  MYSQL *my = gdx_db_connect(opts, 1, err, errlen);
-  if (my == NULL)
-    return GDX_EDB;
   mfile *files = calloc(MAX_MIGRATIONS, sizeof(mfile));
   mfile *done = calloc(MAX_MIGRATIONS, sizeof(mfile));
   int rc = files && done ? GDX_OK : GDX_ENOMEM;
@@ -282,6 +303,10 @@ int gdx_migrate(const gdx_db_options *opts, const char *component, const char *d
       rc = GDX_EINVAL;
   if (rc == GDX_EINVAL)
     snprintf(err, errlen, "invalid component name");
+  if (!rc && mysql_set_server_option(my, MYSQL_OPTION_MULTI_STATEMENTS_ON) != 0) {
+    snprintf(err, errlen, "allowing several statements per migration: %s", mysql_error(my));
+    rc = GDX_EDB;
+  }
   if (!rc)
     rc = run_sql(my, lock, strlen(lock), err, errlen, "taking the migration lock");
   if (!rc) {
@@ -291,8 +316,20 @@ int gdx_migrate(const gdx_db_options *opts, const char *component, const char *d
     char ignore[64];
     run_sql(my, unlock, strlen(unlock), ignore, sizeof(ignore), "release");
   }
+  mysql_set_server_option(my, MYSQL_OPTION_MULTI_STATEMENTS_OFF);
   free(files);
   free(done);
+  return rc;
+}
+
+int gdx_migrate(const gdx_db_options *opts, const char *component, const char *dir,
+                int *applied, char *err, size_t errlen) {
+  if (applied)
+    *applied = 0;
+  MYSQL *my = gdx_db_connect(opts, 1, err, errlen);
+  if (my == NULL)
+    return GDX_EDB;
+  int rc = gdx_migrate_on(my, component, dir, applied, err, errlen);
   mysql_close(my);
   return rc;
 }

@@ -7,9 +7,11 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "enroll.h"
 #include "error.h"
 #include "log.h"
 #include "node.h"
+#include "node_config.h"
 
 enum { EXIT_USAGE = 2, EXIT_CONFIG = 3, EXIT_START = 4 };
 
@@ -134,7 +136,7 @@ int main(int argc, char **argv) {
   uv_loop_t *loop = uv_default_loop();
   if (check_only) {
     /* the resources too: their settings are read by the adapters */
-    if (gdx_node_check(&cfg, config, err, sizeof(err)) != GDX_OK) {
+    if (gdx_node_config_check(&cfg, config, err, sizeof(err)) != GDX_OK) {
       fprintf(stderr, "gdx-node: %s\n", err);
       gdx_node_config_free(&cfg);
       return EXIT_CONFIG;

@@ -1,4 +1,4 @@
-/* The consumer side of a table subscription (frontend-node/tsync.c) against
+/* The consumer side of a table subscription (frontend-node/table_apply.c) against
  * a real MariaDB: the target table made from the provider's schema,
  * snapshot pages and change batches applied with the position in the same
  * transaction, retried and out-of-order batches refused without a trace, a
@@ -15,12 +15,13 @@
 #include "db.h"
 #include "error.h"
 #include "harness.h"
-#include "tsync.h"
+#include "migrate.h"
+#include "table_apply.h"
 
 static uv_loop_t loop;
 static gdx_db_pool *pool;
 static char dbname[64];
-static gdx_tsync_target T;
+static gdx_table_apply_target T;
 static json_t *schema;
 
 typedef struct {
@@ -30,12 +31,12 @@ typedef struct {
   long long after_pos;
   json_t *batch;
   char err[300];
-  gdx_tsync_state st;
+  gdx_table_apply_state st;
 } job;
 
 static int w_prepare(gdx_db_conn *c, void *arg) {
   job *j = arg;
-  return gdx_tsync_prepare(c, &T, schema, j->err, sizeof(j->err));
+  return gdx_table_apply_prepare(c, &T, schema, j->err, sizeof(j->err));
 }
 /* Pages and batches as the node gets them: JSON text, parsed by
  * gdx_page_parse. */
@@ -45,8 +46,8 @@ static int w_apply(gdx_db_conn *c, job *j, int changes) {
   int rc = gdx_page_parse(&pg, text, strlen(text), j->err, sizeof(j->err));
   if (rc)
     return rc;
-  rc = changes ? gdx_tsync_apply_changes(c, &T, j->after_pos, &pg, j->err, sizeof(j->err))
-               : gdx_tsync_apply_page(c, &T, j->after, &pg, j->err, sizeof(j->err));
+  rc = changes ? gdx_table_apply_changes(c, &T, j->after_pos, &pg, j->err, sizeof(j->err))
+               : gdx_table_apply_page(c, &T, j->after, &pg, j->err, sizeof(j->err));
   gdx_page_free(&pg);
   return rc;
 }
@@ -54,7 +55,7 @@ static int w_page(gdx_db_conn *c, void *arg) { return w_apply(c, arg, 0); }
 static int w_changes(gdx_db_conn *c, void *arg) { return w_apply(c, arg, 1); }
 static int w_load(gdx_db_conn *c, void *arg) {
   job *j = arg;
-  return gdx_tsync_load(c, T.sub, &j->st);
+  return gdx_table_apply_load(c, T.sub, &j->st);
 }
 static int w_call(gdx_db_conn *c, void *arg) {
   job *j = arg;
@@ -91,7 +92,7 @@ static int changes(long long after, const char *text) {
   return rc;
 }
 
-static gdx_tsync_state state(void) {
+static gdx_table_apply_state state(void) {
   job j = {.fn = w_load};
   assert_int_equal(run(&j), GDX_OK);
   return j.st;
@@ -118,7 +119,7 @@ static void prepare_makes_the_target(void **s) {
              cell, sizeof(cell));
   /* only the selected columns; the unselected secret_note is not there */
   assert_string_equal(cell, "uscc:char(18):NO,name:varchar(100):NO,legal_person:varchar(50):YES");
-  gdx_tsync_state st = state();
+  gdx_table_apply_state st = state();
   assert_int_equal(st.snapshot_done, 0);
   assert_string_equal(st.snapshot_after, "");
 }
@@ -134,7 +135,7 @@ static void pages_then_changes_exactly_once(void **s) {
   assert_non_null(strstr(err, "not the next one"));
   contents(cell, sizeof(cell));
   assert_string_equal(cell, "A1|甲|- B2|乙|张");
-  gdx_tsync_state st = state();
+  gdx_table_apply_state st = state();
   assert_string_equal(st.snapshot_after, "[\"B2\"]");
   assert_int_equal(st.position, 8);
   /* a page out of order */
@@ -174,7 +175,7 @@ static void pages_then_changes_exactly_once(void **s) {
 
 static void unsafe_names_and_types_refused(void **s) {
   (void)s;
-  gdx_tsync_target keep = T;
+  gdx_table_apply_target keep = T;
   snprintf(T.table, sizeof(T.table), "ent`; DROP TABLE x; --");
   job j = {.fn = w_prepare};
   assert_int_equal(run(&j), GDX_EINVAL);
@@ -201,6 +202,13 @@ static int setup(void **s) {
   (void)s;
   gdx_db_options o;
   tdb_options(&o, "gdx_tsync", dbname, sizeof(dbname));
+  /* the node's tables, as its pool makes them (frontend-node/frontdb.c) */
+  char dir[1024], err[300];
+  snprintf(dir, sizeof(dir), "%s/schemas/sql/node", getenv("GDX_SOURCE_DIR"));
+  if (gdx_migrate(&o, "node", dir, NULL, err, sizeof(err)) != GDX_OK) {
+    fprintf(stderr, "%s\n", err);
+    return -1;
+  }
   uv_loop_init(&loop);
   if (gdx_db_pool_start(&loop, &o, &pool) != GDX_OK)
     return -1;

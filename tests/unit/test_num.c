@@ -85,6 +85,45 @@ static void row_getters(void **state) {
   assert_int_equal(w.bad_col, -1);
 }
 
+/* Unsigned 64-bit values (row hashes): every value up to 2^64 - 1, no
+ * sign, nothing else. */
+static void parse_u64_table(void **state) {
+  static const struct {
+    const char *text;
+    int rc;
+    uint64_t value;
+  } cases[] = {
+      {"0", GDX_OK, 0},
+      {"18446744073709551615", GDX_OK, UINT64_MAX},
+      {"9223372036854775808", GDX_OK, 9223372036854775808ULL},
+      {"18446744073709551616", GDX_EINVAL, 0},
+      {"99999999999999999999", GDX_EINVAL, 0},
+      {"", GDX_EINVAL, 0},
+      {"-1", GDX_EINVAL, 0},
+      {"+1", GDX_EINVAL, 0},
+      {"12abc", GDX_EINVAL, 0},
+  };
+  for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+    uint64_t v = 0;
+    assert_int_equal(gdx_num_parse_u64(cases[i].text, strlen(cases[i].text), &v), cases[i].rc);
+    if (cases[i].rc == GDX_OK)
+      assert_true(v == cases[i].value);
+  }
+  char *cells[] = {"18446744073709551615", NULL, "x"};
+  char *names[] = {"sum", "none", "bad"};
+  size_t lens[3];
+  gdx_db_result r;
+  fake_result(&r, cells, lens, names, 3, 1);
+  gdx_db_row w = gdx_db_row_at(&r, 0);
+  assert_true(gdx_db_u64(&w, 0) == UINT64_MAX);
+  assert_int_equal(w.rc, GDX_OK);
+  assert_true(gdx_db_u64(&w, 1) == 0); /* NULL is not a hash */
+  assert_int_equal(w.bad_col, 1);
+  w = gdx_db_row_at(&r, 0);
+  gdx_db_u64(&w, 2);
+  assert_int_equal(w.bad_col, 2);
+}
+
 static void row_failures_stick(void **state) {
   char *cells[] = {"42", "abc", NULL, "7", "2"};
   char *names[] = {"id", "text", "null", "big", "flag"};
@@ -119,6 +158,7 @@ int main(void) {
       cmocka_unit_test(parse_counted_bytes),
       cmocka_unit_test(row_getters),
       cmocka_unit_test(row_failures_stick),
+      cmocka_unit_test(parse_u64_table),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }

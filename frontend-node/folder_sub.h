@@ -25,29 +25,27 @@
  *   5. the delivered file's SM3 is computed (off the transfer's path) and
  *      compared with the provider's; the ledger entry (size, hashes, bytes
  *      received, resumed from, delivered/quarantined) is kept in
- *      .gdx/ledger.jsonl until the broker has recorded it.
+ *      .gdx/ledger.jsonl until the broker has recorded it (ledger_outbox.h).
  * What was delivered is remembered in .gdx/state.json (rewritten when a
  * listing's files are done) and .gdx/state.jsonl (a line per file in
  * between), so a restart lists again and fetches only what is new.
  */
-#ifndef GDX_FSYNC_H
-#define GDX_FSYNC_H
+#ifndef GDX_FOLDER_SUB_H
+#define GDX_FOLDER_SUB_H
 
 #include <uv.h>
 
+#include "broker_client.h"
 #include "buf.h"
-#include "httpc.h"
 #include "scan.h"
 
-typedef struct gdx_fsync gdx_fsync;
+typedef struct gdx_folder_sub gdx_folder_sub;
 
 typedef struct {
   uv_loop_t *loop;
-  gdx_httpc *client;       /* to the broker's node listener */
-  const char *nodes_url;   /* https://broker:port */
-  const char *ca_file, *cert_file, *key_file;
+  gdx_broker_client *broker;
   const gdx_scanner *scanner; /* NULL: scanning switched off (scan.enabled = false) */
-} gdx_fsync_env;
+} gdx_folder_sub_env;
 
 typedef struct {
   long long authorization;
@@ -56,12 +54,16 @@ typedef struct {
   long long wait_ms;       /* long poll of the listing; 0: poll every poll_ms */
   long long poll_ms;
   int once;                /* fetch: what is there now, then stop */
-} gdx_fsync_opts;
+} gdx_folder_sub_opts;
 
-int gdx_fsync_start(const gdx_fsync_env *env, const gdx_fsync_opts *o, gdx_fsync **out,
-                    char *err, size_t errlen);
-void gdx_fsync_stop(gdx_fsync *s, void (*cb)(void *), void *data);
-long long gdx_fsync_authorization(const gdx_fsync *s);
-void gdx_fsync_metrics(gdx_fsync *s, gdx_buf *out);
+/* env must outlive the subscription. GDX_ECONFIG when the folder's .gdx
+ * cannot be made, with err. */
+int gdx_folder_sub_start(const gdx_folder_sub_env *env, const gdx_folder_sub_opts *o,
+                         gdx_folder_sub **out, char *err, size_t errlen);
+/* Stops after what is in flight (a listing's long poll is cancelled); cb
+ * runs once everything is closed. */
+void gdx_folder_sub_stop(gdx_folder_sub *s, void (*cb)(void *), void *data);
+long long gdx_folder_sub_authorization(const gdx_folder_sub *s);
+void gdx_folder_sub_metrics(gdx_folder_sub *s, gdx_buf *out);
 
 #endif

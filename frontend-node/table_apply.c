@@ -1,4 +1,4 @@
-#include "tsync.h"
+#include "table_apply.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -10,34 +10,6 @@
 #include "rowsum.h"
 
 #define UPSERT_ROWS 200 /* rows per INSERT; 200 x 256 columns stays under 65535 params */
-
-static const char state_ddl[] =
-    "CREATE TABLE IF NOT EXISTS gdx_sync_state ("
-    " subscription VARCHAR(64) NOT NULL PRIMARY KEY,"
-    " target VARCHAR(64) NOT NULL,"
-    " snapshot_done TINYINT NOT NULL DEFAULT 0,"
-    " snapshot_after TEXT NOT NULL,"
-    " position BIGINT NOT NULL DEFAULT 0,"
-    " rows_applied BIGINT NOT NULL DEFAULT 0,"
-    " updated_at TIMESTAMP(6) NOT NULL DEFAULT CURRENT_TIMESTAMP(6) ON UPDATE CURRENT_TIMESTAMP(6)"
-    ") ENGINE=InnoDB DEFAULT CHARSET=utf8mb4";
-
-/* The ledger of applied batches, written with them; reported to the
- * broker and deleted once it has recorded them. */
-static const char ledger_ddl[] =
-    "CREATE TABLE IF NOT EXISTS gdx_sync_ledger ("
-    " id BIGINT NOT NULL AUTO_INCREMENT PRIMARY KEY,"
-    " subscription VARCHAR(64) NOT NULL,"
-    " kind VARCHAR(8) NOT NULL,"
-    " batch_from VARCHAR(300) NOT NULL,"
-    " batch_to VARCHAR(300) NOT NULL,"
-    " rows_sent INT NOT NULL,"
-    " checksum_sent CHAR(16) NOT NULL,"
-    " rows_applied INT NOT NULL,"
-    " checksum_applied CHAR(16) NOT NULL,"
-    " applied_at BIGINT NOT NULL,"
-    " KEY k_gdx_sync_ledger_sub (subscription, id)"
-    ") ENGINE=InnoDB DEFAULT CHARSET=utf8mb4";
 
 /* word[(n[,n])][ unsigned][ zerofill]: what information_schema says of
  * ordinary columns; enum and set (quoted values) are refused for now. */
@@ -70,8 +42,8 @@ static int type_ok(const char *t) {
   return *p == '\0' && strncmp(t, "enum", 4) != 0 && strncmp(t, "set", 3) != 0;
 }
 
-int gdx_tsync_prepare(gdx_db_conn *c, const gdx_tsync_target *t, const json_t *schema, char *err,
-                      size_t errlen) {
+int gdx_table_apply_prepare(gdx_db_conn *c, const gdx_table_apply_target *t,
+                            const json_t *schema, char *err, size_t errlen) {
   if (!gdx_db_ident_ok(t->table) || !gdx_db_ident_ok(t->sub) || t->nkey < 1 ||
       t->ncols < t->nkey) {
     snprintf(err, errlen, "target table or subscription is not a plain name, or no key");
@@ -103,11 +75,7 @@ int gdx_tsync_prepare(gdx_db_conn *c, const gdx_tsync_target *t, const json_t *s
   for (int i = 0; i < t->nkey; i++)
     gdx_buf_appendf(&b, "%s`%s`", i ? ", " : "", t->cols[i]);
   gdx_buf_appends(&b, ")) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4");
-  int rc = gdx_db_exec_ddl(c, state_ddl);
-  if (!rc)
-    rc = gdx_db_exec_ddl(c, ledger_ddl);
-  if (!rc)
-    rc = gdx_db_exec_ddl(c, b.data);
+  int rc = gdx_db_exec_ddl(c, b.data);
   gdx_buf_free(&b);
   if (!rc) {
     gdx_db_param p[] = {GDX_DB_P_STR(t->sub), GDX_DB_P_STR(t->table)};
@@ -121,7 +89,7 @@ int gdx_tsync_prepare(gdx_db_conn *c, const gdx_tsync_target *t, const json_t *s
   return rc;
 }
 
-static int load(gdx_db_conn *c, const char *sub, gdx_tsync_state *out, int lock) {
+static int load(gdx_db_conn *c, const char *sub, gdx_table_apply_state *out, int lock) {
   gdx_db_param p[] = {GDX_DB_P_STR(sub)};
   gdx_db_result r = {0};
   int rc = gdx_db_query(c,
@@ -133,26 +101,25 @@ static int load(gdx_db_conn *c, const char *sub, gdx_tsync_state *out, int lock)
   if (rc == GDX_OK && r.nrows == 0)
     rc = GDX_ENOTFOUND;
   if (rc == GDX_OK) {
-    out->snapshot_done = atoi(gdx_db_get(&r, 0, 0));
+    gdx_db_row w = gdx_db_row_at(&r, 0);
+    out->snapshot_done = gdx_db_flag(&w, 0);
     snprintf(out->snapshot_after, sizeof(out->snapshot_after), "%s", gdx_db_get(&r, 0, 1));
-    out->position = atoll(gdx_db_get(&r, 0, 2));
-    out->rows_applied = atoll(gdx_db_get(&r, 0, 3));
+    out->position = gdx_db_i64(&w, 2, 0, GDX_DB_ID_MAX);
+    out->rows_applied = gdx_db_i64(&w, 3, 0, GDX_DB_ID_MAX);
+    if (w.rc)
+      rc = gdx_db_row_fail(&w, "gdx_sync_state");
   }
   gdx_db_result_free(&r);
   return rc;
 }
 
-int gdx_tsync_load(gdx_db_conn *c, const char *sub, gdx_tsync_state *out) {
-  int rc = load(c, sub, out, 0);
-  if (rc == GDX_EDB && gdx_db_errno(c) == 1146) /* no gdx_sync_state yet */
-    rc = GDX_ENOTFOUND;
-  return rc;
+int gdx_table_apply_load(gdx_db_conn *c, const char *sub, gdx_table_apply_state *out) {
+  return load(c, sub, out, 0);
 }
 
-/* rows[from, from+n) as one INSERT … ON DUPLICATE KEY UPDATE. */
 /* n rows of t->ncols values each (v NULL: null) in one INSERT … ON
  * DUPLICATE KEY UPDATE, the values bound as they are. */
-static int upsert_values(gdx_db_conn *c, const gdx_tsync_target *t, const char *const *v,
+static int upsert_values(gdx_db_conn *c, const gdx_table_apply_target *t, const char *const *v,
                          const size_t *len, size_t n, char *err, size_t errlen) {
   gdx_buf b;
   gdx_buf_init(&b, 1024 * 1024);
@@ -194,7 +161,7 @@ static int upsert_values(gdx_db_conn *c, const gdx_tsync_target *t, const char *
 }
 
 /* The same for rows as JSON arrays of text (repairs). */
-static int upsert(gdx_db_conn *c, const gdx_tsync_target *t, json_t *const *rows, size_t n,
+static int upsert(gdx_db_conn *c, const gdx_table_apply_target *t, json_t *const *rows, size_t n,
                   char *err, size_t errlen) {
   size_t nv = n * (size_t)t->ncols;
   const char **v = calloc(nv ? nv : 1, sizeof(*v));
@@ -225,7 +192,7 @@ static int upsert(gdx_db_conn *c, const gdx_tsync_target *t, json_t *const *rows
 }
 
 /* Deletes the row of one key (t->nkey values, text). */
-static int delete_values(gdx_db_conn *c, const gdx_tsync_target *t, const char *const *v,
+static int delete_values(gdx_db_conn *c, const gdx_table_apply_target *t, const char *const *v,
                          const size_t *len, char *err, size_t errlen) {
   gdx_buf b;
   gdx_buf_init(&b, 64 * 1024);
@@ -248,7 +215,7 @@ static int delete_values(gdx_db_conn *c, const gdx_tsync_target *t, const char *
 }
 
 /* The same for a key as a JSON array of text (repairs). */
-static int delete_key(gdx_db_conn *c, const gdx_tsync_target *t, const json_t *key, char *err,
+static int delete_key(gdx_db_conn *c, const gdx_table_apply_target *t, const json_t *key, char *err,
                       size_t errlen) {
   if (!json_is_array(key) || json_array_size(key) != (size_t)t->nkey || t->nkey > 16) {
     snprintf(err, errlen, "a delete carries %zu key values, the key has %d",
@@ -269,13 +236,12 @@ static int delete_key(gdx_db_conn *c, const gdx_tsync_target *t, const json_t *k
   return delete_values(c, t, v, len, err, errlen);
 }
 
-/* The batch's ledger entry, in the transaction that applies it: what the
- * provider says it sent (count, checksum) and what was applied here. */
-/* The ledger entry of a batch: rows and checksum as sent (the batch's
- * "count" and "checksum" in meta), as applied (applied, sum). */
-static int ledger(gdx_db_conn *c, const gdx_tsync_target *t, const char *kind, const char *from,
-                  const char *to, const json_t *meta, uint64_t applied_sum, size_t applied,
-                  char *err, size_t errlen) {
+/* The batch's ledger entry, in the transaction that applies it: rows and
+ * checksum as the provider sent them (the batch's "count" and "checksum"
+ * in meta) and as they were applied here (applied, sum). */
+static int ledger(gdx_db_conn *c, const gdx_table_apply_target *t, const char *kind,
+                  const char *from, const char *to, const json_t *meta, uint64_t applied_sum,
+                  size_t applied, char *err, size_t errlen) {
   char sum[17], sent_sum[17] = "0000000000000000";
   gdx_rowsum_hex(applied_sum, sum);
   const char *ss = json_string_value(json_object_get(meta, "checksum"));
@@ -307,14 +273,14 @@ static int finish(gdx_db_conn *c, int rc) {
   return rc;
 }
 
-int gdx_tsync_apply_page(gdx_db_conn *c, const gdx_tsync_target *t, const char *after,
+int gdx_table_apply_page(gdx_db_conn *c, const gdx_table_apply_target *t, const char *after,
                          const gdx_page *pg, char *err, size_t errlen) {
   const json_t *page = pg->meta;
   if (pg->nrows > 0 && pg->ncols != t->ncols) {
     snprintf(err, errlen, "a row has %d values, the target %d columns", pg->ncols, t->ncols);
     return GDX_EINVAL;
   }
-  gdx_tsync_state st;
+  gdx_table_apply_state st;
   int rc = gdx_db_begin(c);
   if (!rc)
     rc = load(c, t->sub, &st, 1);
@@ -353,14 +319,14 @@ int gdx_tsync_apply_page(gdx_db_conn *c, const gdx_tsync_target *t, const char *
   return finish(c, rc);
 }
 
-int gdx_tsync_apply_changes(gdx_db_conn *c, const gdx_tsync_target *t, long long after,
+int gdx_table_apply_changes(gdx_db_conn *c, const gdx_table_apply_target *t, long long after,
                             const gdx_page *pg, char *err, size_t errlen) {
   json_t *pos = json_object_get(pg->meta, "position");
   if (pg->nrows > 0 || !json_is_integer(pos) || json_integer_value(pos) < after) {
     snprintf(err, errlen, "the batch has no changes or no position");
     return GDX_EINVAL;
   }
-  gdx_tsync_state st;
+  gdx_table_apply_state st;
   int rc = gdx_db_begin(c);
   if (!rc)
     rc = load(c, t->sub, &st, 1);
@@ -412,8 +378,8 @@ int gdx_tsync_apply_changes(gdx_db_conn *c, const gdx_tsync_target *t, long long
 /* ------------------------------------------------------------------ */
 /* the ledger's report to the broker                                   */
 
-int gdx_tsync_ledger_read(gdx_db_conn *c, const char *sub, size_t max, json_t **entries,
-                          long long *maxid) {
+int gdx_table_apply_ledger_read(gdx_db_conn *c, const char *sub, size_t max, json_t **entries,
+                                long long *maxid) {
   gdx_db_param p[] = {GDX_DB_P_STR(sub), GDX_DB_P_INT(max)};
   gdx_db_result r = {0};
   int rc = gdx_db_query(c,
@@ -421,33 +387,45 @@ int gdx_tsync_ledger_read(gdx_db_conn *c, const char *sub, size_t max, json_t **
                         "rows_applied, checksum_applied, applied_at FROM gdx_sync_ledger "
                         "WHERE subscription = ? ORDER BY id LIMIT ?",
                         p, 2, max, &r);
-  if (rc == GDX_EDB && gdx_db_errno(c) == 1146)
-    rc = GDX_OK; /* not prepared yet: nothing to report */
   if (rc)
     return rc;
   *entries = json_array();
   *maxid = 0;
-  for (size_t i = 0; i < r.nrows; i++) {
-    *maxid = atoll(gdx_db_get(&r, i, 0));
+  for (size_t i = 0; i < r.nrows && !rc; i++) {
+    gdx_db_row w = gdx_db_row_at(&r, i);
+    long long id = gdx_db_i64(&w, 0, 1, GDX_DB_ID_MAX);
+    long long sent = gdx_db_i64(&w, 4, 0, GDX_DB_INT_MAX);
+    long long applied = gdx_db_i64(&w, 6, 0, GDX_DB_INT_MAX);
+    long long at = gdx_db_i64(&w, 8, 0, GDX_DB_ID_MAX);
+    if (w.rc) {
+      rc = gdx_db_row_fail(&w, "gdx_sync_ledger");
+      break;
+    }
+    *maxid = id;
     json_array_append_new(
         *entries,
         json_pack("{s:s, s:s, s:s, s:I, s:s, s:I, s:s, s:I}", "kind", gdx_db_get(&r, i, 1),
                   "from", gdx_db_get(&r, i, 2), "to", gdx_db_get(&r, i, 3), "rows_sent",
-                  (json_int_t)atoll(gdx_db_get(&r, i, 4)), "checksum_sent", gdx_db_get(&r, i, 5),
-                  "rows_applied", (json_int_t)atoll(gdx_db_get(&r, i, 6)), "checksum_applied",
-                  gdx_db_get(&r, i, 7), "applied_at", (json_int_t)atoll(gdx_db_get(&r, i, 8))));
+                  (json_int_t)sent, "checksum_sent", gdx_db_get(&r, i, 5), "rows_applied",
+                  (json_int_t)applied, "checksum_applied", gdx_db_get(&r, i, 7), "applied_at",
+                  (json_int_t)at));
   }
   gdx_db_result_free(&r);
-  return GDX_OK;
+  if (rc) {
+    json_decref(*entries);
+    *entries = NULL;
+  }
+  return rc;
 }
 
-int gdx_tsync_ledger_done(gdx_db_conn *c, const char *sub, long long maxid) {
+int gdx_table_apply_ledger_forget(gdx_db_conn *c, const char *sub, long long maxid) {
   gdx_db_param p[] = {GDX_DB_P_STR(sub), GDX_DB_P_INT(maxid)};
   return gdx_db_exec(c, "DELETE FROM gdx_sync_ledger WHERE subscription = ? AND id <= ?", p, 2,
                      NULL, NULL);
 }
 
-int gdx_tsync_reset(gdx_db_conn *c, const gdx_tsync_target *t, char *err, size_t errlen) {
+int gdx_table_apply_reset(gdx_db_conn *c, const gdx_table_apply_target *t, char *err,
+                          size_t errlen) {
   gdx_buf b;
   gdx_buf_init(&b, 1024);
   gdx_buf_appendf(&b, "DELETE FROM `%s`", t->table);
@@ -470,8 +448,8 @@ int gdx_tsync_reset(gdx_db_conn *c, const gdx_tsync_target *t, char *err, size_t
 /* reconciliation: the target's side                                   */
 
 /* (key) > (after) AND (key) <= (last), each when it is a JSON array. */
-static int range(const gdx_tsync_target *t, const json_t *after, const json_t *last, gdx_buf *b,
-                 gdx_db_param *p, size_t *np) {
+static int range(const gdx_table_apply_target *t, const json_t *after, const json_t *last,
+                 gdx_buf *b, gdx_db_param *p, size_t *np) {
   *np = 0;
   for (int part = 0; part < 2; part++) {
     const json_t *k = part ? last : after;
@@ -495,15 +473,15 @@ static int range(const gdx_tsync_target *t, const json_t *after, const json_t *l
   return GDX_OK;
 }
 
-static void rowexpr(const gdx_tsync_target *t, gdx_buf *b) {
+static void rowexpr(const gdx_table_apply_target *t, gdx_buf *b) {
   const char *names[256];
   for (int i = 0; i < t->ncols; i++)
     names[i] = t->cols[i];
   gdx_rowsum_sql(b, names, t->ncols);
 }
 
-int gdx_tsync_chunks(gdx_db_conn *c, const gdx_tsync_target *t, const json_t *chunks,
-                     long long *target_rows, json_t *differing, char *err, size_t errlen) {
+int gdx_table_apply_chunks(gdx_db_conn *c, const gdx_table_apply_target *t, const json_t *chunks,
+                           long long *target_rows, json_t *differing, char *err, size_t errlen) {
   size_t i;
   const json_t *ch;
   json_array_foreach(chunks, i, ch) {
@@ -524,10 +502,17 @@ int gdx_tsync_chunks(gdx_db_conn *c, const gdx_tsync_target *t, const json_t *ch
     gdx_buf_free(&b);
     if (rc)
       return rc;
-    long long rows = atoll(gdx_db_get(&r, 0, 0));
+    gdx_db_row w = gdx_db_row_at(&r, 0);
+    long long rows = gdx_db_i64(&w, 0, 0, GDX_DB_ID_MAX);
     char hex[17];
-    gdx_rowsum_hex(strtoull(gdx_db_get(&r, 0, 1), NULL, 10), hex);
+    gdx_rowsum_hex(gdx_db_u64(&w, 1), hex);
+    if (w.rc) {
+      rc = gdx_db_row_fail(&w, t->table);
+      snprintf(err, errlen, "checksumming %s gave no number", t->table);
+    }
     gdx_db_result_free(&r);
+    if (rc)
+      return rc;
     *target_rows += rows;
     const char *sum = json_string_value(json_object_get(ch, "sum"));
     if (rows != json_integer_value(json_object_get(ch, "rows")) || sum == NULL ||
@@ -573,13 +558,13 @@ static int in_set(const krow *set, size_t n, const char *key) {
   return n && bsearch(&probe, set, n, sizeof(krow), krow_cmp) != NULL;
 }
 
-static void sample(gdx_tsync_diff *d, const json_t *key, const char *what) {
+static void sample(gdx_table_apply_diff *d, const json_t *key, const char *what) {
   if (json_array_size(d->samples) < 20)
     json_array_append_new(d->samples, json_pack("{s:O, s:s}", "key", key, "what", what));
 }
 
-int gdx_tsync_rowdiff(gdx_db_conn *c, const gdx_tsync_target *t, const json_t *chunk,
-                      const json_t *prov, gdx_tsync_diff *d, char *err, size_t errlen) {
+int gdx_table_apply_rowdiff(gdx_db_conn *c, const gdx_table_apply_target *t, const json_t *chunk,
+                            const json_t *prov, gdx_table_apply_diff *d, char *err, size_t errlen) {
   gdx_buf b;
   gdx_buf_init(&b, 256 * 1024);
   gdx_db_param p[32];
@@ -619,8 +604,11 @@ int gdx_tsync_rowdiff(gdx_db_conn *c, const gdx_tsync_target *t, const json_t *c
       json_array_append_new(k, json_string(gdx_db_get(&r, i, (size_t)x)));
     json_array_append_new(tkeys, k);
     T[i].key = join_key(k, t->nkey);
-    gdx_rowsum_hex(strtoull(gdx_db_get(&r, i, (size_t)t->nkey), NULL, 10), T[i].sum);
+    gdx_db_row w = gdx_db_row_at(&r, i);
+    gdx_rowsum_hex(gdx_db_u64(&w, (size_t)t->nkey), T[i].sum);
     T[i].json = k;
+    if (w.rc && rc == GDX_OK)
+      rc = gdx_db_row_fail(&w, t->table);
   }
   for (size_t i = 0; Q && i < npend; i++)
     Q[i].key = join_key(json_array_get(pend, i), t->nkey);
@@ -629,6 +617,15 @@ int gdx_tsync_rowdiff(gdx_db_conn *c, const gdx_tsync_target *t, const json_t *c
     free(P), free(T), free(Q), free(fix);
     json_decref(tkeys);
     return GDX_ENOMEM;
+  }
+  if (rc) {
+    snprintf(err, errlen, "a row hash of %s is not a number", t->table);
+    krows_free(P, np_);
+    krows_free(T, nt);
+    krows_free(Q, npend);
+    free(fix);
+    json_decref(tkeys);
+    return rc;
   }
   qsort(P, np_, sizeof(krow), krow_cmp);
   qsort(T, nt, sizeof(krow), krow_cmp);
@@ -687,8 +684,8 @@ int gdx_tsync_rowdiff(gdx_db_conn *c, const gdx_tsync_target *t, const json_t *c
   return GDX_OK;
 }
 
-int gdx_tsync_repair(gdx_db_conn *c, const gdx_tsync_target *t, const json_t *chunk,
-                     const json_t *page, const json_t *repair_keys, const json_t *extra_keys,
+int gdx_table_apply_repair(gdx_db_conn *c, const gdx_table_apply_target *t, const json_t *chunk,
+                           const json_t *page, const json_t *repair_keys, const json_t *extra_keys,
                      long long *repaired, char *err, size_t errlen) {
   size_t nr = json_array_size(repair_keys);
   krow *R = calloc(nr + 1, sizeof(krow));

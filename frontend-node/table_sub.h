@@ -1,5 +1,5 @@
 /* A table subscription on the consumer's node: the loop that pulls the
- * provider's table through the broker and applies it (tsync.h).
+ * provider's table through the broker and applies it (table_apply.h).
  *
  *   subscriptions = ( { authorization = 12; table = "ent_copy"; } );
  *
@@ -16,8 +16,9 @@
  * again.
  *
  * The ledger entries (rows and checksums sent and applied) are reported to
- * the broker (POST /node/v1/ledger/<authorization>) and then forgotten; the
- * broker's record of the position lets the provider purge its change log.
+ * the broker (POST /node/v1/ledger/<authorization>, ledger_outbox.h) and
+ * then forgotten; the broker's record of the position lets the provider
+ * purge its change log.
  *
  * Reconciliation (对账) runs when the broker asks (a heartbeat or ledger
  * answer) and every reconcile_every_s, between change batches while caught
@@ -25,26 +26,25 @@
  * of the chunks that differ, the provider's rows for those that are missing
  * or different and deletes of those it does not have; keys changed after
  * the position are in flight, not differences. The result goes to the
- * broker (POST /node/v1/reconciliations/<authorization>).
+ * broker (POST /node/v1/reconciliations/<authorization>). The run is
+ * table_reconcile.c; the loop drives it between its own reads.
  */
-#ifndef GDX_SYNC_H
-#define GDX_SYNC_H
+#ifndef GDX_TABLE_SUB_H
+#define GDX_TABLE_SUB_H
 
 #include <uv.h>
 
+#include "broker_client.h"
 #include "buf.h"
 #include "db.h"
-#include "httpc.h"
 
-typedef struct gdx_sync gdx_sync;
+typedef struct gdx_table_sub gdx_table_sub;
 
 typedef struct {
   uv_loop_t *loop;
-  gdx_httpc *client;       /* to the broker's node listener */
+  gdx_broker_client *broker;
   gdx_db_pool *frontdb;    /* the unit's front-end database */
-  const char *nodes_url;   /* https://broker:port */
-  const char *ca_file, *cert_file, *key_file;
-} gdx_sync_env;
+} gdx_table_sub_env;
 
 typedef struct {
   long long authorization;
@@ -55,16 +55,17 @@ typedef struct {
   long long reconcile_every_s; /* 0: only when asked */
   long long chunk;         /* rows per reconciliation chunk */
   int once;                /* fetch (获取): the snapshot only, then stop */
-} gdx_sync_opts;
+} gdx_table_sub_opts;
 
 /* env must outlive the subscription. */
-int gdx_sync_start(const gdx_sync_env *env, const gdx_sync_opts *o, gdx_sync **out);
+int gdx_table_sub_start(const gdx_table_sub_env *env, const gdx_table_sub_opts *o,
+                        gdx_table_sub **out);
 /* Stops after what is in flight; cb runs once everything is closed. */
-void gdx_sync_stop(gdx_sync *s, void (*cb)(void *), void *data);
-long long gdx_sync_authorization(const gdx_sync *s);
+void gdx_table_sub_stop(gdx_table_sub *s, void (*cb)(void *), void *data);
+long long gdx_table_sub_authorization(const gdx_table_sub *s);
 /* A reconciliation run as soon as the subscription is caught up. */
-void gdx_sync_reconcile(gdx_sync *s);
+void gdx_table_sub_reconcile(gdx_table_sub *s);
 /* Prometheus lines for this subscription. */
-void gdx_sync_metrics(gdx_sync *s, gdx_buf *out);
+void gdx_table_sub_metrics(gdx_table_sub *s, gdx_buf *out);
 
 #endif

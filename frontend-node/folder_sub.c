@@ -1,4 +1,4 @@
-#include "fsync.h"
+#include "folder_sub.h"
 
 #include <dirent.h>
 #include <errno.h>
@@ -18,13 +18,17 @@
 #include "error.h"
 #include "fileguard.h"
 #include "http.h"
+#include "ledger_outbox.h"
 #include "log.h"
 
 #define LIST_MAX_BYTES (16u << 20)
 #define META_MAX_BYTES (4u << 20)
 #define QUEUE_MAX 1000
-#define ACK_MAX 500
+#define LEDGER_BATCH 500     /* ledger entries per report */
+#define READ_TIMEOUT_MS 120000 /* a listing (a long poll) or a chunk list */
+#define IDLE_TIMEOUT_S 60
 #define HEAD_BYTES 65536
+#define HASH_HEX (GDX_SHA256_HEX_SIZE - 1) /* a SHA-256 in hex, without the NUL */
 #define WRITE_PIECE 65536 /* bytes per write and hash update: stays in cache */
 
 typedef enum { S_LIST, S_CHUNKS, S_RESUME, S_DATA, S_FINAL, S_DONE } phase;
@@ -32,23 +36,23 @@ typedef enum { S_LIST, S_CHUNKS, S_RESUME, S_DATA, S_FINAL, S_DONE } phase;
 typedef struct {
   char *path;
   long long size, chunk;
-  char sha256[65], sm3[65];
+  char sha256[GDX_SHA256_HEX_SIZE], sm3[GDX_SHA256_HEX_SIZE];
 } qfile;
 
 /* A chunk buffer (aligned for O_DIRECT): filled and hashed by the loop,
  * written by the pool. */
 typedef struct {
   uv_work_t w;
-  struct gdx_fsync *s;
+  struct gdx_folder_sub *s;
   char *data;
   size_t len;
   long long off, index;
   int busy, werr;
 } cbuf;
 
-struct gdx_fsync {
-  const gdx_fsync_env *env;
-  gdx_fsync_opts o;
+struct gdx_folder_sub {
+  const gdx_folder_sub_env *env;
+  gdx_folder_sub_opts o;
   char dir[1100];           /* <folder>/.gdx */
   uv_timer_t timer;
   phase ph;
@@ -63,7 +67,7 @@ struct gdx_fsync {
   qfile *q;
   size_t nq, qi;
   /* the file in transfer */
-  char *chunks;             /* 64 hex per chunk */
+  char *chunks;             /* HASH_HEX hex digits per chunk */
   long long verified, resumed_from; /* bytes received this attempt: pos - resumed_from */
   char part[1200];
   int fd;
@@ -84,19 +88,14 @@ struct gdx_fsync {
   gdx_fileguard *guard;
   uint64_t backoff_ms;
   char last_error[300];
-  /* ledger */
-  int ack_busy;
-  char *ack_body;
-  size_t ack_n;
-  gdx_httpc_req *ack_req;
-  gdx_buf ack_resp;
+  gdx_ledger_outbox *outbox; /* .gdx/ledger.jsonl's way to the broker; NULL once stopped */
+  int ledger_failing;       /* the last report failed (logged once) */
   /* metrics */
   unsigned long long delivered_total, quarantined_total, failed_total, bytes_total,
       resumed_bytes, mismatches;
 };
 
-static void next_step(gdx_fsync *s);
-static void ack_start(gdx_fsync *s);
+static void next_step(gdx_folder_sub *s);
 
 static long long wall_ms(void) {
   struct timespec ts;
@@ -104,17 +103,17 @@ static long long wall_ms(void) {
   return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
-static void maybe_stopped(gdx_fsync *s);
+static void maybe_stopped(gdx_folder_sub *s);
 
 static void on_timer(uv_timer_t *t) { next_step(t->data); }
 
-static void after(gdx_fsync *s, uint64_t ms) {
+static void after(gdx_folder_sub *s, uint64_t ms) {
   if (!s->stopping)
     uv_timer_start(&s->timer, on_timer, ms, 0);
 }
 
-static void fail(gdx_fsync *s, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-static void fail(gdx_fsync *s, const char *fmt, ...) {
+static void fail(gdx_folder_sub *s, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void fail(gdx_folder_sub *s, const char *fmt, ...) {
   va_list ap;
   va_start(ap, fmt);
   char msg[300];
@@ -151,7 +150,7 @@ static int mkdirs(const char *path, mode_t mode) {
  * SHA-256) and what was quarantined; it is rewritten when a listing's files
  * are done, and each file in between is one line of state.jsonl (so a
  * folder of many files costs a line per file, not the whole state). */
-static void save_state(gdx_fsync *s) {
+static void save_state(gdx_folder_sub *s) {
   json_t *j = json_pack("{s:s, s:O, s:O}", "since", s->since, "files", s->delivered,
                         "quarantined", s->quarantined);
   char path[1200], tmp[1300], journal[1200];
@@ -167,7 +166,7 @@ static void save_state(gdx_fsync *s) {
 }
 
 /* One file's outcome: sha256 delivered at path, or quarantined (path NULL). */
-static void note_state(gdx_fsync *s, const char *path, const char *sha256, const char *why) {
+static void note_state(gdx_folder_sub *s, const char *path, const char *sha256, const char *why) {
   if (path)
     json_object_set_new(s->delivered, path, json_string(sha256));
   else
@@ -187,7 +186,7 @@ static void note_state(gdx_fsync *s, const char *path, const char *sha256, const
   free(line);
 }
 
-static void load_state(gdx_fsync *s) {
+static void load_state(gdx_folder_sub *s) {
   char path[1200];
   snprintf(path, sizeof(path), "%s/state.json", s->dir);
   json_t *j = json_load_file(path, 0, NULL);
@@ -218,10 +217,14 @@ static void load_state(gdx_fsync *s) {
     fclose(jf);
 }
 
+static void ledger_path(const gdx_folder_sub *s, char *out, size_t n) {
+  snprintf(out, n, "%s/ledger.jsonl", s->dir);
+}
+
 /* One ledger entry, kept in ledger.jsonl until the broker has it. */
-static void ledger_append(gdx_fsync *s, json_t *e) {
+static void ledger_append(gdx_folder_sub *s, json_t *e) {
   char path[1200];
-  snprintf(path, sizeof(path), "%s/ledger.jsonl", s->dir);
+  ledger_path(s, path, sizeof(path));
   char *line = json_dumps(e, JSON_COMPACT);
   json_decref(e);
   FILE *f = fopen(path, "a");
@@ -231,7 +234,8 @@ static void ledger_append(gdx_fsync *s, json_t *e) {
   if (f)
     fclose(f);
   free(line);
-  ack_start(s);
+  if (s->outbox) /* stopped: the entry goes with the next start */
+    gdx_ledger_outbox_kick(s->outbox);
 }
 
 /* ------------------------------------------------------------------ */
@@ -239,44 +243,29 @@ static void ledger_append(gdx_fsync *s, json_t *e) {
 
 static int on_body(gdx_httpc_req *r, const char *d, size_t n, void *ud) {
   (void)r;
-  gdx_fsync *s = ud;
+  gdx_folder_sub *s = ud;
   return gdx_buf_append(&s->body, d, n) == GDX_OK ? 0 : -1;
 }
 
-static void on_data_header(gdx_httpc_req *r, const char *line, size_t len, void *ud);
+static void table_path(const gdx_folder_sub *s, const char *what, char *out, size_t n) {
+  snprintf(out, n, "/node/v1/tables/%lld/%s", s->o.authorization, what);
+}
 
-static int request(gdx_fsync *s, const char *what, const char *const *params,
-                   int (*data_cb)(gdx_httpc_req *, const char *, size_t, void *),
-                   void (*done_cb)(gdx_httpc_req *, int, long, void *), gdx_httpc_req **out) {
-  gdx_buf url;
-  gdx_buf_init(&url, 16384);
-  int rc = gdx_buf_appendf(&url, "%s/node/v1/tables/%lld/%s", s->env->nodes_url,
-                           s->o.authorization, what);
-  for (int i = 0; !rc && params && params[i]; i += 2) {
-    if (params[i + 1] == NULL || params[i + 1][0] == '\0')
-      continue;
-    rc = gdx_buf_appendf(&url, "%c%s=", strchr(url.data, '?') ? '&' : '?', params[i]);
-    if (!rc)
-      rc = gdx_url_encode(&url, params[i + 1]);
-  }
-  gdx_buf_reset(&s->body);
-  gdx_httpc_opts ho = {.url = url.data, .on_data = data_cb, .on_done = done_cb, .data = s,
-                       .on_header = data_cb == on_body ? NULL : on_data_header,
-                       .timeout_ms = data_cb == on_body ? 120000 : 0, .idle_timeout_s = 60,
-                       .ca_file = s->env->ca_file, .cert_file = s->env->cert_file,
-                       .key_file = s->env->key_file, .native = 1};
-  if (!rc)
-    rc = gdx_httpc_request(s->env->client, &ho, &s->req);
-  gdx_buf_free(&url);
-  if (rc == GDX_OK) {
+/* GET <broker>/node/v1/tables/<authorization>/<what>?<params> with the
+ * answer into s->body (a listing, a chunk list). */
+static int call(gdx_folder_sub *s, const char *what, const char *const *params,
+                gdx_broker_done_fn done) {
+  char path[64];
+  table_path(s, what, path, sizeof(path));
+  gdx_broker_req r = {.path = path, .query = params, .timeout_ms = READ_TIMEOUT_MS,
+                      .idle_timeout_s = IDLE_TIMEOUT_S};
+  int rc = gdx_broker_call(s->env->broker, &r, &s->body, 0, done, s, &s->req);
+  if (rc == GDX_OK)
     s->busy = 1;
-    if (out)
-      *out = s->req;
-  }
   return rc;
 }
 
-static const char *err_message(gdx_fsync *s) {
+static const char *err_message(gdx_folder_sub *s) {
   static char m[300];
   json_t *j = json_loadb(s->body.data ? s->body.data : "", s->body.len, 0, NULL);
   const char *msg = json_string_value(json_object_get(json_object_get(j, "error"), "message"));
@@ -287,7 +276,7 @@ static const char *err_message(gdx_fsync *s) {
 
 /* ---- the listing ---- */
 
-static void queue_clear(gdx_fsync *s) {
+static void queue_clear(gdx_folder_sub *s) {
   for (size_t i = 0; i < s->nq; i++)
     free(s->q[i].path);
   free(s->q);
@@ -304,14 +293,46 @@ static int hidden_part(const char *path) {
   return 0;
 }
 
-static void on_list(gdx_httpc_req *r, int status, long http, void *ud) {
-  gdx_fsync *s = ud;
+/* One file of a listing: 1 when it is to be fetched, described in qf. */
+static int wanted(gdx_folder_sub *s, const json_t *f, qfile *qf) {
+  const char *path = json_string_value(json_object_get(f, "path"));
+  const char *sha = json_string_value(json_object_get(f, "sha256"));
+  const char *sm3 = json_string_value(json_object_get(f, "sm3"));
+  long long size = json_integer_value(json_object_get(f, "size"));
+  long long chunk = json_integer_value(json_object_get(f, "chunk"));
+  char why[200] = "";
+  if (!path || !sha || !sm3 || strlen(sha) != HASH_HEX ||
+      strlen(sm3) != HASH_HEX || size < 0 || chunk < 4096 || chunk > (64 << 20))
+    return 0;
+  if (gdx_file_name_check(path, why, sizeof(why)) == GDX_OK && hidden_part(path))
+    snprintf(why, sizeof(why), "a hidden name (the node keeps its own state in .gdx)");
+  if (!why[0] && s->env->scanner && size > GDX_SCAN_MAX_BYTES) /* not fetched to be refused */
+    snprintf(why, sizeof(why), "%lld bytes: larger than the virus scanner can scan (2 GiB)",
+             size);
+  if (why[0]) {
+    gdx_log_warn("fsync", "subscription %lld: not taking %s: %s", s->o.authorization, path,
+                 why);
+    return 0;
+  }
+  const char *have = json_string_value(json_object_get(s->delivered, path));
+  if ((have && strcmp(have, sha) == 0) || json_object_get(s->quarantined, sha))
+    return 0;
+  qf->path = strdup(path);
+  qf->size = size;
+  qf->chunk = chunk;
+  snprintf(qf->sha256, sizeof(qf->sha256), "%s", sha);
+  snprintf(qf->sm3, sizeof(qf->sm3), "%s", sm3);
+  return qf->path != NULL;
+}
+
+static void on_list(int status, long http, const char *why, void *data) {
+  gdx_folder_sub *s = data;
   s->busy = 0;
   s->req = NULL;
   if (s->stopping)
     return maybe_stopped(s);
   if (status != GDX_OK)
-    return fail(s, "listing: %s", gdx_httpc_error(r));
+    return fail(s, "listing: %s", why);
   if (http != 200)
     return fail(s, "listing refused (%ld): %s", http, err_message(s));
   json_t *j = json_loadb(s->body.data ? s->body.data : "", s->body.len, 0, NULL);
@@ -329,35 +350,8 @@ static void on_list(gdx_httpc_req *r, int status, long http, void *ud) {
   size_t i;
   json_t *f;
   json_array_foreach(files, i, f) {
-    const char *path = json_string_value(json_object_get(f, "path"));
-    const char *sha = json_string_value(json_object_get(f, "sha256"));
-    const char *sm3 = json_string_value(json_object_get(f, "sm3"));
-    long long size = json_integer_value(json_object_get(f, "size"));
-    long long chunk = json_integer_value(json_object_get(f, "chunk"));
-    char why[200] = "";
-    if (!path || !sha || !sm3 || strlen(sha) != 64 || strlen(sm3) != 64 || size < 0 ||
-        chunk < 4096 || chunk > (64 << 20) || s->nq >= QUEUE_MAX) {
-      continue;
-    }
-    if (gdx_file_name_check(path, why, sizeof(why)) == GDX_OK && hidden_part(path))
-      snprintf(why, sizeof(why), "a hidden name (the node keeps its own state in .gdx)");
-    if (!why[0] && s->env->scanner && size > GDX_SCAN_MAX_BYTES) /* not fetched to be refused */
-      snprintf(why, sizeof(why), "%lld bytes: larger than the virus scanner can scan (2 GiB)",
-               size);
-    if (why[0]) {
-      gdx_log_warn("fsync", "subscription %lld: not taking %s: %s", s->o.authorization,
-                   path, why);
-      continue;
-    }
-    const char *have = json_string_value(json_object_get(s->delivered, path));
-    if ((have && strcmp(have, sha) == 0) || json_object_get(s->quarantined, sha))
-      continue;
-    qfile *qf = &s->q[s->nq++];
-    qf->path = strdup(path);
-    qf->size = size;
-    qf->chunk = chunk;
-    snprintf(qf->sha256, sizeof(qf->sha256), "%s", sha);
-    snprintf(qf->sm3, sizeof(qf->sm3), "%s", sm3);
+    if (s->nq < QUEUE_MAX && wanted(s, f, &s->q[s->nq]))
+      s->nq++;
   }
   json_decref(j);
   s->backoff_ms = 0;
@@ -368,15 +362,15 @@ static void on_list(gdx_httpc_req *r, int status, long http, void *ud) {
 
 /* ---- the chunk list of one version ---- */
 
-static void on_chunks(gdx_httpc_req *r, int status, long http, void *ud) {
-  gdx_fsync *s = ud;
+static void on_chunks(int status, long http, const char *why, void *data) {
+  gdx_folder_sub *s = data;
   s->busy = 0;
   s->req = NULL;
   if (s->stopping)
     return maybe_stopped(s);
   qfile *f = &s->q[s->qi];
   if (status != GDX_OK)
-    return fail(s, "%s: chunk list: %s", f->path, gdx_httpc_error(r));
+    return fail(s, "%s: chunk list: %s", f->path, why);
   if (http == 404 || http == 409) { /* gone or changed since listed: the next listing has it */
     gdx_log_info("fsync", "subscription %lld: %s changed at the provider; listing again",
                  s->o.authorization, f->path);
@@ -394,16 +388,16 @@ static void on_chunks(gdx_httpc_req *r, int status, long http, void *ud) {
     return fail(s, "%s: the chunk list does not fit the file", f->path);
   }
   free(s->chunks);
-  s->chunks = calloc((size_t)want * 64 + 1, 1);
+  s->chunks = calloc((size_t)want * HASH_HEX + 1, 1);
   size_t i;
   json_t *c;
   json_array_foreach(list, i, c) {
     const char *h = json_string_value(c);
-    if (h == NULL || strlen(h) != 64 || strspn(h, "0123456789abcdef") != 64) {
+    if (h == NULL || strlen(h) != HASH_HEX || strspn(h, "0123456789abcdef") != HASH_HEX) {
       json_decref(j);
       return fail(s, "%s: a chunk hash is malformed", f->path);
     }
-    memcpy(s->chunks + i * 64, h, 64);
+    memcpy(s->chunks + i * HASH_HEX, h, HASH_HEX);
   }
   json_decref(j);
   s->ph = S_RESUME;
@@ -414,9 +408,9 @@ static void on_chunks(gdx_httpc_req *r, int status, long http, void *ud) {
 
 typedef struct {
   uv_work_t w;
-  gdx_fsync *s;
+  gdx_folder_sub *s;
   char part[1200], ver[1300];
-  char sha256[65];
+  char sha256[GDX_SHA256_HEX_SIZE];
   long long size, chunk, verified;
   int fd;
   char err[200];
@@ -424,7 +418,7 @@ typedef struct {
 
 static void resume_work(uv_work_t *w) {
   resume_job *j = w->data;
-  gdx_fsync *s = j->s;
+  gdx_folder_sub *s = j->s;
   j->fd = -1;
   /* the part file belongs to one version: another one's bytes are dropped */
   char have[80] = "";
@@ -434,7 +428,7 @@ static void resume_work(uv_work_t *w) {
       have[0] = '\0';
     fclose(v);
   }
-  int same = strncmp(have, j->sha256, 64) == 0;
+  int same = strncmp(have, j->sha256, HASH_HEX) == 0;
   j->fd = open(j->part, O_RDWR | O_CREAT | O_CLOEXEC | (same ? 0 : O_TRUNC), 0600);
   if (j->fd < 0) {
     snprintf(j->err, sizeof(j->err), "cannot open %s: %s", j->part, strerror(errno));
@@ -458,9 +452,9 @@ static void resume_work(uv_work_t *w) {
     ssize_t got = pread(j->fd, buf, (size_t)want, off);
     if (got != want)
       break;
-    char h[65];
+    char h[GDX_SHA256_HEX_SIZE];
     gdx_sha256_hex(buf, (size_t)want, h);
-    if (memcmp(h, s->chunks + i * 64, 64) != 0)
+    if (memcmp(h, s->chunks + i * HASH_HEX, HASH_HEX) != 0)
       break;
     off += want;
   }
@@ -470,11 +464,11 @@ static void resume_work(uv_work_t *w) {
     snprintf(j->err, sizeof(j->err), "cannot truncate %s: %s", j->part, strerror(errno));
 }
 
-static void start_data(gdx_fsync *s);
+static void start_data(gdx_folder_sub *s);
 
 static void resume_done(uv_work_t *w, int status) {
   resume_job *j = w->data;
-  gdx_fsync *s = j->s;
+  gdx_folder_sub *s = j->s;
   s->works--;
   s->busy = 0;
   if (s->stopping || status != 0 || j->err[0]) {
@@ -511,7 +505,7 @@ static void resume_done(uv_work_t *w, int status) {
 
 static void chunk_work(uv_work_t *w) {
   cbuf *b = w->data;
-  gdx_fsync *s = b->s;
+  gdx_folder_sub *s = b->s;
   int direct = s->dfd >= 0;
   size_t len = direct ? (b->len + 4095) & ~(size_t)4095 : b->len; /* the tail padded */
   if (len > b->len)
@@ -530,7 +524,7 @@ static void chunk_work(uv_work_t *w) {
 
 static void chunk_done(uv_work_t *w, int status);
 
-static int submit_chunk(gdx_fsync *s, cbuf *b) {
+static int submit_chunk(gdx_folder_sub *s, cbuf *b) {
   b->busy = 1;
   b->werr = 0;
   b->s = s;
@@ -547,7 +541,7 @@ static int submit_chunk(gdx_fsync *s, cbuf *b) {
  * and handed to the pool. Stops when the buffer to fill is still being
  * written. Returns the bytes taken, or -1 (a chunk did not match: the
  * transfer is dropped). */
-static long consume(gdx_fsync *s, const char *d, size_t n) {
+static long consume(gdx_folder_sub *s, const char *d, size_t n) {
   qfile *f = &s->q[s->qi];
   size_t taken = 0;
   while (taken < n) {
@@ -574,11 +568,11 @@ static long consume(gdx_fsync *s, const char *d, size_t n) {
     if (s->pos == end) {
       unsigned char md[32];
       unsigned mdlen = 0;
-      char h[65];
+      char h[GDX_SHA256_HEX_SIZE];
       EVP_DigestFinal_ex(s->md, md, &mdlen);
       gdx_hex(md, 32, h);
       EVP_DigestInit_ex(s->md, EVP_sha256(), NULL);
-      if (memcmp(h, s->chunks + b->index * 64, 64) != 0) {
+      if (memcmp(h, s->chunks + b->index * HASH_HEX, HASH_HEX) != 0) {
         s->mismatch = 1;
         s->mismatches++;
         b->len = 0;
@@ -594,13 +588,13 @@ static long consume(gdx_fsync *s, const char *d, size_t n) {
 
 static void on_data_header(gdx_httpc_req *r, const char *line, size_t len, void *ud) {
   (void)r;
-  gdx_fsync *s = ud;
+  gdx_folder_sub *s = ud;
   if (len > 13 && strncasecmp(line, "X-Gdx-Offset:", 13) == 0)
     s->data_ok_head = 1;
 }
 
 static int on_data(gdx_httpc_req *r, const char *d, size_t n, void *ud) {
-  gdx_fsync *s = ud;
+  gdx_folder_sub *s = ud;
   if (!s->data_ok_head) /* an error answer, not the file */
     return on_body(r, d, n, ud);
   if (s->mismatch || s->data_failed)
@@ -623,10 +617,10 @@ static int on_data(gdx_httpc_req *r, const char *d, size_t n, void *ud) {
   return 0;
 }
 
-static void data_finish(gdx_fsync *s);
+static void data_finish(gdx_folder_sub *s);
 
 /* The part file's descriptors, once the transfer is over. */
-static void close_part(gdx_fsync *s) {
+static void close_part(gdx_folder_sub *s) {
   if (s->fd >= 0)
     close(s->fd);
   if (s->dfd >= 0)
@@ -636,7 +630,7 @@ static void close_part(gdx_fsync *s) {
 
 static void chunk_done(uv_work_t *w, int status) {
   cbuf *b = w->data;
-  gdx_fsync *s = b->s;
+  gdx_folder_sub *s = b->s;
   s->works--;
   b->busy = 0;
   if (status == 0 && b->werr == 0 && !s->data_failed) {
@@ -682,7 +676,7 @@ static void chunk_done(uv_work_t *w, int status) {
 }
 
 static void on_data_done(gdx_httpc_req *r, int status, long http, void *ud) {
-  gdx_fsync *s = ud;
+  gdx_folder_sub *s = ud;
   s->busy = 0;
   s->req = NULL;
   s->data_req = NULL;
@@ -704,11 +698,11 @@ static void on_data_done(gdx_httpc_req *r, int status, long http, void *ud) {
   data_finish(s);
 }
 
-static void start_final(gdx_fsync *s);
+static void start_final(gdx_folder_sub *s);
 
 /* After the transfer ended and every chunk is written: on to the checks,
  * or back to the listing. */
-static void data_finish(gdx_fsync *s) {
+static void data_finish(gdx_folder_sub *s) {
   if (!s->data_done || s->cb[0].busy || s->cb[1].busy || s->spill_len > 0 || s->ph != S_DATA)
     return;
   if (s->stopping) {
@@ -736,7 +730,7 @@ static void data_finish(gdx_fsync *s) {
   start_final(s);
 }
 
-static void start_data(gdx_fsync *s) {
+static void start_data(gdx_folder_sub *s) {
   qfile *f = &s->q[s->qi];
   s->ph = S_DATA;
   s->mismatch = s->data_failed = s->data_ok_head = s->data_paused = 0;
@@ -764,25 +758,34 @@ static void start_data(gdx_fsync *s) {
     s->data_done = 1;
     return data_finish(s);
   }
-  char off[24];
+  char off[24], path[64];
   snprintf(off, sizeof(off), "%lld", s->verified);
   const char *const params[] = {"path", f->path, "sha256", f->sha256, "offset", off, NULL};
-  if (request(s, "data", params, on_data, on_data_done, &s->data_req) != GDX_OK) {
+  table_path(s, "data", path, sizeof(path));
+  /* streamed: the bytes go to the chunk buffers, with no timeout but
+   * silence (a large file takes long) */
+  gdx_broker_req r = {.path = path, .query = params, .idle_timeout_s = IDLE_TIMEOUT_S};
+  gdx_buf_reset(&s->body); /* an error answer instead of the bytes */
+  if (gdx_broker_stream(s->env->broker, &r, on_data_header, on_data, on_data_done, s,
+                        &s->req) != GDX_OK) {
     close_part(s);
     return fail(s, "cannot start the transfer of %s", f->path);
   }
+  s->busy = 1;
+  s->data_req = s->req;
 }
 
-static void start_final(gdx_fsync *s);
+static void start_final(gdx_folder_sub *s);
 
 /* ---- checks, scan, versions, rename ---- */
 
 typedef struct {
   uv_work_t w;
-  gdx_fsync *s;
+  gdx_folder_sub *s;
   int fd;
   char part[1200], dest[2200], versions_dir[2400], qdir[1300], ver[1300];
-  char sha256[65], sm3_sent[65], sm3[65], path[1100];
+  char sha256[GDX_SHA256_HEX_SIZE], sm3_sent[GDX_SHA256_HEX_SIZE], sm3[GDX_SHA256_HEX_SIZE];
+  char path[1100];
   long long versions, size;
   int status; /* 0 delivered, 1 quarantined, -1 error */
   int kept;   /* a previous copy was kept */
@@ -838,7 +841,7 @@ static void prune(const char *dir, long long n) {
 
 static void final_work(uv_work_t *w) {
   final_job *j = w->data;
-  gdx_fsync *s = j->s;
+  gdx_folder_sub *s = j->s;
   j->status = -1;
   long long t0 = wall_ms();
   if (ftruncate(j->fd, j->size) != 0 || fdatasync(j->fd) != 0) { /* direct writes padded the tail */
@@ -919,11 +922,11 @@ static void final_work(uv_work_t *w) {
   j->status = 0;
 }
 
-static void sm3_start(gdx_fsync *s, json_t *entry, const char *dest);
+static void sm3_start(gdx_folder_sub *s, json_t *entry, const char *dest);
 
 static void final_done(uv_work_t *w, int status) {
   final_job *j = w->data;
-  gdx_fsync *s = j->s;
+  gdx_folder_sub *s = j->s;
   s->works--;
   s->busy = 0;
   close(j->fd);
@@ -977,7 +980,7 @@ static void final_done(uv_work_t *w, int status) {
   next_step(s);
 }
 
-static void start_final(gdx_fsync *s) {
+static void start_final(gdx_folder_sub *s) {
   qfile *f = &s->q[s->qi];
   final_job *j = calloc(1, sizeof(*j));
   j->s = s;
@@ -1005,9 +1008,9 @@ static void start_final(gdx_fsync *s) {
 
 typedef struct {
   uv_work_t w;
-  gdx_fsync *s;
+  gdx_folder_sub *s;
   json_t *entry;
-  char dest[2200], sm3[65];
+  char dest[2200], sm3[GDX_SHA256_HEX_SIZE];
 } sm3_job;
 
 static void sm3_work(uv_work_t *w) {
@@ -1018,7 +1021,7 @@ static void sm3_work(uv_work_t *w) {
 
 static void sm3_done(uv_work_t *w, int status) {
   sm3_job *j = w->data;
-  gdx_fsync *s = j->s;
+  gdx_folder_sub *s = j->s;
   s->works--;
   (void)status;
   const char *sent = json_string_value(json_object_get(j->entry, "sm3_sent"));
@@ -1033,7 +1036,7 @@ static void sm3_done(uv_work_t *w, int status) {
   maybe_stopped(s);
 }
 
-static void sm3_start(gdx_fsync *s, json_t *entry, const char *dest) {
+static void sm3_start(gdx_folder_sub *s, json_t *entry, const char *dest) {
   sm3_job *j = calloc(1, sizeof(*j));
   j->s = s;
   j->entry = entry;
@@ -1051,106 +1054,92 @@ static void sm3_start(gdx_fsync *s, json_t *entry, const char *dest) {
 /* ------------------------------------------------------------------ */
 /* the ledger's report to the broker                                   */
 
-static int ack_data(gdx_httpc_req *r, const char *d, size_t n, void *ud) {
-  (void)r;
-  gdx_fsync *s = ud;
-  return gdx_buf_append(&s->ack_resp, d, n) == GDX_OK ? 0 : -1;
-}
-
-static void ack_sent(gdx_httpc_req *r, int status, long http, void *ud) {
-  gdx_fsync *s = ud;
-  free(s->ack_body);
-  s->ack_body = NULL;
-  s->ack_busy = 0;
-  s->ack_req = NULL;
-  if (status == GDX_OK && http == 200) {
-    /* drop the first ack_n lines */
-    char path[1200], tmp[1300];
-    snprintf(path, sizeof(path), "%s/ledger.jsonl", s->dir);
-    snprintf(tmp, sizeof(tmp), "%s.tmp", path);
-    FILE *in = fopen(path, "r"), *out = fopen(tmp, "w");
-    char *line = NULL;
-    size_t cap = 0, i = 0, left = 0;
-    while (in && out && getline(&line, &cap, in) > 0)
-      if (i++ >= s->ack_n) {
-        fputs(line, out);
-        left++;
-      }
-    free(line);
-    if (in)
-      fclose(in);
-    if (out && fclose(out) == 0)
-      rename(tmp, path);
-    if (left && !s->stopping)
-      ack_start(s);
-  } else if (!s->stopping) {
-    gdx_log_warn("fsync", "subscription %lld: the file ledger was not recorded (%ld): %.*s",
-                 s->o.authorization, http, (int)(s->ack_resp.len > 300 ? 300 : s->ack_resp.len),
-                 status == GDX_OK && s->ack_resp.data ? s->ack_resp.data : gdx_httpc_error(r));
-  }
-  maybe_stopped(s);
-}
-
-static void ack_start(gdx_fsync *s) {
-  if (s->ack_busy || s->stopping)
-    return;
+/* Up to max lines of ledger.jsonl (a line that is not an entry goes with
+ * them, unsent: it is dropped once they are recorded). */
+static void ledger_read(gdx_ledger_outbox *o, size_t max, void *data) {
+  gdx_folder_sub *s = data;
   char path[1200];
-  snprintf(path, sizeof(path), "%s/ledger.jsonl", s->dir);
+  ledger_path(s, path, sizeof(path));
   FILE *f = fopen(path, "r");
-  if (f == NULL)
-    return;
   json_t *entries = json_array();
   char *line = NULL;
-  size_t cap = 0;
-  s->ack_n = 0;
-  while (s->ack_n < ACK_MAX && getline(&line, &cap, f) > 0) {
-    s->ack_n++;
+  size_t cap = 0, n = 0;
+  while (f && n < max && getline(&line, &cap, f) > 0) {
+    n++;
     json_t *e = json_loads(line, 0, NULL);
     if (json_is_object(e))
       json_array_append(entries, e);
     json_decref(e);
   }
   free(line);
-  fclose(f);
-  if (s->ack_n == 0) {
-    json_decref(entries);
-    return;
-  }
-  json_t *o = json_pack("{s:s, s:o}", "folder", s->o.folder, "entries", entries);
-  s->ack_body = json_dumps(o, JSON_COMPACT);
-  json_decref(o);
-  char url[600];
-  snprintf(url, sizeof(url), "%s/node/v1/files/%lld", s->env->nodes_url, s->o.authorization);
-  static const char *const hv[] = {"Content-Type: application/json", NULL};
-  gdx_buf_reset(&s->ack_resp);
-  gdx_httpc_opts ho = {.method = "POST", .url = url, .headers = hv, .body = s->ack_body,
-                       .body_len = s->ack_body ? strlen(s->ack_body) : 0, .on_data = ack_data,
-                       .on_done = ack_sent, .data = s, .timeout_ms = 30000,
-                       .ca_file = s->env->ca_file, .cert_file = s->env->cert_file,
-                       .key_file = s->env->key_file, .native = 1};
-  if (s->ack_body && gdx_httpc_request(s->env->client, &ho, &s->ack_req) == GDX_OK) {
-    s->ack_busy = 1;
-  } else {
-    free(s->ack_body);
-    s->ack_body = NULL;
-  }
+  if (f)
+    fclose(f);
+  gdx_ledger_outbox_read_done(o, GDX_OK, entries, n, (long long)n);
 }
+
+/* Drops the first `lines` lines: the file is written again without them. */
+static void ledger_forget(gdx_ledger_outbox *o, long long lines, void *data) {
+  gdx_folder_sub *s = data;
+  char path[1200], tmp[1300];
+  ledger_path(s, path, sizeof(path));
+  snprintf(tmp, sizeof(tmp), "%s.tmp", path);
+  FILE *in = fopen(path, "r"), *out = fopen(tmp, "w");
+  char *line = NULL;
+  size_t cap = 0;
+  long long i = 0;
+  while (in && out && getline(&line, &cap, in) > 0)
+    if (i++ >= lines)
+      fputs(line, out);
+  free(line);
+  if (in)
+    fclose(in);
+  int ok = in && out;
+  if (out && fclose(out) != 0)
+    ok = 0;
+  gdx_ledger_outbox_forget_done(o, ok && rename(tmp, path) == 0 ? GDX_OK : GDX_EIO);
+}
+
+static json_t *ledger_body(json_t *entries, void *data) {
+  gdx_folder_sub *s = data;
+  return json_pack("{s:s, s:o}", "folder", s->o.folder, "entries", entries);
+}
+
+static void ledger_accepted(const json_t *answer, void *data) {
+  (void)answer;
+  gdx_folder_sub *s = data;
+  s->ledger_failing = 0;
+}
+
+/* Tried again every few seconds: said once at warn, then at debug. */
+static void ledger_failed(int status, long http, const char *answer, size_t len,
+                          const char *why, void *data) {
+  gdx_folder_sub *s = data;
+  gdx_log(s->ledger_failing ? GDX_LOG_DEBUG : GDX_LOG_WARN, "fsync", NULL,
+          "subscription %lld: the file ledger was not recorded (%ld): %.*s", s->o.authorization,
+          http, status == GDX_OK ? (int)(len > 300 ? 300 : len) : (int)strlen(why),
+          status == GDX_OK ? answer : why);
+  s->ledger_failing = 1;
+}
+
+static const gdx_ledger_source ledger_source = {
+    .read = ledger_read, .forget = ledger_forget, .body = ledger_body,
+    .accepted = ledger_accepted, .failed = ledger_failed};
 
 /* ------------------------------------------------------------------ */
 /* the loop                                                            */
 
-static void start_list(gdx_fsync *s) {
+static void start_list(gdx_folder_sub *s) {
   s->ph = S_LIST;
   s->next_since[0] = '\0';
   char wait[24];
   snprintf(wait, sizeof(wait), "%lld", s->more || s->o.once ? 0LL : s->o.wait_ms);
   const char *const params[] = {"since", s->since, "wait_ms", wait, NULL};
   s->more = 0;
-  if (request(s, "files", params, on_body, on_list, NULL) != GDX_OK)
+  if (call(s, "files", params, on_list) != GDX_OK)
     fail(s, "cannot start the listing");
 }
 
-static void next_step(gdx_fsync *s) {
+static void next_step(gdx_folder_sub *s) {
   if (s->stopping || s->busy || s->ph == S_DONE)
     return;
   if (s->ph == S_LIST)
@@ -1174,7 +1163,7 @@ static void next_step(gdx_fsync *s) {
   }
   qfile *f = &s->q[s->qi];
   if (s->ph == S_CHUNKS) {
-    char ph[65];
+    char ph[GDX_SHA256_HEX_SIZE];
     gdx_sha256_hex(f->path, strlen(f->path), ph);
     snprintf(s->part, sizeof(s->part), "%s/part/%s", s->dir, ph);
     if (f->size <= f->chunk) { /* one chunk: its hash is the file's, no need to ask */
@@ -1184,7 +1173,7 @@ static void next_step(gdx_fsync *s) {
       return next_step(s);
     }
     const char *const params[] = {"path", f->path, "sha256", f->sha256, NULL};
-    if (request(s, "chunks", params, on_body, on_chunks, NULL) != GDX_OK)
+    if (call(s, "chunks", params, on_chunks) != GDX_OK)
       fail(s, "cannot ask for the chunks of %s", f->path);
     return;
   }
@@ -1207,9 +1196,9 @@ static void next_step(gdx_fsync *s) {
   }
 }
 
-int gdx_fsync_start(const gdx_fsync_env *env, const gdx_fsync_opts *o, gdx_fsync **out,
-                    char *err, size_t errlen) {
-  gdx_fsync *s = calloc(1, sizeof(*s));
+int gdx_folder_sub_start(const gdx_folder_sub_env *env, const gdx_folder_sub_opts *o,
+                         gdx_folder_sub **out, char *err, size_t errlen) {
+  gdx_folder_sub *s = calloc(1, sizeof(*s));
   if (s == NULL)
     return GDX_ENOMEM;
   s->env = env;
@@ -1228,27 +1217,41 @@ int gdx_fsync_start(const gdx_fsync_env *env, const gdx_fsync_opts *o, gdx_fsync
     free(s);
     return GDX_ECONFIG;
   }
+  char path[64];
+  snprintf(path, sizeof(path), "/node/v1/files/%lld", o->authorization);
+  gdx_ledger_outbox_opts lo = {.broker = env->broker, .path = path, .batch = LEDGER_BATCH,
+                               .source = &ledger_source, .data = s};
+  if (gdx_ledger_outbox_start(env->loop, &lo, &s->outbox) != GDX_OK) {
+    gdx_fileguard_free(s->guard);
+    free(s);
+    return GDX_ENOMEM;
+  }
   load_state(s);
   s->md = EVP_MD_CTX_new();
   gdx_buf_init(&s->body, LIST_MAX_BYTES);
-  gdx_buf_init(&s->ack_resp, 1 << 20);
   uv_timer_init(env->loop, &s->timer);
   s->timer.data = s;
   s->ph = S_LIST;
   *out = s;
   after(s, 0);
-  ack_start(s);
+  gdx_ledger_outbox_kick(s->outbox); /* what an earlier run delivered but did not report */
   return GDX_OK;
 }
 
 static void on_timer_closed(uv_handle_t *h) {
-  gdx_fsync *s = h->data;
+  gdx_folder_sub *s = h->data;
   s->timer_closed = 1;
   maybe_stopped(s);
 }
 
-static void maybe_stopped(gdx_fsync *s) {
-  if (!s->stopping || s->busy || s->works > 0 || s->ack_busy || !s->timer_closed)
+static void on_outbox_stopped(void *data) {
+  gdx_folder_sub *s = data;
+  s->outbox = NULL;
+  maybe_stopped(s);
+}
+
+static void maybe_stopped(gdx_folder_sub *s) {
+  if (!s->stopping || s->busy || s->works > 0 || s->outbox || !s->timer_closed)
     return;
   if (s->stop_cb == NULL)
     return;
@@ -1265,27 +1268,25 @@ static void maybe_stopped(gdx_fsync *s) {
   json_decref(s->delivered);
   json_decref(s->quarantined);
   gdx_buf_free(&s->body);
-  gdx_buf_free(&s->ack_resp);
   gdx_fileguard_free(s->guard);
   free(s);
   cb(data);
 }
 
-void gdx_fsync_stop(gdx_fsync *s, void (*cb)(void *), void *data) {
+void gdx_folder_sub_stop(gdx_folder_sub *s, void (*cb)(void *), void *data) {
   s->stopping = 1;
   s->stop_cb = cb;
   s->stop_data = data;
   if (s->req)
     gdx_httpc_cancel(s->req); /* a long poll would hold the stop */
-  if (s->ack_req)
-    gdx_httpc_cancel(s->ack_req);
   uv_timer_stop(&s->timer);
   uv_close((uv_handle_t *)&s->timer, on_timer_closed);
+  gdx_ledger_outbox_stop(s->outbox, on_outbox_stopped, s);
 }
 
-long long gdx_fsync_authorization(const gdx_fsync *s) { return s->o.authorization; }
+long long gdx_folder_sub_authorization(const gdx_folder_sub *s) { return s->o.authorization; }
 
-void gdx_fsync_metrics(gdx_fsync *s, gdx_buf *out) {
+void gdx_folder_sub_metrics(gdx_folder_sub *s, gdx_buf *out) {
   long long a = s->o.authorization;
   gdx_buf_appendf(out, "gdx_node_files_delivered_total{authorization=\"%lld\"} %llu\n", a,
                   s->delivered_total);
