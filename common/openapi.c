@@ -33,8 +33,8 @@
 static const char *const method_names[] = {"GET",   "PUT",  "POST",   "DELETE",
                                            "PATCH", "HEAD", "OPTIONS"};
 #define NMETHODS (sizeof(method_names) / sizeof(method_names[0]))
-static const char *const type_names[] = {"",      "string", "integer", "number",
-                                         "boolean", "array", "object"};
+static const char *const type_names[] = {"",        "string", "integer", "number",
+                                         "boolean", "array",  "object"};
 #define NTYPES (sizeof(type_names) / sizeof(type_names[0]))
 
 const char *gdx_openapi_method_name(gdx_openapi_method m) {
@@ -471,8 +471,7 @@ static json_t *yresolve(const char *s, size_t n) {
     base = 8, digits = s + 2;
   else if (n > 2 && s[0] == '0' && s[1] == 'x' && all_in(s + 2, n - 2, "0123456789abcdefABCDEF"))
     base = 16, digits = s + 2;
-  else if (all_in(s + (s[0] == '-' || s[0] == '+'), n - (s[0] == '-' || s[0] == '+'),
-                  "0123456789"))
+  else if (all_in(s + (s[0] == '-' || s[0] == '+'), n - (s[0] == '-' || s[0] == '+'), "0123456789"))
     base = 10;
   if (base) {
     errno = 0;
@@ -681,29 +680,18 @@ static int yaml_tree(const char *text, size_t len, json_t **out, linemap *lines,
       break;
     }
     switch (ev.type) {
-    case YAML_STREAM_END_EVENT:
-      done = 1;
-      break;
+    case YAML_STREAM_END_EVENT: done = 1; break;
     case YAML_DOCUMENT_START_EVENT:
       if (++docs > 1)
         rc = yfail(y, &ev.start_mark, "a second document (gdx reads one)");
       break;
-    case YAML_SCALAR_EVENT:
-      rc = yscalar(y, &ev);
-      break;
-    case YAML_ALIAS_EVENT:
-      rc = yalias(y, &ev);
-      break;
+    case YAML_SCALAR_EVENT: rc = yscalar(y, &ev); break;
+    case YAML_ALIAS_EVENT: rc = yalias(y, &ev); break;
     case YAML_SEQUENCE_START_EVENT:
-    case YAML_MAPPING_START_EVENT:
-      rc = ystart(y, &ev, ev.type == YAML_MAPPING_START_EVENT);
-      break;
+    case YAML_MAPPING_START_EVENT: rc = ystart(y, &ev, ev.type == YAML_MAPPING_START_EVENT); break;
     case YAML_SEQUENCE_END_EVENT:
-    case YAML_MAPPING_END_EVENT:
-      rc = yend(y);
-      break;
-    default:
-      break;
+    case YAML_MAPPING_END_EVENT: rc = yend(y); break;
+    default: break;
     }
     yaml_event_delete(&ev);
   }
@@ -787,7 +775,7 @@ static int json_tree(const char *text, size_t len, json_t **out, char *err, size
 typedef struct {
   char *err;
   size_t errlen;
-  const linemap *lines; /* NULL for JSON */
+  const linemap *lines;             /* NULL for JSON */
   const json_t *cparams, *cschemas; /* #/components/parameters, …/schemas */
   builder *b;
 } reader;
@@ -974,8 +962,7 @@ static int read_schema(reader *rd, const json_t *schema, const char *ploc, gdx_o
   if (p->type == GDX_OPENAPI_T_STRING) {
     const json_t *max = json_object_get(schema, "maxLength");
     if (max && (!json_is_integer(max) || json_integer_value(max) < 0))
-      return fail(rd, GDX_EINVAL, max, schema, loc,
-                  "\"maxLength\" must be a non-negative integer");
+      return fail(rd, GDX_EINVAL, max, schema, loc, "\"maxLength\" must be a non-negative integer");
     const json_t *pat = json_object_get(schema, "pattern");
     if (pat && (!json_is_string(pat) || json_string_length(pat) > GDX_OPENAPI_MAX_PATTERN ||
                 strlen(json_string_value(pat)) != json_string_length(pat)))
@@ -988,8 +975,8 @@ static int read_schema(reader *rd, const json_t *schema, const char *ploc, gdx_o
   }
   if (p->type == GDX_OPENAPI_T_ARRAY && json_object_get(schema, "items")) {
     snprintf(loc + strlen(loc), sizeof(loc) - strlen(loc), ".items");
-    const json_t *items = resolve(rd, json_object_get(schema, "items"), "schemas", loc,
-                                  sizeof(loc), &rc);
+    const json_t *items =
+        resolve(rd, json_object_get(schema, "items"), "schemas", loc, sizeof(loc), &rc);
     if (rc)
       return rc;
     if (json_is_object(items))
@@ -1024,8 +1011,8 @@ static int read_param(reader *rd, const json_t *node, const char *ploc, gdx_open
   if (jname == NULL)
     return fail(rd, GDX_EINVAL, node, NULL, loc, "\"name\" is missing");
   if (name == NULL || *name == '\0' || strlen(name) > GDX_OPENAPI_MAX_NAME)
-    return fail(rd, GDX_EINVAL, jname, node, loc,
-                "\"name\" must be a text of 1 to %d bytes", GDX_OPENAPI_MAX_NAME);
+    return fail(rd, GDX_EINVAL, jname, node, loc, "\"name\" must be a text of 1 to %d bytes",
+                GDX_OPENAPI_MAX_NAME);
   const json_t *jin = json_object_get(node, "in");
   const char *in = str_member(node, "in");
   int is_path = in && strcmp(in, "path") == 0, is_query = in && strcmp(in, "query") == 0;
@@ -1037,7 +1024,8 @@ static int read_param(reader *rd, const json_t *node, const char *ploc, gdx_open
   if (is_path && json_is_false(req))
     return fail(rd, GDX_EINVAL, req, node, loc,
                 "a path parameter is always required (\"required\": true)");
-  const json_t *schema = json_object_get(node, "schema"), *content = json_object_get(node, "content");
+  const json_t *schema = json_object_get(node, "schema"),
+               *content = json_object_get(node, "content");
   if (schema && content)
     return fail(rd, GDX_EINVAL, node, NULL, loc,
                 "has both \"schema\" and \"content\"; a parameter has one of them");
@@ -1300,8 +1288,8 @@ int gdx_openapi_parse(const char *text, size_t len, gdx_openapi **out, char *err
 /* ---- the stored form ---- */
 
 static json_t *param_json(const gdx_openapi_param *p) {
-  json_t *j = json_pack("{s:s, s:s}", "n", p->name, "in",
-                        p->in == GDX_OPENAPI_IN_PATH ? "path" : "query");
+  json_t *j =
+      json_pack("{s:s, s:s}", "n", p->name, "in", p->in == GDX_OPENAPI_IN_PATH ? "path" : "query");
   if (j == NULL)
     return NULL;
   int bad = 0;
@@ -1399,13 +1387,13 @@ static int load_param(arena *a, const json_t *j, gdx_openapi_param *p, const cha
              type_of(json_string_value(it), &p->items) || p->items == GDX_OPENAPI_T_ANY))
     return LOAD_FAIL("%s: \"it\" is an item type, only for arrays", loc);
   const json_t *max = json_object_get(j, "max"), *pat = json_object_get(j, "pat");
-  if (max && (p->type != GDX_OPENAPI_T_STRING || !json_is_integer(max) ||
-              json_integer_value(max) < 0))
+  if (max &&
+      (p->type != GDX_OPENAPI_T_STRING || !json_is_integer(max) || json_integer_value(max) < 0))
     return LOAD_FAIL("%s: \"max\" is a length, only for strings", loc);
   p->max_length = max ? (long long)json_integer_value(max) : -1;
   const char *pats = str_member(j, "pat");
-  if (pat && (p->type != GDX_OPENAPI_T_STRING || pats == NULL ||
-              strlen(pats) > GDX_OPENAPI_MAX_PATTERN))
+  if (pat &&
+      (p->type != GDX_OPENAPI_T_STRING || pats == NULL || strlen(pats) > GDX_OPENAPI_MAX_PATTERN))
     return LOAD_FAIL("%s: \"pat\" is a pattern, only for strings", loc);
   if ((p->name = arena_strndup(a, name, strlen(name))) == NULL ||
       (pats && (p->pattern = arena_strndup(a, pats, strlen(pats))) == NULL))
@@ -1506,8 +1494,7 @@ int gdx_openapi_load(const char *text, size_t len, gdx_openapi **out, char *err,
   *out = NULL;
   set_err(err, errlen, "%s", "");
   if (len > GDX_OPENAPI_MAX_STORED) {
-    set_err(err, errlen, "the stored operations are larger than %d bytes",
-            GDX_OPENAPI_MAX_STORED);
+    set_err(err, errlen, "the stored operations are larger than %d bytes", GDX_OPENAPI_MAX_STORED);
     return GDX_ETOOBIG;
   }
   json_error_t je;

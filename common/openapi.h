@@ -59,21 +59,21 @@
 
 #include <stddef.h>
 
-#define GDX_OPENAPI_MAX_TEXT (1024 * 1024)  /* bytes of OpenAPI text */
+#define GDX_OPENAPI_MAX_TEXT (1024 * 1024)        /* bytes of OpenAPI text */
 #define GDX_OPENAPI_MAX_STORED (16 * 1024 * 1024) /* bytes of a stored form (MEDIUMTEXT) */
-#define GDX_OPENAPI_MAX_OPS 256             /* operations per document */
-#define GDX_OPENAPI_MAX_PARAMS 64           /* parameters per operation (and per list) */
-#define GDX_OPENAPI_MAX_PATH 512            /* bytes of a path template */
-#define GDX_OPENAPI_MAX_VARS 16             /* {variables} per path template */
-#define GDX_OPENAPI_MAX_NAME 128            /* bytes of a parameter name */
-#define GDX_OPENAPI_MAX_PATTERN 1024        /* bytes of a pattern */
-#define GDX_OPENAPI_MAX_ENUM 64             /* enum values per parameter */
-#define GDX_OPENAPI_MAX_ENUM_TEXT 256       /* bytes of one enum value as text */
-#define GDX_OPENAPI_MAX_DEPTH 64            /* nested mappings/sequences */
-#define GDX_OPENAPI_MAX_NODES (1024 * 1024) /* tree nodes, aliases expanded */
-#define GDX_OPENAPI_MAX_ALIASES 32          /* YAML aliases (*name) */
-#define GDX_OPENAPI_MAX_REF_HOPS 8          /* $ref followed in a chain */
-#define GDX_OPENAPI_MAX_MEMORY (2 * 1024 * 1024) /* bytes of the parsed list */
+#define GDX_OPENAPI_MAX_OPS 256                   /* operations per document */
+#define GDX_OPENAPI_MAX_PARAMS 64                 /* parameters per operation (and per list) */
+#define GDX_OPENAPI_MAX_PATH 512                  /* bytes of a path template */
+#define GDX_OPENAPI_MAX_VARS 16                   /* {variables} per path template */
+#define GDX_OPENAPI_MAX_NAME 128                  /* bytes of a parameter name */
+#define GDX_OPENAPI_MAX_PATTERN 1024              /* bytes of a pattern */
+#define GDX_OPENAPI_MAX_ENUM 64                   /* enum values per parameter */
+#define GDX_OPENAPI_MAX_ENUM_TEXT 256             /* bytes of one enum value as text */
+#define GDX_OPENAPI_MAX_DEPTH 64                  /* nested mappings/sequences */
+#define GDX_OPENAPI_MAX_NODES (1024 * 1024)       /* tree nodes, aliases expanded */
+#define GDX_OPENAPI_MAX_ALIASES 32                /* YAML aliases (*name) */
+#define GDX_OPENAPI_MAX_REF_HOPS 8                /* $ref followed in a chain */
+#define GDX_OPENAPI_MAX_MEMORY (2 * 1024 * 1024)  /* bytes of the parsed list */
 
 typedef enum {
   GDX_OPENAPI_GET,
@@ -102,10 +102,10 @@ typedef struct {
   gdx_openapi_in in;
   int required;
   gdx_openapi_type type;
-  gdx_openapi_type items;  /* the items' type when type is ARRAY, else ANY */
-  long long max_length;    /* strings: maxLength, -1 when not declared */
-  const char *pattern;     /* strings: NULL when not declared */
-  size_t nenum;            /* 0: no enum */
+  gdx_openapi_type items; /* the items' type when type is ARRAY, else ANY */
+  long long max_length;   /* strings: maxLength, -1 when not declared */
+  const char *pattern;    /* strings: NULL when not declared */
+  size_t nenum;           /* 0: no enum */
   const char *const *enums;
 } gdx_openapi_param;
 

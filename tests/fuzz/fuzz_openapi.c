@@ -46,8 +46,8 @@ static void self_match(const gdx_openapi *o) {
       path[n++] = *c;
     }
     path[n] = '\0';
-    if (gdx_openapi_match(o, gdx_openapi_method_name(op->method), path, &got) != 0 ||
-        got == NULL || got->method != op->method)
+    if (gdx_openapi_match(o, gdx_openapi_method_name(op->method), path, &got) != 0 || got == NULL ||
+        got->method != op->method)
       abort();
     if (op->method == GDX_OPENAPI_GET && gdx_openapi_match(o, "HEAD", path, NULL) != 0)
       abort();

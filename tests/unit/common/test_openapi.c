@@ -19,21 +19,21 @@
 
 /* The layout tests/integration/test_exchange.c gives its API entries, with
  * the path parameter declared (see the bad case below for it without). */
-#define EXCHANGE_TEXT(uscc_params)                                                   \
-  "openapi: 3.0.3\ninfo:\n  title: test\n  version: \"1\"\npaths:\n"                 \
-  "  /enterprises:\n    get:\n      summary: list\n"                                 \
-  "  /enterprises/{uscc}:\n    get:\n      summary: one\n" uscc_params               \
-  "  /headers:\n    get:\n      summary: headers\n"                                  \
-  "  /echo:\n    post:\n      summary: echo\n"                                       \
-  "  /big:\n    get:\n      summary: big\n"                                          \
+#define EXCHANGE_TEXT(uscc_params)                                                                 \
+  "openapi: 3.0.3\ninfo:\n  title: test\n  version: \"1\"\npaths:\n"                               \
+  "  /enterprises:\n    get:\n      summary: list\n"                                               \
+  "  /enterprises/{uscc}:\n    get:\n      summary: one\n" uscc_params                             \
+  "  /headers:\n    get:\n      summary: headers\n"                                                \
+  "  /echo:\n    post:\n      summary: echo\n"                                                     \
+  "  /big:\n    get:\n      summary: big\n"                                                        \
   "  /slow:\n    get:\n      summary: slow\n"
 
 /* docs/examples/catalog-api.json's attachment.openapi (the demo's API). */
-#define DEMO_TEXT                                                                     \
-  "openapi: 3.0.3\ninfo:\n  title: 企业信息查询接口\n  version: \"1.0\"\npaths:\n"     \
-  "  /enterprises:\n    get:\n      summary: 企业列表\n  /enterprises/{uscc}:\n"      \
-  "    get:\n      summary: 按统一社会信用代码查询企业\n      parameters:\n"           \
-  "        - name: uscc\n          in: path\n          required: true\n"             \
+#define DEMO_TEXT                                                                                  \
+  "openapi: 3.0.3\ninfo:\n  title: 企业信息查询接口\n  version: \"1.0\"\npaths:\n"         \
+  "  /enterprises:\n    get:\n      summary: 企业列表\n  /enterprises/{uscc}:\n"               \
+  "    get:\n      summary: 按统一社会信用代码查询企业\n      parameters:\n"          \
+  "        - name: uscc\n          in: path\n          required: true\n"                           \
   "          schema: { type: string }\n"
 
 static const struct {
@@ -53,8 +53,10 @@ static const struct {
     {"JSON: path-level parameters, $refs, enum, array, query",
      "{\"openapi\":\"3.0.3\",\"info\":{\"title\":\"t\",\"version\":\"1\"},\"paths\":{"
      "\"/persons/{id}\":{\"parameters\":[{\"$ref\":\"#/components/parameters/Id\"},"
-     "  {\"name\":\"lang\",\"in\":\"query\",\"schema\":{\"type\":\"string\",\"enum\":[\"zh\",\"en\"]}}],"
-     " \"get\":{\"parameters\":[{\"name\":\"fields\",\"in\":\"query\",\"schema\":{\"type\":\"array\","
+     "  {\"name\":\"lang\",\"in\":\"query\",\"schema\":{\"type\":\"string\","
+     "   \"enum\":[\"zh\",\"en\"]}}],"
+     " \"get\":{\"parameters\":[{\"name\":\"fields\",\"in\":\"query\","
+     "   \"schema\":{\"type\":\"array\","
      "   \"items\":{\"$ref\":\"#/components/schemas/Field\"}}},"
      "   {\"name\":\"X-Trace\",\"in\":\"header\",\"schema\":{\"type\":\"string\"}}]},"
      " \"delete\":{\"parameters\":[{\"name\":\"lang\",\"in\":\"query\",\"required\":true,"
@@ -259,8 +261,7 @@ static const struct {
     /* empty and unreadable texts */
     {"", GDX_EINVAL, "the text is empty"},
     {" \n\t\r\n", GDX_EINVAL, "the text is empty"},
-    {"# nothing but a comment\n\n", GDX_EINVAL,
-     "the text is empty (only comments or blank lines)"},
+    {"# nothing but a comment\n\n", GDX_EINVAL, "the text is empty (only comments or blank lines)"},
     {"openapi: 3.0.3\npaths:\n  /a:\n    get: x: y\n", GDX_EINVAL,
      "line 4, column 11: mapping values are not allowed in this context"},
     {"openapi: 3.0.3\npaths:\n\t/a:\n", GDX_EINVAL,
@@ -330,28 +331,33 @@ static const struct {
      "line 4: paths./a.get: an operation must be a mapping"},
     {"openapi: 3.0.3\npaths:\n  /p/{a}:\n    get: {parameters: [{name: a, in: path}]}\n"
      "  /p/{b}:\n    get: {parameters: [{name: b, in: path}]}\n",
-     GDX_EINVAL, "line 5: paths./p/{b}: the same path as /p/{a} (only the names of the variables "
-                 "differ)"},
+     GDX_EINVAL,
+     "line 5: paths./p/{b}: the same path as /p/{a} (only the names of the variables "
+     "differ)"},
     /* path parameters against the template: test_exchange's text as it is */
     {EXCHANGE_TEXT(""), GDX_EINVAL,
      "line 10: paths./enterprises/{uscc}.get: the path parameter \"uscc\" of the template is not "
      "declared"},
     {"openapi: 3.0.3\npaths:\n  /a:\n    parameters: [{name: id, in: path}]\n    get: {}\n",
-     GDX_EINVAL, "line 5: paths./a.get: the path parameter \"id\" is declared but not in the "
-                 "template"},
+     GDX_EINVAL,
+     "line 5: paths./a.get: the path parameter \"id\" is declared but not in the "
+     "template"},
     {"openapi: 3.0.3\npaths:\n  /a/{id}:\n    get:\n      parameters:\n"
      "        - {name: id, in: path, required: false}\n",
-     GDX_EINVAL, "line 6: paths./a/{id}.get.parameters[0]: a path parameter is always required "
-                 "(\"required\": true)"},
+     GDX_EINVAL,
+     "line 6: paths./a/{id}.get.parameters[0]: a path parameter is always required "
+     "(\"required\": true)"},
     /* parameters */
     {"openapi: 3.0.3\npaths:\n  /a:\n    get:\n      parameters:\n        - name: x\n"
      "          in: query\n        - name: y\n          in: body\n",
-     GDX_EINVAL, "line 9: paths./a.get.parameters[1]: \"in\" must be path, query, header or "
-                 "cookie"},
+     GDX_EINVAL,
+     "line 9: paths./a.get.parameters[1]: \"in\" must be path, query, header or "
+     "cookie"},
     {"{\"openapi\":\"3.0.3\",\"paths\":{\"/persons/{id}\":{\"get\":{\"parameters\":[{\"name\":"
      "\"id\",\"in\":\"path\"},{\"name\":\"x\",\"in\":\"form\"}]}}}}",
-     GDX_EINVAL, "paths./persons/{id}.get.parameters[1]: \"in\" must be path, query, header or "
-                 "cookie"},
+     GDX_EINVAL,
+     "paths./persons/{id}.get.parameters[1]: \"in\" must be path, query, header or "
+     "cookie"},
     {"openapi: 3.0.3\npaths:\n  /a:\n    get:\n      parameters:\n        - in: query\n",
      GDX_EINVAL, "line 6: paths./a.get.parameters[0]: \"name\" is missing"},
     {"openapi: 3.0.3\npaths:\n  /a:\n    get:\n      parameters:\n        - {name: 7, in: query}\n",
@@ -366,45 +372,53 @@ static const struct {
      "line 5: paths./a.get.parameters: must be a list of parameters"},
     {"openapi: 3.0.3\npaths:\n  /a:\n    get:\n      parameters:\n"
      "        - {name: q, in: query, schema: {type: string}, content: {}}\n",
-     GDX_EINVAL, "line 6: paths./a.get.parameters[0]: has both \"schema\" and \"content\"; a "
-                 "parameter has one of them"},
+     GDX_EINVAL,
+     "line 6: paths./a.get.parameters[0]: has both \"schema\" and \"content\"; a "
+     "parameter has one of them"},
     {"openapi: 3.0.3\npaths:\n  /a:\n    get:\n      parameters:\n"
      "        - {name: q, in: query, schema: {type: text}}\n",
      GDX_EINVAL, "line 6: paths./a.get.parameters[0].schema: \"type\": unknown type \"text\""},
     {"openapi: 3.0.3\npaths:\n  /a:\n    get:\n      parameters:\n"
      "        - {name: q, in: query, schema: {type: string, maxLength: '9'}}\n",
-     GDX_EINVAL, "line 6: paths./a.get.parameters[0].schema: \"maxLength\" must be a "
-                 "non-negative integer"},
+     GDX_EINVAL,
+     "line 6: paths./a.get.parameters[0].schema: \"maxLength\" must be a "
+     "non-negative integer"},
     {"openapi: 3.0.3\npaths:\n  /a:\n    get:\n      parameters:\n"
      "        - name: q\n          in: query\n          schema:\n            enum:\n"
      "              - a\n              - {b: c}\n",
-     GDX_EINVAL, "line 11: paths./a.get.parameters[0].schema: \"enum\"[1]: values must be "
-                 "strings, numbers or booleans"},
+     GDX_EINVAL,
+     "line 11: paths./a.get.parameters[0].schema: \"enum\"[1]: values must be "
+     "strings, numbers or booleans"},
     /* $refs */
     {"openapi: 3.0.3\npaths:\n  /a:\n    get:\n      parameters:\n"
      "        - $ref: 'common.yaml#/components/parameters/Q'\n",
-     GDX_EINVAL, "line 6: paths./a.get.parameters[0]: $ref \"common.yaml#/components/parameters/"
-                 "Q\": only #/components/parameters/<name> is read here (no references to other "
-                 "documents)"},
+     GDX_EINVAL,
+     "line 6: paths./a.get.parameters[0]: $ref \"common.yaml#/components/parameters/"
+     "Q\": only #/components/parameters/<name> is read here (no references to other "
+     "documents)"},
     {"openapi: 3.0.3\npaths:\n  /a:\n    get:\n      parameters:\n"
      "        - $ref: '#/components/schemas/Q'\n",
-     GDX_EINVAL, "line 6: paths./a.get.parameters[0]: $ref \"#/components/schemas/Q\": only "
-                 "#/components/parameters/<name> is read here"},
+     GDX_EINVAL,
+     "line 6: paths./a.get.parameters[0]: $ref \"#/components/schemas/Q\": only "
+     "#/components/parameters/<name> is read here"},
     {"openapi: 3.0.3\npaths:\n  /a:\n    get:\n      parameters:\n"
      "        - $ref: '#/components/parameters/Q'\n",
-     GDX_EINVAL, "line 6: paths./a.get.parameters[0]: $ref \"#/components/parameters/Q\": no "
-                 "such component"},
+     GDX_EINVAL,
+     "line 6: paths./a.get.parameters[0]: $ref \"#/components/parameters/Q\": no "
+     "such component"},
     {"openapi: 3.0.3\npaths:\n  /a:\n    get:\n      parameters:\n"
      "        - {name: q, in: query, schema: {$ref: '#/components/schemas/A'}}\n"
      "components:\n  schemas:\n    A: {$ref: '#/components/schemas/B'}\n"
      "    B: {$ref: '#/components/schemas/A'}\n",
-     GDX_EINVAL, "line 10: paths./a.get.parameters[0].schema (#/components/schemas/B): more than "
-                 "8 $refs in a chain (a cycle?)"},
+     GDX_EINVAL,
+     "line 10: paths./a.get.parameters[0].schema (#/components/schemas/B): more than "
+     "8 $refs in a chain (a cycle?)"},
     {"openapi: 3.0.3\npaths:\n  /a:\n    get:\n      parameters:\n"
      "        - $ref: '#/components/parameters/Q'\n"
      "components:\n  parameters:\n    Q:\n      name: q\n      in: body\n",
-     GDX_EINVAL, "line 11: paths./a.get.parameters[0] (#/components/parameters/Q): \"in\" must be "
-                 "path, query, header or cookie"},
+     GDX_EINVAL,
+     "line 11: paths./a.get.parameters[0] (#/components/parameters/Q): \"in\" must be "
+     "path, query, header or cookie"},
 };
 
 /* Every row is tried; the mismatches are listed together. */
@@ -493,8 +507,8 @@ static void caps(void **state) {
                    GDX_OK);
   for (char c = 'b'; c <= 'e'; c++)
     assert_int_equal(gdx_buf_appendf(&b, "%c: &%c [*%c, *%c, *%c, *%c, *%c, *%c, *%c, *%c, *%c]\n",
-                                     c, c, c - 1, c - 1, c - 1, c - 1, c - 1, c - 1, c - 1,
-                                     c - 1, c - 1),
+                                     c, c, c - 1, c - 1, c - 1, c - 1, c - 1, c - 1, c - 1, c - 1,
+                                     c - 1),
                      GDX_OK);
   assert_int_equal(gdx_openapi_parse(b.data, b.len, &o, err, sizeof(err)), GDX_EINVAL);
   assert_string_equal(err, "line 6, column 28: more than 32 aliases");
@@ -520,8 +534,10 @@ static void caps(void **state) {
   }
   assert_int_equal(gdx_buf_appends(&b, "components:\n  parameters:\n"), GDX_OK);
   for (int i = 0; i < GDX_OPENAPI_MAX_PARAMS; i++)
-    assert_int_equal(gdx_buf_appendf(&b, "    P%d: {name: q%d, in: query, schema: {$ref: "
-                                         "'#/components/schemas/S'}}\n", i, i),
+    assert_int_equal(gdx_buf_appendf(&b,
+                                     "    P%d: {name: q%d, in: query, schema: {$ref: "
+                                     "'#/components/schemas/S'}}\n",
+                                     i, i),
                      GDX_OK);
   assert_int_equal(gdx_buf_appends(&b, "  schemas:\n    S:\n      enum:\n"), GDX_OK);
   for (int i = 0; i < GDX_OPENAPI_MAX_ENUM; i++)
@@ -564,7 +580,8 @@ static const struct {
     {"{\"v\":1,\"ops\":[{\"m\":\"GET\",\"p\":\"/\",\"params\":[{\"n\":\"a\",\"in\":\"path\","
      "\"req\":true}]}]}",
      "ops[0]: the path parameter \"a\" is declared but not in the template"},
-    {"{\"v\":1,\"ops\":[{\"m\":\"GET\",\"p\":\"/{a}\",\"params\":[{\"n\":\"a\",\"in\":\"path\"}]}]}",
+    {"{\"v\":1,\"ops\":[{\"m\":\"GET\",\"p\":\"/"
+     "{a}\",\"params\":[{\"n\":\"a\",\"in\":\"path\"}]}]}",
      "ops[0].params[0]: a path parameter has \"req\": true"},
     {"{\"v\":1,\"ops\":[{\"m\":\"GET\",\"p\":\"/\",\"params\":[{\"n\":\"a\",\"in\":\"query\","
      "\"req\":false}]}]}",
@@ -610,8 +627,7 @@ static void stored_form(void **state) {
       continue;
     }
     if (rc != GDX_EINVAL || strcmp(err, stored[i].err) != 0) {
-      print_error("stored[%zu]: %s\n got  %s\n want %s\n", i, gdx_errname(rc), err,
-                  stored[i].err);
+      print_error("stored[%zu]: %s\n got  %s\n want %s\n", i, gdx_errname(rc), err, stored[i].err);
       wrong++;
     }
     assert_null(o);
