@@ -15,7 +15,6 @@
 #include "metrics.h"
 
 #define BUCKETS 4096
-#define MAX_OPS 256
 #define ENTRY_TTL_MS 60000
 
 /* Tokens already verified, so that a busy client's calls skip the HMAC:
@@ -82,12 +81,12 @@ static void entry_clear(authz_entry *e) {
   for (int i = 0; i < e->ndeny; i++)
     free(e->deny[i]);
   free(e->deny);
-  free(e->ops);
+  gdx_openapi_free(e->ops);
   free(e->items_query);
   e->items_query = NULL;
   e->deny = NULL;
   e->ops = NULL;
-  e->ndeny = e->nops = 0;
+  e->ndeny = 0;
   e->fwd[0][0] = '\0';
 }
 
@@ -121,87 +120,17 @@ static void drop_all(authz_cache *c) {
   }
 }
 
-/* ------------------------------------------------------------------ */
-/* the operations of an OpenAPI text                                   */
-
-static int is_method(const char *m) {
-  static const char *const ms[] = {"get",   "put",  "post",    "delete",
-                                   "patch", "head", "options", NULL};
-  for (int i = 0; ms[i]; i++)
-    if (strcasecmp(m, ms[i]) == 0)
-      return 1;
-  return 0;
-}
-
-static void add_op(authz_entry *e, const char *method, const char *path, size_t plen) {
-  if (e->nops == MAX_OPS || plen == 0 || plen >= sizeof(e->ops[0].path))
-    return;
-  authz_op *o = &e->ops[e->nops++];
-  snprintf(o->method, sizeof(o->method), "%s", method);
-  for (char *c = o->method; *c; c++)
-    *c = (char)(*c >= 'a' && *c <= 'z' ? *c - 32 : *c);
-  memcpy(o->path, path, plen);
-  o->path[plen] = '\0';
-}
-
-/* The operations an OpenAPI document (JSON, or YAML in its usual block
- * layout) declares. None found: every path and method is allowed. */
-static void parse_ops(authz_entry *e, const char *text) {
-  e->ops = calloc(MAX_OPS, sizeof(authz_op));
-  if (e->ops == NULL || text == NULL || *text == '\0') {
-    e->ops_any = 1;
-    return;
-  }
-  json_t *doc = json_loads(text, 0, NULL);
-  if (doc) {
-    const char *path;
-    json_t *item;
-    json_object_foreach(json_object_get(doc, "paths"), path, item) {
-      const char *m;
-      json_t *op;
-      json_object_foreach(item, m, op) if (is_method(m)) add_op(e, m, path, strlen(path));
-    }
-    json_decref(doc);
-  } else {
-    const char *l = text;
-    int in_paths = 0, path_indent = -1;
-    char cur[200] = "";
-    while (*l) {
-      const char *eol = strchr(l, '\n');
-      size_t len = eol ? (size_t)(eol - l) : strlen(l);
-      int ind = 0;
-      while ((size_t)ind < len && l[ind] == ' ')
-        ind++;
-      const char *k = l + ind;
-      size_t klen = len - (size_t)ind;
-      while (klen > 0 && (k[klen - 1] == '\r' || k[klen - 1] == ' '))
-        klen--;
-      if (klen > 0 && *k != '#') {
-        if (ind == 0) {
-          in_paths = klen == 6 && strncmp(k, "paths:", 6) == 0;
-          path_indent = -1;
-        } else if (in_paths && klen > 1 && k[klen - 1] == ':') {
-          const char *key = k;
-          size_t kl = klen - 1;
-          if (kl >= 2 && (key[0] == '"' || key[0] == '\'') && key[kl - 1] == key[0])
-            key++, kl -= 2;
-          if (key[0] == '/' && (path_indent < 0 || ind <= path_indent)) {
-            path_indent = ind;
-            snprintf(cur, sizeof(cur), "%.*s", (int)kl, key);
-          } else if (ind > path_indent && path_indent >= 0 && cur[0] && kl < 8) {
-            char m[8];
-            snprintf(m, sizeof(m), "%.*s", (int)kl, key);
-            if (is_method(m))
-              add_op(e, m, cur, strlen(cur));
-          }
-        }
-      }
-      if (!eol)
-        break;
-      l = eol + 1;
-    }
-  }
-  e->ops_any = e->nops == 0;
+/* The operations of a published API entry: stored parsed at publishing
+ * (catalog_entries.openapi_ops); an entry published before that column
+ * existed has its text parsed here. Not readable: ops stays NULL and calls
+ * are refused with the reason - never every path allowed. */
+static void load_ops(authz_entry *t, const char *stored, const char *text) {
+  int rc = stored
+               ? gdx_openapi_load(stored, strlen(stored), &t->ops, t->ops_err, sizeof(t->ops_err))
+               : gdx_openapi_parse(text ? text : "", text ? strlen(text) : 0, &t->ops, t->ops_err,
+                                   sizeof(t->ops_err));
+  if (rc)
+    t->ops = NULL;
 }
 
 /* ------------------------------------------------------------------ */
@@ -302,7 +231,7 @@ static int load_work(gdx_db_conn *c, void *arg) {
       "SELECT a.status, a.method, TIMESTAMPDIFF(SECOND, '1970-01-01', a.valid_from), "
       "TIMESTAMPDIFF(SECOND, '1970-01-01', a.valid_until + INTERVAL 1 DAY), a.call_quota, "
       "a.data_items, cu.code, cu.status, e.resource_code, e.published_body, pu.code, "
-      "IFNULL(ua.calls, 0), e.provider_unit_id "
+      "IFNULL(ua.calls, 0), e.provider_unit_id, e.openapi_ops "
       "FROM authorizations a JOIN catalog_entries e ON e.id = a.entry_id "
       "JOIN units cu ON cu.id = a.consumer_unit_id JOIN units pu ON pu.id = e.provider_unit_id "
       "LEFT JOIN authorization_usage ua ON ua.authorization_id = a.id WHERE a.id = ?",
@@ -333,11 +262,12 @@ static int load_work(gdx_db_conn *c, void *arg) {
   copy_str(t->provider, sizeof(t->provider), gdx_db_get(&r, 0, 10));
   json_t *allowed = json_loads(gdx_db_get(&r, 0, 5), 0, NULL);
   json_t *body = gdx_db_get(&r, 0, 9) ? json_loads(gdx_db_get(&r, 0, 9), 0, NULL) : NULL;
-  gdx_db_result_free(&r);
   json_t *att = json_object_get(body, "attachment");
+  if (t->is_call)
+    load_ops(t, gdx_db_get(&r, 0, 13), json_string_value(json_object_get(att, "openapi")));
+  gdx_db_result_free(&r);
   copy_str(t->node_name, sizeof(t->node_name), str_or(json_object_get(att, "node")));
   copy_str(t->target, sizeof(t->target), str_or(json_object_get(att, "target")));
-  parse_ops(t, json_string_value(json_object_get(att, "openapi")));
   load_items(t, allowed, body);
   json_decref(allowed);
   json_decref(body);

@@ -24,14 +24,10 @@
 #include "buf.h"
 #include "db.h"
 #include "ids.h"
+#include "openapi.h"
 #include "pki.h"
 
 #define AUTHZ_MAX_CREDS 32
-
-typedef struct {
-  char method[8];
-  char path[200];
-} authz_op;
 
 typedef struct authz_waiter authz_waiter;
 
@@ -55,8 +51,8 @@ typedef struct authz_entry {
   char node_addr[301], node_pin[GDX_PKI_PIN_LEN];
   char **deny; /* the entry's data items the authorization leaves out */
   int ndeny;
-  authz_op *ops;     /* the operations of the entry's OpenAPI text */
-  int nops, ops_any; /* ops_any: none declared, every path allowed */
+  gdx_openapi *ops;  /* an API's operations (its OpenAPI text), */
+  char ops_err[200]; /* or, when NULL, why they do not read */
   struct {
     long long id, generation;
     int ok;

@@ -8,8 +8,9 @@
  *      validity, the resource code;
  *   3. by the authorization's method, one of three decisions:
  *      decide_call    (call)    method and path against the operations of
- *                               the entry's OpenAPI text; the answer is cut
- *                               to the granted data items;
+ *                               the entry's OpenAPI text (openapi.h, parsed
+ *                               when the entry was published); the answer is
+ *                               cut to the granted data items;
  *      decide_compare (compare) POST compare: the records are compared at
  *                               the provider's node, each counted;
  *      decide_fetch   (fetch)   a table's schema and snapshot, a folder's
@@ -26,45 +27,6 @@
 
 #include "error.h"
 #include "xcall.h"
-
-/* "/persons/{id}" matches "/persons/42"; a template segment matches one
- * non-empty segment. */
-static int path_matches(const char *tmpl, const char *path) {
-  while (*tmpl && *path) {
-    if (*tmpl == '{') {
-      const char *te = strchr(tmpl, '}');
-      if (te == NULL)
-        return 0;
-      const char *pe = path;
-      while (*pe && *pe != '/')
-        pe++;
-      if (pe == path)
-        return 0;
-      tmpl = te + 1;
-      path = pe;
-      continue;
-    }
-    if (*tmpl != *path)
-      return 0;
-    tmpl++, path++;
-  }
-  return *tmpl == '\0' && *path == '\0';
-}
-
-/* 0: allowed; 404: no such path; 405: path known, method not. */
-static int op_allowed(const authz_entry *e, const char *method, const char *path) {
-  if (e->ops_any)
-    return 0;
-  int known = 0;
-  for (int i = 0; i < e->nops; i++)
-    if (path_matches(e->ops[i].path, path)) {
-      known = 1;
-      if (strcmp(e->ops[i].method, method) == 0 ||
-          (strcmp(method, "HEAD") == 0 && strcmp(e->ops[i].method, "GET") == 0))
-        return 0;
-    }
-  return known ? 405 : 404;
-}
 
 /* What every call must pass, whatever its method: the credential, the
  * unit, the authorization and its validity, the resource. 1: passed. */
@@ -155,9 +117,15 @@ static int within_budget(xcall *k, authz_entry *e) {
 /* An API call: the method and path must be an operation of the entry's
  * OpenAPI text; the answer is filtered to the granted data items. */
 static void decide_call(xcall *k, authz_entry *e) {
+  if (e->ops == NULL)
+    return xcall_refuse(k, 502, "openapi_unreadable", XR_NONE,
+                        "the OpenAPI text of resource %s does not read (%s); its provider must "
+                        "publish it again",
+                        e->code, e->ops_err);
   char path[1024];
   snprintf(path, sizeof(path), "/%s", k->rest);
-  if (!operation_ok(k, e, op_allowed(e, gdx_http_req_method(k->req), path)) || !within_budget(k, e))
+  if (!operation_ok(k, e, gdx_openapi_match(e->ops, gdx_http_req_method(k->req), path, NULL)) ||
+      !within_budget(k, e))
     return;
   e->used++;
   const char *q = gdx_http_req_query(k->req);

@@ -17,6 +17,7 @@
 #include <limits.h>
 
 #include "error.h"
+#include "openapi.h"
 
 typedef struct {
   long long id, provider_unit_id;
@@ -127,6 +128,25 @@ static int index_grams(gdx_db_conn *c, long long entry, const char *name, const 
   return rc;
 }
 
+/* The operations of an API entry's OpenAPI text (attachment.openapi), read
+ * by a real parser: a text that is missing or does not read is refused
+ * (400, with the line and the reason), since the exchange lets through only
+ * the operations it declares. */
+static int openapi_ops(rest_ctx *x, const json_t *att, gdx_openapi **out) {
+  const json_t *t = json_object_get(att, "openapi");
+  if (!json_is_string(t) || json_string_length(t) == 0)
+    return rest_fail(x, 400, "invalid_field",
+                     "attachment.openapi: an API resource carries its OpenAPI text (3.x, JSON "
+                     "or YAML), which says the operations consumers may call");
+  char why[300];
+  int rc = gdx_openapi_parse(json_string_value(t), json_string_length(t), out, why, sizeof(why));
+  if (rc == GDX_ENOMEM)
+    return rc;
+  if (rc)
+    return rest_fail(x, 400, "invalid_field", "attachment.openapi: %s", why);
+  return GDX_OK;
+}
+
 /* Rules that tie fields together (the schema checks each field alone). */
 static int check_entry(rest_ctx *x) {
   json_t *in = x->in, *att = json_object_get(in, "attachment");
@@ -164,6 +184,13 @@ static int check_entry(rest_ctx *x) {
     return rest_fail(x, 400, "invalid_field", "attachment.formats: only for file resources");
   if (json_object_get(att, "openapi") && strcmp(kind, "api") != 0)
     return rest_fail(x, 400, "invalid_field", "attachment.openapi: only for API resources");
+  if (strcmp(kind, "api") == 0) {
+    gdx_openapi *ops = NULL;
+    int rc = openapi_ops(x, att, &ops);
+    gdx_openapi_free(ops);
+    if (rc || x->status)
+      return rc;
+  }
   json_t *items = json_object_get(in, "data_items"), *it;
   size_t i;
   json_array_foreach(items, i, it) {
@@ -183,12 +210,15 @@ static int provider_unit_ok(rest_ctx *x) {
 }
 
 static int work_create(gdx_db_conn *c, rest_ctx *x) {
-  if (provider_unit_ok(x) || x->status || check_entry(x) || x->status)
-    return GDX_OK;
+  int rc = provider_unit_ok(x);
+  if (!rc && !x->status)
+    rc = check_entry(x);
+  if (rc || x->status)
+    return rc;
   const char *cat = json_string_value(json_object_get(x->in, "category"));
   gdx_db_param pc[] = {GDX_DB_P_STR(cat)};
-  int rc = gdx_db_exec(c, "INSERT IGNORE INTO catalog_sequences (category, next) VALUES (?, 1)",
-                       pc, 1, NULL, NULL);
+  rc = gdx_db_exec(c, "INSERT IGNORE INTO catalog_sequences (category, next) VALUES (?, 1)", pc, 1,
+                   NULL, NULL);
   gdx_db_result r;
   if (!rc)
     rc = gdx_db_query(c, "SELECT next FROM catalog_sequences WHERE category = ? FOR UPDATE", pc,
@@ -244,7 +274,9 @@ static int provider_target(gdx_db_conn *c, rest_ctx *x, entry_row *e) {
 static int work_update(gdx_db_conn *c, rest_ctx *x) {
   entry_row e;
   int rc = provider_target(c, x, &e);
-  if (rc || x->status || check_entry(x) || x->status)
+  if (!rc && !x->status)
+    rc = check_entry(x);
+  if (rc || x->status)
     return rc;
   if (strcmp(e.status, "submitted") == 0)
     return rest_fail(x, 409, "under_review", "the entry is being reviewed; wait for the decision");
@@ -323,6 +355,21 @@ static int work_review(gdx_db_conn *c, rest_ctx *x) {
   json_t *body = json_loads(gdx_db_get(&r, 0, 0), 0, NULL);
   char *text = strdup(gdx_db_get(&r, 0, 0));
   gdx_db_result_free(&r);
+  /* an API's operations, stored parsed with the version they belong to */
+  json_t *att = json_object_get(body, "attachment");
+  char *ops_text = NULL;
+  if (strcmp(json_string_value(json_object_get(att, "kind")), "api") == 0) {
+    gdx_openapi *ops = NULL;
+    rc = openapi_ops(x, att, &ops);
+    if (!rc && ops && gdx_openapi_store(ops, &ops_text, NULL) != GDX_OK)
+      rc = GDX_ENOMEM;
+    gdx_openapi_free(ops);
+    if (rc || x->status) {
+      json_decref(body);
+      free(text);
+      return rc;
+    }
+  }
   int version = e.version + 1;
   const char *summary = json_string_value(json_object_get(body, "summary"));
   gdx_db_param p[] = {GDX_DB_P_INT(version),
@@ -333,13 +380,16 @@ static int work_review(gdx_db_conn *c, rest_ctx *x) {
                       GDX_DB_P_STR(json_string_value(json_object_get(body, "resource_type"))),
                       GDX_DB_P_STR(json_string_value(json_object_get(body, "format"))),
                       GDX_DB_P_STR(json_string_value(json_object_get(body, "sharing_type"))),
+                      ops_text ? GDX_DB_P_STR(ops_text) : GDX_DB_P_NULL,
                       GDX_DB_P_INT(e.id)};
   rc = gdx_db_exec(c,
                    "UPDATE catalog_entries SET status = 'published', version = ?, "
                    "published_body = body, review_opinion = ?, name = ?, summary = ?, "
                    "category = ?, resource_type = ?, format = ?, sharing_type = ?, "
-                   "publish_date = UTC_DATE(), updated_at = UTC_TIMESTAMP(6) WHERE id = ?",
-                   p, 9, NULL, NULL);
+                   "publish_date = UTC_DATE(), openapi_ops = ?, updated_at = UTC_TIMESTAMP(6) "
+                   "WHERE id = ?",
+                   p, 10, NULL, NULL);
+  free(ops_text);
   gdx_db_param pv[] = {GDX_DB_P_INT(e.id), GDX_DB_P_INT(version), GDX_DB_P_STR(text),
                        GDX_DB_P_STR(x->who.username)};
   if (!rc)

@@ -71,7 +71,12 @@ static void kinds_and_attachments(void **state) {
       {"structured", "database", "table", "", 201},
       {"structured", "spreadsheet", "file", ",\"formats\":[\"xls\",\"csv\"]", 201},
       {"unstructured", "electronic_file", "file", ",\"formats\":[\"docx\",\"wps\",\"txt\"]", 201},
-      {"service", "service_interface", "api", ",\"openapi\":\"openapi: 3.1.0\"", 201},
+      {"service", "service_interface", "api",
+       ",\"openapi\":\"openapi: 3.1.0\\npaths: {/x: {get: {}}}\"", 201},
+      /* an API says its operations in a text that reads */
+      {"service", "service_interface", "api", "", 400},
+      {"service", "service_interface", "api", ",\"openapi\":\"openapi: 3.1.0\"", 400},
+      {"service", "service_interface", "api", ",\"openapi\":\"paths: {/x: [\"", 400},
       {"service", "service_interface", "table", "", 400},
       {"unstructured", "electronic_file", "table", "", 400},
       {"structured", "database", "api", "", 400},
@@ -89,6 +94,18 @@ static void kinds_and_attachments(void **state) {
                rows[i].status);
     json_decref(j);
   }
+  /* an OpenAPI text that does not read is refused with its line and the reason */
+  json_t *j = NULL;
+  long st = tb_call("POST", "/api/v1/catalog", t_ps,
+                    entry("资源", "kinds", "101001", "service", "service_interface", "api",
+                          ",\"openapi\":\"openapi: 3.0.3\\npaths:\\n  /x:\\n    get: a: b\\n\"",
+                          "unconditional"),
+                    &j);
+  assert_int_equal(st, 400);
+  const char *msg = json_string_value(json_object_get(json_object_get(j, "error"), "message"));
+  if (msg == NULL || strncmp(msg, "attachment.openapi: line 4", 26) != 0)
+    fail_msg("the refusal names no line: %s", msg ? msg : "(none)");
+  json_decref(j);
 }
 
 static void file_formats_are_checked(void **state) {
@@ -232,10 +249,14 @@ static void search_filters_sort_page(void **state) {
   const struct {
     const char *name, *summary, *cat, *type, *format, *kind, *extra, *share;
   } seed[] = {
-      {"人口基础信息", "户籍人口 population base", "201001", "structured", "database", "table", "", "conditional"},
-      {"法人库", "legal persons 法人", "201002", "structured", "database", "table", "", "unconditional"},
-      {"营业执照查询接口", "business licence API", "301001", "service", "service_interface", "api", "", "unconditional"},
-      {"政策文件汇编", "policy documents 100%", "401001", "unstructured", "electronic_file", "file", ",\"formats\":[\"doc\"]", "unconditional"},
+      {"人口基础信息", "户籍人口 population base", "201001", "structured", "database", "table", "",
+       "conditional"},
+      {"法人库", "legal persons 法人", "201002", "structured", "database", "table", "",
+       "unconditional"},
+      {"营业执照查询接口", "business licence API", "301001", "service", "service_interface", "api",
+       ",\"openapi\":\"openapi: 3.0.3\\npaths: {/x: {get: {}}}\"", "unconditional"},
+      {"政策文件汇编", "policy documents 100%", "401001", "unstructured", "electronic_file", "file",
+       ",\"formats\":[\"doc\"]", "unconditional"},
   };
   char code[64];
   for (size_t i = 0; i < 4; i++) {

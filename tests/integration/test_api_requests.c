@@ -45,16 +45,18 @@ static void publish_entry(const char *body, char *code, size_t n, int publish) {
 static const char *entry_body(const char *name, const char *type, const char *format,
                               const char *kind, const char *share, int autoap) {
   static char b[2048];
-  snprintf(b, sizeof(b),
-           "{\"name\":\"%s\",\"summary\":\"s\",\"category\":\"201001\",\"resource_type\":\"%s\","
-           "\"format\":\"%s\",\"data_items\":[{\"name\":\"uscc\",\"type\":\"string\",\"length\":18},"
-           "{\"name\":\"name\",\"type\":\"string\",\"length\":200},"
-           "{\"name\":\"id_number\",\"type\":\"string\",\"length\":18,\"sharing_type\":\"none\"}],"
-           "\"sharing_type\":\"%s\",\"sharing_condition\":\"%s\",\"sharing_method\":\"%s\","
-           "\"open_to_public\":false,\"update_cycle\":\"daily\",\"auto_approve\":%s,"
-           "\"attachment\":{\"kind\":\"%s\",\"node\":\"n1\",\"target\":\"t\"}}",
-           name, type, format, share, strcmp(share, "conditional") == 0 ? "行政审批" : "", kind,
-           autoap ? "true" : "false", kind);
+  snprintf(
+      b, sizeof(b),
+      "{\"name\":\"%s\",\"summary\":\"s\",\"category\":\"201001\",\"resource_type\":\"%s\","
+      "\"format\":\"%s\",\"data_items\":[{\"name\":\"uscc\",\"type\":\"string\",\"length\":18},"
+      "{\"name\":\"name\",\"type\":\"string\",\"length\":200},"
+      "{\"name\":\"id_number\",\"type\":\"string\",\"length\":18,\"sharing_type\":\"none\"}],"
+      "\"sharing_type\":\"%s\",\"sharing_condition\":\"%s\",\"sharing_method\":\"%s\","
+      "\"open_to_public\":false,\"update_cycle\":\"daily\",\"auto_approve\":%s,"
+      "\"attachment\":{\"kind\":\"%s\",\"node\":\"n1\",\"target\":\"t\"%s}}",
+      name, type, format, share, strcmp(share, "conditional") == 0 ? "行政审批" : "", kind,
+      autoap ? "true" : "false", kind,
+      strcmp(kind, "api") == 0 ? ",\"openapi\":\"openapi: 3.0.3\\npaths: {/x: {get: {}}}\"" : "");
   return b;
 }
 

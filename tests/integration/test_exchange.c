@@ -160,6 +160,7 @@ static const char *openapi_text =
     "openapi: 3.0.3\\ninfo:\\n  title: test\\n  version: \\\"1\\\"\\npaths:\\n"
     "  /enterprises:\\n    get:\\n      summary: list\\n"
     "  /enterprises/{uscc}:\\n    get:\\n      summary: one\\n"
+    "      parameters: [{name: uscc, in: path, required: true}]\\n"
     "  /headers:\\n    get:\\n      summary: headers\\n"
     "  /echo:\\n    post:\\n      summary: echo\\n"
     "  /big:\\n    get:\\n      summary: big\\n"
