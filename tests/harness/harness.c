@@ -7,6 +7,9 @@
 #include <netinet/tcp.h>
 #include <openssl/evp.h>
 #include <poll.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -14,6 +17,7 @@
 #include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
+#include <cmocka.h>
 
 #include "error.h"
 
@@ -48,6 +52,37 @@ size_t th_collect(char *p, size_t s, size_t n, void *ud) {
   b->len += s * n;
   b->data[b->len] = '\0';
   return s * n;
+}
+
+th_deadline th_deadline_in(int ms) {
+  uint64_t now = th_now_ms();
+  return (th_deadline){.start = now, .end = now + (uint64_t)(ms > 0 ? ms : 0), .pause_ms = 1};
+}
+
+int th_poll(th_deadline *d) {
+  uint64_t now = th_now_ms();
+  if (now >= d->end)
+    return 0;
+  uint64_t pause = d->pause_ms < d->end - now ? d->pause_ms : d->end - now;
+  /* the harness's one poll interval: every wait in the suite pauses here */
+  usleep((useconds_t)(pause * 1000));
+  if (d->pause_ms < TH_POLL_MAX_MS)
+    d->pause_ms = d->pause_ms * 2 < TH_POLL_MAX_MS ? d->pause_ms * 2 : TH_POLL_MAX_MS;
+  return 1;
+}
+
+void th_wait_failed(const th_deadline *d, int stayed, const char *fmt, ...) {
+  char what[1024];
+  va_list ap;
+  va_start(ap, fmt);
+  vsnprintf(what, sizeof(what), fmt, ap);
+  va_end(ap);
+  unsigned long long ms = (unsigned long long)(th_now_ms() - d->start);
+  if (stayed)
+    fail_msg("%s: broke after %llu ms", what, ms);
+  else
+    fail_msg("waited %llu ms for %s", ms, what);
+  abort(); /* fail_msg does not return */
 }
 
 int th_free_port(void) {
@@ -573,14 +608,20 @@ const char *tdb_socket(void) {
   const char *env = getenv("GDX_TEST_DB_ENV");
   FILE *f = env ? fopen(env, "r") : NULL;
   if (f == NULL) {
-    fprintf(stderr, "GDX_TEST_DB_ENV is not set or unreadable: skipping (run through ctest)\n");
-    exit(77);
+    fprintf(stderr, "harness: GDX_TEST_DB_ENV %s%s: this test needs the fixture's MariaDB; run it "
+                    "through ctest, whose mariadb_start writes that file\n",
+            env ? "names an unreadable file " : "is not set", env ? env : "");
+    exit(1);
   }
   char line[512];
   while (fgets(line, sizeof(line), f))
     if (strncmp(line, "GDX_DB_SOCKET=", 14) == 0)
       snprintf(db_socket, sizeof(db_socket), "%.*s", (int)strcspn(line + 14, "\n"), line + 14);
   fclose(f);
+  if (db_socket[0] == '\0') {
+    fprintf(stderr, "harness: %s has no GDX_DB_SOCKET line: the fixture did not start\n", env);
+    exit(1);
+  }
   return db_socket;
 }
 
