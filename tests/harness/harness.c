@@ -56,18 +56,25 @@ size_t th_collect(char *p, size_t s, size_t n, void *ud) {
 
 th_deadline th_deadline_in(int ms) {
   uint64_t now = th_now_ms();
-  return (th_deadline){.start = now, .end = now + (uint64_t)(ms > 0 ? ms : 0), .pause_ms = 1};
+  return (th_deadline){
+      .start = now, .end = now + (uint64_t)(ms > 0 ? ms : 0), .looked = now, .pause_ms = 1};
 }
 
 int th_poll(th_deadline *d) {
   uint64_t now = th_now_ms();
   if (now >= d->end)
     return 0;
-  uint64_t pause = d->pause_ms < d->end - now ? d->pause_ms : d->end - now;
+  /* at least as long as the last look took: looking never takes more than
+   * half of a wait's time, whatever the condition costs (a query, a digest
+   * of a whole table) */
+  uint64_t pause = d->pause_ms > now - d->looked ? d->pause_ms : now - d->looked;
+  if (pause > d->end - now)
+    pause = d->end - now;
   /* the harness's one poll interval: every wait in the suite pauses here */
   usleep((useconds_t)(pause * 1000));
   if (d->pause_ms < TH_POLL_MAX_MS)
     d->pause_ms = d->pause_ms * 2 < TH_POLL_MAX_MS ? d->pause_ms * 2 : TH_POLL_MAX_MS;
+  d->looked = th_now_ms();
   return 1;
 }
 
@@ -634,17 +641,26 @@ static MYSQL *root_conn(const char *sock, const char *db) {
   return my;
 }
 
+MYSQL *tdb_open(const char *db) { return root_conn(NULL, db); }
+
+int tdb_query(MYSQL *my, const char *sql) {
+  if (mysql_query(my, sql) != 0)
+    return (int)mysql_errno(my);
+  do {
+    MYSQL_RES *res = mysql_store_result(my);
+    if (res)
+      mysql_free_result(res);
+  } while (mysql_next_result(my) == 0);
+  return 0;
+}
+
+unsigned long tdb_conn_id(MYSQL *my) { return mysql_thread_id(my); }
+
+void tdb_close(MYSQL *my) { mysql_close(my); }
+
 int tdb_exec_at(const char *sock, const char *db, const char *sql) {
   MYSQL *my = root_conn(sock, db);
-  int rc = 0;
-  if (mysql_query(my, sql) != 0)
-    rc = (int)mysql_errno(my);
-  else
-    do {
-      MYSQL_RES *res = mysql_store_result(my);
-      if (res)
-        mysql_free_result(res);
-    } while (mysql_next_result(my) == 0);
+  int rc = tdb_query(my, sql);
   mysql_close(my);
   return rc;
 }
@@ -667,6 +683,17 @@ void tdb_scalar_at(const char *sock, const char *db, const char *sql, char *out,
       mysql_free_result(res);
   }
   mysql_close(my);
+}
+
+int tdb_wait_scalar(const char *sock, const char *db, const char *sql, const char *want,
+                    double seconds, char *out, size_t n) {
+  th_deadline d = th_deadline_in((int)(seconds * 1000));
+  do {
+    tdb_scalar_at(sock, db, sql, out, n);
+    if (strcmp(out, want) == 0)
+      return 1;
+  } while (th_poll(&d));
+  return 0;
 }
 
 void tdb_options(gdx_db_options *o, const char *prefix, char *dbname, size_t n) {

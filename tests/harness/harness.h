@@ -74,6 +74,19 @@ const char *tdb_socket(void);
 /* The same on the server at socket sock (NULL: the fixture's). */
 int tdb_exec_at(const char *sock, const char *db, const char *sql);
 void tdb_scalar_at(const char *sock, const char *db, const char *sql, char *out, size_t n);
+/* A connection of the test's own to the fixture's server (as root, on db),
+ * for a transaction held open across other calls: tdb_exec connects anew
+ * each time. tdb_query answers 0 or the MariaDB error number; tdb_conn_id
+ * the connection's id (CONNECTION_ID()). */
+struct st_mysql;
+struct st_mysql *tdb_open(const char *db);
+int tdb_query(struct st_mysql *my, const char *sql);
+unsigned long tdb_conn_id(struct st_mysql *my);
+void tdb_close(struct st_mysql *my);
+/* Polls db (on the server at sock, NULL: the fixture's) with sql until it
+ * answers want (up to seconds): 1, or 0 with the last answer in out. */
+int tdb_wait_scalar(const char *sock, const char *db, const char *sql, const char *want,
+                    double seconds, char *out, size_t n);
 
 /* A growing buffer for libcurl's CURLOPT_WRITEFUNCTION (with WRITEDATA a
  * th_body); NUL-terminated; the caller frees data. */
@@ -93,12 +106,14 @@ int th_free_port(void);
 
 /* Waiting on a condition instead of sleeping a fixed time: the condition is
  * looked at again and again, 1 ms apart at first and at most TH_POLL_MAX_MS
- * apart, until it holds or a deadline passes; then the test fails naming
- * what it waited for. Give generous deadlines (the sanitizer build on a
- * loaded 2-core machine is slow): a condition met early costs nothing. */
+ * apart (or as long apart as one look takes, if that is longer), until it
+ * holds or a deadline passes; then the test fails naming what it waited
+ * for. Give generous deadlines (the sanitizer build on a loaded 2-core
+ * machine is slow): a condition met early costs nothing. */
 #define TH_POLL_MAX_MS 25
 typedef struct {
   uint64_t start, end;
+  uint64_t looked; /* when the last look began */
   unsigned pause_ms;
 } th_deadline;
 th_deadline th_deadline_in(int ms);
