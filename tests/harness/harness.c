@@ -15,6 +15,7 @@
 #include <string.h>
 #include <strings.h>
 #include <sys/socket.h>
+#include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 #include <cmocka.h>
@@ -90,6 +91,16 @@ void th_wait_failed(const th_deadline *d, int stayed, const char *fmt, ...) {
   else
     fail_msg("waited %llu ms for %s", ms, what);
   abort(); /* fail_msg does not return */
+}
+
+int th_run(const char *cmd, char *out, size_t n) {
+  FILE *p = popen(cmd, "r");
+  if (p == NULL)
+    FAIL("cannot run %s", cmd);
+  size_t len = fread(out, 1, n - 1, p);
+  out[len] = '\0';
+  int st = pclose(p);
+  return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
 }
 
 int th_free_port(void) {

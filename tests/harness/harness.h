@@ -103,6 +103,9 @@ static inline char th_pattern(uint64_t i) { return (char)('a' + (i * 7 + i / 655
 uint64_t th_now_ms(void);
 /* A free TCP port on 127.0.0.1 (bound and released). */
 int th_free_port(void);
+/* Runs cmd with sh; its standard output (up to n - 1 bytes) into out,
+ * NUL-terminated; its exit status, or -1 when it did not exit. */
+int th_run(const char *cmd, char *out, size_t n);
 
 /* Waiting on a condition instead of sleeping a fixed time: the condition is
  * looked at again and again, 1 ms apart at first and at most TH_POLL_MAX_MS

@@ -319,6 +319,18 @@ json_t *tn_broker_get_as(const char *state, const char *path, long *status) {
   return tn_curl_get(crt, key, url, status);
 }
 
+int tn_cli(const char *cli_bin, const char *token, const char *env, const char *args, char *out,
+           size_t n) {
+  char dir[300], cmd[2000];
+  snprintf(dir, sizeof(dir), "%s/cli", B->dir);
+  snprintf(cmd, sizeof(cmd), "mkdir -p %s/gdx && printf '{\"broker\":\"http://127.0.0.1:%d\","
+           "\"token\":\"%s\"}' > %s/gdx/session.json", dir, B->port, token, dir);
+  assert_int_equal(system(cmd), 0);
+  snprintf(cmd, sizeof(cmd), "cd %s && XDG_CONFIG_HOME=%s %s %s %s 2>>%s/cli.err", B->dir, dir,
+           env, cli_bin, args, B->dir);
+  return th_run(cmd, out, n);
+}
+
 char *tn_dump(json_t *j) { return json_dumps(j, JSON_COMPACT | JSON_ENCODE_ANY); }
 
 double tn_metric(int admin_port, const char *prefix) {

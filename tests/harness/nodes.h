@@ -75,6 +75,14 @@ void tn_publish_table(const char *prov_admin, const char *node, const char *targ
 void tn_publish_api(const char *prov_admin, const char *node, const char *target,
                     const char *items_json, const char *openapi_json, char *code, size_t n);
 
+/* Runs the gdx command cli_bin with the session of token on the broker
+ * (its own configuration folder), more environment in env ("" or
+ * "NAME=value ...") and args, from the broker's folder; its standard output
+ * into out (n bytes), its standard error appended to <folder>/cli.err. The
+ * exit status. */
+int tn_cli(const char *cli_bin, const char *token, const char *env, const char *args, char *out,
+           size_t n);
+
 /* GET with a client certificate: the JSON answer or NULL, and the status. */
 json_t *tn_curl_get(const char *crt, const char *key, const char *url, long *status);
 /* GET from a node as the broker (its certificate). */

@@ -278,10 +278,7 @@ static void test_deliver_documents(void **state) {
   /* only the three files and the node's own .gdx folder */
   char cmd[600], out[4096] = "";
   snprintf(cmd, sizeof(cmd), "cd %s && find . -path ./.gdx -prune -o -type f -print | sort", cdir);
-  FILE *p = popen(cmd, "r");
-  size_t n = fread(out, 1, sizeof(out) - 1, p);
-  out[n] = '\0';
-  pclose(p);
+  th_run(cmd, out, sizeof(out));
   assert_string_equal(out, "./报表/2026/企业名单.csv\n./报表/2026/企业名录.docx\n"
                            "./报表/2026/统计表.xls\n");
   char url[200];
@@ -371,10 +368,7 @@ static void test_versions_kept(void **state) {
   }
   char cmd[800], out[2048] = "";
   snprintf(cmd, sizeof(cmd), "cat '%s'/* | sort | tr '\\n' ' '", vdir);
-  FILE *p = popen(cmd, "r");
-  size_t n = fread(out, 1, sizeof(out) - 1, p);
-  out[n] = '\0';
-  pclose(p);
+  th_run(cmd, out, sizeof(out));
   assert_string_equal(out, "2,版本2 3,版本3 编号,名称 编号,名称 ");
 }
 
@@ -481,19 +475,7 @@ static void test_modified_while_sent(void **state) {
 }
 
 static int cli(const char *token, const char *env, const char *args, char *out, size_t n) {
-  char dir[300], cmd[2000];
-  snprintf(dir, sizeof(dir), "%s/cli", B.dir);
-  snprintf(cmd, sizeof(cmd), "mkdir -p %s/gdx && printf '{\"broker\":\"http://127.0.0.1:%d\","
-           "\"token\":\"%s\"}' > %s/gdx/session.json", dir, B.port, token, dir);
-  assert_int_equal(system(cmd), 0);
-  snprintf(cmd, sizeof(cmd), "cd %s && XDG_CONFIG_HOME=%s %s %s %s 2>>%s/cli.err", B.dir, dir,
-           env, GDX_CLI_BIN, args, B.dir);
-  FILE *p = popen(cmd, "r");
-  assert_non_null(p);
-  size_t len = fread(out, 1, n - 1, p);
-  out[len] = '\0';
-  int st = pclose(p);
-  return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+  return tn_cli(GDX_CLI_BIN, token, env, args, out, n);
 }
 
 /* Fetch (获取) with the CLI under a fetch authorization: the listing as a
@@ -555,10 +537,7 @@ static void test_fetch_cli(void **state) {
 static int count_files(const char *dir) {
   char cmd[600], out[32] = "";
   snprintf(cmd, sizeof(cmd), "ls %s 2>/dev/null | wc -l", dir);
-  FILE *p = popen(cmd, "r");
-  if (fgets(out, sizeof(out), p) == NULL)
-    out[0] = '\0';
-  pclose(p);
+  th_run(cmd, out, sizeof(out));
   return atoi(out);
 }
 

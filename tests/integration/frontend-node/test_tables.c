@@ -643,22 +643,8 @@ static void test_compare(void **state) {
   tb_expect(409, "POST", "/api/v1/credentials", P.cons_admin, sql);
 }
 
-/* Runs the gdx CLI with the session of `token` (HOME under the test's
- * directory); its standard output into out, the exit status back. */
 static int cli(const char *token, const char *env, const char *args, char *out, size_t n) {
-  char dir[300], cmd[2000];
-  snprintf(dir, sizeof(dir), "%s/cli", B.dir);
-  snprintf(cmd, sizeof(cmd), "mkdir -p %s/gdx && printf '{\"broker\":\"http://127.0.0.1:%d\","
-           "\"token\":\"%s\"}' > %s/gdx/session.json", dir, B.port, token, dir);
-  assert_int_equal(system(cmd), 0);
-  snprintf(cmd, sizeof(cmd), "XDG_CONFIG_HOME=%s %s %s %s 2>>%s/cli.err", dir, env, GDX_CLI_BIN,
-           args, B.dir);
-  FILE *p = popen(cmd, "r");
-  assert_non_null(p);
-  size_t len = fread(out, 1, n - 1, p);
-  out[len] = '\0';
-  int st = pclose(p);
-  return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+  return tn_cli(GDX_CLI_BIN, token, env, args, out, n);
 }
 
 /* The CLI of table exchange: subscriptions, the daily report as a table
