@@ -160,8 +160,10 @@ static int tb_end(tb_broker *b) {
 }
 
 void tb_kill9(tb_broker *b) {
-  kill(b->pid, SIGKILL);
-  waitpid(b->pid, NULL, 0);
+  if (b->pid > 0) {
+    kill(b->pid, SIGKILL);
+    waitpid(b->pid, NULL, 0);
+  }
   b->pid = 0;
 }
 

@@ -121,7 +121,7 @@ typedef struct {
 } th_deadline;
 th_deadline th_deadline_in(int ms);
 /* Pauses before the next look; 0, without pausing, once the deadline has
- * passed. For waits that answer instead of failing (see tn_wait_scalar). */
+ * passed. For waits that answer instead of failing (see tdb_wait_scalar). */
 int th_poll(th_deadline *d);
 /* Fails the test: "waited N ms for <what>", or with stayed (a TH_STAYS
  * condition broke) "<what>: broke after N ms". */
