@@ -124,6 +124,17 @@ void tb_make_user(const char *creator, const char *user, const char *role, const
   snprintf(token, n, "%s", t);
 }
 
+/* 1 once the broker answers HTTP on its port; fails the test if it exited. */
+static int broker_answers(tb_broker *b) {
+  int st;
+  if (waitpid(b->pid, &st, WNOHANG) == b->pid) {
+    b->pid = 0;
+    fail_msg("the broker exited (status %d) before it answered on port %d; see %s",
+             WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st), b->port, b->logpath);
+  }
+  return tc_hello(b->port) != -1;
+}
+
 static int tb_spawn(tb_broker *b, const char *broker_bin, int append) {
   b->pid = fork();
   if (b->pid == 0) {
@@ -133,15 +144,31 @@ static int tb_spawn(tb_broker *b, const char *broker_bin, int append) {
     execl(broker_bin, "gdx-broker", "--config", b->conf, (char *)NULL);
     _exit(127);
   }
-  for (int i = 0; i < 200 && tc_hello(b->port) == -1; i++)
-    usleep(50000);
-  return tc_hello(b->port) == -1 ? -1 : 0;
+  TH_WAIT_UNTIL(broker_answers(b), 60000, "the broker to answer on port %d", b->port);
+  return 0;
+}
+
+/* SIGTERM and wait, unless tb_kill9 has already ended it: its exit status. */
+static int tb_end(tb_broker *b) {
+  int st = 0;
+  if (b->pid > 0) {
+    kill(b->pid, SIGTERM);
+    waitpid(b->pid, &st, 0);
+  }
+  b->pid = 0;
+  return WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
+}
+
+void tb_kill9(tb_broker *b) {
+  if (b->pid > 0) {
+    kill(b->pid, SIGKILL);
+    waitpid(b->pid, NULL, 0);
+  }
+  b->pid = 0;
 }
 
 int tb_restart(tb_broker *b, const char *broker_bin) {
-  kill(b->pid, SIGTERM);
-  int st;
-  waitpid(b->pid, &st, 0);
+  tb_end(b);
   port = b->port;
   return tb_spawn(b, broker_bin, 1);
 }
@@ -177,7 +204,8 @@ int tb_start_ex(tb_broker *b, const char *prefix, const char *broker_bin, const 
            broker_bin, b->conf, TB_OPS_UNIT, b->dir);
   if (system(cmd) != 0)
     return -1;
-  tb_spawn(b, broker_bin, 0);
+  if (tb_spawn(b, broker_bin, 0) != 0)
+    return -1;
   curl_global_init(CURL_GLOBAL_DEFAULT);
   char t[80];
   tb_login("ops.admin", "Init-2026-pw!", t, sizeof(t));
@@ -187,9 +215,7 @@ int tb_start_ex(tb_broker *b, const char *prefix, const char *broker_bin, const 
 }
 
 int tb_stop(tb_broker *b) {
-  kill(b->pid, SIGTERM);
-  int st;
-  waitpid(b->pid, &st, 0);
+  int status = tb_end(b);
   char sql[256];
   snprintf(sql, sizeof(sql), "DROP DATABASE %s", b->dbname);
   tdb_exec(NULL, sql);
@@ -197,5 +223,5 @@ int tb_stop(tb_broker *b) {
   snprintf(sql, sizeof(sql), "rm -rf %s", b->dir);
   if (getenv("GDX_TEST_KEEP") == NULL && system(sql) != 0)
     return -1;
-  return WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
+  return status;
 }

@@ -24,8 +24,11 @@ int tb_start(tb_broker *b, const char *prefix, const char *broker_bin, char *ops
  * `nodes` group the node listener is off. */
 int tb_start_ex(tb_broker *b, const char *prefix, const char *broker_bin, const char *extra,
                 char *ops_token, size_t n);
-/* SIGTERM, wait, start again with the same configuration and database. */
+/* SIGTERM, wait (unless tb_kill9 ended it), start again with the same
+ * configuration and database; returns once it answers. */
 int tb_restart(tb_broker *b, const char *broker_bin);
+/* kill -9 and reap: a crash, for the fault tests. */
+void tb_kill9(tb_broker *b);
 /* SIGTERM, wait, drop the database; returns the broker's exit status. */
 int tb_stop(tb_broker *b);
 

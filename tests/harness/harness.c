@@ -7,13 +7,18 @@
 #include <netinet/tcp.h>
 #include <openssl/evp.h>
 #include <poll.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
 #include <sys/socket.h>
+#include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
+#include <cmocka.h>
 
 #include "error.h"
 
@@ -48,6 +53,54 @@ size_t th_collect(char *p, size_t s, size_t n, void *ud) {
   b->len += s * n;
   b->data[b->len] = '\0';
   return s * n;
+}
+
+th_deadline th_deadline_in(int ms) {
+  uint64_t now = th_now_ms();
+  return (th_deadline){
+      .start = now, .end = now + (uint64_t)(ms > 0 ? ms : 0), .looked = now, .pause_ms = 1};
+}
+
+int th_poll(th_deadline *d) {
+  uint64_t now = th_now_ms();
+  if (now >= d->end)
+    return 0;
+  /* at least as long as the last look took: looking never takes more than
+   * half of a wait's time, whatever the condition costs (a query, a digest
+   * of a whole table) */
+  uint64_t pause = d->pause_ms > now - d->looked ? d->pause_ms : now - d->looked;
+  if (pause > d->end - now)
+    pause = d->end - now;
+  /* the harness's one poll interval: every wait in the suite pauses here */
+  usleep((useconds_t)(pause * 1000));
+  if (d->pause_ms < TH_POLL_MAX_MS)
+    d->pause_ms = d->pause_ms * 2 < TH_POLL_MAX_MS ? d->pause_ms * 2 : TH_POLL_MAX_MS;
+  d->looked = th_now_ms();
+  return 1;
+}
+
+void th_wait_failed(const th_deadline *d, int stayed, const char *fmt, ...) {
+  char what[1024];
+  va_list ap;
+  va_start(ap, fmt);
+  vsnprintf(what, sizeof(what), fmt, ap);
+  va_end(ap);
+  unsigned long long ms = (unsigned long long)(th_now_ms() - d->start);
+  if (stayed)
+    fail_msg("%s: broke after %llu ms", what, ms);
+  else
+    fail_msg("waited %llu ms for %s", ms, what);
+  abort(); /* fail_msg does not return */
+}
+
+int th_run(const char *cmd, char *out, size_t n) {
+  FILE *p = popen(cmd, "r");
+  if (p == NULL)
+    FAIL("cannot run %s", cmd);
+  size_t len = fread(out, 1, n - 1, p);
+  out[len] = '\0';
+  int st = pclose(p);
+  return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
 }
 
 int th_free_port(void) {
@@ -573,14 +626,20 @@ const char *tdb_socket(void) {
   const char *env = getenv("GDX_TEST_DB_ENV");
   FILE *f = env ? fopen(env, "r") : NULL;
   if (f == NULL) {
-    fprintf(stderr, "GDX_TEST_DB_ENV is not set or unreadable: skipping (run through ctest)\n");
-    exit(77);
+    fprintf(stderr, "harness: GDX_TEST_DB_ENV %s%s: this test needs the fixture's MariaDB; run it "
+                    "through ctest, whose mariadb_start writes that file\n",
+            env ? "names an unreadable file " : "is not set", env ? env : "");
+    exit(1);
   }
   char line[512];
   while (fgets(line, sizeof(line), f))
     if (strncmp(line, "GDX_DB_SOCKET=", 14) == 0)
       snprintf(db_socket, sizeof(db_socket), "%.*s", (int)strcspn(line + 14, "\n"), line + 14);
   fclose(f);
+  if (db_socket[0] == '\0') {
+    fprintf(stderr, "harness: %s has no GDX_DB_SOCKET line: the fixture did not start\n", env);
+    exit(1);
+  }
   return db_socket;
 }
 
@@ -593,17 +652,26 @@ static MYSQL *root_conn(const char *sock, const char *db) {
   return my;
 }
 
+MYSQL *tdb_open(const char *db) { return root_conn(NULL, db); }
+
+int tdb_query(MYSQL *my, const char *sql) {
+  if (mysql_query(my, sql) != 0)
+    return (int)mysql_errno(my);
+  do {
+    MYSQL_RES *res = mysql_store_result(my);
+    if (res)
+      mysql_free_result(res);
+  } while (mysql_next_result(my) == 0);
+  return 0;
+}
+
+unsigned long tdb_conn_id(MYSQL *my) { return mysql_thread_id(my); }
+
+void tdb_close(MYSQL *my) { mysql_close(my); }
+
 int tdb_exec_at(const char *sock, const char *db, const char *sql) {
   MYSQL *my = root_conn(sock, db);
-  int rc = 0;
-  if (mysql_query(my, sql) != 0)
-    rc = (int)mysql_errno(my);
-  else
-    do {
-      MYSQL_RES *res = mysql_store_result(my);
-      if (res)
-        mysql_free_result(res);
-    } while (mysql_next_result(my) == 0);
+  int rc = tdb_query(my, sql);
   mysql_close(my);
   return rc;
 }
@@ -626,6 +694,17 @@ void tdb_scalar_at(const char *sock, const char *db, const char *sql, char *out,
       mysql_free_result(res);
   }
   mysql_close(my);
+}
+
+int tdb_wait_scalar(const char *sock, const char *db, const char *sql, const char *want,
+                    double seconds, char *out, size_t n) {
+  th_deadline d = th_deadline_in((int)(seconds * 1000));
+  do {
+    tdb_scalar_at(sock, db, sql, out, n);
+    if (strcmp(out, want) == 0)
+      return 1;
+  } while (th_poll(&d));
+  return 0;
 }
 
 void tdb_options(gdx_db_options *o, const char *prefix, char *dbname, size_t n) {

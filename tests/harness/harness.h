@@ -61,8 +61,9 @@ int tc_wait_closed(int fd, int timeout_ms);
 /* One GET /hello on a fresh connection: the status. */
 int tc_hello(int port);
 
-/* The fixture's MariaDB (GDX_TEST_DB_ENV names its env file). Skips the
- * test (exit 77) when unset. Creates a fresh database named prefix_<pid>. */
+/* The fixture's MariaDB (GDX_TEST_DB_ENV names its env file). Without it
+ * the test fails (exit 1, saying so): a broken fixture must not pass as a
+ * skip. Creates a fresh database named prefix_<pid>. */
 void tdb_options(gdx_db_options *o, const char *prefix, char *dbname, size_t n);
 /* Runs SQL as root on the fixture server (blocking); returns 0 or the
  * MariaDB error number. */
@@ -73,6 +74,19 @@ const char *tdb_socket(void);
 /* The same on the server at socket sock (NULL: the fixture's). */
 int tdb_exec_at(const char *sock, const char *db, const char *sql);
 void tdb_scalar_at(const char *sock, const char *db, const char *sql, char *out, size_t n);
+/* A connection of the test's own to the fixture's server (as root, on db),
+ * for a transaction held open across other calls: tdb_exec connects anew
+ * each time. tdb_query answers 0 or the MariaDB error number; tdb_conn_id
+ * the connection's id (CONNECTION_ID()). */
+struct st_mysql;
+struct st_mysql *tdb_open(const char *db);
+int tdb_query(struct st_mysql *my, const char *sql);
+unsigned long tdb_conn_id(struct st_mysql *my);
+void tdb_close(struct st_mysql *my);
+/* Polls db (on the server at sock, NULL: the fixture's) with sql until it
+ * answers want (up to seconds): 1, or 0 with the last answer in out. */
+int tdb_wait_scalar(const char *sock, const char *db, const char *sql, const char *want,
+                    double seconds, char *out, size_t n);
 
 /* A growing buffer for libcurl's CURLOPT_WRITEFUNCTION (with WRITEDATA a
  * th_body); NUL-terminated; the caller frees data. */
@@ -89,5 +103,53 @@ static inline char th_pattern(uint64_t i) { return (char)('a' + (i * 7 + i / 655
 uint64_t th_now_ms(void);
 /* A free TCP port on 127.0.0.1 (bound and released). */
 int th_free_port(void);
+/* Runs cmd with sh; its standard output (up to n - 1 bytes) into out,
+ * NUL-terminated; its exit status, or -1 when it did not exit. */
+int th_run(const char *cmd, char *out, size_t n);
+
+/* Waiting on a condition instead of sleeping a fixed time: the condition is
+ * looked at again and again, 1 ms apart at first and at most TH_POLL_MAX_MS
+ * apart (or as long apart as one look takes, if that is longer), until it
+ * holds or a deadline passes; then the test fails naming what it waited
+ * for. Give generous deadlines (the sanitizer build on a loaded 2-core
+ * machine is slow): a condition met early costs nothing. */
+#define TH_POLL_MAX_MS 25
+typedef struct {
+  uint64_t start, end;
+  uint64_t looked; /* when the last look began */
+  unsigned pause_ms;
+} th_deadline;
+th_deadline th_deadline_in(int ms);
+/* Pauses before the next look; 0, without pausing, once the deadline has
+ * passed. For waits that answer instead of failing (see tdb_wait_scalar). */
+int th_poll(th_deadline *d);
+/* Fails the test: "waited N ms for <what>", or with stayed (a TH_STAYS
+ * condition broke) "<what>: broke after N ms". */
+void th_wait_failed(const th_deadline *d, int stayed, const char *what_fmt, ...)
+    __attribute__((format(printf, 3, 4), noreturn));
+
+/* Waits until cond (an expression, evaluated again at each look) holds, for
+ * up to deadline_ms; then fails with the message (a printf format and its
+ * arguments, evaluated after the last look, so they can show what was seen):
+ *   TH_WAIT_UNTIL(tc_hello(port) == 200, 30000, "the server on port %d", port); */
+#define TH_WAIT_UNTIL(cond, deadline_ms, ...)                                                  \
+  do {                                                                                         \
+    th_deadline th_d_ = th_deadline_in(deadline_ms);                                           \
+    while (!(cond))                                                                            \
+      if (!th_poll(&th_d_))                                                                    \
+        th_wait_failed(&th_d_, 0, __VA_ARGS__);                                                \
+  } while (0)
+
+/* A "nothing happens" check: cond must hold at every look for the whole of
+ * ms (a bounded observation, not a wait for something); fails as soon as it
+ * does not, with the message. */
+#define TH_STAYS(cond, ms, ...)                                                                \
+  do {                                                                                         \
+    th_deadline th_d_ = th_deadline_in(ms);                                                    \
+    do                                                                                         \
+      if (!(cond))                                                                             \
+        th_wait_failed(&th_d_, 1, __VA_ARGS__);                                                \
+    while (th_poll(&th_d_));                                                                   \
+  } while (0)
 
 #endif

@@ -25,14 +25,33 @@ static pid_t children[128];
 static int nchildren;
 char tn_extra_conf[2048];
 
-void tn_init(tb_broker *b, int port, const char *nb, const char *o, const char *r,
-             const char *p) {
+static void make_units(tn_people *p) {
+  tb_create_unit(p->ops, MGMT, "市大数据管理局", "management");
+  tb_create_unit(p->ops, PROV, "市市场监督管理局", "provider,consumer");
+  tb_create_unit(p->ops, CONS, "市公安局", "consumer");
+  tb_create_unit(p->ops, CONS2, "市税务局", "consumer");
+  tb_make_user(p->ops, "rev", "mgmt_reviewer", MGMT, p->reviewer, sizeof(p->reviewer));
+  tb_make_user(p->ops, "prov.admin", "unit_admin", PROV, p->prov_admin, sizeof(p->prov_admin));
+  tb_make_user(p->ops, "cons.admin", "unit_admin", CONS, p->cons_admin, sizeof(p->cons_admin));
+  tb_make_user(p->ops, "cons2.admin", "unit_admin", CONS2, p->cons2_admin,
+               sizeof(p->cons2_admin));
+}
+
+int tn_start_exchange(tb_broker *b, tn_people *p, const char *prefix, const char *broker_bin,
+                      const char *nb, const char *extra) {
   B = b;
   node_bin = nb;
-  nodes_port = port;
-  ops = o;
-  reviewer = r;
-  prov_admin = p;
+  nodes_port = th_free_port();
+  ops = p->ops;
+  reviewer = p->reviewer;
+  prov_admin = p->prov_admin;
+  char conf[2048];
+  snprintf(conf, sizeof(conf), "nodes = { port = %d; offline_after_s = 3; };\n%s", nodes_port,
+           extra);
+  if (tb_start_ex(b, prefix, broker_bin, conf, p->ops, sizeof(p->ops)) != 0)
+    return -1;
+  make_units(p);
+  return nodes_port;
 }
 
 pid_t tn_spawn(const char *log, char *const argv[]) {
@@ -57,13 +76,35 @@ void tn_stop(pid_t pid) {
   waitpid(pid, &st, 0);
 }
 
-void tn_reap_all(void) {
-  for (int i = 0; i < nchildren; i++) /* still ours and not reaped: left by a failure */
-    if (waitpid(children[i], NULL, WNOHANG) == 0) {
+void tn_kill9(pid_t pid) {
+  if (pid <= 0)
+    return;
+  kill(pid, SIGKILL);
+  waitpid(pid, NULL, 0);
+}
+
+/* 1 when child i has ended (reaped now or before). */
+static int child_ended(int i) { return waitpid(children[i], NULL, WNOHANG) != 0; }
+
+void tn_stop_all(void) {
+  for (int i = 0; i < nchildren; i++) /* still ours and not reaped: left running */
+    if (!child_ended(i))
+      kill(children[i], SIGTERM);
+  th_deadline d = th_deadline_in(30000);
+  for (int i = 0; i < nchildren; i++)
+    while (!child_ended(i) && th_poll(&d))
+      ;
+  for (int i = 0; i < nchildren; i++)
+    if (!child_ended(i)) {
       kill(children[i], SIGKILL);
       waitpid(children[i], NULL, 0);
     }
   nchildren = 0;
+}
+
+int tn_stop_exchange(tb_broker *b) {
+  tn_stop_all();
+  return tb_stop(b);
 }
 
 json_t *tn_node_state(long long row) {
@@ -74,19 +115,28 @@ json_t *tn_node_state(long long row) {
   return j;
 }
 
+/* 1 when node row is in state want; the state it is in into now. */
+static int node_in_state(long long row, const char *want, char *now, size_t n) {
+  json_t *j = tn_node_state(row);
+  snprintf(now, n, "%s", json_string_value(json_object_get(j, "state")));
+  json_decref(j);
+  return strcmp(now, want) == 0;
+}
+
 void tn_wait_state(long long row, const char *state) {
-  for (int i = 0; i < 200; i++) {
-    json_t *j = tn_node_state(row);
-    int ok = strcmp(json_string_value(json_object_get(j, "state")), state) == 0;
-    json_decref(j);
-    if (ok)
-      return;
-    usleep(50000);
-  }
-  fail_msg("node %lld did not become %s", row, state);
+  char now[32] = "";
+  TH_WAIT_UNTIL(node_in_state(row, state, now, sizeof(now)), 30000,
+                "node %lld to become %s (it is %s)", row, state, now);
 }
 
 void tn_node_log(const char *id, char *out) { snprintf(out, 256, "%s/%s.log", B->dir, id); }
+
+pid_t tn_restart_node(const char *conf, const char *id) {
+  char log[256];
+  tn_node_log(id, log);
+  char *const argv[] = {(char *)node_bin, "--config", (char *)conf, NULL};
+  return tn_spawn(log, argv);
+}
 
 pid_t tn_start_node(const char *admin, const char *unit, const char *id, const char *resources,
                     char *conf, char *state, long long *row) {
@@ -127,31 +177,31 @@ pid_t tn_start_node(const char *admin, const char *unit, const char *id, const c
   return pid;
 }
 
-static const char *resource_health(json_t *node, const char *name, const char **detail) {
-  json_t *res = json_object_get(node, "resources");
-  for (size_t i = 0; i < json_array_size(res); i++) {
-    json_t *r = json_array_get(res, i);
-    if (strcmp(json_string_value(json_object_get(r, "name")), name) == 0) {
-      *detail = json_string_value(json_object_get(r, "detail"));
-      return json_string_value(json_object_get(r, "health"));
-    }
+/* 1 when the node reports resource name with health want and a detail
+ * containing in_detail; what it reports into health (32 bytes) and detail
+ * (n bytes). */
+static int resource_in_health(long long row, const char *name, const char *want,
+                              const char *in_detail, char health[32], char *detail, size_t n) {
+  json_t *j = tn_node_state(row), *res = json_object_get(j, "resources"), *r;
+  size_t i;
+  snprintf(health, 32, "absent");
+  detail[0] = '\0';
+  json_array_foreach(res, i, r) {
+    if (strcmp(json_string_value(json_object_get(r, "name")), name) != 0)
+      continue;
+    const char *d = json_string_value(json_object_get(r, "detail"));
+    snprintf(health, 32, "%s", json_string_value(json_object_get(r, "health")));
+    snprintf(detail, n, "%s", d ? d : "");
   }
-  return "absent";
+  json_decref(j);
+  return strcmp(health, want) == 0 && strstr(detail, in_detail) != NULL;
 }
 
 void tn_wait_health(long long row, const char *name, const char *want, const char *in_detail) {
-  for (int i = 0; i < 100; i++) {
-    json_t *j = tn_node_state(row);
-    const char *detail = "";
-    const char *h = resource_health(j, name, &detail);
-    int ok = strcmp(h, want) == 0 && strstr(detail ? detail : "", in_detail) != NULL;
-    if (!ok && i == 99)
-      fail_msg("resource %s: %s (%s), wanted %s with \"%s\"", name, h, detail, want, in_detail);
-    json_decref(j);
-    if (ok)
-      return;
-    usleep(100000);
-  }
+  char health[32], detail[512];
+  TH_WAIT_UNTIL(resource_in_health(row, name, want, in_detail, health, detail, sizeof(detail)),
+                30000, "resource %s to be %s with \"%s\" (it is %s: %s)", name, want,
+                in_detail, health, detail);
 }
 
 long long tn_authorize(const char *consumer, const char *code, const char *items,
@@ -191,16 +241,9 @@ long long tn_authorize(const char *consumer, const char *code, const char *items
   return id;
 }
 
-void tn_publish_table(const char *admin, const char *node, const char *target,
-                      const char *items_json, char *code, size_t n) {
-  char body[4096];
-  snprintf(body, sizeof(body),
-           "{\"name\":\"表 %s\",\"summary\":\"测试\",\"category\":\"101002\","
-           "\"resource_type\":\"structured\",\"format\":\"database\",\"data_items\":[%s],"
-           "\"sharing_type\":\"conditional\",\"sharing_condition\":\"仅用于审批\","
-           "\"sharing_method\":\"table\",\"open_to_public\":false,\"update_cycle\":\"realtime\","
-           "\"attachment\":{\"kind\":\"table\",\"node\":\"%s\",\"target\":\"%s\"}}",
-           target, items_json, node, target);
+/* Creates the catalog entry described by body (JSON), submits it and has
+ * the reviewer publish it; its code into code. */
+static void publish(const char *admin, const char *body, char *code, size_t n) {
   json_t *j = NULL;
   long st = tb_call("POST", "/api/v1/catalog", admin, body, &j);
   if (st != 201)
@@ -212,6 +255,33 @@ void tn_publish_table(const char *admin, const char *node, const char *target,
   tb_expect(200, "POST", path, admin, NULL);
   snprintf(path, sizeof(path), "/api/v1/catalog/%s/review", code);
   tb_expect(200, "POST", path, reviewer, "{\"decision\":\"publish\",\"opinion\":\"同意\"}");
+}
+
+void tn_publish_table(const char *admin, const char *node, const char *target,
+                      const char *items_json, char *code, size_t n) {
+  char body[4096];
+  snprintf(body, sizeof(body),
+           "{\"name\":\"表 %s\",\"summary\":\"测试\",\"category\":\"101002\","
+           "\"resource_type\":\"structured\",\"format\":\"database\",\"data_items\":[%s],"
+           "\"sharing_type\":\"conditional\",\"sharing_condition\":\"仅用于审批\","
+           "\"sharing_method\":\"table\",\"open_to_public\":false,\"update_cycle\":\"realtime\","
+           "\"attachment\":{\"kind\":\"table\",\"node\":\"%s\",\"target\":\"%s\"}}",
+           target, items_json, node, target);
+  publish(admin, body, code, n);
+}
+
+void tn_publish_api(const char *admin, const char *node, const char *target,
+                    const char *items_json, const char *openapi_json, char *code, size_t n) {
+  char body[8192];
+  snprintf(body, sizeof(body),
+           "{\"name\":\"企业信息接口 %s\",\"summary\":\"测试\",\"category\":\"101002\","
+           "\"resource_type\":\"service\",\"format\":\"service_interface\",\"data_items\":[%s],"
+           "\"sharing_type\":\"conditional\",\"sharing_condition\":\"仅用于审批\","
+           "\"sharing_method\":\"api\",\"open_to_public\":false,\"update_cycle\":\"realtime\","
+           "\"attachment\":{\"kind\":\"api\",\"node\":\"%s\",\"target\":\"%s\","
+           "\"openapi\":\"%s\"}}",
+           target, items_json, node, target, openapi_json);
+  publish(admin, body, code, n);
 }
 
 json_t *tn_curl_get(const char *crt, const char *key, const char *url, long *status) {
@@ -249,6 +319,18 @@ json_t *tn_broker_get_as(const char *state, const char *path, long *status) {
   return tn_curl_get(crt, key, url, status);
 }
 
+int tn_cli(const char *cli_bin, const char *token, const char *env, const char *args, char *out,
+           size_t n) {
+  char dir[300], cmd[2000];
+  snprintf(dir, sizeof(dir), "%s/cli", B->dir);
+  snprintf(cmd, sizeof(cmd), "mkdir -p %s/gdx && printf '{\"broker\":\"http://127.0.0.1:%d\","
+           "\"token\":\"%s\"}' > %s/gdx/session.json", dir, B->port, token, dir);
+  assert_int_equal(system(cmd), 0);
+  snprintf(cmd, sizeof(cmd), "cd %s && XDG_CONFIG_HOME=%s %s %s %s 2>>%s/cli.err", B->dir, dir,
+           env, cli_bin, args, B->dir);
+  return th_run(cmd, out, n);
+}
+
 char *tn_dump(json_t *j) { return json_dumps(j, JSON_COMPACT | JSON_ENCODE_ANY); }
 
 double tn_metric(int admin_port, const char *prefix) {
@@ -275,19 +357,6 @@ double tn_metric(int admin_port, const char *prefix) {
   return v;
 }
 
-int tn_wait_scalar(const char *sock, const char *db, const char *sql, const char *want,
-                   double seconds, char *out, size_t n) {
-  uint64_t end = th_now_ms() + (uint64_t)(seconds * 1000);
-  do {
-    out[0] = '\0';
-    tdb_scalar_at(sock, db, sql, out, n);
-    if (strcmp(out, want) == 0)
-      return 1;
-    usleep(100000);
-  } while (th_now_ms() < end);
-  return 0;
-}
-
 void tn_credential(const char *admin, long long auth, char *client, char *secret) {
   char body[64];
   snprintf(body, sizeof(body), "{\"authorization_id\":%lld}", auth);
@@ -312,13 +381,3 @@ void tn_token(const char *client, const char *secret, char *out, size_t n) {
   json_decref(j);
 }
 
-void tn_make_units(const char *ops_token, char *rev, char *prov, char *cons, char *cons2) {
-  tb_create_unit(ops_token, MGMT, "市大数据管理局", "management");
-  tb_create_unit(ops_token, PROV, "市市场监督管理局", "provider,consumer");
-  tb_create_unit(ops_token, CONS, "市公安局", "consumer");
-  tb_create_unit(ops_token, CONS2, "市税务局", "consumer");
-  tb_make_user(ops_token, "rev", "mgmt_reviewer", MGMT, rev, 80);
-  tb_make_user(ops_token, "prov.admin", "unit_admin", PROV, prov, 80);
-  tb_make_user(ops_token, "cons.admin", "unit_admin", CONS, cons, 80);
-  tb_make_user(ops_token, "cons2.admin", "unit_admin", CONS2, cons2, 80);
-}

@@ -35,7 +35,7 @@
 #include "nodes.h"
 
 static tb_broker B;
-static char ops[80], reviewer[80], prov_admin[80], cons_admin[80], cons2_admin[80];
+static tn_people P;
 static int nodes_port, prov_admin_port, cons_admin_port;
 static pid_t prov_pid, cons_pid;
 static char prov_conf[256], prov_state[256], cons_conf[256], cons_state[256];
@@ -64,14 +64,8 @@ static int file_sha256(const char *path, char out[65]) {
 static void wait_same(const char *path, const char *ref, double seconds) {
   char want[65], got[65] = "";
   assert_int_equal(file_sha256(ref, want), 0);
-  uint64_t end = th_now_ms() + (uint64_t)(seconds * 1000);
-  while (th_now_ms() < end) {
-    if (file_sha256(path, got) == 0 && strcmp(got, want) == 0)
-      return;
-    usleep(50000);
-  }
-  fail_msg("%s did not become a copy of %s in %.0f s (sha256 %s, want %s)", path, ref, seconds,
-           got, want);
+  TH_WAIT_UNTIL(file_sha256(path, got) == 0 && strcmp(got, want) == 0, (int)(seconds * 1000),
+                "%s to become a copy of %s (sha256 %s, want %s)", path, ref, got, want);
 }
 
 static json_t *api_get(const char *token, const char *path) {
@@ -88,7 +82,7 @@ static json_t *ledger_for(const char *path) {
   int n = snprintf(url, sizeof(url), "/api/v1/subscriptions/%lld/files?path=", auth_sub);
   for (const unsigned char *p = (const unsigned char *)path; *p && n < 1990; p++)
     n += snprintf(url + n, sizeof(url) - (size_t)n, "%%%02X", *p);
-  json_t *j = api_get(cons_admin, url), *out = json_array();
+  json_t *j = api_get(P.cons_admin, url), *out = json_array();
   size_t i;
   json_t *e;
   json_array_foreach(json_object_get(j, "items"), i, e)
@@ -98,28 +92,37 @@ static json_t *ledger_for(const char *path) {
   return out;
 }
 
+/* The newest ledger entry for path if its status is status, else NULL. */
+static json_t *ledger_entry(const char *path, const char *status) {
+  json_t *l = ledger_for(path);
+  json_t *e = json_array_get(l, 0);
+  if (e && strcmp(json_string_value(json_object_get(e, "status")), status) == 0)
+    json_incref(e);
+  else
+    e = NULL;
+  json_decref(l);
+  return e;
+}
+
+static size_t ledger_entries(const char *path) {
+  json_t *l = ledger_for(path);
+  size_t n = json_array_size(l);
+  json_decref(l);
+  return n;
+}
+
 static json_t *wait_ledger(const char *path, const char *status, double seconds) {
-  uint64_t end = th_now_ms() + (uint64_t)(seconds * 1000);
-  while (th_now_ms() < end) {
-    json_t *l = ledger_for(path);
-    json_t *e = json_array_get(l, 0);
-    if (e && strcmp(json_string_value(json_object_get(e, "status")), status) == 0) {
-      json_incref(e);
-      json_decref(l);
-      return e;
-    }
-    json_decref(l);
-    usleep(100000);
-  }
-  fail_msg("no %s ledger entry for %s in %.0f s", status, path, seconds);
-  return NULL;
+  json_t *e = NULL;
+  TH_WAIT_UNTIL((e = ledger_entry(path, status)) != NULL, (int)(seconds * 1000),
+                "a %s ledger entry for %s", status, path);
+  return e;
 }
 
 /* Audit records with action, and their count for unit (NULL: any). */
 static int audit_count(const char *action, const char *unit, const char *in_object) {
   char url[200];
   snprintf(url, sizeof(url), "/api/v1/audit?action=%s&limit=1000", action);
-  json_t *j = api_get(ops, url);
+  json_t *j = api_get(P.ops, url);
   int n = 0;
   size_t i;
   json_t *e;
@@ -150,14 +153,9 @@ static int alarm_count(const char *token, const char *kind, const char *in_messa
 
 static void wait_audit(const char *action, const char *unit, const char *in_object,
                        double seconds) {
-  uint64_t end = th_now_ms() + (uint64_t)(seconds * 1000);
-  while (th_now_ms() < end) {
-    if (audit_count(action, unit, in_object) > 0)
-      return;
-    usleep(200000);
-  }
-  fail_msg("no audit record %s for unit %s about %s", action, unit ? unit : "any",
-           in_object ? in_object : "-");
+  TH_WAIT_UNTIL(audit_count(action, unit, in_object) > 0, (int)(seconds * 1000),
+                "an audit record %s for unit %s about %s", action, unit ? unit : "any",
+                in_object ? in_object : "-");
 }
 
 /* A sample of the consumer node's /metrics for the subscription. */
@@ -165,13 +163,6 @@ static double cmetric(const char *name) {
   char m[200];
   snprintf(m, sizeof(m), "%s{authorization=\"%lld\"}", name, auth_sub);
   return tn_metric(cons_admin_port, m);
-}
-
-static pid_t restart_node(const char *conf, const char *id) {
-  char log[256];
-  tn_node_log(id, log);
-  char *const argv[] = {GDX_NODE_BIN, "--config", (char *)conf, NULL};
-  return tn_spawn(log, argv);
 }
 
 static void eicar(char *out) {
@@ -183,18 +174,13 @@ static void eicar(char *out) {
 
 static int setup(void **state) {
   (void)state;
-  nodes_port = th_free_port();
   prov_admin_port = th_free_port();
   cons_admin_port = th_free_port();
-  char extra[512];
-  snprintf(extra, sizeof(extra),
-           "nodes = { port = %d; offline_after_s = 3; };\n"
-           "proxy = { cache_poll_ms = 100; records_flush_ms = 100; head_timeout_ms = 15000; };\n",
-           nodes_port);
-  tn_init(&B, nodes_port, GDX_NODE_BIN, ops, reviewer, prov_admin);
-  if (tb_start_ex(&B, "files", GDX_BROKER_BIN, extra, ops, sizeof(ops)) != 0)
+  nodes_port = tn_start_exchange(&B, &P, "files", GDX_BROKER_BIN, GDX_NODE_BIN,
+                                 "proxy = { cache_poll_ms = 100; records_flush_ms = 100; "
+                                 "head_timeout_ms = 15000; };\n");
+  if (nodes_port < 0)
     return -1;
-  tn_make_units(ops, reviewer, prov_admin, cons_admin, cons2_admin);
   snprintf(pdir, sizeof(pdir), "%s/provider-share", B.dir);
   snprintf(cdir, sizeof(cdir), "%s/consumer-in", B.dir);
   snprintf(sigs, sizeof(sigs), "%s/signatures", B.dir);
@@ -218,7 +204,7 @@ static int setup(void **state) {
   snprintf(res, sizeof(res),
            "{ name = \"docs\"; kind = \"file\"; folder = \"%s\"; stable_ms = 300; rescan_s = 2; "
            "chunk_mib = 1; max_mibps = 48; }", pdir); /* paced: kills land mid-transfer */
-  prov_pid = tn_start_node(prov_admin, PROV, "prov-fnode", res, prov_conf, prov_state, &prov_row);
+  prov_pid = tn_start_node(P.prov_admin, PROV, "prov-fnode", res, prov_conf, prov_state, &prov_row);
   tn_wait_health(prov_row, "docs", "up", "files ready");
   char body[2048];
   snprintf(body, sizeof(body),
@@ -230,7 +216,7 @@ static int setup(void **state) {
            "\"prov-fnode\",\"target\":\"docs\",\"formats\":[\"docx\",\"xls\",\"csv\",\"txt\","
            "\"doc\"]}}");
   json_t *j = NULL;
-  long st = tb_call("POST", "/api/v1/catalog", prov_admin, body, &j);
+  long st = tb_call("POST", "/api/v1/catalog", P.prov_admin, body, &j);
   if (st != 201)
     fail_msg("catalog create -> %ld %s", st, tb_err_code(j));
   snprintf(code_docs, sizeof(code_docs), "%s",
@@ -238,27 +224,24 @@ static int setup(void **state) {
   json_decref(j);
   char path[128];
   snprintf(path, sizeof(path), "/api/v1/catalog/%s/submit", code_docs);
-  tb_expect(200, "POST", path, prov_admin, NULL);
+  tb_expect(200, "POST", path, P.prov_admin, NULL);
   snprintf(path, sizeof(path), "/api/v1/catalog/%s/review", code_docs);
-  tb_expect(200, "POST", path, reviewer, "{\"decision\":\"publish\",\"opinion\":\"同意\"}");
-  auth_sub = tn_authorize(cons_admin, code_docs, "\"file\"", "subscribe", NULL, NULL);
-  auth_fetch = tn_authorize(cons2_admin, code_docs, "\"file\"", "fetch", NULL, NULL);
+  tb_expect(200, "POST", path, P.reviewer, "{\"decision\":\"publish\",\"opinion\":\"同意\"}");
+  auth_sub = tn_authorize(P.cons_admin, code_docs, "\"file\"", "subscribe", NULL, NULL);
+  auth_fetch = tn_authorize(P.cons2_admin, code_docs, "\"file\"", "fetch", NULL, NULL);
   snprintf(tn_extra_conf, sizeof(tn_extra_conf),
            "admin = { port = %d; };\nscan = { signatures = \"%s\"; };\n"
            "subscriptions = ( { authorization = %lld; folder = \"%s\"; versions = 2; "
            "wait_ms = 5000; } );",
            cons_admin_port, sigs, auth_sub, cdir);
-  cons_pid = tn_start_node(cons_admin, CONS, "cons-fnode", "", cons_conf, cons_state, &cons_row);
+  cons_pid = tn_start_node(P.cons_admin, CONS, "cons-fnode", "", cons_conf, cons_state, &cons_row);
   tn_extra_conf[0] = '\0';
   return 0;
 }
 
 static int teardown(void **state) {
   (void)state;
-  tn_stop(prov_pid);
-  tn_stop(cons_pid);
-  tn_reap_all();
-  return tb_stop(&B) == 0 ? 0 : -1;
+  return tn_stop_exchange(&B) == 0 ? 0 : -1;
 }
 
 /* ------------------------------------------------------------------ */
@@ -295,15 +278,12 @@ static void test_deliver_documents(void **state) {
   /* only the three files and the node's own .gdx folder */
   char cmd[600], out[4096] = "";
   snprintf(cmd, sizeof(cmd), "cd %s && find . -path ./.gdx -prune -o -type f -print | sort", cdir);
-  FILE *p = popen(cmd, "r");
-  size_t n = fread(out, 1, sizeof(out) - 1, p);
-  out[n] = '\0';
-  pclose(p);
+  th_run(cmd, out, sizeof(out));
   assert_string_equal(out, "./报表/2026/企业名单.csv\n./报表/2026/企业名录.docx\n"
                            "./报表/2026/统计表.xls\n");
   char url[200];
   snprintf(url, sizeof(url), "/api/v1/subscriptions/%lld/report", auth_sub);
-  json_t *r = api_get(prov_admin, url);
+  json_t *r = api_get(P.prov_admin, url);
   assert_string_equal(json_string_value(json_object_get(r, "verdict")), "consistent");
   json_t *files = json_object_get(json_object_get(r, "ledger"), "files");
   assert_true(json_integer_value(json_object_get(files, "delivered")) >= 3);
@@ -320,8 +300,8 @@ static void test_disguised_file_refused(void **state) {
   (void)state;
   sh("cp /bin/true '%s/申报材料.doc'", pdir);
   wait_audit("file.refused", PROV, "申报材料.doc", 30);
-  assert_true(alarm_count(prov_admin, "file_refused", "申报材料.doc") >= 1);
-  assert_int_equal(alarm_count(cons_admin, "file_refused", NULL), 0); /* not the consumer's */
+  assert_true(alarm_count(P.prov_admin, "file_refused", "申报材料.doc") >= 1);
+  assert_int_equal(alarm_count(P.cons_admin, "file_refused", NULL), 0); /* not the consumer's */
   sh("cp '" FIXTURES "/说明.txt' '%s/说明.txt'", pdir);
   char got[400];
   snprintf(got, sizeof(got), "%s/说明.txt", cdir);
@@ -357,8 +337,8 @@ static void test_eicar_quarantined(void **state) {
   assert_int_equal(st.st_mode & 0777, 0600);
   snprintf(path, sizeof(path), "%s/病毒测试.txt", cdir);
   assert_int_not_equal(access(path, F_OK), 0);
-  assert_true(alarm_count(cons_admin, "file_quarantined", "病毒测试.txt") >= 1);
-  assert_true(alarm_count(prov_admin, "file_quarantined", "病毒测试.txt") >= 1);
+  assert_true(alarm_count(P.cons_admin, "file_quarantined", "病毒测试.txt") >= 1);
+  assert_true(alarm_count(P.prov_admin, "file_quarantined", "病毒测试.txt") >= 1);
   assert_true(audit_count("file.quarantined", CONS, "病毒测试.txt") >= 1);
   assert_true(audit_count("file.quarantined", PROV, "病毒测试.txt") >= 1);
   /* a later file still flows, and the infected one is not taken again */
@@ -382,22 +362,30 @@ static void test_versions_kept(void **state) {
     sh("printf '编号,名称\\n%d,版本%d\\n' > %s/.n.tmp && mv %s/.n.tmp '%s'", v, v, pdir, pdir, src);
     wait_same(dst, src, 30);
     size_t entries = 0; /* the ledger entry follows the file (after its SM3) */
-    for (int i = 0; i < 300 && entries != (size_t)v; i++) {
-      json_t *l = ledger_for("名单.csv");
-      entries = json_array_size(l);
-      json_decref(l);
-      if (entries != (size_t)v)
-        usleep(100000);
-    }
+    TH_WAIT_UNTIL((entries = ledger_entries("名单.csv")) == (size_t)v, 30000,
+                  "%d ledger entries for 名单.csv (%zu)", v, entries);
     assert_int_equal(entries, (size_t)v);
   }
   char cmd[800], out[2048] = "";
   snprintf(cmd, sizeof(cmd), "cat '%s'/* | sort | tr '\\n' ' '", vdir);
-  FILE *p = popen(cmd, "r");
-  size_t n = fread(out, 1, sizeof(out) - 1, p);
-  out[n] = '\0';
-  pclose(p);
+  th_run(cmd, out, sizeof(out));
   assert_string_equal(out, "2,版本2 3,版本3 编号,名称 编号,名称 ");
+}
+
+/* Waits until the consumer's transfer of the current file has reached
+ * bytes; where it is into at. */
+static void wait_transfer(double bytes, double *at) {
+  TH_WAIT_UNTIL((*at = cmetric("gdx_node_file_transfer_bytes")) >= bytes, 60000,
+                "the transfer to reach %.0f bytes (at %.0f)", bytes, *at);
+}
+
+/* Waits until the consumer's transfer has failed on the outage just made:
+ * a failed transfer more than the `before` it had. */
+static void wait_transfer_failed(double before, const char *outage) {
+  double now = before;
+  assert_true(before >= 0);
+  TH_WAIT_UNTIL((now = cmetric("gdx_node_files_failed_total")) > before, 60000,
+                "the transfer to fail on the outage (%s): %.0f failed, as before", outage, now);
 }
 
 /* Kill -9 of the consumer's node, then the provider's node, then the
@@ -413,35 +401,28 @@ static void test_kill_during_transfer(void **state) {
   snprintf(dst, sizeof(dst), "%s/大数据.csv", cdir);
   struct stat st;
   assert_int_equal(stat(src, &st), 0);
-  const char *metric = "gdx_node_file_transfer_bytes";
   /* 1. the consumer's node */
   double at = -1;
-  uint64_t end = th_now_ms() + 60000;
-  while (th_now_ms() < end && (at = cmetric(metric)) < 8 << 20)
-    usleep(2000);
+  wait_transfer(8 << 20, &at);
   assert_true(at >= 8 << 20);
-  kill(cons_pid, SIGKILL);
-  waitpid(cons_pid, NULL, 0);
-  cons_pid = restart_node(cons_conf, "cons-fnode");
-  /* 2. the provider's node, once the transfer moved on */
-  end = th_now_ms() + 60000;
+  tn_kill9(cons_pid);
+  cons_pid = tn_restart_node(cons_conf, "cons-fnode");
+  /* 2. the provider's node, once the transfer moved on; started again once
+   * the consumer has met it gone */
   double at2 = -1;
-  while (th_now_ms() < end && (at2 = cmetric(metric)) < at + (16 << 20))
-    usleep(2000);
+  wait_transfer(at + (16 << 20), &at2);
   assert_true(at2 >= at + (16 << 20));
-  kill(prov_pid, SIGKILL);
-  waitpid(prov_pid, NULL, 0);
-  usleep(300000);
-  prov_pid = restart_node(prov_conf, "prov-fnode");
-  /* 3. the broker */
-  end = th_now_ms() + 60000;
+  double failed = cmetric("gdx_node_files_failed_total");
+  tn_kill9(prov_pid);
+  wait_transfer_failed(failed, "the provider's node killed");
+  prov_pid = tn_restart_node(prov_conf, "prov-fnode");
+  /* 3. the broker, likewise */
   double at3 = -1;
-  while (th_now_ms() < end && (at3 = cmetric(metric)) < at2 + (16 << 20))
-    usleep(2000);
+  wait_transfer(at2 + (16 << 20), &at3);
   assert_true(at3 >= at2 + (16 << 20));
-  kill(B.pid, SIGKILL);
-  waitpid(B.pid, NULL, 0);
-  usleep(300000);
+  failed = cmetric("gdx_node_files_failed_total");
+  tb_kill9(&B);
+  wait_transfer_failed(failed, "the broker killed");
   assert_int_equal(tb_restart(&B, GDX_BROKER_BIN), 0);
   wait_same(dst, src, 180);
   json_t *e = wait_ledger("大数据.csv", "delivered", 60);
@@ -467,11 +448,8 @@ static void test_modified_while_sent(void **state) {
   snprintf(src, sizeof(src), "%s/变更.csv", pdir);
   snprintf(dst, sizeof(dst), "%s/变更.csv", cdir);
   snprintf(newf, sizeof(newf), "%s/.new.tmp", B.dir);
-  const char *metric = "gdx_node_file_transfer_bytes";
-  uint64_t end = th_now_ms() + 60000;
   double at = -1;
-  while (th_now_ms() < end && (at = cmetric(metric)) < 4 << 20)
-    usleep(2000);
+  wait_transfer(4 << 20, &at);
   assert_true(at >= 4 << 20);
   /* in place, same inode: a writer that does not rename */
   sh("dd if=%s of='%s' bs=4M conv=notrunc status=none", newf, src);
@@ -497,19 +475,7 @@ static void test_modified_while_sent(void **state) {
 }
 
 static int cli(const char *token, const char *env, const char *args, char *out, size_t n) {
-  char dir[300], cmd[2000];
-  snprintf(dir, sizeof(dir), "%s/cli", B.dir);
-  snprintf(cmd, sizeof(cmd), "mkdir -p %s/gdx && printf '{\"broker\":\"http://127.0.0.1:%d\","
-           "\"token\":\"%s\"}' > %s/gdx/session.json", dir, B.port, token, dir);
-  assert_int_equal(system(cmd), 0);
-  snprintf(cmd, sizeof(cmd), "cd %s && XDG_CONFIG_HOME=%s %s %s %s 2>>%s/cli.err", B.dir, dir,
-           env, GDX_CLI_BIN, args, B.dir);
-  FILE *p = popen(cmd, "r");
-  assert_non_null(p);
-  size_t len = fread(out, 1, n - 1, p);
-  out[len] = '\0';
-  int st = pclose(p);
-  return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+  return tn_cli(GDX_CLI_BIN, token, env, args, out, n);
 }
 
 /* Fetch (获取) with the CLI under a fetch authorization: the listing as a
@@ -520,15 +486,15 @@ static void test_fetch_cli(void **state) {
   (void)state;
   static char out[1 << 16];
   char client[40], secret[64], env[200], args[1200];
-  tn_credential(cons2_admin, auth_fetch, client, secret);
+  tn_credential(P.cons2_admin, auth_fetch, client, secret);
   snprintf(env, sizeof(env), "GDX_CLIENT_SECRET=%s", secret);
   snprintf(args, sizeof(args), "fetch --client-id %s %s --list", client, code_docs);
-  assert_int_equal(cli(cons2_admin, env, args, out, sizeof(out)), 0);
+  assert_int_equal(cli(P.cons2_admin, env, args, out, sizeof(out)), 0);
   assert_non_null(strstr(out, "报表/2026/企业名录.docx"));
   assert_non_null(strstr(out, "PATH"));
   assert_null(strstr(out, "申报材料.doc")); /* refused at the provider */
   snprintf(args, sizeof(args), "--json fetch --client-id %s %s --list", client, code_docs);
-  assert_int_equal(cli(cons2_admin, env, args, out, sizeof(out)), 0);
+  assert_int_equal(cli(P.cons2_admin, env, args, out, sizeof(out)), 0);
   json_t *j = json_loads(out, 0, NULL);
   assert_true(json_array_size(json_object_get(j, "items")) >= 5);
   json_decref(j);
@@ -537,7 +503,7 @@ static void test_fetch_cli(void **state) {
   snprintf(dst, sizeof(dst), "%s/统计表-下载.xls", B.dir);
   snprintf(args, sizeof(args), "fetch --client-id %s %s --file 报表/2026/统计表.xls -o '%s'",
            client, code_docs, dst);
-  assert_int_equal(cli(cons2_admin, env, args, out, sizeof(out)), 0);
+  assert_int_equal(cli(P.cons2_admin, env, args, out, sizeof(out)), 0);
   char a[65], b[65];
   assert_int_equal(file_sha256(dst, a), 0);
   assert_int_equal(file_sha256(FIXTURES "/统计表.xls", b), 0);
@@ -549,7 +515,7 @@ static void test_fetch_cli(void **state) {
   sh("head -c 3M '%s' > '%s.part' && head -c 500000 /dev/zero >> '%s.part'", src, dst, dst);
   snprintf(args, sizeof(args), "fetch --client-id %s %s --file 变更.csv -o '%s'", client,
            code_docs, dst);
-  assert_int_equal(cli(cons2_admin, env, args, out, sizeof(out)), 0);
+  assert_int_equal(cli(P.cons2_admin, env, args, out, sizeof(out)), 0);
   assert_int_equal(file_sha256(dst, a), 0);
   assert_int_equal(file_sha256(src, b), 0);
   assert_string_equal(a, b);
@@ -564,7 +530,15 @@ static void test_fetch_cli(void **state) {
   assert_true(resumed);
   /* not in the folder: exit status 6 (not found) */
   snprintf(args, sizeof(args), "fetch --client-id %s %s --file 没有.csv", client, code_docs);
-  assert_int_equal(cli(cons2_admin, env, args, out, sizeof(out)), 6);
+  assert_int_equal(cli(P.cons2_admin, env, args, out, sizeof(out)), 6);
+}
+
+/* The number of entries in folder dir (0 while there is none). */
+static int count_files(const char *dir) {
+  char cmd[600], out[32] = "";
+  snprintf(cmd, sizeof(cmd), "ls %s 2>/dev/null | wc -l", dir);
+  th_run(cmd, out, sizeof(out));
+  return atoi(out);
 }
 
 /* Many small files at once: the listing comes in pages of 1000 and every
@@ -574,22 +548,11 @@ static void test_many_files(void **state) {
   sh("mkdir -p %s/.many && cd %s/.many && for i in $(seq 1 1500); do "
      "printf '编号,值\\n%%d,%%d\\n' $i $((i * 7)) > 表$i.csv; done && mv %s/.many %s/批量",
      B.dir, B.dir, B.dir, pdir);
-  uint64_t t0 = th_now_ms(), end = t0 + 180000;
-  char last[400];
-  snprintf(last, sizeof(last), "%s/批量/表1500.csv", cdir);
+  uint64_t t0 = th_now_ms();
+  char last[400], dir[400];
+  snprintf(dir, sizeof(dir), "%s/批量", cdir);
   int n = 0;
-  while (th_now_ms() < end) {
-    char cmd[600], out[32] = "";
-    snprintf(cmd, sizeof(cmd), "ls %s/批量 2>/dev/null | wc -l", cdir);
-    FILE *p = popen(cmd, "r");
-    if (fgets(out, sizeof(out), p) == NULL)
-      out[0] = '\0';
-    pclose(p);
-    n = atoi(out);
-    if (n == 1500)
-      break;
-    usleep(200000);
-  }
+  TH_WAIT_UNTIL((n = count_files(dir)) == 1500, 180000, "1500 files in %s (%d)", dir, n);
   assert_int_equal(n, 1500);
   printf("1500 small files delivered in %.1f s\n", (double)(th_now_ms() - t0) / 1000);
   char ref[400];
@@ -600,6 +563,18 @@ static void test_many_files(void **state) {
   json_decref(e);
   e = wait_ledger("批量/表1.csv", "delivered", 60);
   json_decref(e);
+}
+
+/* 1 when the node's log says a folder subscription has fetched all. */
+static int logged_fetched(const char *log) {
+  FILE *f = fopen(log, "r");
+  char line[600];
+  int done = 0;
+  while (f && fgets(line, sizeof(line), f))
+    done |= strstr(line, "fsync  subscription") && strstr(line, ": fetched");
+  if (f)
+    fclose(f);
+  return done;
 }
 
 /* Fetch (获取) into a folder by a node: a folder subscription with once =
@@ -615,7 +590,7 @@ static void test_fetch_once_into_folder(void **state) {
            "scan = { signatures = \"%s\"; };\n"
            "subscriptions = ( { authorization = %lld; folder = \"%s\"; once = true; } );", sigs,
            auth_fetch, dir);
-  pid_t pid = tn_start_node(cons2_admin, CONS2, "cons2-fnode", "", conf, st, &row);
+  pid_t pid = tn_start_node(P.cons2_admin, CONS2, "cons2-fnode", "", conf, st, &row);
   tn_extra_conf[0] = '\0';
   char got[600], ref[600], log[256];
   snprintf(got, sizeof(got), "%s/报表/2026/企业名录.docx", dir);
@@ -625,16 +600,8 @@ static void test_fetch_once_into_folder(void **state) {
   wait_same(got, ref, 120);
   tn_node_log("cons2-fnode", log);
   int done = 0;
-  for (int i = 0; i < 3000 && !done; i++) { /* up to 300 s: 1,500 small files too */
-    FILE *f = fopen(log, "r");
-    char line[600];
-    while (f && fgets(line, sizeof(line), f))
-      done |= strstr(line, "fsync  subscription") && strstr(line, ": fetched");
-    if (f)
-      fclose(f);
-    if (!done)
-      usleep(100000);
-  }
+  TH_WAIT_UNTIL((done = logged_fetched(log)) != 0, 300000, /* 1,500 small files too */
+                "the fetch's end in %s", log);
   assert_true(done);
   snprintf(got, sizeof(got), "%s/申报材料.doc", dir);
   assert_int_not_equal(access(got, F_OK), 0);

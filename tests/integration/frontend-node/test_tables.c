@@ -30,7 +30,7 @@
 
 
 static tb_broker B;
-static char ops[80], reviewer[80], prov_admin[80], cons_admin[80], cons2_admin[80];
+static tn_people P;
 static int nodes_port, prov_admin_port, cons_admin_port;
 static char fdir[300], fsock[200]; /* the front-end MariaDB */
 static pid_t prov_pid, cons_pid;
@@ -71,18 +71,19 @@ static void digest(const char *db, const char *table, const char *cols, char *ou
   fscalar(db, s2, out, n);
 }
 
+/* 1 when the consumer's copy dst has the provider's rows of src; their
+ * digests into a and b (100 bytes each). */
+static int same_rows(const char *src, const char *dst, const char *cols, char *a, char *b) {
+  digest(PF, src, cols, a, 100);
+  digest(CF, dst, cols, b, 100);
+  return strcmp(a, b) == 0 && a[0];
+}
+
 /* Waits until the consumer's copy has the provider's rows. */
 static void wait_same(const char *src, const char *dst, const char *cols, double seconds) {
-  char a[100], b[100];
-  uint64_t end = th_now_ms() + (uint64_t)(seconds * 1000);
-  do {
-    digest(PF, src, cols, a, sizeof(a));
-    digest(CF, dst, cols, b, sizeof(b));
-    if (strcmp(a, b) == 0 && a[0])
-      return;
-    usleep(200000);
-  } while (th_now_ms() < end);
-  fail_msg("%s (%s) and %s (%s) differ after %.0f s", src, a, dst, b, seconds);
+  char a[100] = "", b[100] = "";
+  TH_WAIT_UNTIL(same_rows(src, dst, cols, a, b), (int)(seconds * 1000),
+                "%s (%s) and %s (%s) to hold the same rows", src, a, dst, b);
 }
 
 static json_t *api_get(const char *token, const char *path) {
@@ -103,7 +104,7 @@ static json_t *reconcile(long long auth, const char *token) {
   tb_expect(202, "POST", path, token, NULL);
   char want[32];
   snprintf(want, sizeof(want), "%d", atoi(before) + 1);
-  if (!tn_wait_scalar(NULL, B.dbname, sql, want, 60, cell, sizeof(cell)))
+  if (!tdb_wait_scalar(NULL, B.dbname, sql, want, 60, cell, sizeof(cell)))
     fail_msg("no reconciliation run of %lld within 60 s", auth);
   snprintf(path, sizeof(path), "/api/v1/reconciliations?authorization=%lld", auth);
   json_t *j = api_get(token, path);
@@ -114,13 +115,6 @@ static json_t *reconcile(long long auth, const char *token) {
 
 static long long jint(json_t *o, const char *k) {
   return (long long)json_integer_value(json_object_get(o, k));
-}
-
-static pid_t restart_node(const char *conf, const char *id) {
-  char log[256];
-  tn_node_log(id, log);
-  char *const argv[] = {GDX_NODE_BIN, "--config", (char *)conf, NULL};
-  return tn_spawn(log, argv);
 }
 
 /* Starts node `id` of the second consumer unit with one subscription:
@@ -134,7 +128,7 @@ static pid_t start_cons2(const char *id, long long auth, const char *table, cons
            fsock, auth, table, more);
   char conf[256];
   long long row;
-  pid_t pid = tn_start_node(cons2_admin, CONS2, id, "", conf, st, &row);
+  pid_t pid = tn_start_node(P.cons2_admin, CONS2, id, "", conf, st, &row);
   tn_extra_conf[0] = '\0';
   return pid;
 }
@@ -143,18 +137,13 @@ static pid_t start_cons2(const char *id, long long auth, const char *table, cons
 
 static int setup(void **state) {
   (void)state;
-  nodes_port = th_free_port();
   prov_admin_port = th_free_port();
   cons_admin_port = th_free_port();
-  char extra[512];
-  snprintf(extra, sizeof(extra),
-           "nodes = { port = %d; offline_after_s = 3; };\n"
-           "proxy = { cache_poll_ms = 100; records_flush_ms = 100; head_timeout_ms = 15000; };\n",
-           nodes_port);
-  tn_init(&B, nodes_port, GDX_NODE_BIN, ops, reviewer, prov_admin);
-  if (tb_start_ex(&B, "tables", GDX_BROKER_BIN, extra, ops, sizeof(ops)) != 0)
+  nodes_port = tn_start_exchange(&B, &P, "tables", GDX_BROKER_BIN, GDX_NODE_BIN,
+                                 "proxy = { cache_poll_ms = 100; records_flush_ms = 100; "
+                                 "head_timeout_ms = 15000; };\n");
+  if (nodes_port < 0)
     return -1;
-  tn_make_units(ops, reviewer, prov_admin, cons_admin, cons2_admin);
 
   /* the units' front-end databases, on a server of their own */
   snprintf(fdir, sizeof(fdir), "%s/frontdb", B.dir);
@@ -194,7 +183,7 @@ static int setup(void **state) {
            "frontdb = { socket = \"%s\"; user = \"root\"; name = \"" PF "\"; pool_size = 4; };\n"
            "admin = { port = %d; };",
            fsock, prov_admin_port);
-  prov_pid = tn_start_node(prov_admin, PROV, "prov-tnode",
+  prov_pid = tn_start_node(P.prov_admin, PROV, "prov-tnode",
                            "{ name = \"ledger\"; kind = \"table\"; table = \"ledger_src\"; "
                            "items = [\"id\", \"name\", \"amount\", \"note\", \"day\"]; },"
                            "{ name = \"fault\"; kind = \"table\"; table = \"fault_src\"; },"
@@ -203,46 +192,44 @@ static int setup(void **state) {
                            prov_conf, prov_state, &prov_row);
   tn_wait_health(prov_row, "ledger", "up", "key (id)");
   tn_wait_health(prov_row, "fault", "up", "key (id)");
-  tn_publish_table(prov_admin, "prov-tnode", "ledger",
+  tn_publish_table(P.prov_admin, "prov-tnode", "ledger",
                    "{\"name\":\"id\",\"type\":\"integer\",\"sharing_type\":\"unconditional\"},"
                    "{\"name\":\"name\",\"type\":\"string\",\"sharing_type\":\"unconditional\"},"
                    "{\"name\":\"amount\",\"type\":\"decimal\",\"sharing_type\":\"conditional\"},"
                    "{\"name\":\"note\",\"type\":\"string\",\"sharing_type\":\"conditional\"},"
                    "{\"name\":\"day\",\"type\":\"date\",\"sharing_type\":\"conditional\"}",
                    code_ledger, sizeof(code_ledger));
-  tn_publish_table(prov_admin, "prov-tnode", "fault",
+  tn_publish_table(P.prov_admin, "prov-tnode", "fault",
                    "{\"name\":\"id\",\"type\":\"integer\",\"sharing_type\":\"unconditional\"},"
                    "{\"name\":\"v\",\"type\":\"integer\",\"sharing_type\":\"unconditional\"},"
                    "{\"name\":\"payload\",\"type\":\"string\",\"sharing_type\":\"unconditional\"}",
                    code_fault, sizeof(code_fault));
   tn_wait_health(prov_row, "stamped", "up", "key (id)");
-  tn_publish_table(prov_admin, "prov-tnode", "stamped",
+  tn_publish_table(P.prov_admin, "prov-tnode", "stamped",
                    "{\"name\":\"id\",\"type\":\"integer\",\"sharing_type\":\"unconditional\"},"
                    "{\"name\":\"name\",\"type\":\"string\",\"sharing_type\":\"unconditional\"},"
                    "{\"name\":\"updated_at\",\"type\":\"datetime\",\"sharing_type\":"
                    "\"unconditional\"}",
                    code_stamped, sizeof(code_stamped));
-  auth_ledger = tn_authorize(cons_admin, code_ledger,
+  auth_ledger = tn_authorize(P.cons_admin, code_ledger,
                              "\"id\",\"name\",\"amount\",\"note\",\"day\"", "subscribe", NULL, NULL);
-  auth_fault = tn_authorize(cons_admin, code_fault, "\"id\",\"v\",\"payload\"", "subscribe", NULL,
+  auth_fault = tn_authorize(P.cons_admin, code_fault, "\"id\",\"v\",\"payload\"", "subscribe", NULL,
                             NULL);
-  auth_fetch = tn_authorize(cons2_admin, code_ledger, "\"id\",\"name\"", "fetch", NULL, NULL);
+  auth_fetch = tn_authorize(P.cons2_admin, code_ledger, "\"id\",\"name\"", "fetch", NULL, NULL);
   snprintf(tn_extra_conf, sizeof(tn_extra_conf),
            "frontdb = { socket = \"%s\"; user = \"root\"; name = \"" CF "\"; };\n"
            "admin = { port = %d; };\n"
            "subscriptions = ( { authorization = %lld; table = \"ledger_copy\"; batch = 500; "
            "reconcile_every_s = 0; chunk = 300; } );",
            fsock, cons_admin_port, auth_ledger);
-  cons_pid = tn_start_node(cons_admin, CONS, "cons-tnode", "", cons_conf, cons_state, &cons_row);
+  cons_pid = tn_start_node(P.cons_admin, CONS, "cons-tnode", "", cons_conf, cons_state, &cons_row);
   tn_extra_conf[0] = '\0';
   return 0;
 }
 
 static int teardown(void **state) {
   (void)state;
-  tn_stop(prov_pid);
-  tn_stop(cons_pid);
-  tn_reap_all();
+  tn_stop_all(); /* the nodes, before their database server goes */
   if (fdir[0])
     front_server("destroy");
   return tb_stop(&B) == 0 ? 0 : -1;
@@ -278,15 +265,15 @@ static void test_ledger_and_purge(void **state) {
            "SELECT CONCAT(SUM(kind = 'page'), ' ', SUM(IF(kind = 'page', rows_applied, 0)), ' ', "
            "SUM(matched = 0)) FROM table_ledger WHERE authorization_id = %lld", auth_ledger);
   /* 2500 rows in pages of 500: five full pages and an empty last one */
-  if (!tn_wait_scalar(NULL, B.dbname, sql, "6 2500 0", 20, cell, sizeof(cell)))
+  if (!tdb_wait_scalar(NULL, B.dbname, sql, "6 2500 0", 20, cell, sizeof(cell)))
     fail_msg("ledger pages: %s", cell);
   snprintf(sql, sizeof(sql),
            "SELECT SUM(rows_applied) FROM table_ledger WHERE authorization_id = %lld AND kind = "
            "'changes'", auth_ledger);
-  if (!tn_wait_scalar(NULL, B.dbname, sql, "18", 20, cell, sizeof(cell)))
+  if (!tdb_wait_scalar(NULL, B.dbname, sql, "18", 20, cell, sizeof(cell)))
     fail_msg("ledger changes: %s rows, wanted 10 updated + 5 deleted + 3 inserted", cell);
   /* the consumer's own ledger rows are gone once the broker has them */
-  if (!tn_wait_scalar(fsock, CF, "SELECT COUNT(*) FROM gdx_sync_ledger", "0", 20, cell,
+  if (!tdb_wait_scalar(fsock, CF, "SELECT COUNT(*) FROM gdx_sync_ledger", "0", 20, cell,
                       sizeof(cell)))
     fail_msg("%s ledger rows not reported", cell);
   /* the broker's record of the position, the consumer's own */
@@ -297,39 +284,38 @@ static void test_ledger_and_purge(void **state) {
            "authorization_id = %lld", auth_ledger);
   char want[100];
   snprintf(want, sizeof(want), "changes %s ledger_copy", pos);
-  if (!tn_wait_scalar(NULL, B.dbname, sql, want, 20, cell, sizeof(cell)))
+  if (!tdb_wait_scalar(NULL, B.dbname, sql, want, 20, cell, sizeof(cell)))
     fail_msg("table_subscriptions: %s, wanted %s", cell, want);
   /* the provider purges its change log up to there (the heartbeat tells it) */
   snprintf(sql, sizeof(sql), "SELECT COUNT(*) FROM gdx_changelog WHERE tbl = 'ledger_src' AND "
                              "seq <= %s", pos);
-  if (!tn_wait_scalar(fsock, PF, sql, "0", 20, cell, sizeof(cell)))
+  if (!tdb_wait_scalar(fsock, PF, sql, "0", 20, cell, sizeof(cell)))
     fail_msg("%s change-log entries not purged", cell);
   fscalar(PF, "SELECT upto FROM gdx_changelog_purged WHERE tbl = 'ledger_src'", cell,
           sizeof(cell));
   assert_string_equal(cell, pos);
   /* caught up: the consumer's read waits at the provider */
   double waiting = -1;
-  for (int i = 0; i < 50 && waiting < 1; i++) {
-    waiting = tn_metric(prov_admin_port, "gdx_node_table_reads_waiting{resource=\"ledger\"}");
-    usleep(100000);
-  }
+  TH_WAIT_UNTIL((waiting = tn_metric(prov_admin_port,
+                                     "gdx_node_table_reads_waiting{resource=\"ledger\"}")) >= 1,
+                30000, "a read waiting at the provider (%.0f)", waiting);
   assert_true(waiting >= 1);
   /* and a change reaches it without a poll interval: seen within the wait */
   assert_int_equal(fexec(PF, "UPDATE ledger_src SET amount = 99.99 WHERE id = 1"), 0);
   wait_same("ledger_src", "ledger_copy", LEDGER_COLS, 10);
   /* the subscription as the API shows it to both units, not to others */
-  json_t *j = api_get(prov_admin, "/api/v1/subscriptions");
+  json_t *j = api_get(P.prov_admin, "/api/v1/subscriptions");
   json_t *s = json_array_get(json_object_get(j, "items"), 0);
   assert_int_equal(jint(s, "authorization_id"), auth_ledger);
   assert_string_equal(json_string_value(json_object_get(s, "phase")), "changes");
   assert_true(jint(s, "rows_applied") >= 2500 + 18);
   json_decref(j);
-  j = api_get(cons2_admin, "/api/v1/subscriptions");
+  j = api_get(P.cons2_admin, "/api/v1/subscriptions");
   assert_int_equal(json_array_size(json_object_get(j, "items")), 0);
   json_decref(j);
   char path[128];
   snprintf(path, sizeof(path), "/api/v1/subscriptions/%lld/report", auth_ledger);
-  tb_expect(404, "GET", path, cons2_admin, NULL);
+  tb_expect(404, "GET", path, P.cons2_admin, NULL);
 }
 
 /* Rows lost, changed and added behind gdx's back on the consumer's side
@@ -338,7 +324,7 @@ static void test_ledger_and_purge(void **state) {
 static void test_reconcile_repair_alarm(void **state) {
   (void)state;
   wait_same("ledger_src", "ledger_copy", LEDGER_COLS, 30);
-  json_t *run = reconcile(auth_ledger, cons_admin);
+  json_t *run = reconcile(auth_ledger, P.cons_admin);
   assert_string_equal(json_string_value(json_object_get(run, "status")), "clean");
   json_decref(run);
   assert_int_equal(fexec(CF, "DELETE FROM ledger_copy WHERE id = 500"), 0);
@@ -347,7 +333,7 @@ static void test_reconcile_repair_alarm(void **state) {
                    0);
   char pos_before[32], pos_after[32];
   fscalar(CF, "SELECT position FROM gdx_sync_state", pos_before, sizeof(pos_before));
-  run = reconcile(auth_ledger, prov_admin); /* either side may ask */
+  run = reconcile(auth_ledger, P.prov_admin); /* either side may ask */
   char *t = tn_dump(run);
   assert_string_equal(json_string_value(json_object_get(run, "status")), "repaired");
   assert_int_equal(jint(run, "rows_missing"), 1);
@@ -373,10 +359,10 @@ static void test_reconcile_repair_alarm(void **state) {
   char sql[300], cell[64];
   snprintf(sql, sizeof(sql), "SELECT CONCAT(COUNT(*), ' ', SUM(rows_applied)) FROM table_ledger "
                              "WHERE authorization_id = %lld AND kind = 'repair'", auth_ledger);
-  if (!tn_wait_scalar(NULL, B.dbname, sql, "3 2", 20, cell, sizeof(cell)))
+  if (!tdb_wait_scalar(NULL, B.dbname, sql, "3 2", 20, cell, sizeof(cell)))
     fail_msg("repair ledger: %s", cell);
   /* one alarm, seen by both units, not by another */
-  json_t *j = api_get(cons_admin, "/api/v1/alarms");
+  json_t *j = api_get(P.cons_admin, "/api/v1/alarms");
   json_t *items = json_object_get(j, "items");
   assert_int_equal(json_array_size(items), 1);
   json_t *al = json_array_get(items, 0);
@@ -387,20 +373,21 @@ static void test_reconcile_repair_alarm(void **state) {
                          "1 missing, 1 extra and 1 different rows; 3 repaired"));
   long long alarm_id = jint(al, "id");
   json_decref(j);
-  j = api_get(cons2_admin, "/api/v1/alarms");
+  j = api_get(P.cons2_admin, "/api/v1/alarms");
   assert_int_equal(json_array_size(json_object_get(j, "items")), 0);
   json_decref(j);
   /* in the broker's metrics (refreshed every 2 s) */
   double open_alarms = -1;
-  for (int i = 0; i < 50 && open_alarms != 1; i++, usleep(100000))
-    open_alarms = tn_metric(B.port, "gdx_alarms_open{kind=\"reconciliation_differences\"}");
+  TH_WAIT_UNTIL((open_alarms = tn_metric(
+                     B.port, "gdx_alarms_open{kind=\"reconciliation_differences\"}")) == 1,
+                30000, "one open alarm in the broker's metrics (%.0f)", open_alarms);
   assert_true(open_alarms == 1);
   /* acknowledged by the consumer's admin: audited, no longer open */
   char path[128];
   snprintf(path, sizeof(path), "/api/v1/alarms/%lld/ack", alarm_id);
-  tb_expect(404, "POST", path, cons2_admin, NULL);
-  tb_expect(200, "POST", path, cons_admin, NULL);
-  tb_expect(409, "POST", path, cons_admin, NULL);
+  tb_expect(404, "POST", path, P.cons2_admin, NULL);
+  tb_expect(200, "POST", path, P.cons_admin, NULL);
+  tb_expect(409, "POST", path, P.cons_admin, NULL);
   /* audited, the refusals too */
   snprintf(sql, sizeof(sql), "SELECT GROUP_CONCAT(CONCAT(actor, ':', result) ORDER BY id) FROM "
                              "audit_log WHERE action = 'alarm.ack' AND object = 'alarm:%lld'",
@@ -410,19 +397,19 @@ static void test_reconcile_repair_alarm(void **state) {
   snprintf(sql, sizeof(sql), "SELECT COUNT(*) FROM audit_log WHERE action = 'table.reconcile'");
   tdb_scalar(B.dbname, sql, cell, sizeof(cell));
   assert_true(atoi(cell) >= 2);
-  j = api_get(cons_admin, "/api/v1/alarms");
+  j = api_get(P.cons_admin, "/api/v1/alarms");
   assert_int_equal(json_array_size(json_object_get(j, "items")), 0);
   json_decref(j);
   /* the next run is clean and raises nothing */
-  run = reconcile(auth_ledger, cons_admin);
+  run = reconcile(auth_ledger, P.cons_admin);
   assert_string_equal(json_string_value(json_object_get(run, "status")), "clean");
   json_decref(run);
-  j = api_get(cons_admin, "/api/v1/alarms?state=all");
+  j = api_get(P.cons_admin, "/api/v1/alarms?state=all");
   assert_int_equal(json_array_size(json_object_get(j, "items")), 1);
   json_decref(j);
   /* the daily report */
   snprintf(path, sizeof(path), "/api/v1/subscriptions/%lld/report", auth_ledger);
-  j = api_get(prov_admin, path);
+  j = api_get(P.prov_admin, path);
   assert_string_equal(json_string_value(json_object_get(j, "verdict")), "consistent");
   json_t *ledger = json_object_get(j, "ledger");
   assert_int_equal(jint(ledger, "mismatched_batches"), 0);
@@ -433,12 +420,12 @@ static void test_reconcile_repair_alarm(void **state) {
   json_decref(j);
   snprintf(path, sizeof(path), "/api/v1/subscriptions/%lld/report?date=2020-01-01",
            auth_ledger);
-  j = api_get(cons_admin, path);
+  j = api_get(P.cons_admin, path);
   assert_string_equal(json_string_value(json_object_get(j, "verdict")), "not_reconciled");
   assert_int_equal(jint(json_object_get(j, "ledger"), "batches"), 0);
   json_decref(j);
   snprintf(path, sizeof(path), "/api/v1/subscriptions/%lld/report?date=yesterday", auth_ledger);
-  tb_expect(400, "GET", path, cons_admin, NULL);
+  tb_expect(400, "GET", path, P.cons_admin, NULL);
 }
 
 /* A consumer offline while many changes happen: the provider keeps its
@@ -451,18 +438,25 @@ static void test_offline_catch_up(void **state) {
   for (int i = 0; i < 8; i++)
     assert_int_equal(fexec(PF, "UPDATE ledger_src SET amount = amount + 1"), 0);
   assert_int_equal(fexec(PF, "DELETE FROM ledger_src WHERE id % 97 = 0"), 0);
-  sleep(2); /* heartbeats: nothing may be purged that the consumer lacks */
+  /* two heartbeats of the provider after the changes, each answered with
+   * the position to purge below: nothing may be purged that the consumer
+   * lacks */
+  const char *hb = "gdx_node_heartbeats_total{result=\"ok\"}";
+  double h0 = tn_metric(prov_admin_port, hb), h = h0;
+  assert_true(h0 >= 0);
+  TH_WAIT_UNTIL((h = tn_metric(prov_admin_port, hb)) >= h0 + 2, 30000,
+                "two heartbeats of the provider's node (%.0f, then %.0f)", h0, h);
   char cell[64];
   fscalar(PF, "SELECT COUNT(*) >= 20000 FROM gdx_changelog WHERE tbl = 'ledger_src'", cell,
           sizeof(cell));
   assert_string_equal(cell, "1");
-  cons_pid = restart_node(cons_conf, "cons-tnode");
+  cons_pid = tn_restart_node(cons_conf, "cons-tnode");
   wait_same("ledger_src", "ledger_copy", LEDGER_COLS, 60);
-  json_t *run = reconcile(auth_ledger, cons_admin);
+  json_t *run = reconcile(auth_ledger, P.cons_admin);
   assert_string_equal(json_string_value(json_object_get(run, "status")), "clean");
   json_decref(run);
   /* and then the log shrinks again */
-  if (!tn_wait_scalar(fsock, PF, "SELECT COUNT(*) < 100 FROM gdx_changelog WHERE tbl = "
+  if (!tdb_wait_scalar(fsock, PF, "SELECT COUNT(*) < 100 FROM gdx_changelog WHERE tbl = "
                                  "'ledger_src'", "1", 20, cell, sizeof(cell)))
     fail_msg("change log not purged after the catch-up");
 }
@@ -480,7 +474,7 @@ static void test_purged_position_reloads(void **state) {
                              "gdx_changelog) WHERE tbl = 'ledger_src'"),
                    0);
   assert_int_equal(fexec(PF, "DELETE FROM gdx_changelog WHERE tbl = 'ledger_src'"), 0);
-  cons_pid = restart_node(cons_conf, "cons-tnode");
+  cons_pid = tn_restart_node(cons_conf, "cons-tnode");
   wait_same("ledger_src", "ledger_copy", LEDGER_COLS, 60);
   char metric[128];
   snprintf(metric, sizeof(metric),
@@ -499,24 +493,22 @@ static void test_fetch_once(void **state) {
   char st[256];
   pid_t pid = start_cons2("cons2-tnode", auth_fetch, "ledger_fetched", "once = true; batch = 700;",
                           st);
-  char cell[100], want[100];
+  char cell[100] = "", want[100];
   digest(PF, "ledger_src", "id, name", want, sizeof(want));
-  uint64_t end = th_now_ms() + 30000;
-  do {
-    digest(CF, "ledger_fetched", "id, name", cell, sizeof(cell));
-    if (strcmp(cell, want) == 0)
-      break;
-    usleep(200000);
-  } while (th_now_ms() < end);
+  TH_WAIT_UNTIL((digest(CF, "ledger_fetched", "id, name", cell, sizeof(cell)),
+                 strcmp(cell, want) == 0),
+                30000, "the fetched copy to be %s (it is %s)", want, cell);
   assert_string_equal(cell, want);
   fscalar(PF, "SELECT CONCAT('1 ', COUNT(*)) FROM ledger_src", want, sizeof(want));
   fscalar(CF, "SELECT CONCAT(snapshot_done, ' ', rows_applied) FROM gdx_sync_state WHERE "
               "target = 'ledger_fetched'", cell, sizeof(cell));
   assert_string_equal(cell, want);
-  /* later changes do not come: it was a fetch */
+  /* later changes do not come: it was a fetch (a "nothing happens" check:
+   * a second in which a subscription would have applied it) */
   assert_int_equal(fexec(PF, "UPDATE ledger_src SET name = '之后' WHERE id = 2"), 0);
-  sleep(1);
-  fscalar(CF, "SELECT name FROM ledger_fetched WHERE id = 2", cell, sizeof(cell));
+  TH_STAYS((fscalar(CF, "SELECT name FROM ledger_fetched WHERE id = 2", cell, sizeof(cell)),
+            strcmp(cell, "之后") != 0),
+           1000, "the fetched copy not taking a later change");
   assert_string_not_equal(cell, "之后");
   char path[128];
   long code = 0;
@@ -576,10 +568,10 @@ static void test_compare(void **state) {
   assert_int_equal(fexec(PF, "INSERT INTO ledger_src VALUES (900001, '张三', 12.50, '备注', "
                              "'2026-03-01', 's1'), (900002, '李四', 7.00, NULL, NULL, 's2')"),
                    0);
-  long long auth = tn_authorize(cons_admin, code_ledger, "\"id\",\"name\",\"amount\"", "compare",
+  long long auth = tn_authorize(P.cons_admin, code_ledger, "\"id\",\"name\",\"amount\"", "compare",
                                 "6", NULL);
   char client[40], secret[64], tok[512], path[128];
-  tn_credential(cons_admin, auth, client, secret);
+  tn_credential(P.cons_admin, auth, client, secret);
   tn_token(client, secret, tok, sizeof(tok));
   snprintf(path, sizeof(path), "/svc/%s/compare", code_ledger);
   json_t *j = NULL;
@@ -639,34 +631,20 @@ static void test_compare(void **state) {
            "SELECT GROUP_CONCAT(CONCAT(status, ':', units) ORDER BY id) FROM api_calls WHERE "
            "authorization_id = %lld AND path LIKE '%%/compare'",
            auth);
-  if (!tn_wait_scalar(NULL, B.dbname, sql, "200:4,403:0,403:0,400:0,400:0,405:0,429:0,200:2,429:0",
+  if (!tdb_wait_scalar(NULL, B.dbname, sql, "200:4,403:0,403:0,400:0,400:0,405:0,429:0,200:2,429:0",
                       10, cell, sizeof(cell)))
     fail_msg("call records: %s", cell);
   snprintf(sql, sizeof(sql), "SELECT calls FROM authorization_usage WHERE authorization_id = %lld",
            auth);
-  if (!tn_wait_scalar(NULL, B.dbname, sql, "6", 10, cell, sizeof(cell)))
+  if (!tdb_wait_scalar(NULL, B.dbname, sql, "6", 10, cell, sizeof(cell)))
     fail_msg("usage: %s", cell);
   /* a subscription cannot be used to compare */
   snprintf(sql, sizeof(sql), "{\"authorization_id\":%lld}", auth_ledger);
-  tb_expect(409, "POST", "/api/v1/credentials", cons_admin, sql);
+  tb_expect(409, "POST", "/api/v1/credentials", P.cons_admin, sql);
 }
 
-/* Runs the gdx CLI with the session of `token` (HOME under the test's
- * directory); its standard output into out, the exit status back. */
 static int cli(const char *token, const char *env, const char *args, char *out, size_t n) {
-  char dir[300], cmd[2000];
-  snprintf(dir, sizeof(dir), "%s/cli", B.dir);
-  snprintf(cmd, sizeof(cmd), "mkdir -p %s/gdx && printf '{\"broker\":\"http://127.0.0.1:%d\","
-           "\"token\":\"%s\"}' > %s/gdx/session.json", dir, B.port, token, dir);
-  assert_int_equal(system(cmd), 0);
-  snprintf(cmd, sizeof(cmd), "XDG_CONFIG_HOME=%s %s %s %s 2>>%s/cli.err", dir, env, GDX_CLI_BIN,
-           args, B.dir);
-  FILE *p = popen(cmd, "r");
-  assert_non_null(p);
-  size_t len = fread(out, 1, n - 1, p);
-  out[len] = '\0';
-  int st = pclose(p);
-  return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+  return tn_cli(GDX_CLI_BIN, token, env, args, out, n);
 }
 
 /* The CLI of table exchange: subscriptions, the daily report as a table
@@ -677,39 +655,39 @@ static void test_cli_tables(void **state) {
   (void)state;
   static char out[1 << 20];
   char args[600], want[100], got[100];
-  assert_int_equal(cli(cons_admin, "", "subscriptions", out, sizeof(out)), 0);
+  assert_int_equal(cli(P.cons_admin, "", "subscriptions", out, sizeof(out)), 0);
   assert_non_null(strstr(out, "ledger_copy"));
   assert_non_null(strstr(out, "ROWS APPLIED"));
   snprintf(args, sizeof(args), "subscriptions report %lld", auth_ledger);
-  assert_int_equal(cli(cons_admin, "", args, out, sizeof(out)), 0);
+  assert_int_equal(cli(P.cons_admin, "", args, out, sizeof(out)), 0);
   assert_non_null(strstr(out, "Verdict"));
   assert_non_null(strstr(out, "Reconciliation runs"));
   snprintf(args, sizeof(args), "--json subscriptions report %lld", auth_ledger);
-  assert_int_equal(cli(cons_admin, "", args, out, sizeof(out)), 0);
+  assert_int_equal(cli(P.cons_admin, "", args, out, sizeof(out)), 0);
   json_t *j = json_loads(out, 0, NULL);
   assert_non_null(j);
   assert_int_equal(jint(j, "authorization_id"), auth_ledger);
   assert_non_null(json_string_value(json_object_get(j, "verdict")));
   json_decref(j);
-  assert_int_equal(cli(cons_admin, "", "alarms --all", out, sizeof(out)), 0);
+  assert_int_equal(cli(P.cons_admin, "", "alarms --all", out, sizeof(out)), 0);
   assert_non_null(strstr(out, "reconciliation_differences"));
   snprintf(args, sizeof(args), "reconciliations --authorization %lld", auth_ledger);
-  assert_int_equal(cli(cons_admin, "", args, out, sizeof(out)), 0);
+  assert_int_equal(cli(P.cons_admin, "", args, out, sizeof(out)), 0);
   assert_non_null(strstr(out, "repaired"));
   /* another unit's subscription report is not shown */
   snprintf(args, sizeof(args), "subscriptions report %lld", auth_ledger);
-  assert_int_not_equal(cli(cons2_admin, "", args, out, sizeof(out)), 0);
+  assert_int_not_equal(cli(P.cons2_admin, "", args, out, sizeof(out)), 0);
 
   /* fetch under the fetch authorization (items id, name) */
   char client[40], secret[64], env[200];
-  tn_credential(cons2_admin, auth_fetch, client, secret);
+  tn_credential(P.cons2_admin, auth_fetch, client, secret);
   snprintf(env, sizeof(env), "GDX_CLIENT_SECRET=%s", secret);
   char csv[300], jsonl[300];
   snprintf(csv, sizeof(csv), "%s/fetched.csv", B.dir);
   snprintf(jsonl, sizeof(jsonl), "%s/fetched.jsonl", B.dir);
   snprintf(args, sizeof(args), "fetch --client-id %s --page 700 -o %s %s", client, csv,
            code_ledger);
-  assert_int_equal(cli(cons2_admin, env, args, out, sizeof(out)), 0);
+  assert_int_equal(cli(P.cons2_admin, env, args, out, sizeof(out)), 0);
   char cmd[600];
   snprintf(cmd, sizeof(cmd), "md5sum < %s | cut -c1-32 > %s/csv.md5", csv, B.dir);
   assert_int_equal(system(cmd), 0);
@@ -725,7 +703,7 @@ static void test_cli_tables(void **state) {
   assert_string_equal(got, want);
   snprintf(args, sizeof(args), "fetch --client-id %s --format jsonl -o %s %s", client, jsonl,
            code_ledger);
-  assert_int_equal(cli(cons2_admin, env, args, out, sizeof(out)), 0);
+  assert_int_equal(cli(P.cons2_admin, env, args, out, sizeof(out)), 0);
   f = fopen(jsonl, "r");
   assert_non_null(f);
   long lines = 0;
@@ -743,7 +721,7 @@ static void test_cli_tables(void **state) {
   assert_int_equal(lines, atol(want));
   /* a wrong secret: refused, and no file left behind */
   snprintf(args, sizeof(args), "fetch --client-id %s -o %s.bad %s", client, csv, code_ledger);
-  assert_int_equal(cli(cons2_admin, "GDX_CLIENT_SECRET=wrong", args, out, sizeof(out)), 4);
+  assert_int_equal(cli(P.cons2_admin, "GDX_CLIENT_SECRET=wrong", args, out, sizeof(out)), 4);
   snprintf(cmd, sizeof(cmd), "test ! -e %s.bad && test ! -e %s.bad.part", csv, csv);
   assert_int_equal(system(cmd), 0);
 }
@@ -753,7 +731,7 @@ static void test_cli_tables(void **state) {
  * until a reconciliation run finds it as an extra row and removes it. */
 static void test_timestamp_capture(void **state) {
   (void)state;
-  long long auth = tn_authorize(cons2_admin, code_stamped, "\"id\",\"name\",\"updated_at\"",
+  long long auth = tn_authorize(P.cons2_admin, code_stamped, "\"id\",\"name\",\"updated_at\"",
                                 "subscribe", NULL, NULL);
   char st[256];
   pid_t pid = start_cons2("cons2-ts", auth, "stamped_copy",
@@ -767,18 +745,49 @@ static void test_timestamp_capture(void **state) {
   assert_int_equal(fexec(PF, "DELETE FROM ts_src WHERE id = 7"), 0);
   assert_int_equal(fexec(PF, "UPDATE ts_src SET name = '之后' WHERE id = 8"), 0);
   char cell[100];
-  if (!tn_wait_scalar(fsock, CF, "SELECT name FROM stamped_copy WHERE id = 8", "之后", 30, cell,
+  if (!tdb_wait_scalar(fsock, CF, "SELECT name FROM stamped_copy WHERE id = 8", "之后", 30, cell,
                       sizeof(cell)))
     fail_msg("the update after the delete did not arrive: %s", cell);
   fscalar(CF, "SELECT COUNT(*) FROM stamped_copy WHERE id = 7", cell, sizeof(cell));
   assert_string_equal(cell, "1");
   /* ... until reconciliation removes it */
-  json_t *run = reconcile(auth, cons2_admin);
+  json_t *run = reconcile(auth, P.cons2_admin);
   assert_string_equal(json_string_value(json_object_get(run, "status")), "repaired");
   assert_int_equal(jint(run, "rows_extra"), 1);
   json_decref(run);
   wait_same("ts_src", "stamped_copy", "id, name, updated_at", 30);
   tn_stop(pid);
+}
+
+/* The fault table's rows applied by the consumer so far. */
+static long long progress(void) {
+  char cell[32];
+  fscalar(CF, "SELECT IFNULL(MAX(rows_applied), 0) FROM gdx_sync_state WHERE target = "
+              "'fault_copy'", cell, sizeof(cell));
+  return atoll(cell);
+}
+
+static void wait_progress(long long rows) {
+  long long now = 0;
+  TH_WAIT_UNTIL((now = progress()) >= rows, 120000,
+                "the consumer to apply %lld rows of fault_src (at %lld)", rows, now);
+}
+
+/* The errors of the fault subscription, from its node's /metrics. */
+static double subscription_errors(int admin_port) {
+  char m[128];
+  snprintf(m, sizeof(m), "gdx_node_subscription_errors_total{authorization=\"%lld\"}",
+           auth_fault);
+  return tn_metric(admin_port, m);
+}
+
+/* Waits until the consumer's subscription has met the outage just made: an
+ * error after the `before` it had. */
+static void wait_outage_met(int admin_port, double before, const char *outage) {
+  double now = before;
+  assert_true(before >= 0);
+  TH_WAIT_UNTIL((now = subscription_errors(admin_port)) > before, 60000,
+                "the consumer to meet the outage (%s): %.0f errors, as before", outage, now);
 }
 
 /* The fault test: during the initial load of 40,000 rows with concurrent
@@ -812,7 +821,7 @@ static void test_faults_during_load(void **state) {
     if (i % 4 == 0)
       fprintf(f, "INSERT INTO fault_src VALUES (%d, %d, 'new') ON DUPLICATE KEY UPDATE v = 0;\n",
               40000 + i, i);
-    if (i % 10 == 0)
+    if (i % 10 == 0) /* the writer's pace, to spread its changes over the load */
       fprintf(f, "DO SLEEP(0.02);\n");
   }
   fclose(f);
@@ -821,67 +830,45 @@ static void test_faults_during_load(void **state) {
            " < %s; done) >>%s 2>&1 & echo $! > %s.pid",
            fsock, wsql, wlog, wlog);
   assert_int_equal(system(cmd), 0);
-  pid_t pid = tn_start_node(cons_admin, CONS, "cons-fault", "", conf, st, &row);
+  pid_t pid = tn_start_node(P.cons_admin, CONS, "cons-fault", "", conf, st, &row);
   tn_extra_conf[0] = '\0';
-  const char *progress = "SELECT IFNULL(MAX(rows_applied), 0) FROM gdx_sync_state WHERE target "
-                         "= 'fault_copy'";
   /* 1. kill -9 the consumer's node in the middle of the load */
-  for (int i = 0; i < 300; i++) {
-    fscalar(CF, progress, cell, sizeof(cell));
-    if (atoll(cell) >= 3000)
-      break;
-    usleep(20000);
-  }
+  wait_progress(3000);
   fscalar(CF, "SELECT snapshot_done FROM gdx_sync_state WHERE target = 'fault_copy'", cell,
           sizeof(cell));
   assert_string_equal(cell, "0"); /* still loading */
-  kill(pid, SIGKILL);
-  waitpid(pid, NULL, 0);
-  pid = restart_node(conf, "cons-fault");
-  /* 2. kill -9 the provider's node */
-  long long at;
-  fscalar(CF, progress, cell, sizeof(cell));
-  at = atoll(cell);
-  for (int i = 0; i < 300; i++) {
-    fscalar(CF, progress, cell, sizeof(cell));
-    if (atoll(cell) >= at + 3000)
-      break;
-    usleep(20000);
-  }
-  kill(prov_pid, SIGKILL);
-  waitpid(prov_pid, NULL, 0);
-  usleep(300000);
-  prov_pid = restart_node(prov_conf, "prov-tnode");
-  /* 3. kill -9 the broker */
-  fscalar(CF, progress, cell, sizeof(cell));
-  at = atoll(cell);
-  for (int i = 0; i < 500; i++) {
-    fscalar(CF, progress, cell, sizeof(cell));
-    if (atoll(cell) >= at + 3000)
-      break;
-    usleep(20000);
-  }
-  kill(B.pid, SIGKILL);
-  usleep(300000);
+  tn_kill9(pid);
+  pid = tn_restart_node(conf, "cons-fault");
+  /* 2. kill -9 the provider's node; started again once the consumer has
+   * met it gone */
+  wait_progress(progress() + 3000);
+  double errors = subscription_errors(admin_port);
+  tn_kill9(prov_pid);
+  wait_outage_met(admin_port, errors, "the provider's node killed");
+  prov_pid = tn_restart_node(prov_conf, "prov-tnode");
+  /* 3. kill -9 the broker, likewise */
+  wait_progress(progress() + 3000);
+  errors = subscription_errors(admin_port);
+  tb_kill9(&B);
+  wait_outage_met(admin_port, errors, "the broker killed");
   assert_int_equal(tb_restart(&B, GDX_BROKER_BIN), 0);
-  /* 4. restart the front-end MariaDB under both nodes */
-  fscalar(CF, progress, cell, sizeof(cell));
-  at = atoll(cell);
-  for (int i = 0; i < 500; i++) {
-    fscalar(CF, progress, cell, sizeof(cell));
-    if (atoll(cell) >= at + 3000)
-      break;
-    usleep(20000);
-  }
+  /* 4. restart the front-end MariaDB under both nodes, likewise */
+  wait_progress(progress() + 3000);
+  errors = subscription_errors(admin_port);
   front_server("stop");
-  sleep(1);
+  wait_outage_met(admin_port, errors, "the front-end MariaDB stopped");
   front_server("start");
   /* the writer's rounds end; then everything converges */
-  snprintf(cmd, sizeof(cmd), "while kill -0 $(cat %s.pid) 2>/dev/null; do sleep 0.2; done",
-           wlog);
-  assert_int_equal(system(cmd), 0);
+  char wpid[32] = "";
+  snprintf(cmd, sizeof(cmd), "%s.pid", wlog);
+  f = fopen(cmd, "r");
+  assert_non_null(f);
+  assert_non_null(fgets(wpid, sizeof(wpid), f));
+  fclose(f);
+  TH_WAIT_UNTIL(kill((pid_t)atol(wpid), 0) != 0, 300000, "the writer (pid %ld) to finish",
+                atol(wpid));
   wait_same("fault_src", "fault_copy", "id, v, payload", 120);
-  json_t *run = reconcile(auth_fault, cons_admin);
+  json_t *run = reconcile(auth_fault, P.cons_admin);
   char *t = tn_dump(run);
   if (strcmp(json_string_value(json_object_get(run, "status")), "clean") != 0)
     fail_msg("reconciliation after the faults: %s", t);

@@ -5,7 +5,11 @@
 # Usage: test_cli.sh GDX_BIN BROKER_BIN   (GDX_TEST_DB_ENV from ctest)
 set -u
 gdx=$1; broker_bin=$2
-[ -n "${GDX_TEST_DB_ENV:-}" ] && [ -r "$GDX_TEST_DB_ENV" ] || { echo "no test database"; exit 77; }
+[ -n "${GDX_TEST_DB_ENV:-}" ] && [ -r "$GDX_TEST_DB_ENV" ] || {
+  echo "GDX_TEST_DB_ENV is not set or unreadable: this test needs the fixture's MariaDB (run it through ctest)"
+  exit 1
+}
+. "$(dirname "$0")/../../harness/wait.sh"
 . "$GDX_TEST_DB_ENV"
 work=$(mktemp -d /tmp/gdx-test-cli.XXXXXX)
 db="gdx_test_cli_$$"
@@ -43,7 +47,8 @@ CONF
 echo 'Init-2026-pw!' | "$broker_bin" -c "$work/broker.conf" --init-admin ops.admin \
   --unit-code 91350100M000100Y43 --unit-name 运维单位 >/dev/null || exit 1
 "$broker_bin" -c "$work/broker.conf" & bpid=$!
-for _ in $(seq 1 100); do curl -sf "http://127.0.0.1:$port/healthz" >/dev/null && break; sleep 0.1; done
+wait_until 30 "the broker to answer /healthz on port $port" \
+  curl -sf -o /dev/null "http://127.0.0.1:$port/healthz" || exit 1
 export GDX_BROKER="http://127.0.0.1:$port"
 
 # --help everywhere, usage errors
@@ -138,7 +143,7 @@ with open(sys.argv[1], "w") as f:
     f.write(str(s.server_port))
 s.serve_forever()
 PY
-  for _ in $(seq 1 50); do [ -s "$work/big.port" ] && break; sleep 0.1; done
+  wait_until 30 "the stand-in broker's port file" test -s "$work/big.port" || exit 1
   big="http://127.0.0.1:$(cat "$work/big.port")"
   check "answer over its cap" 1 "$gdx" --broker "$big" whoami
   contains "answer cap named" "gdx: the broker's answer is larger than 64 MiB"

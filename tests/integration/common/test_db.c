@@ -109,7 +109,9 @@ static void result_row_cap(void **state) {
   assert_int_equal(j.res.nrows, 0);
 }
 
-static int w_sleep(gdx_db_conn *c, void *arg) {
+/* A query that takes 0.6 s: the slow work the pool must run beside the
+ * loop (the behaviour under test, not a wait). */
+static int w_slow_query(gdx_db_conn *c, void *arg) {
   job *j = arg;
   int rc = gdx_db_query(c, "SELECT SLEEP(0.6)", NULL, 0, 1, &j->res);
   gdx_db_result_free(&j->res);
@@ -134,8 +136,8 @@ static void loop_runs_while_queries_run(void **state) {
   uv_timer_start(&t, on_tick, 20, 20);
   job a = {0}, b = {0};
   uint64_t t0 = th_now_ms();
-  gdx_db_submit(pool, w_sleep, on_done, &a);
-  gdx_db_submit(pool, w_sleep, on_done, &b);
+  gdx_db_submit(pool, w_slow_query, on_done, &a);
+  gdx_db_submit(pool, w_slow_query, on_done, &b);
   wait_for(&a);
   wait_for(&b);
   uint64_t took = th_now_ms() - t0;
@@ -160,7 +162,7 @@ static void full_queue_refuses(void **state) {
   job j[5] = {{0}};
   int accepted = 0, busy = 0;
   for (int i = 0; i < 5; i++) {
-    int rc = gdx_db_submit(small, w_sleep, on_done, &j[i]);
+    int rc = gdx_db_submit(small, w_slow_query, on_done, &j[i]);
     if (rc == GDX_OK)
       accepted++;
     else if (rc == GDX_EBUSY)

@@ -36,13 +36,12 @@ static pid_t spawn(const char *config, const char *out) {
 }
 
 static int wait_exit(pid_t pid, int timeout_ms) {
-  uint64_t end = th_now_ms() + (uint64_t)timeout_ms;
+  th_deadline d = th_deadline_in(timeout_ms);
   int st;
-  while (th_now_ms() < end) {
+  do
     if (waitpid(pid, &st, WNOHANG) == pid)
       return WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
-    usleep(20000);
-  }
+  while (th_poll(&d));
   kill(pid, SIGKILL);
   waitpid(pid, &st, 0);
   return -1;
@@ -84,14 +83,12 @@ static int get(const char *path, char *out, size_t n) {
 
 /* Polls /healthz until it answers `want`. */
 static int wait_health(int want, char *body, size_t n) {
-  uint64_t end = th_now_ms() + 15000;
+  th_deadline d = th_deadline_in(30000);
   int st = -1;
-  while (th_now_ms() < end) {
-    st = get("/healthz", body, n);
-    if (st == want)
+  do
+    if ((st = get("/healthz", body, n)) == want)
       return st;
-    usleep(100000);
-  }
+  while (th_poll(&d));
   return st;
 }
 
@@ -130,8 +127,9 @@ static void serves_and_reports_the_database(void **state) {
   tdb_scalar(dbname, "SELECT name FROM gdx_schema_migrations WHERE component='broker' AND version=1",
              v, sizeof(v));
   assert_string_equal(v, "001_init.sql");
-  usleep(300000);
-  tdb_scalar(dbname, "SELECT COUNT(*) FROM broker_instance WHERE last_seen > started_at", v, sizeof(v));
+  /* a health check after the start (every 200 ms) refreshes last_seen */
+  tdb_wait_scalar(NULL, dbname, "SELECT COUNT(*) FROM broker_instance WHERE last_seen > started_at",
+                  "1", 30, v, sizeof(v));
   assert_string_equal(v, "1");
 
   static char metrics[1 << 16];

@@ -223,7 +223,7 @@ static struct {
   pthread_t thread;
   const step *steps;
   int nsteps, next;
-  int accepts;
+  int accepts, closes;
   pthread_mutex_t mu;
 } peer;
 
@@ -259,7 +259,17 @@ static void *peer_main(void *arg) {
         break;
     }
     close(c);
+    pthread_mutex_lock(&peer.mu);
+    peer.closes++;
+    pthread_mutex_unlock(&peer.mu);
   }
+}
+
+static int peer_closes(void) {
+  pthread_mutex_lock(&peer.mu);
+  int n = peer.closes;
+  pthread_mutex_unlock(&peer.mu);
+  return n;
 }
 
 static void peer_script(const step *steps, int n) {
@@ -305,13 +315,14 @@ static void native_reuse_and_stale_connections(void **state) {
       {"HTTP/1.0 200 OK\r\n\r\nuntil the end", 1},
   };
   peer_script(steps, 6);
+  int closes = peer_closes();
   long before = gdx_httpc_connects(client);
   const char *want[] = {"one", "two", "three", "four", "", "until the end"};
   long codes[] = {200, 200, 201, 200, 200, 200};
   for (int i = 0; i < 6; i++) {
     result res = {0};
-    if (i == 1)
-      usleep(100000); /* the peer's close of #1 is on its way */
+    if (i == 1) /* the peer has closed #1 (the client may not have seen it yet) */
+      TH_WAIT_UNTIL(peer_closes() > closes, 10000, "the peer to close connection #1");
     request(i == 4 ? "HEAD" : "GET", "/x", peer.port, &res, NULL);
     assert_int_equal(res.status, GDX_OK);
     assert_int_equal(res.http, codes[i]);

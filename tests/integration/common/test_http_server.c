@@ -137,6 +137,24 @@ static void chunked_response_streamed(void **state) {
   ts_stop(&ts);
 }
 
+/* How many times the server has answered /big (GET /count). */
+static long big_served(int port) {
+  int fd = tc_connect(port);
+  tc_sends(fd, "GET /count HTTP/1.1\r\nHost: h\r\n\r\n");
+  tc_response r;
+  assert_int_equal(tc_read_response(fd, &r, 3000), 200);
+  long served = strtol(r.body, NULL, 10);
+  tc_response_free(&r);
+  close(fd);
+  return served;
+}
+
+static uint64_t connections_open(test_server *ts) {
+  gdx_http_stats st;
+  ts_stats(ts, &st);
+  return st.connections_open;
+}
+
 static void client_that_stops_reading_is_cut_off(void **state) {
   test_server ts;
   gdx_http_limits l = limits();
@@ -146,34 +164,36 @@ static void client_that_stops_reading_is_cut_off(void **state) {
   char req[] = "GET /big?n=4194304 HTTP/1.1\r\nHost: h\r\n\r\n";
   for (int i = 0; i < 50; i++)
     tc_sends(fd, req);
-  /* meanwhile other clients are served */
-  for (int i = 0; i < 10; i++) {
+  /* meanwhile, once the server is on them, other clients are served */
+  long served = 0;
+  TH_WAIT_UNTIL((served = big_served(ts.port)) >= 1, 10000, "the server to answer /big");
+  for (int i = 0; i < 10; i++)
     assert_int_equal(tc_hello(ts.port), 200);
-    usleep(50000);
-  }
-  usleep(1000000);
+  /* the server cuts the silent client off after send_timeout (the other
+   * clients have closed theirs; the server sees all of it) */
+  uint64_t open = 1;
+  TH_WAIT_UNTIL((open = connections_open(&ts)) == 0, 10000,
+                "the server to cut the silent client off (%llu connections open)",
+                (unsigned long long)open);
   /* backpressure: the server answered only what fits in the socket buffers
    * and its high-water mark, not the 50 requests */
-  int cfd = tc_connect(ts.port);
-  tc_sends(cfd, "GET /count HTTP/1.1\r\nHost: h\r\n\r\n");
-  tc_response r;
-  assert_int_equal(tc_read_response(cfd, &r, 3000), 200);
-  long served = strtol(r.body, NULL, 10);
+  served = big_served(ts.port);
   printf("/big answered %ld of 50 times before the client was cut off\n", served);
   assert_true(served >= 1 && served <= 10);
-  tc_response_free(&r);
-  close(cfd);
-  /* and cut the silent client off after send_timeout (the other clients
-   * have closed theirs; wait for the server to see all of it) */
-  gdx_http_stats st;
-  uint64_t end = th_now_ms() + 10000;
-  do {
-    usleep(20000);
-    ts_stats(&ts, &st);
-  } while (st.connections_open != 0 && th_now_ms() < end);
-  assert_int_equal(st.connections_open, 0);
+  TH_WAIT_UNTIL((open = connections_open(&ts)) == 0, 10000,
+                "the server to see the last client's close (%llu connections open)",
+                (unsigned long long)open);
+  assert_int_equal(open, 0);
   close(fd);
   ts_stop(&ts);
+}
+
+/* 1 when nothing accepts a connection on port. */
+static int refuses_connections(int port) {
+  int fd = tc_connect(port);
+  if (fd >= 0)
+    close(fd);
+  return fd < 0;
 }
 
 typedef struct {
@@ -196,19 +216,16 @@ static void graceful_shutdown_drains(void **state) {
   tc_response_free(&r);
   int busy = tc_connect(ts.port);
   tc_sends(busy, "GET /slow?ms=2000 HTTP/1.1\r\nHost: h\r\n\r\n");
-  usleep(100000);
+  gdx_http_stats st = {0};
+  TH_WAIT_UNTIL((ts_stats(&ts, &st), st.requests_total == 2), 10000,
+                "the server to start on the slow request");
   stopper s = {&ts};
   pthread_t th;
   pthread_create(&th, NULL, stop_thread, &s);
   /* no new connections (once the listener is closed); idle ones closed; the
    * request in progress finishes */
-  int fd;
-  uint64_t end = th_now_ms() + 10000;
-  while ((fd = tc_connect(ts.port)) >= 0 && th_now_ms() < end) {
-    close(fd);
-    usleep(20000);
-  }
-  assert_true(fd < 0);
+  TH_WAIT_UNTIL(refuses_connections(ts.port), 10000, "the listener to close");
+  assert_true(refuses_connections(ts.port));
   assert_true(tc_wait_closed(idle, 5000));
   assert_int_equal(tc_read_response(busy, &r, 3000), 200);
   assert_string_equal(r.body, "slow");

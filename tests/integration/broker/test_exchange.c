@@ -10,6 +10,11 @@
  * forged, expired, unknown and revoked certificates); upstream down, slow
  * and huge (1 GiB with bounded memory); call records and quota counters
  * surviving a restart; certificate renewal.
+ *
+ * A whole flow across the broker and two nodes, kept in one program under
+ * broker/ where the call is decided and relayed (broker/proxy.c, nodes.c).
+ * gdx-node's configuration checks are in frontend-node/test_node_config,
+ * the table adapter's change capture in adapters/test_table_capture.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -39,9 +44,9 @@
 
 
 static tb_broker B;
-static char ops[80], reviewer[80], prov_admin[80], cons_admin[80], cons2_admin[80];
+static tn_people P;
 static int nodes_port, upstream_port, dead_port;
-static pid_t upstream_pid, prov_node_pid, cons_node_pid;
+static pid_t prov_node_pid;
 static char prov_node_conf[256], cons_node_conf[256], prov_state[256], cons_state[256];
 static long long prov_node_row, cons_node_row;
 static char code_main[48], code_down[48], code_slow[48];
@@ -136,6 +141,23 @@ static long xcall(const char *method, const char *path, const char *token,
   return code;
 }
 
+/* A GET on the broker: the status only. */
+static long call_status(const char *path, const char *token) {
+  xresp r = {0};
+  long st = xcall("GET", path, token, NULL, NULL, 0, &r);
+  free(r.body.data);
+  return st;
+}
+
+/* 1 when the broker's /metrics has the text want. */
+static int metrics_have(const char *want) {
+  xresp r = {0};
+  assert_int_equal(xcall("GET", "/metrics", NULL, NULL, NULL, 0, &r), 200);
+  int found = strstr(r.body.data, want) != NULL;
+  free(r.body.data);
+  return found;
+}
+
 static const char *err_code(xresp *r) {
   static char code[64];
   json_t *j = r->body.data ? json_loads(r->body.data, 0, NULL) : NULL;
@@ -169,32 +191,13 @@ static const char *openapi_text =
 /* Creates, submits and publishes an API entry served by the provider's
  * node resource `target`; returns its code. */
 static void publish_api(const char *target, char *code, size_t n) {
-  char body[4096];
-  snprintf(body, sizeof(body),
-           "{\"name\":\"企业信息接口 %s\",\"summary\":\"测试\",\"category\":\"101002\","
-           "\"resource_type\":\"service\",\"format\":\"service_interface\",\"data_items\":["
-           "{\"name\":\"uscc\",\"type\":\"string\",\"sharing_type\":\"unconditional\"},"
-           "{\"name\":\"ent_name\",\"type\":\"string\",\"sharing_type\":\"unconditional\"},"
-           "{\"name\":\"legal_rep\",\"type\":\"string\",\"sharing_type\":\"conditional\"},"
-           "{\"name\":\"reg_capital\",\"type\":\"decimal\",\"sharing_type\":\"conditional\"},"
-           "{\"name\":\"address\",\"type\":\"string\",\"sharing_type\":\"conditional\"}],"
-           "\"sharing_type\":\"conditional\",\"sharing_condition\":\"仅用于审批\",\"sharing_method\":\"api\",\"open_to_public\":false,"
-           "\"update_cycle\":\"realtime\",\"attachment\":{\"kind\":\"api\",\"node\":\"prov-node\","
-           "\"target\":\"%s\",\"openapi\":\"%s\"}}",
-           target, target, openapi_text);
-  json_t *j = NULL;
-  long st = tb_call("POST", "/api/v1/catalog", prov_admin, body, &j);
-  if (st != 201) {
-    char *t = json_dumps(j, 0);
-    fail_msg("catalog create -> %ld %s", st, t);
-  }
-  snprintf(code, n, "%s", json_string_value(json_object_get(j, "resource_code")));
-  json_decref(j);
-  char path[128];
-  snprintf(path, sizeof(path), "/api/v1/catalog/%s/submit", code);
-  tb_expect(200, "POST", path, prov_admin, NULL);
-  snprintf(path, sizeof(path), "/api/v1/catalog/%s/review", code);
-  tb_expect(200, "POST", path, reviewer, "{\"decision\":\"publish\",\"opinion\":\"同意\"}");
+  tn_publish_api(P.prov_admin, "prov-node", target,
+                 "{\"name\":\"uscc\",\"type\":\"string\",\"sharing_type\":\"unconditional\"},"
+                 "{\"name\":\"ent_name\",\"type\":\"string\",\"sharing_type\":\"unconditional\"},"
+                 "{\"name\":\"legal_rep\",\"type\":\"string\",\"sharing_type\":\"conditional\"},"
+                 "{\"name\":\"reg_capital\",\"type\":\"decimal\",\"sharing_type\":\"conditional\"},"
+                 "{\"name\":\"address\",\"type\":\"string\",\"sharing_type\":\"conditional\"}",
+                 openapi_text, code, n);
 }
 
 static long long authorize(const char *consumer, const char *code, const char *items,
@@ -206,36 +209,35 @@ static long long authorize(const char *consumer, const char *code, const char *i
 /* ------------------------------------------------------------------ */
 /* fixture                                                             */
 
+/* The port gdx-upstream wrote into its port file, or 0 while there is none. */
+static int read_port(const char *portfile) {
+  int p = 0;
+  FILE *f = fopen(portfile, "r");
+  if (f) {
+    if (fscanf(f, "%d", &p) != 1)
+      p = 0;
+    fclose(f);
+  }
+  return p;
+}
+
 static int setup(void **state) {
   (void)state;
-  nodes_port = th_free_port();
   dead_port = th_free_port(); /* nothing listens there */
-  char extra[512];
-  snprintf(extra, sizeof(extra),
-           "nodes = { port = %d; offline_after_s = 3; };\n"
-           "proxy = { cache_poll_ms = 100; records_flush_ms = 100; rate_limit_rps = 200; "
-           "head_timeout_ms = 5000; };\nhttp = { max_body_bytes = 67108864; };\n",
-           nodes_port);
-  tn_init(&B, nodes_port, GDX_NODE_BIN, ops, reviewer, prov_admin);
-  if (tb_start_ex(&B, "exch", GDX_BROKER_BIN, extra, ops, sizeof(ops)) != 0)
+  nodes_port = tn_start_exchange(&B, &P, "exch", GDX_BROKER_BIN, GDX_NODE_BIN,
+                                 "proxy = { cache_poll_ms = 100; records_flush_ms = 100; "
+                                 "rate_limit_rps = 200; head_timeout_ms = 5000; };\n"
+                                 "http = { max_body_bytes = 67108864; };\n");
+  if (nodes_port < 0)
     return -1;
-  tn_make_units(ops, reviewer, prov_admin, cons_admin, cons2_admin);
 
   char portfile[300], log[300];
   snprintf(portfile, sizeof(portfile), "%s/upstream.port", B.dir);
   snprintf(log, sizeof(log), "%s/upstream.log", B.dir);
   char *const uargv[] = {GDX_UPSTREAM_BIN, "--port-file", portfile, NULL};
-  upstream_pid = tn_spawn(log, uargv);
-  for (int i = 0; i < 100 && upstream_port == 0; i++) {
-    FILE *f = fopen(portfile, "r");
-    if (f) {
-      if (fscanf(f, "%d", &upstream_port) != 1)
-        upstream_port = 0;
-      fclose(f);
-    }
-    usleep(50000);
-  }
-  assert_true(upstream_port > 0);
+  tn_spawn(log, uargv);
+  TH_WAIT_UNTIL((upstream_port = read_port(portfile)) > 0, 30000,
+                "gdx-upstream to write its port into %s", portfile);
   /* the node's secret header for the upstream: stays on the node */
   char hdr[300];
   snprintf(hdr, sizeof(hdr), "%s/upstream.hdr", B.dir);
@@ -250,20 +252,20 @@ static int setup(void **state) {
            "{ name = \"slow-api\"; kind = \"api\"; base_url = \"http://127.0.0.1:%d\"; "
            "head_timeout_ms = 300; }",
            upstream_port, hdr, dead_port, upstream_port);
-  prov_node_pid = tn_start_node(prov_admin, PROV, "prov-node", res, prov_node_conf, prov_state,
+  prov_node_pid = tn_start_node(P.prov_admin, PROV, "prov-node", res, prov_node_conf, prov_state,
                              &prov_node_row);
-  cons_node_pid = tn_start_node(cons_admin, CONS, "cons-node", "", cons_node_conf, cons_state,
+  tn_start_node(P.cons_admin, CONS, "cons-node", "", cons_node_conf, cons_state,
                              &cons_node_row);
 
   publish_api("enterprise-api", code_main, sizeof(code_main));
   publish_api("down-api", code_down, sizeof(code_down));
   publish_api("slow-api", code_slow, sizeof(code_slow));
-  auth_full = authorize(cons_admin, code_main,
+  auth_full = authorize(P.cons_admin, code_main,
                         "\"uscc\",\"ent_name\",\"legal_rep\",\"reg_capital\",\"address\"", NULL, NULL);
-  auth_narrow = authorize(cons2_admin, code_main, "\"uscc\",\"ent_name\",\"legal_rep\"", "5",
+  auth_narrow = authorize(P.cons2_admin, code_main, "\"uscc\",\"ent_name\",\"legal_rep\"", "5",
                           "\"uscc\",\"ent_name\"");
-  tn_credential(cons_admin, auth_full, client_full, secret_full);
-  tn_credential(cons2_admin, auth_narrow, client_narrow, secret_narrow);
+  tn_credential(P.cons_admin, auth_full, client_full, secret_full);
+  tn_credential(P.cons2_admin, auth_narrow, client_narrow, secret_narrow);
   tn_token(client_full, secret_full, tok_full, sizeof(tok_full));
   tn_token(client_narrow, secret_narrow, tok_narrow, sizeof(tok_narrow));
   return 0;
@@ -271,11 +273,7 @@ static int setup(void **state) {
 
 static int teardown(void **state) {
   (void)state;
-  tn_stop(prov_node_pid);
-  tn_stop(cons_node_pid);
-  tn_stop(upstream_pid);
-  tn_reap_all();
-  return tb_stop(&B) == 0 ? 0 : -1;
+  return tn_stop_exchange(&B) == 0 ? 0 : -1;
 }
 
 /* ------------------------------------------------------------------ */
@@ -290,34 +288,22 @@ static void test_nodes_online_with_health(void **state) {
   assert_int_equal(json_array_size(res), 3);
   json_t *first = json_array_get(res, 0);
   assert_string_equal(json_string_value(json_object_get(first, "name")), "enterprise-api");
-  for (int i = 0; i < 50 && strcmp(json_string_value(json_object_get(first, "health")), "up"); i++) {
-    json_decref(j);
-    usleep(100000);
-    j = tn_node_state(prov_node_row);
-    first = json_array_get(json_object_get(j, "resources"), 0);
-  }
-  assert_string_equal(json_string_value(json_object_get(first, "health")), "up");
+  json_decref(j);
+  tn_wait_health(prov_node_row, "enterprise-api", "up", "");
+  j = tn_node_state(prov_node_row);
   char *text = json_dumps(j, 0);
   assert_null(strstr(text, "node-secret-4711")); /* the node's secret never reaches the broker */
   free(text);
   json_decref(j);
   /* a unit admin sees only its own unit's nodes */
   json_t *l = NULL;
-  assert_int_equal(tb_call("GET", "/api/v1/nodes", cons_admin, NULL, &l), 200);
+  assert_int_equal(tb_call("GET", "/api/v1/nodes", P.cons_admin, NULL, &l), 200);
   assert_int_equal(json_array_size(json_object_get(l, "items")), 1);
   json_decref(l);
   /* /metrics exports node state */
-  xresp r = {0};
-  assert_int_equal(xcall("GET", "/metrics", NULL, NULL, NULL, 0, &r), 200);
   char want[200];
   snprintf(want, sizeof(want), "gdx_node_up{unit=\"%s\",node=\"prov-node\"} 1", PROV);
-  for (int i = 0; i < 40 && strstr(r.body.data, want) == NULL; i++) {
-    free(r.body.data);
-    usleep(100000);
-    xcall("GET", "/metrics", NULL, NULL, NULL, 0, &r);
-  }
-  assert_non_null(strstr(r.body.data, want));
-  free(r.body.data);
+  TH_WAIT_UNTIL(metrics_have(want), 30000, "the broker's /metrics to show %s", want);
 }
 
 static void test_approved_call(void **state) {
@@ -459,7 +445,7 @@ static void test_refusals(void **state) {
   /* another unit's authorization: no credential for it */
   char body[256];
   snprintf(body, sizeof(body), "{\"authorization_id\":%lld}", auth_full);
-  tb_expect(404, "POST", "/api/v1/credentials", cons2_admin, body);
+  tb_expect(404, "POST", "/api/v1/credentials", P.cons2_admin, body);
   /* a wrong secret, or another unit's client id with its own secret */
   snprintf(body, sizeof(body), "{\"client_id\":\"%s\",\"client_secret\":\"%s\"}", client_full,
            secret_narrow);
@@ -490,10 +476,7 @@ static void test_quota_then_restart(void **state) {
   char sql[200];
   snprintf(sql, sizeof(sql), "SELECT calls FROM authorization_usage WHERE authorization_id = %lld",
            auth_narrow);
-  for (int i = 0; i < 50 && strcmp(calls, "5") != 0; i++) {
-    usleep(100000);
-    tdb_scalar(B.dbname, sql, calls, sizeof(calls));
-  }
+  tdb_wait_scalar(NULL, B.dbname, sql, "5", 30, calls, sizeof(calls));
   assert_string_equal(calls, "5");
   assert_int_equal(tb_restart(&B, GDX_BROKER_BIN), 0);
   expect_refused("GET", path, tok_narrow, 429, "quota_exhausted", "client");
@@ -517,21 +500,22 @@ static void test_rate_limit(void **state) {
     free(r.body.data);
   }
   assert_true(limited);
-  usleep(1100000); /* the bucket refills */
+  /* the bucket refills (for the tests after this one) */
+  TH_WAIT_UNTIL(call_status(path, tok_full) == 200, 30000, "the rate limit to let a call pass");
 }
 
 static void test_upstream_failures(void **state) {
   (void)state;
   char client[40], secret[64], tok[256], path[256];
-  long long a = authorize(cons_admin, code_down, "\"uscc\",\"ent_name\",\"legal_rep\",\"reg_capital\",\"address\"",
+  long long a = authorize(P.cons_admin, code_down, "\"uscc\",\"ent_name\",\"legal_rep\",\"reg_capital\",\"address\"",
                           NULL, NULL);
-  tn_credential(cons_admin, a, client, secret);
+  tn_credential(P.cons_admin, a, client, secret);
   tn_token(client, secret, tok, sizeof(tok));
   snprintf(path, sizeof(path), "/svc/%s/enterprises", code_down);
   expect_refused("GET", path, tok, 502, "unreachable", "upstream");
-  long long s = authorize(cons_admin, code_slow, "\"uscc\",\"ent_name\",\"legal_rep\",\"reg_capital\",\"address\"",
+  long long s = authorize(P.cons_admin, code_slow, "\"uscc\",\"ent_name\",\"legal_rep\",\"reg_capital\",\"address\"",
                           NULL, NULL);
-  tn_credential(cons_admin, s, client, secret);
+  tn_credential(P.cons_admin, s, client, secret);
   tn_token(client, secret, tok, sizeof(tok));
   snprintf(path, sizeof(path), "/svc/%s/slow?ms=3000", code_slow);
   expect_refused("GET", path, tok, 504, "timeout", "upstream");
@@ -571,9 +555,9 @@ static void test_huge_response_bounded_memory(void **state) {
 static void test_revoke_within_a_second(void **state) {
   (void)state;
   char client[40], secret[64], tok[256], path[256], body[128];
-  long long a = authorize(cons_admin, code_main, "\"uscc\",\"ent_name\",\"legal_rep\",\"reg_capital\",\"address\"",
+  long long a = authorize(P.cons_admin, code_main, "\"uscc\",\"ent_name\",\"legal_rep\",\"reg_capital\",\"address\"",
                           NULL, NULL);
-  tn_credential(cons_admin, a, client, secret);
+  tn_credential(P.cons_admin, a, client, secret);
   tn_token(client, secret, tok, sizeof(tok));
   snprintf(path, sizeof(path), "/svc/%s/enterprises", code_main);
   xresp r = {0};
@@ -581,7 +565,7 @@ static void test_revoke_within_a_second(void **state) {
   free(r.body.data);
   snprintf(body, sizeof(body), "/api/v1/authorizations/%lld/revoke", a);
   uint64_t t0 = th_now_ms();
-  tb_expect(200, "POST", body, prov_admin, "{\"opinion\":\"用途结束\"}");
+  tb_expect(200, "POST", body, P.prov_admin, "{\"opinion\":\"用途结束\"}");
   long st = 200;
   while (st == 200 && th_now_ms() - t0 < 1000) {
     st = xcall("GET", path, tok, NULL, NULL, 0, &r);
@@ -591,14 +575,14 @@ static void test_revoke_within_a_second(void **state) {
   expect_refused("GET", path, tok, 403, "authorization_revoked", "client");
 
   /* rotation: the old token stops; a new one works */
-  a = authorize(cons_admin, code_main, "\"uscc\",\"ent_name\"", NULL, NULL);
-  tn_credential(cons_admin, a, client, secret);
+  a = authorize(P.cons_admin, code_main, "\"uscc\",\"ent_name\"", NULL, NULL);
+  tn_credential(P.cons_admin, a, client, secret);
   tn_token(client, secret, tok, sizeof(tok));
   assert_int_equal(xcall("GET", path, tok, NULL, NULL, 0, &r), 200);
   free(r.body.data);
   snprintf(body, sizeof(body), "/api/v1/credentials/%s/rotate", client);
   json_t *j = NULL;
-  assert_int_equal(tb_call("POST", body, cons_admin, NULL, &j), 200);
+  assert_int_equal(tb_call("POST", body, P.cons_admin, NULL, &j), 200);
   char secret2[64];
   snprintf(secret2, sizeof(secret2), "%s", json_string_value(json_object_get(j, "client_secret")));
   json_decref(j);
@@ -608,14 +592,14 @@ static void test_revoke_within_a_second(void **state) {
   free(r.body.data);
   /* revocation of the credential */
   snprintf(body, sizeof(body), "/api/v1/credentials/%s/revoke", client);
-  tb_expect(200, "POST", body, cons_admin, NULL);
+  tb_expect(200, "POST", body, P.cons_admin, NULL);
   expect_refused("GET", path, tok, 401, "invalid_token", "client");
   snprintf(body, sizeof(body), "{\"client_id\":\"%s\",\"client_secret\":\"%s\"}", client, secret2);
   tb_expect(401, "POST", "/api/v1/token", NULL, body);
 
   /* an authorization past its validity (changed underneath, as time would) */
-  a = authorize(cons_admin, code_main, "\"uscc\"", NULL, NULL);
-  tn_credential(cons_admin, a, client, secret);
+  a = authorize(P.cons_admin, code_main, "\"uscc\"", NULL, NULL);
+  tn_credential(P.cons_admin, a, client, secret);
   tn_token(client, secret, tok, sizeof(tok));
   assert_int_equal(xcall("GET", path, tok, NULL, NULL, 0, &r), 200);
   free(r.body.data);
@@ -628,12 +612,8 @@ static void test_revoke_within_a_second(void **state) {
            "INSERT INTO cache_invalidations (ts, kind, ref_id) VALUES (UTC_TIMESTAMP(6), "
            "'authorization', %lld)", a);
   assert_int_equal(tdb_exec(B.dbname, sql), 0);
-  st = 200;
-  for (int i = 0; i < 50 && st == 200; i++) {
-    usleep(50000);
-    st = xcall("GET", path, tok, NULL, NULL, 0, &r);
-    free(r.body.data);
-  }
+  TH_WAIT_UNTIL(call_status(path, tok) != 200, 30000,
+                "the broker to drop its cached authorization %lld", a);
   expect_refused("GET", path, tok, 403, "authorization_expired", "client");
 }
 
@@ -737,8 +717,8 @@ static void test_node_trust(void **state) {
   /* revoking the consumer's node: its own certificate is refused at once */
   char path[128];
   snprintf(path, sizeof(path), "/api/v1/nodes/%lld/revoke", cons_node_row);
-  tb_expect(404, "POST", path, prov_admin, "{\"opinion\":\"不是本单位\"}");
-  tb_expect(200, "POST", path, cons_admin, "{\"opinion\":\"设备报废\"}");
+  tb_expect(404, "POST", path, P.prov_admin, "{\"opinion\":\"不是本单位\"}");
+  tb_expect(200, "POST", path, P.cons_admin, "{\"opinion\":\"设备报废\"}");
   snprintf(ncert, sizeof(ncert), "%s/node.crt", cons_state);
   snprintf(nkey, sizeof(nkey), "%s/node.key", cons_state);
   assert_int_equal(node_call(ncert, nkey, ca_file, err, sizeof(err)), 403);
@@ -763,12 +743,9 @@ static void test_node_trust(void **state) {
 static void test_records(void **state) {
   (void)state;
   char n[32];
-  for (int i = 0; i < 30; i++) {
-    tdb_scalar(B.dbname, "SELECT COUNT(*) FROM api_calls WHERE status = 504", n, sizeof(n));
-    if (atoi(n) > 0)
-      break;
-    usleep(100000);
-  }
+  /* the records are written in batches: the last call's (a 504) too */
+  tdb_wait_scalar(NULL, B.dbname, "SELECT COUNT(*) > 0 FROM api_calls WHERE status = 504", "1",
+                  30, n, sizeof(n));
   const struct {
     const char *where;
   } checks[] = {
@@ -813,24 +790,15 @@ static void test_renewal(void **state) {
   assert_int_equal(tdb_exec(B.dbname, sql), 0);
   char now[64] = "";
   snprintf(sql, sizeof(sql), "SELECT cert_serial FROM nodes WHERE id = %lld", prov_node_row);
-  for (int i = 0; i < 100; i++) {
-    tdb_scalar(B.dbname, sql, now, sizeof(now));
-    if (strcmp(now, serial) != 0)
-      break;
-    usleep(100000);
-  }
+  TH_WAIT_UNTIL((tdb_scalar(B.dbname, sql, now, sizeof(now)), strcmp(now, serial) != 0), 30000,
+                "node %lld's certificate to be renewed (serial %s)", prov_node_row, serial);
   assert_string_not_equal(now, serial);
   /* calls keep working with the new key (the broker pins it) */
   char path[256];
   snprintf(path, sizeof(path), "/svc/%s/enterprises", code_main);
   long st = 0;
-  for (int i = 0; i < 40 && st != 200; i++) {
-    xresp r = {0};
-    st = xcall("GET", path, tok_full, NULL, NULL, 0, &r);
-    free(r.body.data);
-    if (st != 200)
-      usleep(100000);
-  }
+  TH_WAIT_UNTIL((st = call_status(path, tok_full)) == 200, 30000,
+                "a call through the renewed node (%ld)", st);
   assert_int_equal(st, 200);
   tn_wait_state(prov_node_row, "online");
 }
@@ -845,416 +813,9 @@ static void test_node_goes_offline(void **state) {
   expect_refused("GET", path, tok_full, 502, "unreachable", "node");
 }
 
-static void test_node_config_errors(void **state) {
-  (void)state;
-  static const struct {
-    const char *text, *expect;
-  } cases[] = {
-      {"node = { unit = \"X\"; id = \"y\"; };\nresources = ( { name = \"a\"; kind = \"api\"; "
-       "base_url = \"ftp://x\"; } );\n",
-       "resources.a.base_url: must start with http:// or https://"},
-      {"node = { unit = \"X\"; id = \"y\"; };\nresources = ( { name = \"a\"; kind = \"tape\"; } );\n",
-       "resources[0].kind: \"tape\" is not a kind this node knows"},
-      {"node = { unit = \"X\"; id = \"y\"; };\nresources = ( { name = \"a\"; kind = \"api\"; "
-       "base_url = \"http://x\"; headers = [\"bad header\"]; } );\n",
-       "resources.a.headers[0]: must be \"Name: value\""},
-      {"node = { unit = \"X\"; id = \"y\"; };\nlisten = { port = 70000; };\n",
-       "listen.port: must be an integer from 0 to 65535"},
-      {"node = { id = \"y\"; };\n", "node.unit: required key is missing"},
-      {"node = { unit = \"X\"; id = \"y\"; };\nresources = ( { name = \"t\"; kind = \"table\"; "
-       "table = \"a`b\"; } );\n",
-       "resources.t.table: \"a`b\" is not a plain table name"},
-      {"node = { unit = \"X\"; id = \"y\"; };\nresources = ( { name = \"t\"; kind = \"table\"; "
-       "table = \"a\"; capture = \"binlog\"; } );\n",
-       "resources.t.capture: \"triggers\" or \"timestamp\""},
-      {"node = { unit = \"X\"; id = \"y\"; };\nsubscriptions = ( { authorization = 5; "
-       "table = \"a\"; } );\n",
-       "a table subscription needs frontdb.name"},
-      {"node = { unit = \"X\"; id = \"y\"; };\nsubscriptions = ( { authorization = 5; "
-       "folder = \"in\"; } );\n",
-       "subscriptions[0]: a folder subscription has authorization (the id, a number) and "
-       "folder (an absolute path)"},
-      {"node = { unit = \"X\"; id = \"y\"; };\nscan = { enabled = false; };\n"
-       "subscriptions = ( { authorization = 5; folder = \"/tmp/in\"; versions = -1; } );\n",
-       "subscriptions[0].versions: 0..1000"},
-      {"node = { unit = \"X\"; id = \"y\"; };\nsubscriptions = ( { authorization = 5; "
-       "folder = \"/tmp/in\"; } );\n",
-       "set scan.signatures"},
-      {"node = { unit = \"X\"; id = \"y\"; };\nresources = ( { name = \"f\"; kind = "
-       "\"file\"; folder = \"/nonexistent-gdx\"; } );\n",
-       "folder: \"/nonexistent-gdx\" is not an absolute path to a folder"},
-      {"node = { unit = \"X\"; id = \"y\"; };\nresources = ( { name = \"f\"; kind = "
-       "\"file\"; folder = \"/tmp\"; formats = [\"exe\"]; } );\n",
-       "formats[0]: one of wps doc xml txt docx html ppt et xls csv"},
-      {"node = { unit = \"X\"; id = \"y\"; };\nfrontdb = { name = \"d\"; user = \"u\"; };\n"
-       "subscriptions = ( { authorization = 5; table = \"x y\"; } );\n",
-       "subscriptions[0]: a group with authorization"},
-  };
-  char conf[300], out[300], cmd[1000];
-  snprintf(conf, sizeof(conf), "%s/bad-node.conf", B.dir);
-  snprintf(out, sizeof(out), "%s/bad-node.out", B.dir);
-  for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
-    FILE *f = fopen(conf, "w");
-    fputs(cases[i].text, f);
-    fclose(f);
-    snprintf(cmd, sizeof(cmd), "%s --config %s --check-config >%s 2>&1", GDX_NODE_BIN, conf, out);
-    int st = system(cmd);
-    assert_int_equal(WEXITSTATUS(st), 3);
-    char msg[1000] = "";
-    f = fopen(out, "r");
-    size_t n = fread(msg, 1, sizeof(msg) - 1, f);
-    msg[n] = '\0';
-    fclose(f);
-    if (strstr(msg, cases[i].expect) == NULL)
-      fail_msg("case %zu: \"%s\" lacks \"%s\"", i, msg, cases[i].expect);
-  }
-}
-
-
-/* The table adapter on a node with a front-end database: triggers installed,
- * every insert, update, key change and delete in the change log in order,
- * bad resources reported with the reason, a schema change detected, and
- * the schema served to the broker only. */
-static void test_table_capture(void **state) {
-  (void)state;
-  char front[80], sql[600], cell[600];
-  snprintf(front, sizeof(front), "%s_front", B.dbname);
-  snprintf(sql, sizeof(sql), "CREATE DATABASE %s", front);
-  assert_int_equal(tdb_exec(NULL, sql), 0);
-  assert_int_equal(tdb_exec(front, "CREATE TABLE enterprise_info (uscc CHAR(18) PRIMARY KEY, "
-                                   "name VARCHAR(100) NOT NULL, legal_person VARCHAR(50), "
-                                   "secret_note VARCHAR(50)) DEFAULT CHARSET=utf8mb4"),
-                   0);
-  assert_int_equal(tdb_exec(front, "INSERT INTO enterprise_info VALUES "
-                                   "('91350203MA2XK8UX3L', '厦门示例科技有限公司', '张三', 'x')"),
-                   0);
-  assert_int_equal(tdb_exec(front, "CREATE TABLE no_pk_table (a INT)"), 0);
-  assert_int_equal(tdb_exec(front, "CREATE TABLE counters (id INT PRIMARY KEY, v INT)"), 0);
-  snprintf(tn_extra_conf, sizeof(tn_extra_conf),
-           "frontdb = { socket = \"%s\"; user = \"root\"; name = \"%s\"; };", tdb_socket(),
-           front);
-  char conf[256], st[256];
-  long long row = 0;
-  pid_t pid = tn_start_node(prov_admin, PROV, "table-node",
-                         "{ name = \"enterprises\"; kind = \"table\"; table = \"enterprise_info\"; "
-                         "items = [\"uscc\", \"name\", \"legal_person\"]; },"
-                         "{ name = \"nopk\"; kind = \"table\"; table = \"no_pk_table\"; },"
-                         "{ name = \"nokey\"; kind = \"table\"; table = \"enterprise_info\"; "
-                         "items = [\"name\"]; capture = \"timestamp\"; timestamp_column = \"name\"; },"
-                         "{ name = \"gone\"; kind = \"table\"; table = \"no_such_table\"; },"
-                         "{ name = \"counters\"; kind = \"table\"; table = \"counters\"; }",
-                         conf, st, &row);
-  tn_extra_conf[0] = '\0';
-  tn_wait_health(row, "enterprises", "up", "key (uscc)");
-  tn_wait_health(row, "nopk", "down", "no primary key");
-  tn_wait_health(row, "nokey", "down", "primary key column uscc");
-  tn_wait_health(row, "gone", "down", "does not exist");
-  /* the three triggers, and nothing on the table without a key */
-  tdb_scalar(front, "SELECT COUNT(*) FROM information_schema.TRIGGERS WHERE TRIGGER_SCHEMA = "
-                    "DATABASE() AND EVENT_OBJECT_TABLE = 'enterprise_info'", cell, sizeof(cell));
-  assert_string_equal(cell, "3");
-  tdb_scalar(front, "SELECT COUNT(*) FROM information_schema.TRIGGERS WHERE TRIGGER_SCHEMA = "
-                    "DATABASE() AND EVENT_OBJECT_TABLE = 'no_pk_table'", cell, sizeof(cell));
-  assert_string_equal(cell, "0");
-  /* every change, in commit order, with its key */
-  assert_int_equal(tdb_exec(front, "INSERT INTO enterprise_info VALUES "
-                                   "('91110000MA01ABCD2X', '北京示例', '李四', NULL)"), 0);
-  assert_int_equal(tdb_exec(front, "UPDATE enterprise_info SET name = '北京示例二' "
-                                   "WHERE uscc = '91110000MA01ABCD2X'"), 0);
-  assert_int_equal(tdb_exec(front, "UPDATE enterprise_info SET uscc = '91310115MA1H7GXY1E' "
-                                   "WHERE uscc = '91110000MA01ABCD2X'"), 0);
-  assert_int_equal(tdb_exec(front, "DELETE FROM enterprise_info "
-                                   "WHERE uscc = '91350203MA2XK8UX3L'"), 0);
-  tdb_scalar(front, "SELECT GROUP_CONCAT(op, pk ORDER BY seq SEPARATOR ' ') FROM gdx_changelog "
-                    "WHERE tbl = 'enterprise_info'", cell, sizeof(cell));
-  assert_string_equal(cell, "I[\"91110000MA01ABCD2X\"] U[\"91110000MA01ABCD2X\"] "
-                            "D[\"91110000MA01ABCD2X\"] U[\"91310115MA1H7GXY1E\"] "
-                            "D[\"91350203MA2XK8UX3L\"]");
-  /* a rolled-back change leaves no trace */
-  assert_int_equal(tdb_exec(front, "BEGIN NOT ATOMIC START TRANSACTION; "
-                                   "DELETE FROM enterprise_info; ROLLBACK; END"), 0);
-  tdb_scalar(front, "SELECT COUNT(*) FROM gdx_changelog", cell, sizeof(cell));
-  assert_string_equal(cell, "5");
-  tn_wait_health(row, "enterprises", "up", "change log at 5, 5 kept");
-  /* the schema, to the broker's certificate only */
-  char cmd[1200];
-  long scode = 0;
-  json_t *schema = tn_node_get(row, "/r/enterprises/schema", &scode);
-  assert_int_equal(scode, 200);
-  assert_non_null(schema);
-  assert_string_equal(json_string_value(json_object_get(schema, "table")), "enterprise_info");
-  assert_string_equal(json_string_value(json_object_get(schema, "capture")), "triggers");
-  /* the key and the offered items: secret_note stays unknown */
-  assert_int_equal(json_array_size(json_object_get(schema, "columns")), 3);
-  assert_int_equal(json_array_size(json_object_get(schema, "items")), 3);
-  assert_string_equal(json_string_value(json_array_get(json_object_get(schema, "primary_key"), 0)),
-                      "uscc");
-  assert_true(json_integer_value(json_object_get(schema, "position")) >= 5);
-  json_decref(schema);
-  /* snapshot pages in key order, the offered items only, the key first */
-  assert_int_equal(tdb_exec(front, "INSERT INTO enterprise_info VALUES "
-                                   "('91440300MA5FUXYZ1A', '深圳示例', '王五', 's1'), "
-                                   "('91110108MA00AAAA1B', '海淀示例', NULL, 's2')"), 0);
-  long code = 0;
-  json_t *page = tn_node_get(row, "/r/enterprises/snapshot?limit=2", &code);
-  assert_int_equal(code, 200);
-  char *t = tn_dump(json_object_get(page, "columns"));
-  assert_string_equal(t, "[\"uscc\",\"name\",\"legal_person\"]");
-  free(t);
-  t = tn_dump(json_object_get(page, "rows"));
-  assert_string_equal(t, "[[\"91110108MA00AAAA1B\",\"海淀示例\",null],"
-                         "[\"91310115MA1H7GXY1E\",\"北京示例二\",\"李四\"]]");
-  free(t);
-  assert_false(json_is_true(json_object_get(page, "done")));
-  /* 8: the rolled-back delete above used seq 6, which stays a gap */
-  assert_int_equal(json_integer_value(json_object_get(page, "position")), 8);
-  char path[300];
-  t = tn_dump(json_object_get(page, "last"));
-  snprintf(path, sizeof(path), "/r/enterprises/snapshot?limit=2&after=%s", t);
-  free(t);
-  json_decref(page);
-  for (char *c = path; *c; c++) /* the JSON key in the query, escaped for curl */
-    if (*c == '"')
-      memmove(c + 3, c + 1, strlen(c + 1) + 1), memcpy(c, "%22", 3);
-  page = tn_node_get(row, path, &code);
-  assert_int_equal(code, 200);
-  t = tn_dump(json_object_get(page, "rows"));
-  assert_string_equal(t, "[[\"91440300MA5FUXYZ1A\",\"深圳示例\",\"王五\"]]");
-  free(t);
-  assert_true(json_is_true(json_object_get(page, "done")));
-  json_decref(page);
-  /* a column the resource does not offer is refused, not sent */
-  page = tn_node_get(row, "/r/enterprises/snapshot?items=name,secret_note", &code);
-  assert_int_equal(code, 403);
-  assert_string_equal(json_string_value(json_object_get(json_object_get(page, "error"), "code")),
-                      "item_not_offered");
-  json_decref(page);
-  page = tn_node_get(row, "/r/enterprises/changes", &code);
-  assert_int_equal(code, 400);
-  json_decref(page);
-  /* the changes after a position: per key the last, the row as it is now */
-  page = tn_node_get(row, "/r/enterprises/changes?after=0&items=name", &code);
-  assert_int_equal(code, 200);
-  assert_int_equal(json_integer_value(json_object_get(page, "position")), 8);
-  t = tn_dump(json_object_get(page, "changes"));
-  assert_string_equal(t, "[{\"seq\":3,\"op\":\"D\",\"key\":[\"91110000MA01ABCD2X\"]},"
-                         "{\"seq\":4,\"op\":\"U\",\"row\":[\"91310115MA1H7GXY1E\",\"北京示例二\"]},"
-                         "{\"seq\":5,\"op\":\"D\",\"key\":[\"91350203MA2XK8UX3L\"]},"
-                         "{\"seq\":7,\"op\":\"U\",\"row\":[\"91440300MA5FUXYZ1A\",\"深圳示例\"]},"
-                         "{\"seq\":8,\"op\":\"U\",\"row\":[\"91110108MA00AAAA1B\",\"海淀示例\"]}]");
-  free(t);
-  json_decref(page);
-  /* a change still in an open transaction holds the position back */
-  snprintf(cmd, sizeof(cmd),
-           "printf \"BEGIN; INSERT INTO enterprise_info VALUES ('91000000MA00OPEN1X', 'open', NULL, "
-           "NULL); SELECT SLEEP(3); COMMIT;\" | mariadb --no-defaults -S %s -uroot %s "
-           ">/dev/null 2>&1 &",
-           tdb_socket(), front);
-  assert_int_equal(system(cmd), 0);
-  usleep(700000);
-  assert_int_equal(tdb_exec(front, "INSERT INTO enterprise_info VALUES "
-                                   "('91000000MA00DONE2Y', 'done', NULL, NULL)"), 0);
-  page = tn_node_get(row, "/r/enterprises/changes?after=8", &code);
-  assert_int_equal(code, 200);
-  assert_int_equal(json_integer_value(json_object_get(page, "position")), 8);
-  assert_int_equal(json_array_size(json_object_get(page, "changes")), 0);
-  json_decref(page);
-  for (int i = 0; i < 60; i++) {
-    page = tn_node_get(row, "/r/enterprises/changes?after=8", &code);
-    if (json_integer_value(json_object_get(page, "position")) == 10)
-      break;
-    json_decref(page);
-    page = NULL;
-    usleep(100000);
-  }
-  assert_non_null(page);
-  assert_int_equal(json_array_size(json_object_get(page, "changes")), 2);
-  json_decref(page);
-
-  /* the same reads through the broker, for the consumer unit's node, with
-   * the authorized items only */
-  char body[2048], tcode[64];
-  snprintf(body, sizeof(body),
-           "{\"name\":\"企业登记信息表\",\"summary\":\"测试\",\"category\":\"101002\","
-           "\"resource_type\":\"structured\",\"format\":\"database\",\"data_items\":["
-           "{\"name\":\"uscc\",\"type\":\"string\",\"sharing_type\":\"unconditional\"},"
-           "{\"name\":\"name\",\"type\":\"string\",\"sharing_type\":\"unconditional\"},"
-           "{\"name\":\"legal_person\",\"type\":\"string\",\"sharing_type\":\"conditional\"}],"
-           "\"sharing_type\":\"conditional\",\"sharing_condition\":\"仅用于审批\","
-           "\"sharing_method\":\"table\",\"open_to_public\":false,\"update_cycle\":\"realtime\","
-           "\"attachment\":{\"kind\":\"table\",\"node\":\"table-node\",\"target\":\"enterprises\"}}");
-  json_t *cj = NULL;
-  assert_int_equal(tb_call("POST", "/api/v1/catalog", prov_admin, body, &cj), 201);
-  snprintf(tcode, sizeof(tcode), "%s", json_string_value(json_object_get(cj, "resource_code")));
-  json_decref(cj);
-  snprintf(path, sizeof(path), "/api/v1/catalog/%s/submit", tcode);
-  tb_expect(200, "POST", path, prov_admin, NULL);
-  snprintf(path, sizeof(path), "/api/v1/catalog/%s/review", tcode);
-  tb_expect(200, "POST", path, reviewer, "{\"decision\":\"publish\",\"opinion\":\"同意\"}");
-  long long tauth = tn_authorize(cons_admin, tcode, "\"uscc\",\"name\",\"legal_person\"",
-                                 "subscribe", NULL, "\"uscc\",\"name\"");
-  /* a node of the consumer unit (the suite's first one has been revoked by
-   * now) with its own front-end database, subscribed to the table */
-  char cfront[80];
-  snprintf(cfront, sizeof(cfront), "%s_cons", B.dbname);
-  snprintf(sql, sizeof(sql), "CREATE DATABASE %s", cfront);
-  assert_int_equal(tdb_exec(NULL, sql), 0);
-  snprintf(tn_extra_conf, sizeof(tn_extra_conf),
-           "frontdb = { socket = \"%s\"; user = \"root\"; name = \"%s\"; };\n"
-           "subscriptions = ( { authorization = %lld; table = \"ent_copy\"; batch = 2; "
-           "poll_ms = 100; } );",
-           tdb_socket(), cfront, tauth);
-  char cconf[256], cst[256];
-  long long crow = 0;
-  pid_t cpid = tn_start_node(cons_admin, CONS, "cons-tnode", "", cconf, cst, &crow);
-  tn_extra_conf[0] = '\0';
-  snprintf(path, sizeof(path), "/node/v1/tables/%lld/snapshot?limit=10", tauth);
-  page = tn_broker_get_as(cst, path, &code);
-  t = tn_dump(page);
-  if (code != 200)
-    fail_msg("snapshot through the broker -> %ld %s", code, t);
-  free(t);
-  t = tn_dump(json_object_get(page, "columns"));
-  assert_string_equal(t, "[\"uscc\",\"name\"]"); /* legal_person was not approved */
-  free(t);
-  assert_int_equal(json_array_size(json_object_get(page, "rows")), 5);
-  json_decref(page);
-  snprintf(path, sizeof(path), "/node/v1/tables/%lld/changes?after=8&limit=10", tauth);
-  page = tn_broker_get_as(cst, path, &code);
-  assert_int_equal(code, 200);
-  assert_int_equal(json_integer_value(json_object_get(page, "position")), 10);
-  t = tn_dump(json_array_get(json_object_get(page, "changes"), 0));
-  assert_string_equal(t, "{\"seq\":9,\"op\":\"U\",\"row\":[\"91000000MA00OPEN1X\",\"open\"]}");
-  free(t);
-  json_decref(page);
-  /* another unit's node, and an authorization for calls, are refused */
-  snprintf(path, sizeof(path), "/node/v1/tables/%lld/snapshot", tauth);
-  page = tn_broker_get_as(st, path, &code); /* the provider unit's own node */
-  assert_int_equal(code, 403);
-  assert_string_equal(tb_err_code(page), "not_your_authorization");
-  json_decref(page);
-  snprintf(path, sizeof(path), "/node/v1/tables/%lld/snapshot", auth_full);
-  page = tn_broker_get_as(cst, path, &code);
-  assert_int_equal(code, 403);
-  assert_string_equal(tb_err_code(page), "wrong_method");
-  json_decref(page);
-  page = tn_broker_get_as(cst, "/node/v1/tables/x/drop", &code);
-  assert_int_equal(code, 404);
-  json_decref(page);
-  /* each read is a call record of the authorization */
-  snprintf(sql, sizeof(sql),
-           "SELECT COUNT(*) FROM api_calls WHERE authorization_id = %lld AND status = 200", tauth);
-  for (int i = 0; i < 50; i++) {
-    tdb_scalar(B.dbname, sql, cell, sizeof(cell));
-    if (atoi(cell) >= 2)
-      break;
-    usleep(100000);
-  }
-  /* reads by the subscription itself count too: at least the two above */
-  assert_true(atoi(cell) >= 2);
-  /* the subscription: the snapshot arrives in pages of 2, with the
-   * authorized columns only */
-  const char *want = "91000000MA00DONE2Y|done 91000000MA00OPEN1X|open 91110108MA00AAAA1B|海淀示例 "
-                     "91310115MA1H7GXY1E|北京示例二 91440300MA5FUXYZ1A|深圳示例";
-  const char *q = "SELECT IFNULL(GROUP_CONCAT(CONCAT_WS('|', uscc, name) ORDER BY uscc "
-                  "SEPARATOR ' '), '') FROM ent_copy";
-  for (int i = 0; i < 100; i++) {
-    cell[0] = '\0';
-    tdb_scalar(cfront, "SELECT COUNT(*) FROM information_schema.TABLES WHERE TABLE_SCHEMA = "
-                       "DATABASE() AND TABLE_NAME = 'ent_copy'", cell, sizeof(cell));
-    if (strcmp(cell, "1") == 0) {
-      tdb_scalar(cfront, q, cell, sizeof(cell));
-      if (strcmp(cell, want) == 0)
-        break;
-    }
-    usleep(100000);
-  }
-  assert_string_equal(cell, want);
-  tdb_scalar(cfront, "SELECT GROUP_CONCAT(COLUMN_NAME ORDER BY ORDINAL_POSITION) FROM "
-                     "information_schema.COLUMNS WHERE TABLE_SCHEMA = DATABASE() AND "
-                     "TABLE_NAME = 'ent_copy'", cell, sizeof(cell));
-  assert_string_equal(cell, "uscc,name");
-  /* then the changes: an update, a delete, an insert */
-  assert_int_equal(tdb_exec(front, "UPDATE enterprise_info SET name = '深圳示例(更名)' "
-                                   "WHERE uscc = '91440300MA5FUXYZ1A'"), 0);
-  assert_int_equal(tdb_exec(front, "DELETE FROM enterprise_info WHERE uscc = "
-                                   "'91000000MA00OPEN1X'"), 0);
-  assert_int_equal(tdb_exec(front, "INSERT INTO enterprise_info VALUES "
-                                   "('91330100MA27XXXX3C', '杭州示例', '赵六', NULL)"), 0);
-  want = "91000000MA00DONE2Y|done 91110108MA00AAAA1B|海淀示例 91310115MA1H7GXY1E|北京示例二 "
-         "91330100MA27XXXX3C|杭州示例 91440300MA5FUXYZ1A|深圳示例(更名)";
-  for (int i = 0; i < 100; i++) {
-    tdb_scalar(cfront, q, cell, sizeof(cell));
-    if (strcmp(cell, want) == 0)
-      break;
-    usleep(100000);
-  }
-  assert_string_equal(cell, want);
-  tdb_scalar(cfront, "SELECT CONCAT(snapshot_done, ' ', position) FROM gdx_sync_state",
-             cell, sizeof(cell));
-  assert_string_equal(cell, "1 13");
-  /* kill -9 the consumer's node, change more while it is down, start it
-   * again: it resumes from the stored position, nothing lost or doubled */
-  kill(cpid, SIGKILL);
-  waitpid(cpid, NULL, 0);
-  assert_int_equal(tdb_exec(front, "DELETE FROM enterprise_info WHERE uscc = "
-                                   "'91000000MA00DONE2Y'"), 0);
-  assert_int_equal(tdb_exec(front, "UPDATE enterprise_info SET name = CONCAT(name, '#') "
-                                   "WHERE uscc LIKE '913%'"), 0);
-  char clog[300];
-  snprintf(clog, sizeof(clog), "%s/cons-tnode.log", B.dir);
-  char *const cargv[] = {GDX_NODE_BIN, "--config", cconf, NULL};
-  cpid = tn_spawn(clog, cargv);
-  want = "91110108MA00AAAA1B|海淀示例 91310115MA1H7GXY1E|北京示例二# "
-         "91330100MA27XXXX3C|杭州示例# 91440300MA5FUXYZ1A|深圳示例(更名)";
-  for (int i = 0; i < 100; i++) {
-    tdb_scalar(cfront, q, cell, sizeof(cell));
-    if (strcmp(cell, want) == 0)
-      break;
-    usleep(100000);
-  }
-  assert_string_equal(cell, want);
-  tdb_scalar(cfront, "SELECT position FROM gdx_sync_state", cell, sizeof(cell));
-  assert_string_equal(cell, "16");
-  kill(cpid, SIGTERM);
-  int cws;
-  waitpid(cpid, &cws, 0);
-  assert_true(WIFEXITED(cws) && WEXITSTATUS(cws) == 0);
-  snprintf(sql, sizeof(sql), "DROP DATABASE %s", cfront);
-  tdb_exec(NULL, sql);
-
-  /* an integer key: a delete carries it as text, like every value */
-  tn_wait_health(row, "counters", "up", "key (id)");
-  assert_int_equal(tdb_exec(front, "INSERT INTO counters VALUES (7, 1), (8, 2)"), 0);
-  assert_int_equal(tdb_exec(front, "DELETE FROM counters WHERE id = 8"), 0);
-  page = tn_node_get(row, "/r/counters/changes?after=0", &code);
-  assert_int_equal(code, 200);
-  t = tn_dump(json_object_get(page, "changes"));
-  assert_non_null(strstr(t, "\"op\":\"U\",\"row\":[\"7\",\"1\"]}"));
-  assert_non_null(strstr(t, "\"op\":\"D\",\"key\":[\"8\"]}"));
-  free(t);
-  json_decref(page);
-
-  /* a lost trigger: changes would go unseen, so it is reported */
-  assert_int_equal(tdb_exec(front, "DROP TRIGGER gdx_enterprise_info_ad"), 0);
-  tn_wait_health(row, "enterprises", "down", "1 of the 3 change-log triggers");
-  /* a schema change under the node: reported, not served */
-  assert_int_equal(tdb_exec(front, "ALTER TABLE enterprise_info ADD COLUMN reg_capital BIGINT"), 0);
-  tn_wait_health(row, "enterprises", "down", "changed since the node started");
-json_decref(tn_node_get(row, "/r/enterprises/schema", &scode));
-  assert_int_equal(scode, 503);
-  kill(pid, SIGTERM);
-  int ws;
-  waitpid(pid, &ws, 0);
-  assert_true(WIFEXITED(ws) && WEXITSTATUS(ws) == 0);
-  snprintf(sql, sizeof(sql), "DROP DATABASE %s", front);
-  tdb_exec(NULL, sql);
-}
-
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_nodes_online_with_health),
-      cmocka_unit_test(test_node_config_errors),
       cmocka_unit_test(test_approved_call),
       cmocka_unit_test(test_headers_end_to_end),
       cmocka_unit_test(test_streamed_request_body),
@@ -1268,7 +829,6 @@ int main(void) {
       cmocka_unit_test(test_records),
       cmocka_unit_test(test_renewal),
       cmocka_unit_test(test_node_goes_offline),
-      cmocka_unit_test(test_table_capture),
   };
   return cmocka_run_group_tests(tests, setup, teardown);
 }

@@ -195,9 +195,11 @@ static void too_many_connections_get_503(void **state) {
   tc_response_free(&r);
   /* closing one frees a place */
   close(fds[1]);
-  usleep(100000);
-  assert_int_equal(tc_hello(small.port), 200);
   gdx_http_stats st;
+  TH_WAIT_UNTIL((ts_stats(&small, &st), st.connections_open == 7), 10000,
+                "the server to see a connection closed (%llu open)",
+                (unsigned long long)st.connections_open);
+  assert_int_equal(tc_hello(small.port), 200);
   ts_stats(&small, &st);
   assert_int_equal(st.connections_rejected, 1);
   for (int i = 0; i < 8; i++)
