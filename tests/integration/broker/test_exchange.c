@@ -617,6 +617,52 @@ static void test_revoke_within_a_second(void **state) {
   expect_refused("GET", path, tok, 403, "authorization_expired", "client");
 }
 
+/* An entry's operations are stored parsed when it is published; one
+ * published before that (openapi_ops NULL) has its text parsed when the
+ * broker loads the authorization, and a text that does not read refuses
+ * the call - it never lets every path through. */
+static void drop_cached(long long auth) {
+  char sql[256];
+  snprintf(sql, sizeof(sql),
+           "INSERT INTO cache_invalidations (ts, kind, ref_id) VALUES (UTC_TIMESTAMP(6), "
+           "'authorization', %lld)", auth);
+  assert_int_equal(tdb_exec(B.dbname, sql), 0);
+}
+
+static void test_operations_fail_closed(void **state) {
+  (void)state;
+  char path[256], sql[1024];
+  snprintf(path, sizeof(path), "/svc/%s/enterprises", code_main);
+  snprintf(sql, sizeof(sql),
+           "DROP TABLE IF EXISTS ops_backup; CREATE TABLE ops_backup AS SELECT id, "
+           "published_body, openapi_ops FROM catalog_entries WHERE resource_code = '%s'; "
+           "UPDATE catalog_entries SET openapi_ops = NULL WHERE resource_code = '%s'",
+           code_main, code_main);
+  assert_int_equal(tdb_exec(B.dbname, sql), 0);
+  drop_cached(auth_full);
+  /* no stored form: the published text is read, the call goes through */
+  TH_WAIT_UNTIL(call_status(path, tok_full) == 200, 30000, "a call with the text parsed at load");
+  snprintf(sql, sizeof(sql),
+           "UPDATE catalog_entries SET published_body = JSON_SET(published_body, "
+           "'$.attachment.openapi', 'openapi: 3.0.3\\npaths: {/enterprises: [') "
+           "WHERE resource_code = '%s'", code_main);
+  assert_int_equal(tdb_exec(B.dbname, sql), 0);
+  drop_cached(auth_full);
+  TH_WAIT_UNTIL(call_status(path, tok_full) == 502, 30000,
+                "the broker to load the unreadable operations");
+  expect_refused("GET", path, tok_full, 502, "openapi_unreadable", "broker");
+  snprintf(path, sizeof(path), "/svc/%s/admin/users", code_main);
+  expect_refused("GET", path, tok_full, 502, "openapi_unreadable", "broker");
+  /* as it was */
+  assert_int_equal(tdb_exec(B.dbname, "UPDATE catalog_entries e JOIN ops_backup b ON b.id = "
+                                      "e.id SET e.published_body = b.published_body, "
+                                      "e.openapi_ops = b.openapi_ops; DROP TABLE ops_backup"),
+                   0);
+  drop_cached(auth_full);
+  snprintf(path, sizeof(path), "/svc/%s/enterprises", code_main);
+  TH_WAIT_UNTIL(call_status(path, tok_full) == 200, 30000, "calls with the stored operations");
+}
+
 /* Node trust: only certificates of the platform CA, for enrolled, active
  * nodes, reach the node endpoints. */
 static long node_call(const char *cert, const char *key, const char *ca, char *err, size_t n) {
@@ -820,6 +866,7 @@ int main(void) {
       cmocka_unit_test(test_headers_end_to_end),
       cmocka_unit_test(test_streamed_request_body),
       cmocka_unit_test(test_refusals),
+      cmocka_unit_test(test_operations_fail_closed),
       cmocka_unit_test(test_quota_then_restart),
       cmocka_unit_test(test_rate_limit),
       cmocka_unit_test(test_upstream_failures),
