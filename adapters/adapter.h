@@ -2,8 +2,9 @@
  *
  * A node exposes resources; each is served by an adapter of one kind:
  *   api    an internal HTTP service (api.c)
- *   table  a table in the unit's front-end database (table.c)
- *   file   a folder (file.c)
+ *   table  a table in the unit's front-end database (table.c; table_int.h
+ *          names the files it is split into)
+ *   file   a folder (file.c, file_index.c)
  * The node reads each resource's settings from its configuration file and
  * hands them to the adapter's open(); requests from the broker for
  * /r/<resource>/<rest> go to serve(); health() runs before each heartbeat

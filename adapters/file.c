@@ -39,53 +39,29 @@
  * file is stat'ed when a read opens it (and the read rescans when it
  * differs); a change during the read is caught by the consumer's chunk
  * hashes, so nothing half old, half new is ever delivered.
+ *
+ * This file is the adapter and its reads; finding, gating and hashing the
+ * files is file_index.c (file_int.h).
  */
-#include <dirent.h>
-#include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
 #include <jansson.h>
-#include <openssl/evp.h>
 #include <openssl/rand.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <strings.h>
 #include <sys/inotify.h>
 #include <sys/stat.h>
-#include <time.h>
 #include <unistd.h>
 
 #include "adapter.h"
-#include "digest.h"
 #include "error.h"
-#include "fileguard.h"
+#include "file_int.h"
 #include "log.h"
 #include "num.h"
 
-#define HASH_HEX (GDX_SHA256_HEX_SIZE - 1) /* a SHA-256 in hex, without the NUL */
-#define HEAD_BYTES 65536
-#define MAX_FILES 200000
-#define MAX_DEPTH 32
-#define READ_BLOCK (1u << 20)
 #define MAX_WAITERS 1000
 #define LIST_MAX 1000
-
-enum { F_PENDING, F_READY, F_REFUSED };
-
-typedef struct {
-  char *path;
-  int64_t size, mtime_ns, ctime_ns;
-  uint64_t ino;
-  int state;
-  uint64_t changed_at; /* loop ms when last seen different */
-  long long gen;
-  char sha256[GDX_SHA256_HEX_SIZE], sm3[GDX_SHA256_HEX_SIZE], format[8];
-  char *chunks;        /* HASH_HEX hex digits per chunk */
-  char why[200];
-} fent;
-
-typedef struct fres fres;
 
 typedef struct waiter {
   struct waiter *next;
@@ -110,548 +86,14 @@ typedef struct stream {
   fent snap; /* the stat the read began with */
 } stream;
 
-struct fres {
-  gdx_adapter *a;
-  char folder[1024], index_file[1100];
-  char formats[10][8];
-  int nformats;
-  long long stable_ms, rescan_s, chunk, max_bytes, max_mibps;
-  struct stream *paced;      /* reads ahead of max_mibps, resumed by the timer */
-  fent **ents;
-  size_t n, cap;
-  fent **by_gen;             /* the ready files in gen order, for listings; */
-  size_t nby;
-  int by_gen_stale;          /* rebuilt when a file's state changed */
-  long long gen;
-  char epoch[17];
-  uv_timer_t timer, wtimer;
-  uv_poll_t ipoll;
-  int ifd, scanning, hashing, scan_again, closing, handles;
-  int index_dirty;           /* saved by the timer, at most once a second */
-  uint64_t index_saved;
-  uint64_t next_full, scan_at;
-  gdx_fileguard *guard;
-  waiter *waiters;
-  int nwaiters, streams;
-  json_t *events;
-  /* metrics */
-  unsigned long long refused_total, hashed_total, bytes_sent, reads, changed_during_read;
-  char last_error[200];
-};
-
-/* ------------------------------------------------------------------ */
-/* names and the index                                                 */
-
-static int skip_name(const char *name) {
-  size_t n = strlen(name);
-  if (name[0] == '.' || strncmp(name, "~$", 2) == 0)
-    return 1;
-  static const char *const tails[] = {".tmp", ".part", ".swp", ".crdownload"};
-  for (size_t i = 0; i < sizeof(tails) / sizeof(tails[0]); i++) {
-    size_t t = strlen(tails[i]);
-    if (n >= t && strcasecmp(name + n - t, tails[i]) == 0)
-      return 1;
-  }
-  return 0;
-}
-
-static int ent_cmp(const void *a, const void *b) {
-  return strcmp((*(fent *const *)a)->path, (*(fent *const *)b)->path);
-}
-
-static fent *find(fres *r, const char *path) {
-  fent key = {.path = (char *)path}, *kp = &key;
-  fent **hit = r->n ? bsearch(&kp, r->ents, r->n, sizeof(*r->ents), ent_cmp) : NULL;
-  return hit ? *hit : NULL;
-}
-
-static void ent_free(fent *e) {
-  if (e) {
-    free(e->path);
-    free(e->chunks);
-    free(e);
-  }
-}
-
-static long long nchunks(const fres *r, int64_t size) {
-  return size == 0 ? 0 : (size + r->chunk - 1) / r->chunk;
-}
-
-static void save_index(fres *r) {
-  json_t *files = json_array();
-  for (size_t i = 0; i < r->n; i++) {
-    fent *e = r->ents[i];
-    if (e->state == F_PENDING)
-      continue;
-    json_array_append_new(
-        files, json_pack("{s:s, s:I, s:I, s:I, s:I, s:s, s:s, s:s, s:s, s:s, s:s}", "path",
-                         e->path, "size", (json_int_t)e->size, "mtime_ns",
-                         (json_int_t)e->mtime_ns, "ctime_ns", (json_int_t)e->ctime_ns, "ino",
-                         (json_int_t)e->ino, "state",
-                         e->state == F_READY ? "ready" : "refused", "sha256", e->sha256, "sm3",
-                         e->sm3, "format", e->format, "chunks", e->chunks ? e->chunks : "",
-                         "why", e->why));
-  }
-  json_t *j = json_pack("{s:I, s:o}", "chunk", (json_int_t)r->chunk, "files", files);
-  char tmp[1200];
-  snprintf(tmp, sizeof(tmp), "%s.tmp", r->index_file);
-  if (json_dump_file(j, tmp, JSON_COMPACT) != 0 || rename(tmp, r->index_file) != 0)
-    gdx_log_warn("file", "%s: cannot write the index %s: %s", r->a->name, r->index_file,
-                 strerror(errno));
-  json_decref(j);
-}
-
-static void load_index(fres *r) {
-  json_t *j = json_load_file(r->index_file, 0, NULL);
-  if (j == NULL)
-    return;
-  if (json_integer_value(json_object_get(j, "chunk")) != r->chunk) { /* chunk size changed */
-    json_decref(j);
-    return;
-  }
-  size_t i;
-  json_t *f;
-  json_array_foreach(json_object_get(j, "files"), i, f) {
-    const char *path = json_string_value(json_object_get(f, "path"));
-    const char *st = json_string_value(json_object_get(f, "state"));
-    const char *sha = json_string_value(json_object_get(f, "sha256"));
-    const char *sm3 = json_string_value(json_object_get(f, "sm3"));
-    const char *fmt = json_string_value(json_object_get(f, "format"));
-    const char *ch = json_string_value(json_object_get(f, "chunks"));
-    const char *why = json_string_value(json_object_get(f, "why"));
-    char w[200];
-    if (!path || !st || !sha || !sm3 || !fmt || !ch || !why || r->n >= MAX_FILES ||
-        gdx_file_name_check(path, w, sizeof(w)) != GDX_OK)
-      continue;
-    fent *e = calloc(1, sizeof(*e));
-    e->path = strdup(path);
-    e->size = json_integer_value(json_object_get(f, "size"));
-    e->mtime_ns = json_integer_value(json_object_get(f, "mtime_ns"));
-    e->ctime_ns = json_integer_value(json_object_get(f, "ctime_ns"));
-    e->ino = (uint64_t)json_integer_value(json_object_get(f, "ino"));
-    e->state = strcmp(st, "ready") == 0 ? F_READY : F_REFUSED;
-    snprintf(e->sha256, sizeof(e->sha256), "%s", sha);
-    snprintf(e->sm3, sizeof(e->sm3), "%s", sm3);
-    snprintf(e->format, sizeof(e->format), "%s", fmt);
-    snprintf(e->why, sizeof(e->why), "%s", why);
-    e->chunks = strdup(ch);
-    if (e->state == F_READY && (long long)strlen(ch) != HASH_HEX * nchunks(r, e->size)) {
-      ent_free(e);
-      continue;
-    }
-    e->gen = ++r->gen;
-    if (r->n == r->cap) {
-      r->cap = r->cap ? r->cap * 2 : 64;
-      r->ents = realloc(r->ents, r->cap * sizeof(*r->ents));
-    }
-    r->ents[r->n++] = e;
-  }
-  json_decref(j);
-  qsort(r->ents, r->n, sizeof(*r->ents), ent_cmp);
-}
-
-/* ------------------------------------------------------------------ */
-/* scanning (thread pool)                                              */
-
-typedef struct {
-  uv_work_t w;
-  fres *r;
-  fent **items;
-  size_t n, cap;
-  int ifd, truncated;
-  char err[200];
-} scan_job;
-
-static int64_t ns_of(struct timespec t) { return (int64_t)t.tv_sec * 1000000000 + t.tv_nsec; }
-
-/* What tells one version of a file from another. */
-static void stat_into(fent *e, const struct stat *st) {
-  e->size = st->st_size;
-  e->mtime_ns = ns_of(st->st_mtim);
-  e->ctime_ns = ns_of(st->st_ctim);
-  e->ino = st->st_ino;
-}
-
-static void walk(scan_job *j, int dfd, const char *rel, int depth) {
-  if (j->ifd >= 0) {
-    char abs[2100];
-    snprintf(abs, sizeof(abs), "%s%s%s", j->r->folder, *rel ? "/" : "", rel);
-    inotify_add_watch(j->ifd, abs,
-                      IN_CLOSE_WRITE | IN_MOVED_TO | IN_MOVED_FROM | IN_CREATE | IN_DELETE |
-                          IN_ATTRIB | IN_DELETE_SELF | IN_ONLYDIR);
-  }
-  DIR *d = fdopendir(dfd);
-  if (d == NULL) {
-    close(dfd);
-    return;
-  }
-  struct dirent *de;
-  while ((de = readdir(d)) != NULL) {
-    if (skip_name(de->d_name))
-      continue;
-    struct stat st;
-    if (fstatat(dirfd(d), de->d_name, &st, AT_SYMLINK_NOFOLLOW) != 0)
-      continue;
-    char sub[1100];
-    int len = snprintf(sub, sizeof(sub), "%s%s%s", rel, *rel ? "/" : "", de->d_name);
-    if (len <= 0 || (size_t)len >= sizeof(sub))
-      continue;
-    if (S_ISDIR(st.st_mode)) {
-      if (depth >= MAX_DEPTH)
-        continue;
-      int fd = openat(dirfd(d), de->d_name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
-      if (fd >= 0)
-        walk(j, fd, sub, depth + 1);
-    } else if (S_ISREG(st.st_mode)) {
-      if (j->n >= MAX_FILES) {
-        j->truncated = 1;
-        continue;
-      }
-      if (j->n == j->cap) {
-        j->cap = j->cap ? j->cap * 2 : 256;
-        j->items = realloc(j->items, j->cap * sizeof(*j->items));
-      }
-      fent *e = calloc(1, sizeof(*e));
-      e->path = strdup(sub);
-      stat_into(e, &st);
-      j->items[j->n++] = e;
-    }
-  }
-  closedir(d);
-}
-
-static void scan_work(uv_work_t *w) {
-  scan_job *j = w->data;
-  int fd = open(j->r->folder, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-  if (fd < 0) {
-    snprintf(j->err, sizeof(j->err), "cannot open the folder %s: %s", j->r->folder,
-             strerror(errno));
-    return;
-  }
-  walk(j, fd, "", 0);
-  if (j->n)
-    qsort(j->items, j->n, sizeof(*j->items), ent_cmp);
-}
-
-static void start_scan(fres *r);
-static void start_hash(fres *r);
 static int pace(struct stream *s);
 static void stream_read(struct stream *s);
-static void notify_waiters(fres *r);
 
-static int same_stat(const fent *a, const fent *b) {
-  return a->size == b->size && a->mtime_ns == b->mtime_ns && a->ctime_ns == b->ctime_ns &&
-         a->ino == b->ino;
-}
-
-/* A scan in ms (the 100 ms timer starts it). */
-static void schedule(fres *r, uint64_t ms) {
-  uint64_t now = uv_now(r->a->env->loop);
-  if (!r->closing && (r->scan_at == 0 || now + ms < r->scan_at))
-    r->scan_at = now + ms;
-}
-
-static void maybe_free(fres *r);
-
-static void scan_done(uv_work_t *w, int status) {
-  scan_job *j = w->data;
-  fres *r = j->r;
-  r->scanning = 0;
-  uint64_t now = uv_now(r->a->env->loop);
-  if (status != 0 || j->err[0] || r->closing) {
-    if (j->err[0] && !r->closing) {
-      if (strcmp(r->last_error, j->err) != 0)
-        gdx_log_error("file", "%s: %s", r->a->name, j->err);
-      snprintf(r->last_error, sizeof(r->last_error), "%s", j->err);
-    }
-    for (size_t i = 0; i < j->n; i++)
-      ent_free(j->items[i]);
-  } else {
-    r->last_error[0] = '\0';
-    if (j->truncated)
-      snprintf(r->last_error, sizeof(r->last_error), "more than %d files: the rest are ignored",
-               MAX_FILES);
-    /* merge the sorted scan into the sorted index */
-    fent **out = malloc((j->n + 1) * sizeof(*out));
-    size_t a = 0, b = 0, k = 0;
-    int removed = 0;
-    while (a < r->n || b < j->n) {
-      int c = a == r->n ? 1 : b == j->n ? -1 : strcmp(r->ents[a]->path, j->items[b]->path);
-      if (c < 0) { /* gone from the folder */
-        ent_free(r->ents[a++]);
-        removed = 1;
-      } else if (c > 0) { /* new */
-        fent *e = j->items[b++];
-        e->state = F_PENDING;
-        e->changed_at = now;
-        out[k++] = e;
-      } else {
-        fent *e = r->ents[a++], *s = j->items[b++];
-        if (!same_stat(e, s)) {
-          e->size = s->size;
-          e->mtime_ns = s->mtime_ns;
-          e->ctime_ns = s->ctime_ns;
-          e->ino = s->ino;
-          e->state = F_PENDING;
-          e->changed_at = now;
-          free(e->chunks);
-          e->chunks = NULL;
-        }
-        ent_free(s);
-        out[k++] = e;
-      }
-    }
-    free(r->ents);
-    r->ents = out;
-    r->by_gen_stale = 1;
-    r->n = k;
-    r->cap = j->n + 1;
-    if (removed)
-      r->index_dirty = 1;
-  }
-  free(j->items);
-  free(j);
-  if (r->closing)
-    return maybe_free(r);
-  start_hash(r);
-  if (r->scan_again) {
-    r->scan_again = 0;
-    schedule(r, 200);
-  }
-  /* a pending file is looked at again when it may have become stable */
-  for (size_t i = 0; i < r->n; i++)
-    if (r->ents[i]->state == F_PENDING) {
-      schedule(r, (uint64_t)r->stable_ms + 50);
-      break;
-    }
-}
-
-static void start_scan(fres *r) {
-  if (r->closing)
-    return;
-  if (r->scanning) {
-    r->scan_again = 1;
-    return;
-  }
-  scan_job *j = calloc(1, sizeof(*j));
-  j->r = r;
-  j->ifd = r->ifd;
-  j->w.data = j;
-  r->scanning = 1;
-  if (uv_queue_work(r->a->env->loop, &j->w, scan_work, scan_done) != 0) {
-    r->scanning = 0;
-    free(j);
-  }
-}
-
-/* ------------------------------------------------------------------ */
-/* hashing (thread pool, one file at a time)                           */
-
-typedef struct {
-  uv_work_t w;
-  fres *r;
-  char *path;
-  fent want;        /* the stat it was taken with */
-  int result;       /* F_READY, F_REFUSED or F_PENDING (changed meanwhile) */
-  char sha256[GDX_SHA256_HEX_SIZE], sm3[GDX_SHA256_HEX_SIZE], format[8], why[200];
-  char *chunks;
-} hash_job;
-
-static int format_allowed(const fres *r, const char *fmt) {
-  if (r->nformats == 0)
-    return 1;
-  for (int i = 0; i < r->nformats; i++)
-    if (strcmp(r->formats[i], fmt) == 0)
-      return 1;
-  return 0;
-}
-
-static void hash_work(uv_work_t *w) {
-  hash_job *j = w->data;
-  fres *r = j->r;
-  char abs[2200];
-  snprintf(abs, sizeof(abs), "%s/%s", r->folder, j->path);
-  j->result = F_PENDING;
-  int fd = open(abs, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
-  if (fd < 0)
-    return;
-  struct stat st;
-  fent now = {0};
-  if (fstat(fd, &st) != 0)
-    goto out;
-  stat_into(&now, &st);
-  if (!same_stat(&now, &j->want))
-    goto out;
-  const char *fmt = NULL;
-  char why[200];
-  if (j->want.size > r->max_bytes) {
-    j->result = F_REFUSED;
-    snprintf(j->why, sizeof(j->why), "larger than max_file_mib (%lld MiB)",
-             r->max_bytes >> 20);
-    goto out;
-  }
-  char *buf = malloc(READ_BLOCK);
-  ssize_t got = pread(fd, buf, HEAD_BYTES, 0);
-  if (got < 0) {
-    free(buf);
-    goto out;
-  }
-  if (gdx_fileguard_check(r->guard, j->path, buf, (size_t)got, &fmt, why, sizeof(why)) !=
-      GDX_OK) {
-    j->result = F_REFUSED;
-    snprintf(j->why, sizeof(j->why), "%s", why);
-    free(buf);
-    goto out;
-  }
-  snprintf(j->format, sizeof(j->format), "%s", fmt);
-  if (!format_allowed(r, fmt)) {
-    j->result = F_REFUSED;
-    snprintf(j->why, sizeof(j->why), "%s files are not among this resource's formats", fmt);
-    free(buf);
-    goto out;
-  }
-  long long nc = nchunks(r, j->want.size);
-  j->chunks = calloc((size_t)nc * HASH_HEX + 1, 1);
-  gdx_digest *whole = NULL;
-  EVP_MD_CTX *cx = EVP_MD_CTX_new();
-  gdx_digest_new(GDX_DIGEST_SHA256 | GDX_DIGEST_SM3, &whole);
-  int64_t off = 0, in_chunk = 0;
-  long long ci = 0;
-  int ok = whole && cx && EVP_DigestInit_ex(cx, EVP_sha256(), NULL);
-  while (ok && off < j->want.size) {
-    size_t want = READ_BLOCK;
-    if ((int64_t)want > r->chunk - in_chunk)
-      want = (size_t)(r->chunk - in_chunk);
-    ssize_t k = pread(fd, buf, want, off);
-    if (k <= 0) {
-      ok = 0;
-      break;
-    }
-    gdx_digest_update(whole, buf, (size_t)k);
-    EVP_DigestUpdate(cx, buf, (size_t)k);
-    off += k;
-    in_chunk += k;
-    if (in_chunk == r->chunk || off == j->want.size) {
-      unsigned char md[32];
-      unsigned mdlen = 0;
-      EVP_DigestFinal_ex(cx, md, &mdlen);
-      char h[GDX_SHA256_HEX_SIZE];
-      gdx_hex(md, 32, h);
-      memcpy(j->chunks + ci * HASH_HEX, h, HASH_HEX);
-      ci++;
-      in_chunk = 0;
-      EVP_DigestInit_ex(cx, EVP_sha256(), NULL);
-    }
-  }
-  free(buf);
-  EVP_MD_CTX_free(cx);
-  if (ok)
-    ok = gdx_digest_final(whole, j->sha256, j->sm3) == GDX_OK;
-  gdx_digest_free(whole);
-  if (ok && fstat(fd, &st) == 0) {
-    stat_into(&now, &st);
-    if (same_stat(&now, &j->want) && ci == nc)
-      j->result = F_READY;
-  }
-out:
-  close(fd);
-}
-
-static void hash_done(uv_work_t *w, int status) {
-  hash_job *j = w->data;
-  fres *r = j->r;
-  r->hashing = 0;
-  fent *e = r->closing ? NULL : find(r, j->path);
-  uint64_t now = uv_now(r->a->env->loop);
-  if (e && status == 0 && same_stat(e, &j->want) && e->state == F_PENDING) {
-    if (j->result == F_PENDING) { /* changed while hashed: wait again */
-      e->changed_at = now;
-      schedule(r, (uint64_t)r->stable_ms + 50);
-    } else {
-      e->state = j->result;
-      r->by_gen_stale = 1;
-      e->gen = ++r->gen;
-      snprintf(e->sha256, sizeof(e->sha256), "%s", j->sha256);
-      snprintf(e->sm3, sizeof(e->sm3), "%s", j->sm3);
-      snprintf(e->format, sizeof(e->format), "%s", j->format);
-      snprintf(e->why, sizeof(e->why), "%s", j->why);
-      free(e->chunks);
-      e->chunks = j->chunks;
-      j->chunks = NULL;
-      if (e->state == F_READY) {
-        r->hashed_total++;
-        gdx_log_info("file", "%s: %s ready (%lld bytes, %s, sha256 %.16s…)", r->a->name,
-                     e->path, (long long)e->size, e->format, e->sha256);
-        notify_waiters(r);
-      } else {
-        r->refused_total++;
-        gdx_log_warn("file", "%s: %s refused: %s", r->a->name, e->path, e->why);
-        if (json_array_size(r->events) < 1000)
-          json_array_append_new(r->events,
-                                json_pack("{s:s, s:s, s:s, s:s, s:I}", "kind", "file_refused",
-                                          "resource", r->a->name, "path", e->path, "detail",
-                                          e->why, "size", (json_int_t)e->size));
-      }
-      r->index_dirty = 1;
-    }
-  }
-  free(j->path);
-  free(j->chunks);
-  free(j);
-  if (r->closing)
-    return maybe_free(r);
-  start_hash(r);
-}
-
-static void start_hash(fres *r) {
-  if (r->hashing || r->closing)
-    return;
-  uint64_t now = uv_now(r->a->env->loop);
-  struct timespec ts;
-  clock_gettime(CLOCK_REALTIME, &ts);
-  int64_t wall = ns_of(ts);
-  for (size_t i = 0; i < r->n; i++) {
-    fent *e = r->ents[i];
-    if (e->state != F_PENDING || now - e->changed_at < (uint64_t)r->stable_ms ||
-        wall - e->mtime_ns < r->stable_ms * 1000000LL)
-      continue;
-    hash_job *j = calloc(1, sizeof(*j));
-    j->r = r;
-    j->path = strdup(e->path);
-    j->want = *e;
-    j->want.path = NULL;
-    j->want.chunks = NULL;
-    j->w.data = j;
-    r->hashing = 1;
-    if (uv_queue_work(r->a->env->loop, &j->w, hash_work, hash_done) != 0) {
-      r->hashing = 0;
-      free(j->path);
-      free(j);
-    }
-    return;
-  }
-}
-
-/* ------------------------------------------------------------------ */
-/* timers and inotify                                                  */
-
+/* The resource's 100 ms timer: the index's work, then the reads whose
+ * time has come under max_mibps. */
 static void on_timer(uv_timer_t *t) {
   fres *r = t->data;
-  uint64_t now = uv_now(r->a->env->loop);
-  if (r->index_dirty && now - r->index_saved >= 1000) { /* not once per file */
-    r->index_dirty = 0;
-    r->index_saved = now;
-    save_index(r);
-  }
-  if (r->scan_at && now >= r->scan_at) {
-    r->scan_at = 0;
-    start_scan(r);
-  }
-  if (now >= r->next_full) {
-    r->next_full = now + (uint64_t)r->rescan_s * 1000;
-    start_scan(r);
-  }
-  start_hash(r);
+  gdx__file_index_tick(r);
   stream *paced = r->paced; /* reads whose time has come */
   r->paced = NULL;
   while (paced) {
@@ -661,18 +103,6 @@ static void on_timer(uv_timer_t *t) {
     if (!pace(s))
       stream_read(s);
   }
-}
-
-static void on_inotify(uv_poll_t *p, int status, int events) {
-  fres *r = p->data;
-  (void)events;
-  if (status < 0)
-    return;
-  char buf[8192];
-  while (read(r->ifd, buf, sizeof(buf)) > 0) {
-  }
-  if (r->scan_at == 0 || r->scan_at > uv_now(r->a->env->loop) + 200)
-    r->scan_at = uv_now(r->a->env->loop) + 200;
 }
 
 /* ------------------------------------------------------------------ */
@@ -757,7 +187,7 @@ static void waiter_answer(fres *r, waiter *w, json_t *j) {
   free(w);
 }
 
-static void notify_waiters(fres *r) {
+void gdx__file_notify_waiters(fres *r) {
   waiter *w = r->waiters;
   while (w) {
     waiter *next = w->next;
@@ -835,7 +265,7 @@ static fent *version(fres *r, gdx_http_req *req, const char *q, int any_version)
     gdx_http_respond_error(req, 400, "invalid_path", why);
     return NULL;
   }
-  fent *e = find(r, path);
+  fent *e = gdx__file_find(r, path);
   if (e == NULL || e->state == F_REFUSED) {
     gdx_http_respond_error(req, 404, "file_not_found", "no such file in this resource");
     return NULL;
@@ -854,7 +284,7 @@ static void serve_chunks(fres *r, gdx_http_req *req, const char *q) {
     return;
   json_t *j = file_json(r, e);
   json_t *list = json_array();
-  for (long long i = 0; i < nchunks(r, e->size); i++)
+  for (long long i = 0; i < gdx__file_nchunks(r, e->size); i++)
     json_array_append_new(list, json_stringn(e->chunks + i * HASH_HEX, HASH_HEX));
   json_object_set_new(j, "chunks", list);
   reply_json(req, 200, j);
@@ -873,7 +303,7 @@ static void stream_free(stream *s) {
   free(s->buf);
   free(s);
   if (r->closing)
-    maybe_free(r);
+    gdx__file_maybe_free(r);
 }
 
 static void stream_abort(gdx_http_req *req) {
@@ -925,10 +355,10 @@ static void stream_finish(stream *s, int ok) {
   struct stat st;
   fent now = {0};
   if (s->fd >= 0 && fstat(s->fd, &st) == 0)
-    stat_into(&now, &st);
-  if (!same_stat(&now, &s->snap)) {
+    gdx__file_stat_into(&now, &st);
+  if (!gdx__file_same_stat(&now, &s->snap)) {
     s->r->changed_during_read++;
-    schedule(s->r, 0);
+    gdx__file_schedule(s->r, 0);
   }
   stream_free(s);
 }
@@ -999,14 +429,14 @@ static void serve_data(fres *r, gdx_http_req *req, const char *q) {
   struct stat st;
   fent now = {0};
   if (fd >= 0 && fstat(fd, &st) == 0)
-    stat_into(&now, &st);
-  if (fd < 0 || !same_stat(&now, e)) {
+    gdx__file_stat_into(&now, &st);
+  if (fd < 0 || !gdx__file_same_stat(&now, e)) {
     if (fd >= 0)
       close(fd);
     e->state = F_PENDING;
     r->by_gen_stale = 1;
     e->changed_at = uv_now(r->a->env->loop);
-    schedule(r, 0);
+    gdx__file_schedule(r, 0);
     return (void)gdx_http_respond_error(req, 409, "file_changed",
                                         "the file has changed since it was listed: list it "
                                         "again");
@@ -1115,7 +545,7 @@ static int file_open(gdx_adapter *a, const config_setting_t *s, char *err, size_
     return GDX_OK;
   snprintf(r->index_file, sizeof(r->index_file), "%s/file-%s.index",
            a->env->state_dir ? a->env->state_dir : ".", n);
-  load_index(r);
+  gdx__file_index_load(r);
   r->by_gen_stale = 1;
   unsigned char rnd[8];
   RAND_bytes(rnd, sizeof(rnd));
@@ -1129,7 +559,7 @@ static int file_open(gdx_adapter *a, const config_setting_t *s, char *err, size_
   r->ifd = inotify_init1(IN_NONBLOCK | IN_CLOEXEC);
   if (r->ifd >= 0 && uv_poll_init(loop, &r->ipoll, r->ifd) == 0) {
     r->ipoll.data = r;
-    uv_poll_start(&r->ipoll, UV_READABLE, on_inotify);
+    uv_poll_start(&r->ipoll, UV_READABLE, gdx__file_on_inotify);
     r->handles++;
   } else if (r->ifd >= 0) {
     close(r->ifd);
@@ -1187,13 +617,13 @@ static void file_metrics(gdx_adapter *a, gdx_buf *out) {
 }
 
 /* Freed when its handles are closed and no scan, hash or read is left. */
-static void maybe_free(fres *r) {
+void gdx__file_maybe_free(fres *r) {
   if (r->handles > 0 || r->scanning || r->hashing || r->streams > 0)
     return;
   if (r->ifd >= 0)
     close(r->ifd);
   for (size_t i = 0; i < r->n; i++)
-    ent_free(r->ents[i]);
+    gdx__file_ent_free(r->ents[i]);
   free(r->ents);
   free(r->by_gen);
   json_decref(r->events);
@@ -1204,7 +634,7 @@ static void maybe_free(fres *r) {
 static void on_closed(uv_handle_t *h) {
   fres *r = h->data;
   r->handles--;
-  maybe_free(r);
+  gdx__file_maybe_free(r);
 }
 
 static void file_close(gdx_adapter *a) {
@@ -1212,7 +642,7 @@ static void file_close(gdx_adapter *a) {
   if (r == NULL)
     return;
   if (r->index_dirty)
-    save_index(r);
+    gdx__file_index_save(r);
   r->closing = 1;
   while (r->waiters) {
     waiter *w = r->waiters;
@@ -1220,7 +650,7 @@ static void file_close(gdx_adapter *a) {
     free(w);
   }
   if (r->handles == 0) /* never started: --check-config */
-    return maybe_free(r);
+    return gdx__file_maybe_free(r);
   uv_close((uv_handle_t *)&r->timer, on_closed);
   uv_close((uv_handle_t *)&r->wtimer, on_closed);
   if (r->ifd >= 0)
@@ -1234,3 +664,4 @@ const gdx_adapter_ops gdx_adapter_file = {.kind = "file",
                                           .events = file_events,
                                           .metrics = file_metrics,
                                           .close = file_close};
+

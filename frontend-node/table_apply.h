@@ -12,7 +12,7 @@
  *
  * All functions run on a gdx_db worker thread with its connection.
  *
- * Batches are the JSON the provider node serves (adapters/table.c):
+ * Batches are the JSON the provider node serves (adapters/table_read.c):
  *   page:    {"columns":[…], "rows":[[…],…], "last":[key]|null, "done":bool,
  *             "position":n (first page only)}
  *   changes: {"columns":[…], "changes":[{"op":"U","row":[…]} |
@@ -72,7 +72,7 @@ int gdx_table_apply_reset(gdx_db_conn *c, const gdx_table_apply_target *t, char 
 
 /* Reconciliation (对账), the target's side. The provider's chunks
  * ({"after": key|null, "last": key|null, "rows": n, "sum": hex}, see
- * adapters/table.c) are checksummed the same way over the target (common/
+ * adapters/table_checksums.c) are checksummed the same way over the target (common/
  * rowsum.h); the ones that differ are appended to `differing`. */
 int gdx_table_apply_chunks(gdx_db_conn *c, const gdx_table_apply_target *t, const json_t *chunks,
                            long long *target_rows, json_t *differing, char *err, size_t errlen);
