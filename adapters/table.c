@@ -18,10 +18,12 @@
  * "timestamp" nothing is installed: changes are the rows whose change-time
  * column (a timestamp or datetime the database sets, ON UPDATE
  * CURRENT_TIMESTAMP(6)) is at or after the position, a moment in
- * microseconds, and before the oldest open transaction; rows deleted
- * outright are not seen - a reconciliation run finds them as extra rows
- * and removes them - and there is no long poll (the consumer polls). Use it
- * only where triggers are not allowed.
+ * microseconds, and before the start of the oldest statement or
+ * transaction still open and a second ago (table_read.c, ts_bound); rows
+ * deleted outright are not seen - a reconciliation run finds them as extra
+ * rows and removes them - and there is no long poll (the consumer polls).
+ * Its node's user needs the PROCESS privilege to see other connections.
+ * Use it only where triggers are not allowed.
  *
  * Schema. At start the adapter reads the table's columns and primary key
  * from information_schema, checks that the configured items are columns and
@@ -37,9 +39,11 @@
  *       one page in key order; the first page also gives the change-log
  *       position to replay from after the last page
  *   GET /r/<name>/changes?after=<position>[&limit=N][&wait_ms=N][&items=a,b]
- *       the log entries after the position, up to the first gap a still
- *       open transaction may fill; per key the last change, with the row as
- *       it is now ("U") or its key when it is gone ("D"); the new position.
+ *       the log entries after the position, up to the first gap that may
+ *       still fill - a missing seq locked by an open transaction, or handed
+ *       out less than a second ago (table_gaps.c); per key the last change,
+ *       with the row as it is now ("U") or its key when it is gone ("D");
+ *       the new position.
  *       With wait_ms the read is parked while there is nothing new (a long
  *       poll: the log is looked at every 50 ms). 410 when the position is
  *       below what was purged.
@@ -93,8 +97,10 @@
 
 static int table_open(gdx_adapter *a, const config_setting_t *s, char *err, size_t errlen) {
   table_res *r = calloc(1, sizeof(*r));
-  if (r == NULL)
+  if (r == NULL || uv_mutex_init(&r->seen_mu) != 0) {
+    free(r);
     return GDX_ENOMEM;
+  }
   a->impl = r;
   r->self = a;
   const char *n = a->name;
@@ -314,6 +320,8 @@ static int wake_work(gdx_db_conn *c, void *arg) {
     w->max = gdx_db_i64(&row, 0, 0, GDX_DB_ID_MAX);
     rc = row.rc;
   }
+  if (rc == GDX_OK) /* the gaps below it are as old as this look (table_gaps.c) */
+    gdx__table_seen(w->r, w->max, uv_hrtime());
   gdx_db_result_free(&res);
   return rc;
 }
@@ -627,6 +635,7 @@ static void table_close(gdx_adapter *a) {
     uv_close((uv_handle_t *)r->wake, on_wake_closed);
   for (int i = 0; i < r->nitems; i++)
     free(r->items[i]);
+  uv_mutex_destroy(&r->seen_mu);
   free(r);
   a->impl = NULL;
 }

@@ -151,12 +151,19 @@ static int inspect_work(gdx_db_conn *c, void *arg) {
     gdx_db_row w = gdx_db_row_at(&res, 0);
     s->triggers = rc ? 0 : (int)gdx_db_i64(&w, 0, 0, GDX_DB_INT_MAX);
     gdx_db_result_free(&res);
-    rc = gdx_db_query(c, "SELECT COALESCE(MAX(seq), 0), COUNT(*) FROM gdx_changelog WHERE tbl = ?",
+    rc = gdx_db_query(c, "SELECT COALESCE(MAX(seq), 0), COUNT(*), (SELECT COALESCE(MAX(seq), 0) "
+                         "FROM gdx_changelog) FROM gdx_changelog WHERE tbl = ?",
                       p, 1, 1, &res);
     if (!rc) {
       w = gdx_db_row_at(&res, 0);
       s->position = gdx_db_i64(&w, 0, 0, GDX_DB_ID_MAX);
       s->backlog = gdx_db_i64(&w, 1, 0, GDX_DB_ID_MAX);
+      long long max = gdx_db_i64(&w, 2, 0, GDX_DB_ID_MAX);
+      /* every gap below it is as old as this look: after a restart the
+       * backlog's gaps pass a second after the first inspection
+       * (table_gaps.c), not a second after each batch meets them */
+      if (w.rc == GDX_OK)
+        gdx__table_seen(r, max, uv_hrtime());
     }
     gdx_db_result_free(&res);
   }

@@ -8,6 +8,8 @@
  *   table_read.c       a read's body, made by a database worker: snapshot pages,
  *                      change batches (triggers or timestamp), zstd; the SQL pieces
  *                      every read uses
+ *   table_gaps.c       whether a gap in the change log may still fill: a change
+ *                      batch ends before the first one that may
  *   table_checksums.c  checksums and rowsums, for reconciliation
  *   table_compare.c    compare (比对): the submitted records, checked, and their verdicts
  * A read is a read_job: made, coalesced and answered on the loop (table.c), its
@@ -41,6 +43,14 @@ typedef struct {
   char error[300];      /* why the table cannot be served, "" when it can */
 } tschema;
 
+/* A change-log seq seen committed by `at` (uv_hrtime), for table_gaps.c. */
+typedef struct {
+  long long seq;
+  uint64_t at;
+} seen_mark;
+
+#define SEEN_MAX 32
+
 typedef struct {
   gdx_adapter *self;
   char table[65];
@@ -60,10 +70,17 @@ typedef struct {
   unsigned long long coalesced, cache_hits;
   struct read_job *cache; /* answers just given, newest first (READ_CACHE_MS) */
   int ncache;
+  uv_mutex_t seen_mu;     /* the marks below, from the workers' reads */
+  seen_mark seen[SEEN_MAX];
+  int nseen;
 } table_res;
 
 #define READ_MAX_ROWS 10000
 #define KEY_MAX 16
+/* How long a writer may take from the moment its change is numbered (a
+ * seq handed out, a statement's time taken) to the row it writes, while
+ * nothing shows the change: a reader waits that long before it passes. */
+#define GRACE_MS 1000
 
 enum { OP_SNAPSHOT, OP_CHANGES, OP_CHECKSUMS, OP_ROWSUMS, OP_COMPARE };
 
@@ -138,6 +155,16 @@ void gdx__table_keys_in_sql(const tschema *s, size_t n, gdx_buf *b);
 size_t gdx__table_range_sql(const read_job *j, gdx_buf *b, gdx_db_param *p);
 void gdx__table_order_sql(const tschema *s, gdx_buf *b);
 json_t *gdx__table_text_key(const json_t *key);
+
+/* table_gaps.c */
+/* Records that seq was committed by `at` (uv_hrtime taken after the read
+ * that saw it); any worker. */
+void gdx__table_seen(table_res *r, long long seq, uint64_t at);
+/* How many of a batch's entries may be served: seqs[0..n) (ascending, read
+ * after `after`; the read ended at read_at) up to the first gap that may
+ * still fill, n when none may. GDX_OK, or the error of a check that failed. */
+int gdx__table_gaps_upto(table_res *r, gdx_db_conn *c, long long after, const long long *seqs,
+                         size_t n, uint64_t read_at, size_t *upto);
 
 /* table_checksums.c */
 int gdx__table_checksums_work(read_job *j, gdx_db_conn *c, json_t *out);
