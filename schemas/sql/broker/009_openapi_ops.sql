@@ -1,4 +1,4 @@
--- OpenAPI texts read by a real parser (issue 13): the operations of an API
+-- OpenAPI texts read by a real parser: the operations of an API
 -- entry's published OpenAPI text (published_body's attachment.openapi), in
 -- the stored form of common/openapi.h ({"v":1,"ops":[…]}). Written by the
 -- catalog when it publishes the entry, in the same UPDATE that copies body

@@ -1,4 +1,4 @@
-/* The API exchange end to end (issue 4): a real broker on the fixture's
+/* The API exchange end to end: a real broker on the fixture's
  * MariaDB, two real gdx-node processes enrolled with one-time tokens, and a
  * real upstream HTTP service (gdx-upstream) behind the provider's node.
  *

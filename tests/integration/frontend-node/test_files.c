@@ -1,4 +1,4 @@
-/* File exchange end to end (issue 6): a provider's folder delivered into a
+/* File exchange end to end: a provider's folder delivered into a
  * consumer's folder through the broker - documents with Chinese names and
  * content, byte for byte and hash for hash, with the file ledger and the
  * daily report; a disguised file refused at the provider (audit record

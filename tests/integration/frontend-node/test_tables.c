@@ -1,4 +1,4 @@
-/* Table exchange end to end (issue 5): the ledger, the change log's purge,
+/* Table exchange end to end: the ledger, the change log's purge,
  * long polls, reconciliation with repair and alarms, the daily report, a
  * consumer offline through many changes, a purged position, fetch, and the
  * fault test - kill -9 of the consumer's node, the provider's node and the
