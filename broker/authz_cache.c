@@ -40,12 +40,6 @@ struct authz_cache {
   uint64_t hits, misses, invalidations;
 };
 
-static void copy_str(char *dst, size_t n, const char *src) {
-  size_t l = strnlen(src, n - 1);
-  memcpy(dst, src, l);
-  dst[l] = '\0';
-}
-
 int authz_token(authz_cache *c, const char *s, access_token *t) {
   uint32_t h = 2166136261u; /* FNV-1a */
   for (const char *ch = s; *ch; ch++)
@@ -57,7 +51,7 @@ int authz_token(authz_cache *c, const char *s, access_token *t) {
   }
   int rc = token_verify(c->o.pki, s, t);
   if (rc == GDX_OK && slot && strlen(s) < sizeof(slot->token)) {
-    copy_str(slot->token, sizeof(slot->token), s);
+    gdx_str_copy(slot->token, sizeof(slot->token), s);
     slot->tok = *t;
   }
   return rc;
@@ -188,8 +182,8 @@ static int load_node(gdx_db_conn *c, authz_entry *t, long long provider_id) {
   if (r.nrows == 1) {
     t->node_ok = strcmp(gdx_db_get(&r, 0, 0), "active") == 0 && gdx_db_get(&r, 0, 1)[0] &&
                  gdx_db_get(&r, 0, 2)[0];
-    copy_str(t->node_addr, sizeof(t->node_addr), gdx_db_get(&r, 0, 1));
-    copy_str(t->node_pin, sizeof(t->node_pin), gdx_db_get(&r, 0, 2));
+    gdx_str_copy(t->node_addr, sizeof(t->node_addr), gdx_db_get(&r, 0, 1));
+    gdx_str_copy(t->node_pin, sizeof(t->node_pin), gdx_db_get(&r, 0, 2));
   }
   gdx_db_result_free(&r);
   return GDX_OK;
@@ -255,19 +249,19 @@ static int load_work(gdx_db_conn *c, void *arg) {
   t->exists = 1;
   t->active = strcmp(gdx_db_get(&r, 0, 0), "active") == 0;
   t->is_call = strcmp(gdx_db_get(&r, 0, 1), "call") == 0;
-  copy_str(t->method, sizeof(t->method), gdx_db_get(&r, 0, 1));
-  copy_str(t->consumer, sizeof(t->consumer), gdx_db_get(&r, 0, 6));
+  gdx_str_copy(t->method, sizeof(t->method), gdx_db_get(&r, 0, 1));
+  gdx_str_copy(t->consumer, sizeof(t->consumer), gdx_db_get(&r, 0, 6));
   t->unit_active = strcmp(gdx_db_get(&r, 0, 7), "active") == 0;
-  copy_str(t->code, sizeof(t->code), gdx_db_get(&r, 0, 8));
-  copy_str(t->provider, sizeof(t->provider), gdx_db_get(&r, 0, 10));
+  gdx_str_copy(t->code, sizeof(t->code), gdx_db_get(&r, 0, 8));
+  gdx_str_copy(t->provider, sizeof(t->provider), gdx_db_get(&r, 0, 10));
   json_t *allowed = json_loads(gdx_db_get(&r, 0, 5), 0, NULL);
   json_t *body = gdx_db_get(&r, 0, 9) ? json_loads(gdx_db_get(&r, 0, 9), 0, NULL) : NULL;
   json_t *att = json_object_get(body, "attachment");
   if (t->is_call)
     load_ops(t, gdx_db_get(&r, 0, 13), json_string_value(json_object_get(att, "openapi")));
   gdx_db_result_free(&r);
-  copy_str(t->node_name, sizeof(t->node_name), str_or(json_object_get(att, "node")));
-  copy_str(t->target, sizeof(t->target), str_or(json_object_get(att, "target")));
+  gdx_str_copy(t->node_name, sizeof(t->node_name), str_or(json_object_get(att, "node")));
+  gdx_str_copy(t->target, sizeof(t->target), str_or(json_object_get(att, "target")));
   load_items(t, allowed, body);
   json_decref(allowed);
   json_decref(body);

@@ -11,13 +11,6 @@
 #include "relay.h"
 #include "response_filter.h"
 
-/* snprintf(dst, n, "%s", src) without the format machinery: hot path. */
-static void copy_str(char *dst, size_t n, const char *src) {
-  size_t l = strnlen(src, n - 1);
-  memcpy(dst, src, l);
-  dst[l] = '\0';
-}
-
 static int64_t wall_us(void) {
   struct timespec ts;
   clock_gettime(CLOCK_REALTIME, &ts);
@@ -44,10 +37,10 @@ xcall *xcall_new(exchange *x, gdx_http_req *req) {
   call_record *r = &k->r;
   r->ts_us = wall_us();
   r->units = 1;
-  copy_str(r->request_id, sizeof(r->request_id), gdx_http_req_id(req));
-  copy_str(r->method, sizeof(r->method), gdx_http_req_method(req));
-  copy_str(r->path, sizeof(r->path), gdx_http_req_path(req));
-  copy_str(r->source, sizeof(r->source), gdx_http_req_remote_addr(req));
+  gdx_str_copy(r->request_id, sizeof(r->request_id), gdx_http_req_id(req));
+  gdx_str_copy(r->method, sizeof(r->method), gdx_http_req_method(req));
+  gdx_str_copy(r->path, sizeof(r->path), gdx_http_req_path(req));
+  gdx_str_copy(r->source, sizeof(r->source), gdx_http_req_remote_addr(req));
   char *colon = strrchr(r->source, ':');
   if (colon)
     *colon = '\0'; /* the address, not the ephemeral port */
@@ -73,8 +66,8 @@ void xcall_refuse(xcall *k, int status, const char *code, int reason, const char
   call_record *r = &k->r;
   r->status = status;
   r->units = 0; /* refused: nothing counted */
-  copy_str(r->error_type, sizeof(r->error_type), type);
-  copy_str(r->error_code, sizeof(r->error_code), code);
+  gdx_str_copy(r->error_type, sizeof(r->error_type), type);
+  gdx_str_copy(r->error_code, sizeof(r->error_code), code);
   r->ms_total = (int)(now_ms(k->x) - k->start_ms);
   r->ms_node = r->ms_upstream = -1;
   record(k->x, r);
@@ -166,8 +159,8 @@ static void on_finish(const gdx_relay_result *res, void *data) {
   call_record *r = &k->r;
   r->forwarded = 1;
   r->status = res->status;
-  copy_str(r->error_type, sizeof(r->error_type), res->error_type);
-  copy_str(r->error_code, sizeof(r->error_code), res->error_code);
+  gdx_str_copy(r->error_type, sizeof(r->error_type), res->error_type);
+  gdx_str_copy(r->error_code, sizeof(r->error_code), res->error_code);
   r->bytes_in = res->bytes_in;
   r->bytes_out = res->bytes_out;
   r->ms_total = (int)(now_ms(k->x) - k->start_ms);

@@ -117,3 +117,9 @@ char *gdx_buf_detach(gdx_buf *b, size_t *len) {
   gdx_buf_init(b, b->cap);
   return p;
 }
+
+void gdx_str_copy(char *dst, size_t n, const char *src) {
+  size_t l = strnlen(src, n - 1);
+  memcpy(dst, src, l);
+  dst[l] = '\0';
+}

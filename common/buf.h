@@ -35,6 +35,10 @@ int gdx_buf_append_json_str(gdx_buf *b, const char *s, size_t n);
 /* Hands the memory to the caller (free() it) and leaves the buffer empty. */
 char *gdx_buf_detach(gdx_buf *b, size_t *len);
 
+/* Copies src into dst (n bytes, n > 0), cut to fit, always NUL-terminated:
+ * snprintf(dst, n, "%s", src) without the format machinery, for hot paths. */
+void gdx_str_copy(char *dst, size_t n, const char *src);
+
 /* Common caps. */
 #define GDX_BUF_CAP_LOGLINE (16 * 1024)
 

@@ -65,8 +65,19 @@ static void detach_hands_over_memory(void **state) {
   free(p);
 }
 
+static void str_copy_cuts_and_terminates(void **state) {
+  char d[4];
+  gdx_str_copy(d, sizeof(d), "ab");
+  assert_string_equal(d, "ab");
+  gdx_str_copy(d, sizeof(d), "abcdef");
+  assert_string_equal(d, "abc");
+  gdx_str_copy(d, 1, "x");
+  assert_string_equal(d, "");
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
+      cmocka_unit_test(str_copy_cuts_and_terminates),
       cmocka_unit_test(append_within_cap),
       cmocka_unit_test(append_past_cap_fails_and_keeps_contents),
       cmocka_unit_test(long_formatted_append),
